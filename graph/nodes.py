@@ -1,0 +1,157 @@
+"""The four nodes of the loop. Each reads state, calls its role's backend from the runtime context,
+writes images to the run directory and returns a partial state update plus trajectory events.
+
+The nodes are public so custom graphs can reuse them next to nodes of their own.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal, TypedDict
+
+from langgraph.runtime import Runtime
+
+from strokegraph.agents.critic import CritiqueRequest
+from strokegraph.agents.drafter import DraftRequest
+from strokegraph.agents.planner import single_pass_plan
+from strokegraph.agents.refiner import RefineRequest
+from strokegraph.errors import RunError, StrokegraphError
+from strokegraph.graph.state import RunContext, RunState
+from strokegraph.schema import Event, ImageRef
+
+__all__ = ["Progress", "critic", "drafter", "planner", "refiner"]
+
+
+class Progress(TypedDict):
+    """A progress event, streamed through LangGraph's ``custom`` stream mode."""
+
+    kind: Literal["start", "end"]
+    stage: Literal["plan", "draft", "critique", "refine"]
+    step: int
+    round: int
+    message: str
+    duration_s: float
+
+
+def _emit(runtime: Runtime[RunContext], **event) -> None:
+    if runtime.stream_writer is not None:
+        runtime.stream_writer(Progress(**event))
+
+
+def _run(node: str, step: int, fn):
+    """Call a backend; anything it raises that is not ours becomes a RunError naming the node."""
+    try:
+        return fn()
+    except StrokegraphError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a backend may fail in any way; name where it did
+        raise RunError(f"{type(exc).__name__}: {exc}", node=node, step=step) from exc
+
+
+def planner(state: RunState, runtime: Runtime[RunContext]) -> dict:
+    ctx = runtime.context
+    _emit(runtime, kind="start", stage="plan", step=-1, round=0, message=state.prompt, duration_s=0.0)
+    t0 = time.perf_counter()
+    scene, plan = ctx.planner.plan(state.prompt)
+    if state.single_pass:
+        plan = single_pass_plan(scene)
+    dt = time.perf_counter() - t0
+    text = "\n".join(f"<ins>{s.instruction}</ins> <des>{s.description}</des>" for s in plan.steps)
+    _emit(runtime, kind="end", stage="plan", step=-1, round=0, message=f"{len(plan.steps)} step(s)", duration_s=dt)
+    event = Event(stage="plan", step=-1, text=text, duration_s=dt, backend=ctx.ids.get("planner", ""))
+    return {"scene": scene, "plan": plan, "trajectory": [event]}
+
+
+def drafter(state: RunState, runtime: Runtime[RunContext]) -> dict:
+    ctx = runtime.context
+    step = state.step + 1
+    plan_step = state.plan.steps[step]
+    _emit(runtime, kind="start", stage="draft", step=step, round=0, message=plan_step.instruction, duration_s=0.0)
+    t0 = time.perf_counter()
+    current = state.image.open(ctx.run_dir) if state.image else None
+    request = DraftRequest(scene=state.scene, plan=state.plan, step=step, image=current, seed=ctx.seed)
+    result = _run("drafter", step, lambda: ctx.drafter.draft(request))
+    image = ImageRef.save(result.image, ctx.run_dir, f"step{step + 1:02d}-draft.png")
+    dt = time.perf_counter() - t0
+    _emit(runtime, kind="end", stage="draft", step=step, round=0, message=image.path, duration_s=dt)
+    event = Event(
+        stage="draft",
+        step=step,
+        text=plan_step.instruction,
+        image=image,
+        duration_s=dt,
+        sampling_steps=result.sampling_steps,
+        backend=ctx.ids.get("drafter", ""),
+    )
+    return {
+        "step": step,
+        "round": 0,
+        "image": image,
+        "critique": None,
+        "sampling_steps": state.sampling_steps + result.sampling_steps,
+        "trajectory": [event],
+    }
+
+
+def critic(state: RunState, runtime: Runtime[RunContext]) -> dict:
+    ctx = runtime.context
+    last = state.step == len(state.plan.steps) - 1
+    # Not drawn yet is not drawn wrong: judge only what steps <= k introduced; the last step
+    # is judged against the whole prompt.
+    scope = frozenset(e.id for e in state.scene.entities) if last else state.plan.introduced_until(state.step)
+    _emit(runtime, kind="start", stage="critique", step=state.step, round=state.round, message="", duration_s=0.0)
+    t0 = time.perf_counter()
+    request = CritiqueRequest(scene=state.scene, scope=scope, image=state.image.open(ctx.run_dir))
+    critique = _run("critic", state.step, lambda: ctx.critic.critique(request))
+    dt = time.perf_counter() - t0
+    summary = "no violations" if critique.passed else "; ".join(v.message for v in critique.violations)
+    _emit(runtime, kind="end", stage="critique", step=state.step, round=state.round, message=summary, duration_s=dt)
+    event = Event(
+        stage="critique",
+        step=state.step,
+        round=state.round,
+        text=summary,
+        image=state.image,
+        duration_s=dt,
+        backend=ctx.ids.get("critic", ""),
+        critique=critique,
+    )
+    return {"critique": critique, "trajectory": [event]}
+
+
+def refiner(state: RunState, runtime: Runtime[RunContext]) -> dict:
+    ctx = runtime.context
+    rnd = state.round + 1
+    _emit(runtime, kind="start", stage="refine", step=state.step, round=rnd, message="", duration_s=0.0)
+    t0 = time.perf_counter()
+    request = RefineRequest(
+        scene=state.scene,
+        plan=state.plan,
+        step=state.step,
+        round=rnd,
+        image=state.image.open(ctx.run_dir),
+        critique=state.critique,
+        seed=ctx.seed,
+    )
+    result = _run("refiner", state.step, lambda: ctx.refiner.refine(request))
+    image = ImageRef.save(result.image, ctx.run_dir, f"step{state.step + 1:02d}-refine{rnd}.png")
+    dt = time.perf_counter() - t0
+    _emit(runtime, kind="end", stage="refine", step=state.step, round=rnd, message=result.refinement.text, duration_s=dt)
+    event = Event(
+        stage="refine",
+        step=state.step,
+        round=rnd,
+        text=result.refinement.text,
+        image=image,
+        duration_s=dt,
+        sampling_steps=result.sampling_steps,
+        backend=ctx.ids.get("refiner", ""),
+        refinement=result.refinement,
+    )
+    return {
+        "round": rnd,
+        "rounds_total": state.rounds_total + 1,
+        "image": image,
+        "sampling_steps": state.sampling_steps + result.sampling_steps,
+        "trajectory": [event],
+    }

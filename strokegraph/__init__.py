@@ -1,0 +1,3 @@
+"""strokegraph: process-driven image generation as a LangGraph loop of plan, draft, critique, refine."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,29 @@
+"""The two families of errors strokegraph raises.
+
+A :class:`UsageError` means the caller asked for something that cannot work (a bad prompt, backend
+id, setting or path); it is raised before any model runs. A :class:`RunError` means a run failed
+while working (a backend failed, its output could not be parsed); it names where.
+The CLI turns both into one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RunError", "StrokegraphError", "UsageError"]
+
+
+class StrokegraphError(Exception):
+    """Base class of every error strokegraph raises on purpose."""
+
+
+class UsageError(StrokegraphError, ValueError):
+    """Bad input from the caller: fix the named argument and try again."""
+
+
+class RunError(StrokegraphError, RuntimeError):
+    """A run failed while working; ``node`` and ``step`` say where, when known."""
+
+    def __init__(self, message: str, *, node: str | None = None, step: int | None = None) -> None:
+        where = ", ".join(p for p in (f"node {node!r}" if node else "", f"step {step}" if step is not None else "") if p)
+        super().__init__(f"{message} ({where})" if where else message)
+        self.node = node
+        self.step = step

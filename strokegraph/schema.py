@@ -1,0 +1,252 @@
+"""The data that flows through a strokegraph run.
+
+Everything here is plain, serialisable pydantic data: it lives in the LangGraph state, goes through
+every checkpointer, and is written to ``trajectory.json``. Images are never held in memory here;
+an :class:`ImageRef` points at a file inside the run directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+
+__all__ = [
+    "COLOURS",
+    "PREDICATES",
+    "Box",
+    "Colour",
+    "Critique",
+    "Detection",
+    "Entity",
+    "Event",
+    "ImageRef",
+    "Plan",
+    "PlanStep",
+    "Predicate",
+    "Refinement",
+    "Relation",
+    "SceneGraph",
+    "Stage",
+    "Violation",
+    "ViolationKind",
+]
+
+Colour = Literal["red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white"]
+#: GenEval's ten colour names, in its order.
+COLOURS: tuple[str, ...] = Colour.__args__  # type: ignore[attr-defined]
+
+Predicate = Literal["left of", "right of", "above", "below"]
+PREDICATES: tuple[str, ...] = Predicate.__args__  # type: ignore[attr-defined]
+
+#: A normalised box ``(x0, y0, x1, y1)`` with 0 <= x0 < x1 <= 1, y pointing down.
+Box = tuple[float, float, float, float]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scene graph and plan
+# ---------------------------------------------------------------------------------------------
+
+
+class Entity(_Model):
+    """One kind of object in the scene: ``count`` instances of ``noun``."""
+
+    id: str = Field(description="Stable id, e.g. 'e0'.")
+    noun: str = Field(description="Singular noun, lower case, e.g. 'wine glass'.")
+    count: int = Field(default=1, ge=1)
+    colour: Colour | None = None
+    attributes: tuple[str, ...] = Field(
+        default=(), description="Other adjectives the parser kept, e.g. ('wooden',)."
+    )
+
+    def phrase(self) -> str:
+        """A noun phrase such as ``'two red apples'`` or ``'a blue cup'``."""
+        from strokegraph._text import noun_phrase
+
+        adjectives = (*self.attributes, self.colour) if self.colour else self.attributes
+        return noun_phrase(self.noun, self.count, adjectives)
+
+
+class Relation(_Model):
+    """``subject`` is ``predicate`` ``object`` (entity ids), e.g. e1 'left of' e0."""
+
+    subject: str
+    predicate: Predicate
+    object: str
+
+
+class SceneGraph(_Model):
+    """What the prompt asks for, structured. ``constraints`` holds what could not be structured."""
+
+    prompt: str
+    entities: tuple[Entity, ...]
+    relations: tuple[Relation, ...] = ()
+    constraints: tuple[str, ...] = Field(
+        default=(), description="Free-text parts of the prompt no rule could structure; kept, shown, not judged."
+    )
+
+    @model_validator(mode="after")
+    def _check_ids(self) -> SceneGraph:
+        ids = [e.id for e in self.entities]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"duplicate entity ids in {ids!r}")
+        for rel in self.relations:
+            for end in (rel.subject, rel.object):
+                if end not in ids:
+                    raise ValueError(f"relation {rel!r} names unknown entity {end!r}")
+        return self
+
+    def entity(self, entity_id: str) -> Entity:
+        for e in self.entities:
+            if e.id == entity_id:
+                return e
+        raise KeyError(entity_id)
+
+
+class PlanStep(_Model):
+    """One step of the process: ``<ins>`` what to add, ``<des>`` the whole scene afterwards."""
+
+    instruction: str = Field(description="<ins>: what to add or change in this step.")
+    description: str = Field(description="<des>: the whole scene as it should look after this step.")
+    entity_ids: tuple[str, ...] = Field(description="Entities this step introduces or changes.")
+
+
+class Plan(_Model):
+    steps: tuple[PlanStep, ...] = Field(min_length=1)
+
+    def introduced_until(self, step: int) -> frozenset[str]:
+        """Entity ids introduced by steps ``0..step`` (inclusive)."""
+        return frozenset(eid for s in self.steps[: step + 1] for eid in s.entity_ids)
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------------
+
+
+class ImageRef(_Model):
+    """An image file inside the run directory. State holds these, never pixels."""
+
+    path: str = Field(description="Path relative to the run directory, with '/' separators.")
+    sha256: str
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+
+    @classmethod
+    def save(cls, image, run_dir: Path, name: str) -> ImageRef:
+        """Write ``image`` (a PIL image) as PNG to ``run_dir/images/name`` and return its reference."""
+        rel = Path("images") / name
+        target = Path(run_dir) / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        image.save(target, format="PNG")
+        data = target.read_bytes()
+        return cls(
+            path=rel.as_posix(),
+            sha256=hashlib.sha256(data).hexdigest(),
+            width=image.width,
+            height=image.height,
+        )
+
+    def open(self, run_dir: Path):
+        """Load the image as an RGB PIL image, checking its hash."""
+        from PIL import Image
+
+        from strokegraph.errors import RunError
+
+        target = Path(run_dir) / self.path
+        data = target.read_bytes()
+        if hashlib.sha256(data).hexdigest() != self.sha256:
+            raise RunError(f"image {self.path!r} changed on disk since it was written (sha256 mismatch)")
+        with Image.open(target) as im:
+            return im.convert("RGB")
+
+
+# ---------------------------------------------------------------------------------------------
+# Critique and refinement
+# ---------------------------------------------------------------------------------------------
+
+
+class Detection(_Model):
+    """One object instance found in an image."""
+
+    noun: str
+    box: Box
+    score: float = Field(ge=0.0, le=1.0)
+    colour: Colour | None = None
+
+
+ViolationKind = Literal["missing", "extra", "count", "attribute", "relation"]
+
+
+class Violation(_Model):
+    kind: ViolationKind
+    entity_ids: tuple[str, ...] = Field(default=(), description="Entities concerned (subject first).")
+    relation: Relation | None = None
+    expected: str
+    observed: str
+    box: Box | None = Field(default=None, description="Where the problem is, when known (normalised).")
+    message: str
+
+
+class Critique(_Model):
+    """What the critic found when it compared an image with the plan and the prompt."""
+
+    violations: tuple[Violation, ...] = ()
+    detections: tuple[Detection, ...] = ()
+    judged_entity_ids: tuple[str, ...] = Field(
+        default=(), description="Entities in scope at this step; later ones are 'not drawn yet', not violations."
+    )
+    unjudged: tuple[str, ...] = Field(default=(), description="Constraints this critic cannot judge.")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def passed(self) -> bool:
+        return not self.violations
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_passed(cls, data):
+        # ``passed`` is derived from ``violations``; a dump carries it, so accept it back on load.
+        if isinstance(data, dict) and "passed" in data:
+            data = {k: v for k, v in data.items() if k != "passed"}
+        return data
+
+
+RefineOp = Literal["regenerate", "inpaint", "global_edit"]
+
+
+class Refinement(_Model):
+    """A correction: ``<refine>`` text, how to apply it, and where."""
+
+    text: str = Field(description="<refine>: the correction, in words.")
+    operation: RefineOp
+    region: Box | None = Field(default=None, description="Area to redraw for 'inpaint' (normalised).")
+    violations: tuple[Violation, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------------
+# Trajectory
+# ---------------------------------------------------------------------------------------------
+
+Stage = Literal["plan", "draft", "critique", "refine", "error"]
+
+
+class Event(_Model):
+    """One entry of the append-only trajectory."""
+
+    stage: Stage
+    step: int = Field(description="Plan step index (0-based); -1 for planning.")
+    round: int = Field(default=0, description="Refine round within the step; 0 is the draft.")
+    text: str = ""
+    image: ImageRef | None = None
+    duration_s: float = 0.0
+    sampling_steps: int = 0
+    backend: str = ""
+    critique: Critique | None = None
+    refinement: Refinement | None = None
