@@ -1,0 +1,130 @@
+"""Small English helpers shared by the planner (parsing) and the plan texts (writing)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+NUMBER_WORDS: dict[str, int] = {
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "a pair of": 2,
+    "a couple of": 2,
+    "several": 3,
+}
+_WORD_FOR = {v: k for k, v in NUMBER_WORDS.items() if " " not in k and k != "several"}
+
+# Irregular plural -> singular. Nouns whose plural equals the singular map to themselves.
+IRREGULAR_PLURALS: dict[str, str] = {
+    "people": "person",
+    "men": "man",
+    "women": "woman",
+    "children": "child",
+    "mice": "mouse",
+    "geese": "goose",
+    "feet": "foot",
+    "teeth": "tooth",
+    "knives": "knife",
+    "leaves": "leaf",
+    "wolves": "wolf",
+    "shelves": "shelf",
+    "loaves": "loaf",
+    "halves": "half",
+    "calves": "calf",
+    "oxen": "ox",
+    "cacti": "cactus",
+    "sheep": "sheep",
+    "fish": "fish",
+    "deer": "deer",
+    "skis": "skis",
+    "scissors": "scissors",
+    "glasses": "glass",
+    "broccoli": "broccoli",
+}
+_IRREGULAR_SINGULARS = {v: k for k, v in IRREGULAR_PLURALS.items()}
+# Nouns ending in 's' that are singular in their own right (do not strip the 's').
+_SINGULAR_S = {"bus", "glass", "grass", "dress", "cactus", "octopus", "walrus", "class", "skis", "scissors", "lens"}
+
+
+def pluralize(noun: str) -> str:
+    """``'wine glass'`` -> ``'wine glasses'``; inflects the last word only."""
+    head, _, last = noun.rpartition(" ")
+    if last in _IRREGULAR_SINGULARS:
+        plural = _IRREGULAR_SINGULARS[last]
+    elif last.endswith(("s", "x", "z", "ch", "sh")):
+        plural = last + "es"
+    elif last.endswith("y") and last[-2:-1] not in tuple("aeiou"):
+        plural = last[:-1] + "ies"
+    elif last.endswith("fe"):
+        plural = last[:-2] + "ves"
+    else:
+        plural = last + "s"
+    return f"{head} {plural}" if head else plural
+
+
+def singular_candidates(word: str) -> list[str]:
+    """Possible singular forms of ``word``, most likely first (``word`` itself last)."""
+    out: list[str] = []
+    if word in IRREGULAR_PLURALS:
+        out.append(IRREGULAR_PLURALS[word])
+    if word in _SINGULAR_S:
+        out.append(word)
+    if word.endswith("ies") and len(word) > 4:
+        out.append(word[:-3] + "y")
+    if word.endswith("ves"):
+        out += [word[:-3] + "fe", word[:-3] + "f"]
+    if word.endswith("es"):
+        out.append(word[:-2])
+    if word.endswith("s") and not word.endswith("ss"):
+        out.append(word[:-1])
+    out.append(word)
+    seen: set[str] = set()
+    return [w for w in out if w and not (w in seen or seen.add(w))]
+
+
+def singularize(word: str) -> str:
+    """``'stars'`` -> ``'star'``, ``'boxes'`` -> ``'box'``; a word that does not read as plural is kept."""
+    if word in IRREGULAR_PLURALS:
+        return IRREGULAR_PLURALS[word]
+    if word in _SINGULAR_S:
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("sses", "shes", "ches", "xes", "zes")):
+        return word[:-2]
+    # "-ss", "-us" and "-is" words (grass, cactus, iris) are singular already.
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 2:
+        return word[:-1]
+    return word
+
+
+def article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
+def number_word(n: int) -> str:
+    return _WORD_FOR.get(n, str(n))
+
+
+def noun_phrase(noun: str, count: int, adjectives: Iterable[str] = ()) -> str:
+    """``noun_phrase('apple', 2, ['red'])`` -> ``'two red apples'``."""
+    words = " ".join([*adjectives, noun if count == 1 else pluralize(noun)])
+    if count == 1:
+        return f"{article(words)} {words}"
+    return f"{number_word(count)} {words}"
+
+
+def join_words(items: list[str]) -> str:
+    """``['a', 'b', 'c']`` -> ``'a, b and c'``."""
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
