@@ -1,0 +1,433 @@
+"""Where the sketch world puts things: one square pixel box per object instance.
+
+:func:`solve_layout` places every instance of every entity of a scene graph so that each relation
+holds under GenEval's position rule (:func:`relative_position`) for every pair of instances.
+
+Method:
+
+1. **Relations.** "A left of B" orders A before B on the x axis, "A above B" on the y axis (y points
+   down). A relation that would close a cycle on its axis (or names one entity twice) is dropped;
+   :func:`acyclic_relations` lists the ones kept, in the scene's order.
+2. **Ranks.** Entities related on one axis are pulled onto one line of the other axis when nothing
+   orders them there (A left of B puts A and B in one row), so a relation is not also a diagonal.
+   The x rank of an entity is then its longest path over the left/right constraints, its y rank
+   the same over above/below.
+3. **Cells.** The canvas, less a margin, splits into columns x rows by rank, each column and row
+   as wide as its entities' instance counts need (about sqrt(count) icons each way). Entities with
+   no relation take the empty cells first. Entities sharing a cell split it along x, in scene
+   order, by the same measure (along y when their relations are mostly above/below, so each stays
+   in line with what it is above or below).
+4. **Instances.** The instances of an entity sit in a small grid (1x3, 2x2, 4x1, ...) in its
+   cell, spaced at :data:`PITCH` times the icon side, the side as large as the cell allows (at most
+   :data:`MAX_SIDE` of the canvas). Because every pair of instances counts, a wide grid can spoil
+   a relation; so per entity the grid shape, a shrink factor (not below :data:`MIN_SIDE`) and
+   whether the grid is pushed to the side of its cell away from its partners are searched
+   (coordinate descent): first the largest common scale at which every relation holds with
+   :data:`RELATION_MARGIN` to spare, then each entity grown back as far as it stays valid.
+5. **Jitter.** Each instance moves by up to :data:`JITTER` of its side, seeded and inside its cell;
+   if that costs any relation its margin, the layout is returned without jitter.
+
+Scenes that no such grid satisfies (two relations between one pair of many-instance entities, or
+crossing chains such as A left of B, A above C, C above B) get the placement with the fewest
+failing pairs. On 1,000 random planner-like scenes (1-5 entities, counts 1-4, each entity related
+to an earlier one) none failed; with relations between arbitrary pairs, about 6% did. Icons are
+48-170 px on a 512 px canvas unless a scene holds more than about a dozen instances; sizes scale
+with the canvas.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Iterable, Sequence
+from functools import cache, lru_cache
+
+from strokegraph.schema import Predicate, Relation, SceneGraph
+
+__all__ = [
+    "JITTER",
+    "MAX_SIDE",
+    "MIN_SIDE",
+    "PITCH",
+    "POSITION_THRESHOLD",
+    "RELATION_MARGIN",
+    "PixelBox",
+    "acyclic_relations",
+    "relation_holds",
+    "relative_position",
+    "solve_layout",
+]
+
+#: A square pixel box ``(x0, y0, x1, y1)`` with ``x1 - x0 == y1 - y0``.
+PixelBox = tuple[int, int, int, int]
+
+#: GenEval's share of the two objects' sizes taken off their centre offset.
+POSITION_THRESHOLD = 0.1
+#: How far past GenEval's 0.5 cut-off the solver keeps each relation, so the critic's tighter
+#: silhouette boxes and the jitter cannot tip it.
+RELATION_MARGIN = 0.08
+#: Spacing of an entity's instances, as a multiple of the icon side.
+PITCH = 1.2
+#: Largest icon side as a share of the canvas's shorter side (170 px on 512).
+MAX_SIDE = 170 / 512
+#: Smallest icon side the search shrinks to, as a share of the canvas's shorter side (48 px on 512);
+#: only a cell too small for it gives smaller icons.
+MIN_SIDE = 48 / 512
+#: Largest seeded shift of an instance, as a share of its side.
+JITTER = 0.06
+
+_CANVAS_MARGIN = 0.04
+_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
+_AXIS_OF: dict[str, tuple[int, bool]] = {
+    # predicate -> (axis, subject comes first on that axis)
+    "left of": (0, True),
+    "right of": (0, False),
+    "above": (1, True),
+    "below": (1, False),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# GenEval's position rule
+# ---------------------------------------------------------------------------------------------
+
+
+def _direction(box_a: Sequence[float], box_b: Sequence[float]) -> tuple[float, float] | None:
+    """GenEval's revised, normalised offset of A from B; None when the boxes are not apart."""
+    offset = [(box_a[i] + box_a[i + 2]) / 2 - (box_b[i] + box_b[i + 2]) / 2 for i in (0, 1)]
+    dims = [(box_a[i + 2] - box_a[i]) + (box_b[i + 2] - box_b[i]) for i in (0, 1)]
+    revised = [math.copysign(max(abs(o) - POSITION_THRESHOLD * d, 0.0), o) for o, d in zip(offset, dims, strict=True)]
+    if all(abs(r) < 1e-3 for r in revised):
+        return None
+    norm = math.hypot(*offset)
+    return revised[0] / norm, revised[1] / norm
+
+
+def relative_position(box_a: Sequence[float], box_b: Sequence[float]) -> set[str]:
+    """GenEval's relations of box A to box B (``(x0, y0, x1, y1)``, y down, any units).
+
+    offset = centre A - centre B; per axis the offset loses ``0.1 * (size A + size B)`` of its
+    magnitude (not below 0) and is divided by the length of the unrevised offset; A is "left of" B
+    when x < -0.5, "right of" when x > 0.5, "above" when y < -0.5, "below" when y > 0.5.
+    """
+    d = _direction(box_a, box_b)
+    if d is None:
+        return set()
+    dx, dy = d
+    found = set()
+    if dx < -0.5:
+        found.add("left of")
+    if dx > 0.5:
+        found.add("right of")
+    if dy < -0.5:
+        found.add("above")
+    if dy > 0.5:
+        found.add("below")
+    return found
+
+
+def relation_holds(predicate: Predicate, box_a: Sequence[float], box_b: Sequence[float], margin: float = 0.0) -> bool:
+    """Whether A is ``predicate`` B under GenEval's rule, with ``margin`` past the 0.5 cut-off."""
+    d = _direction(box_a, box_b)
+    if d is None:
+        return False
+    axis, first = _AXIS_OF[predicate]
+    return (-d[axis] if first else d[axis]) > 0.5 + margin
+
+
+# ---------------------------------------------------------------------------------------------
+# Relations and ranks
+# ---------------------------------------------------------------------------------------------
+
+
+def _reaches(edges: dict[str, set[str]], start: str, goal: str) -> bool:
+    seen, todo = {start}, [start]
+    while todo:
+        node = todo.pop()
+        if node == goal:
+            return True
+        for nxt in edges.get(node, ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return False
+
+
+def _ordered(rel: Relation) -> tuple[int, str, str]:
+    """``(axis, first, second)``: the relation as "first comes before second on axis"."""
+    axis, subject_first = _AXIS_OF[rel.predicate]
+    return (axis, rel.subject, rel.object) if subject_first else (axis, rel.object, rel.subject)
+
+
+def acyclic_relations(scene: SceneGraph) -> tuple[Relation, ...]:
+    """The relations the layout honours: all but those that close a cycle on their axis.
+
+    Relations are taken in the scene's order, so of "A left of B" and a later "B left of A" the
+    later is dropped. A relation of an entity to itself is dropped too.
+    """
+    edges: tuple[dict[str, set[str]], dict[str, set[str]]] = ({}, {})
+    kept = []
+    for rel in scene.relations:
+        axis, first, second = _ordered(rel)
+        if first == second or _reaches(edges[axis], second, first):
+            continue
+        edges[axis].setdefault(first, set()).add(second)
+        kept.append(rel)
+    return tuple(kept)
+
+
+def _ranks(
+    ids: Sequence[str], before: Iterable[tuple[str, str]], together: Iterable[tuple[str, str]]
+) -> dict[str, int]:
+    """Longest-path rank of each id; ``together`` pairs share a rank when nothing orders them."""
+    before = list(before)
+    parent = {i: i for i in ids}
+
+    def find(i: str) -> str:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    def group_edges() -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for a, b in before:
+            out.setdefault(find(a), set()).add(find(b))
+        return out
+
+    for a, b in together:
+        ga, gb = find(a), find(b)
+        if ga == gb:
+            continue
+        edges = group_edges()
+        # Merging two groups neither of which reaches the other cannot create a cycle.
+        if not (_reaches(edges, ga, gb) or _reaches(edges, gb, ga)):
+            parent[gb] = ga
+
+    edges = group_edges()
+    preds: dict[str, set[str]] = {}
+    for a, outs in edges.items():
+        for b in outs:
+            preds.setdefault(b, set()).add(a)
+
+    @cache
+    def rank(group: str) -> int:
+        return max((rank(p) + 1 for p in preds.get(group, ())), default=0)
+
+    return {i: rank(find(i)) for i in ids}
+
+
+# ---------------------------------------------------------------------------------------------
+# Placement
+# ---------------------------------------------------------------------------------------------
+
+_Cell = tuple[float, float, float, float]
+_Shape = tuple[int, int]  # (grid rows, grid columns)
+
+
+def _shapes(count: int) -> list[_Shape]:
+    """Grid shapes that hold ``count`` instances with no empty row."""
+    out = []
+    for rows in range(1, count + 1):
+        cols = math.ceil(count / rows)
+        if (rows - 1) * cols < count and (rows, cols) not in out:
+            out.append((rows, cols))
+    return out
+
+
+def _side(cell: _Cell, shape: _Shape, cap: float) -> float:
+    rows, cols = shape
+    return min((cell[2] - cell[0]) / (cols * PITCH), (cell[3] - cell[1]) / (rows * PITCH), cap)
+
+
+def _place(cell: _Cell, count: int, shape: _Shape, side: int, push: tuple[float, float]) -> list[PixelBox]:
+    """``count`` boxes of ``side`` px in a grid of ``shape`` inside ``cell``; a short last row is centred.
+
+    ``push`` (-1..1 per axis) moves the grid from the cell's centre towards its edges.
+    """
+    rows, cols = shape
+    pitch = PITCH * side
+    width, height = (cols - 1) * pitch + side, (rows - 1) * pitch + side
+    cx = (cell[0] + cell[2]) / 2 + push[0] * max(0.0, cell[2] - cell[0] - width) / 2
+    cy = (cell[1] + cell[3]) / 2 + push[1] * max(0.0, cell[3] - cell[1] - height) / 2
+    top = cy - height / 2
+    boxes = []
+    for i in range(count):
+        r, c = divmod(i, cols)
+        in_row = min(cols, count - r * cols)
+        left = cx - ((in_row - 1) * pitch + side) / 2
+        x0, y0 = round(left + c * pitch), round(top + r * pitch)
+        boxes.append((x0, y0, x0 + side, y0 + side))
+    return boxes
+
+
+def _edges(weights: Sequence[float], start: float, end: float) -> list[float]:
+    """Split ``start..end`` into parts proportional to ``weights``; the ``len + 1`` boundaries."""
+    total, edges = sum(weights), [start]
+    for w in weights:
+        edges.append(edges[-1] + (end - start) * w / total)
+    return edges
+
+
+def _failures(boxes: dict[str, list[PixelBox]], relations: Sequence[Relation], margin: float) -> int:
+    return sum(
+        not relation_holds(rel.predicate, a, b, margin)
+        for rel in relations
+        for a in boxes[rel.subject]
+        for b in boxes[rel.object]
+    )
+
+
+@lru_cache(maxsize=256)
+def _solve(
+    width: int, height: int, counts: tuple[tuple[str, int], ...], relations: tuple[Relation, ...]
+) -> tuple[tuple[str, tuple[PixelBox, ...], _Cell], ...]:
+    """The unjittered layout: per entity its boxes and its cell."""
+    ids = [i for i, _ in counts]
+    count_of = dict(counts)
+    ordered = [_ordered(r) for r in relations]
+    on_axis = [[(a, b) for axis, a, b in ordered if axis == k] for k in (0, 1)]
+    # x ranks keep y-related pairs in one column; y ranks keep x-related pairs in one row.
+    x_rank = _ranks(ids, on_axis[0], on_axis[1])
+    y_rank = _ranks(ids, on_axis[1], on_axis[0])
+
+    margin = _CANVAS_MARGIN * min(width, height)
+    n_cols, n_rows = max(x_rank.values()) + 1, max(y_rank.values()) + 1
+    sharing: dict[tuple[int, int], list[str]] = {}
+    related = {i for r in relations for i in (r.subject, r.object)}
+    for i in ids:
+        if i in related:
+            sharing.setdefault((x_rank[i], y_rank[i]), []).append(i)
+    # Entities with no relation fill the empty cells first, then share the emptiest one.
+    empty = [(c, r) for r in range(n_rows) for c in range(n_cols) if (c, r) not in sharing]
+    for i in ids:
+        if i not in related:
+            cell = empty.pop(0) if empty else min(sharing, key=lambda k: (sum(count_of[j] for j in sharing[k]), k))
+            sharing.setdefault(cell, []).append(i)
+    # Entities sharing a cell sit side by side along x, or stacked along y when their relations are
+    # mostly vertical (so each stays in line with what it is above or below).
+    on_axis_count = {i: [0, 0] for i in ids}
+    for axis, first, second in ordered:
+        on_axis_count[first][axis] += 1
+        on_axis_count[second][axis] += 1
+    split = {
+        cell: int(sum(on_axis_count[i][1] for i in members) > sum(on_axis_count[i][0] for i in members))
+        for cell, members in sharing.items()
+    }
+    # Columns and rows get room in proportion to what they hold: an entity needs about
+    # sqrt(count) icon sides each way.
+    need = {i: math.sqrt(count_of[i]) for i in ids}
+    col_need, row_need = [0.0] * n_cols, [0.0] * n_rows
+    for (col, row), members in sharing.items():
+        along, across = sum(need[i] for i in members), max(need[i] for i in members)
+        stacked = split[(col, row)] == 1
+        col_need[col] = max(col_need[col], across if stacked else along)
+        row_need[row] = max(row_need[row], along if stacked else across)
+    col_edge = _edges(col_need, margin, width - margin)
+    row_edge = _edges(row_need, margin, height - margin)
+    cells: dict[str, _Cell] = {}
+    for (col, row), members in sharing.items():
+        lo = [col_edge[col], row_edge[row]]
+        hi = [col_edge[col + 1], row_edge[row + 1]]
+        axis = split[(col, row)]
+        unit = (hi[axis] - lo[axis]) / sum(need[i] for i in members)
+        for i in members:
+            hi[axis] = lo[axis] + unit * need[i]
+            cells[i] = (lo[0], lo[1], hi[0], hi[1])
+            lo[axis] = hi[axis]
+
+    cap, floor = MAX_SIDE * min(width, height), MIN_SIDE * min(width, height)
+    # Pushing an entity's grid to the side of its cell that its relations point to moves it away
+    # from the entities it is related to, which keeps wide grids within a relation's cone.
+    toward = {i: [0, 0] for i in ids}
+    for axis, first, second in ordered:
+        toward[first][axis] -= 1
+        toward[second][axis] += 1
+    push = {i: (float((x > 0) - (x < 0)), float((y > 0) - (y < 0))) for i, (x, y) in toward.items()}
+    shapes = {i: _shapes(count_of[i]) for i in ids}
+    # Per entity: (grid shape, scale, push strength). Start from the shape with the largest icons.
+    choice = {i: (max(shapes[i], key=lambda s, i=i: _side(cells[i], s, cap)), 1.0, 0.0) for i in ids}
+
+    def layout() -> dict[str, list[PixelBox]]:
+        out = {}
+        for i, (shape, scale, strength) in choice.items():
+            full = _side(cells[i], shape, cap)
+            side = int(max(scale * full, min(full, floor)))
+            out[i] = _place(cells[i], count_of[i], shape, side, (strength * push[i][0], strength * push[i][1]))
+        return out
+
+    def score() -> tuple[int, float, float]:
+        boxes = layout()
+        sides = [b[0][2] - b[0][0] for b in boxes.values()]
+        return (-_failures(boxes, relations, RELATION_MARGIN), min(sides), sum(sides))
+
+    def descend(options_of) -> tuple[int, float, float]:
+        """Coordinate descent: each entity in turn takes its best option, until nothing changes."""
+        best = score()
+        for _ in range(4):
+            changed = False
+            for i in ids:
+                for option in options_of(i):
+                    kept = choice[i]
+                    choice[i] = option
+                    if (s := score()) > best:
+                        best, changed = s, True
+                    else:
+                        choice[i] = kept
+            if not changed:
+                break
+        return best
+
+    # The largest common scale at which some grid shapes and pushes satisfy every relation ...
+    best_found: tuple[tuple[int, float, float], dict] | None = None
+    for common in _SCALES:
+        choice = {i: (shape, common, strength) for i, (shape, _, strength) in choice.items()}
+        found = descend(lambda i, t=common: [(s, t, p) for s in shapes[i] for p in (0.0, 1.0)])
+        if best_found is None or found > best_found[0]:
+            best_found = (found, dict(choice))
+        if found[0] == 0:
+            break
+    choice = best_found[1]
+    # ... then each entity grows back as far as it stays valid.
+    descend(lambda i: [(s, t, p) for s in shapes[i] for t in _SCALES if t >= choice[i][1] for p in (0.0, 1.0)])
+    boxes = layout()
+    return tuple((i, tuple(boxes[i]), cells[i]) for i in ids)
+
+
+def _jittered(
+    solved: tuple[tuple[str, tuple[PixelBox, ...], _Cell], ...], relations: Sequence[Relation], seed: int
+) -> dict[str, list[PixelBox]]:
+    key = hashlib.sha256(f"strokegraph.layout\x1f{seed}".encode()).digest()
+    rng = random.Random(int.from_bytes(key[:8], "big"))
+    out: dict[str, list[PixelBox]] = {}
+    for entity_id, boxes, cell in solved:
+        moved = []
+        for x0, y0, x1, y1 in boxes:
+            side = x1 - x0
+            reach = JITTER * side
+            dx = round(rng.uniform(-reach, reach))
+            dy = round(rng.uniform(-reach, reach))
+            # Stay inside the cell, so jitter never brings two entities together.
+            dx = min(max(dx, math.ceil(cell[0]) - x0), math.floor(cell[2]) - x1)
+            dy = min(max(dy, math.ceil(cell[1]) - y0), math.floor(cell[3]) - y1)
+            moved.append((x0 + dx, y0 + dy, x1 + dx, y1 + dy))
+        out[entity_id] = moved
+    plain = {i: list(b) for i, b, _ in solved}
+    if _failures(out, relations, RELATION_MARGIN / 2) > _failures(plain, relations, RELATION_MARGIN / 2):
+        return plain
+    return out
+
+
+def solve_layout(scene: SceneGraph, width: int, height: int, seed: int) -> dict[str, list[PixelBox]]:
+    """One square pixel box per instance of every entity, keyed by entity id.
+
+    Deterministic in its inputs; ``seed`` only moves the jitter. Every relation of
+    :func:`acyclic_relations` holds under :func:`relative_position` for every pair of instances
+    whenever a grid layout can make it hold (see the module docstring).
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f"canvas size must be positive, got width={width!r}, height={height!r}")
+    relations = acyclic_relations(scene)
+    counts = tuple((e.id, e.count) for e in scene.entities)
+    solved = _solve(width, height, counts, relations)
+    return _jittered(solved, relations, seed)
