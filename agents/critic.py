@@ -1,16 +1,46 @@
-"""The critic role: compare an image with the scene graph and list the prompt violations."""
+"""The critic role: compare an image with the scene graph and list the prompt violations.
+
+GenEval's judging rules live here as small pure functions, shared by every detector-backed critic
+and by the benchmark scorer: :func:`observed_relations` / :func:`relation_holds` (the position
+rule), :func:`assign_detections` (which detection is which entity) and :func:`judge` (detections to
+violations). :class:`DetectorCritic` puts a :class:`Detector` in front of them.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from strokegraph.schema import Critique, Detection, SceneGraph
+from strokegraph._text import article, noun_phrase, number_word, pluralize
+from strokegraph.errors import UsageError
+from strokegraph.schema import (
+    COLOURS,
+    PREDICATES,
+    Box,
+    Critique,
+    Detection,
+    Entity,
+    Relation,
+    SceneGraph,
+    Violation,
+)
 
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["CritiqueRequest", "Critic", "Detector"]
+__all__ = [
+    "POSITION_THRESHOLD",
+    "CritiqueRequest",
+    "Critic",
+    "Detector",
+    "DetectorCritic",
+    "assign_detections",
+    "judge",
+    "observed_relations",
+    "relation_holds",
+]
 
 
 @dataclass(frozen=True)
@@ -31,3 +61,246 @@ class Detector(Protocol):
     """Finds object instances; :class:`DetectorCritic` turns them into violations by GenEval's rules."""
 
     def detect(self, image: Image.Image, nouns: tuple[str, ...]) -> list[Detection]: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# The position rule
+# ---------------------------------------------------------------------------------------------
+
+#: GenEval's share of the two objects' sizes taken off their centre offset, per axis.
+POSITION_THRESHOLD = 0.1
+
+
+def observed_relations(box_a: Box, box_b: Box) -> set[str]:
+    """Which of ``PREDICATES`` hold for A relative to B, by GenEval's rule (empty: no relation).
+
+    Per axis the centre offset A - B shrinks by ``0.1 * (size A + size B)`` (not past zero); if
+    nothing is left there is no relation, otherwise the shrunk offset over the length of the full
+    offset must pass 0.5 on an axis ("left of" below -0.5, "below" above 0.5, y pointing down).
+    """
+    offset = ((box_a[0] + box_a[2] - box_b[0] - box_b[2]) / 2, (box_a[1] + box_a[3] - box_b[1] - box_b[3]) / 2)
+    sizes = (box_a[2] - box_a[0] + box_b[2] - box_b[0], box_a[3] - box_a[1] + box_b[3] - box_b[1])
+    revised = [math.copysign(max(abs(o) - POSITION_THRESHOLD * s, 0.0), o) for o, s in zip(offset, sizes, strict=True)]
+    if all(abs(r) < 1e-3 for r in revised):
+        return set()
+    norm = math.hypot(*offset)
+    dx, dy = revised[0] / norm, revised[1] / norm
+    out = set()
+    if dx < -0.5:
+        out.add("left of")
+    if dx > 0.5:
+        out.add("right of")
+    if dy < -0.5:
+        out.add("above")
+    if dy > 0.5:
+        out.add("below")
+    return out
+
+
+def relation_holds(box_a: Box, box_b: Box, predicate: str) -> bool:
+    """Whether A is ``predicate`` B by GenEval's rule (see :func:`observed_relations`)."""
+    if predicate not in PREDICATES:
+        raise UsageError(f"unknown predicate {predicate!r}; expected one of {', '.join(map(repr, PREDICATES))}")
+    return predicate in observed_relations(box_a, box_b)
+
+
+# ---------------------------------------------------------------------------------------------
+# Detections to entities
+# ---------------------------------------------------------------------------------------------
+
+
+def _detection_key(d: Detection) -> tuple:
+    return (d.noun, -d.score, d.box, d.colour or "")
+
+
+def assign_detections(
+    scene: SceneGraph, scope: frozenset[str], detections: Iterable[Detection]
+) -> tuple[dict[str, list[Detection]], list[Detection]]:
+    """Share detections out among the scene's entities by noun; return them and the extras.
+
+    The result maps every entity id (in scope or not) to its detections; extras are detections
+    whose noun no entity of the scene has. Among entities sharing a noun, in this order: in-scope
+    entities take detections of their colour, uncoloured in-scope ones take any; entities not in
+    scope yet take theirs (a premature drawing is not wrong yet); in-scope coloured entities take
+    wrong-coloured ones; later entities take what is left up to their counts. Anything still left
+    is a surplus of an in-scope entity (of the same colour if one has it), or, with none in
+    scope, belongs to the later ones. Deterministic, whatever the order of ``detections``.
+    """
+    by_noun: dict[str, list[Detection]] = {}
+    extras: list[Detection] = []
+    nouns = {e.noun for e in scene.entities}
+    for d in sorted(detections, key=_detection_key):
+        (by_noun.setdefault(d.noun, []) if d.noun in nouns else extras).append(d)
+
+    got: dict[str, list[Detection]] = {e.id: [] for e in scene.entities}
+    for noun, pool in by_noun.items():
+        group = [e for e in scene.entities if e.noun == noun]
+        now = [e for e in group if e.id in scope]
+        later = [e for e in group if e.id not in scope]
+
+        def take(entities: list[Entity], same_colour: bool, pool: list[Detection] = pool) -> None:
+            for e in entities:
+                for d in list(pool):
+                    if len(got[e.id]) >= e.count:
+                        break
+                    if not same_colour or (e.colour is not None and d.colour == e.colour):
+                        got[e.id].append(d)
+                        pool.remove(d)
+
+        take(now, same_colour=True)
+        take([e for e in now if e.colour is None], same_colour=False)
+        take(later, same_colour=True)
+        take([e for e in now if e.colour is not None], same_colour=False)
+        take(later, same_colour=False)
+        for d in pool:
+            owners = now or later
+            owner = next((e for e in owners if e.colour is not None and e.colour == d.colour), None)
+            owner = owner or next((e for e in owners if e.colour is None), owners[0])
+            got[owner.id].append(d)
+    return got, extras
+
+
+# ---------------------------------------------------------------------------------------------
+# Detections to violations
+# ---------------------------------------------------------------------------------------------
+
+
+def _union(boxes: Iterable[Box]) -> Box | None:
+    boxes = list(boxes)
+    if not boxes:
+        return None
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
+
+
+def _the(entity: Entity) -> str:
+    """``'the apple'`` / ``'the apples'``."""
+    return f"the {entity.noun if entity.count == 1 else pluralize(entity.noun)}"
+
+
+def _colour_words(colours: Iterable[str | None]) -> str:
+    found = set(colours)
+    return " and ".join(c for c in COLOURS if c in found)
+
+
+def _entity_violations(e: Entity, found: Sequence[Detection]) -> list[Violation]:
+    if not found:
+        return [
+            Violation(
+                kind="missing",
+                entity_ids=(e.id,),
+                expected=e.phrase(),
+                observed="none",
+                message=f"expected {e.phrase()}, found none",
+            )
+        ]
+    out = []
+    if len(found) != e.count:
+        which = "too few" if len(found) < e.count else "too many"
+        out.append(
+            Violation(
+                kind="count",
+                entity_ids=(e.id,),
+                expected=str(e.count),
+                observed=str(len(found)),
+                box=_union(d.box for d in found),
+                message=f"expected {e.phrase()}, found {number_word(len(found))} ({which})",
+            )
+        )
+    wrong = [d for d in found if e.colour is not None and d.colour is not None and d.colour != e.colour]
+    if wrong:
+        observed = _colour_words(d.colour for d in wrong)
+        out.append(
+            Violation(
+                kind="attribute",
+                entity_ids=(e.id,),
+                expected=e.colour,
+                observed=observed,
+                box=_union(d.box for d in wrong),
+                message=f"expected {e.phrase()}, found {noun_phrase(e.noun, len(wrong), [observed])}",
+            )
+        )
+    return out
+
+
+def _relation_violation(rel: Relation, scene: SceneGraph, got: dict[str, list[Detection]]) -> Violation | None:
+    subjects, objects = got[rel.subject], got[rel.object]
+    failing = [(s, o) for s in subjects for o in objects if rel.predicate not in observed_relations(s.box, o.box)]
+    if not subjects or not objects or not failing:
+        return None
+    s_entity, o_entity = scene.entity(rel.subject), scene.entity(rel.object)
+    first_s, first_o = failing[0]
+    held = observed_relations(first_s.box, first_o.box)
+    observed = " and ".join(p for p in PREDICATES if p in held) or "no clear relation"
+    # Name the one failing pair when either side has several instances.
+    pair = tuple(f"{'the' if e.count == 1 else article(e.noun)} {e.noun}" for e in (s_entity, o_entity))
+    found = f"{pair[0]} {observed} {pair[1]}" if held else f"no clear relation between {pair[0]} and {pair[1]}"
+    failing_subjects = list(dict.fromkeys(s for s, _ in failing))
+    return Violation(
+        kind="relation",
+        entity_ids=(rel.subject, rel.object),
+        relation=rel,
+        expected=rel.predicate,
+        observed=observed,
+        box=_union(d.box for d in failing_subjects),
+        message=f"expected {_the(s_entity)} {rel.predicate} {_the(o_entity)}, found {found}",
+    )
+
+
+def _extra_violation(d: Detection) -> Violation:
+    observed = noun_phrase(d.noun, 1, [d.colour] if d.colour else [])
+    return Violation(
+        kind="extra",
+        expected="none",
+        observed=observed,
+        box=d.box,
+        message=f"found {observed} that the prompt does not ask for",
+    )
+
+
+def judge(scene: SceneGraph, scope: frozenset[str], detections: Sequence[Detection]) -> Critique:
+    """The violations of ``scene`` that ``detections`` show, judging only the entities in ``scope``.
+
+    Entities not in scope are "not drawn yet", not wrong: they are not judged, nor relations that
+    involve them, and detections of their nouns are never extras. Violations come in a fixed
+    order: per in-scope entity in scene order missing / count / attribute, then relations in scene
+    order, then extras.
+    """
+    unknown = sorted(set(scope) - {e.id for e in scene.entities})
+    if unknown:
+        raise UsageError(f"scope names entities the scene does not have: {', '.join(map(repr, unknown))}")
+    got, extras = assign_detections(scene, scope, detections)
+    violations: list[Violation] = []
+    for e in scene.entities:
+        if e.id in scope:
+            violations += _entity_violations(e, got[e.id])
+    for rel in scene.relations:
+        if rel.subject in scope and rel.object in scope:
+            v = _relation_violation(rel, scene, got)
+            if v is not None:
+                violations.append(v)
+    violations += [_extra_violation(d) for d in extras]
+    return Critique(
+        violations=tuple(violations),
+        detections=tuple(detections),
+        judged_entity_ids=tuple(sorted(scope)),
+        unjudged=scene.constraints,
+    )
+
+
+class DetectorCritic:
+    """A :class:`Critic` that detects the scene's nouns and judges them by GenEval's rules."""
+
+    def __init__(self, detector: Detector) -> None:
+        self.detector = detector
+
+    def critique(self, request: CritiqueRequest) -> Critique:
+        # All of the scene's nouns, not only those in scope: the detector needs them all to name
+        # what it sees, and unknown nouns' glyph codes depend on the whole set.
+        nouns = tuple(dict.fromkeys(e.noun for e in request.scene.entities))
+        detections = self.detector.detect(request.image, nouns)
+        return judge(request.scene, request.scope, detections)

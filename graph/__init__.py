@@ -3,4 +3,12 @@
 from strokegraph.graph.builder import after_critic, build_graph, recursion_limit
 from strokegraph.graph.state import Budget, RunContext, RunState, checkpoint_serializer
 
-__all__ = ["Budget", "RunContext", "RunState", "after_critic", "build_graph", "checkpoint_serializer", "recursion_limit"]
+__all__ = [
+    "Budget",
+    "RunContext",
+    "RunState",
+    "after_critic",
+    "build_graph",
+    "checkpoint_serializer",
+    "recursion_limit",
+]

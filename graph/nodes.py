@@ -136,7 +136,9 @@ def refiner(state: RunState, runtime: Runtime[RunContext]) -> dict:
     result = _run("refiner", state.step, lambda: ctx.refiner.refine(request))
     image = ImageRef.save(result.image, ctx.run_dir, f"step{state.step + 1:02d}-refine{rnd}.png")
     dt = time.perf_counter() - t0
-    _emit(runtime, kind="end", stage="refine", step=state.step, round=rnd, message=result.refinement.text, duration_s=dt)
+    _emit(
+        runtime, kind="end", stage="refine", step=state.step, round=rnd, message=result.refinement.text, duration_s=dt
+    )
     event = Event(
         stage="refine",
         step=state.step,

@@ -80,5 +80,9 @@ def checkpoint_serializer():
     """A checkpoint serializer that loads strokegraph's own state types without warnings."""
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-    types = [RunState, Budget, *(getattr(schema, name) for name in schema.__all__ if isinstance(getattr(schema, name), type))]
+    types = [
+        RunState,
+        Budget,
+        *(getattr(schema, name) for name in schema.__all__ if isinstance(getattr(schema, name), type)),
+    ]
     return JsonPlusSerializer(allowed_msgpack_modules=[t for t in types if issubclass(t, BaseModel)])

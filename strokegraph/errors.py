@@ -23,7 +23,9 @@ class RunError(StrokegraphError, RuntimeError):
     """A run failed while working; ``node`` and ``step`` say where, when known."""
 
     def __init__(self, message: str, *, node: str | None = None, step: int | None = None) -> None:
-        where = ", ".join(p for p in (f"node {node!r}" if node else "", f"step {step}" if step is not None else "") if p)
+        where = ", ".join(
+            p for p in (f"node {node!r}" if node else "", f"step {step}" if step is not None else "") if p
+        )
         super().__init__(f"{message} ({where})" if where else message)
         self.node = node
         self.step = step

@@ -61,9 +61,7 @@ class Entity(_Model):
     noun: str = Field(description="Singular noun, lower case, e.g. 'wine glass'.")
     count: int = Field(default=1, ge=1)
     colour: Colour | None = None
-    attributes: tuple[str, ...] = Field(
-        default=(), description="Other adjectives the parser kept, e.g. ('wooden',)."
-    )
+    attributes: tuple[str, ...] = Field(default=(), description="Other adjectives the parser kept, e.g. ('wooden',).")
 
     def phrase(self) -> str:
         """A noun phrase such as ``'two red apples'`` or ``'a blue cup'``."""

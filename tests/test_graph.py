@@ -22,7 +22,9 @@ SCENE = SceneGraph(
 PLAN = Plan(
     steps=(
         PlanStep(instruction="Draw a cup.", description="A cup.", entity_ids=("e0",)),
-        PlanStep(instruction="Add an apple left of the cup.", description="An apple left of a cup.", entity_ids=("e1",)),
+        PlanStep(
+            instruction="Add an apple left of the cup.", description="An apple left of a cup.", entity_ids=("e1",)
+        ),
     )
 )
 BAD = Violation(kind="missing", entity_ids=("e0",), expected="a cup", observed="none", message="no cup")
@@ -72,12 +74,13 @@ class CountingRefiner:
         )
 
 
-def run(tmp_path, failures, budget=Budget(), single_pass=False, checkpointer=None):
+def run(tmp_path, failures, budget=None, single_pass=False, checkpointer=None):
     critic, refiner, drafter = ScriptedCritic(failures), CountingRefiner(), SolidDrafter()
     ctx = RunContext(planner=ScriptedPlanner(), drafter=drafter, critic=critic, refiner=refiner, run_dir=tmp_path)
     graph = build_graph(checkpointer=checkpointer)
     config = {"configurable": {"thread_id": "t"}, "recursion_limit": 100}
-    out = graph.invoke(RunState(prompt=SCENE.prompt, budget=budget, single_pass=single_pass), config, context=ctx)
+    state_in = RunState(prompt=SCENE.prompt, budget=budget or Budget(), single_pass=single_pass)
+    out = graph.invoke(state_in, config, context=ctx)
     return RunState.model_validate(out), drafter, critic, refiner
 
 

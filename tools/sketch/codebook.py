@@ -55,12 +55,28 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 }
 
 #: Basic shapes: their silhouette is the shape itself.
-SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "diamond", "hexagon", "pentagon", "heart", "cross", "rectangle", "oval")
+SHAPES: tuple[str, ...] = (
+    "circle",
+    "square",
+    "triangle",
+    "star",
+    "diamond",
+    "hexagon",
+    "pentagon",
+    "heart",
+    "cross",
+    "rectangle",
+    "oval",
+)
 
 #: Glyph side as a fraction of the icon's side, and the glyph centre per silhouette (fractions).
-GLYPH_SIZE = 0.30
-_GLYPH_CENTRE: dict[str, tuple[float, float]] = {"triangle": (0.5, 0.66), "star": (0.5, 0.54), "heart": (0.5, 0.45)}
-# Silhouettes used for nouns that are not shapes, picked by code; all hold the glyph comfortably.
+#: At 0.36 a 48 px icon has 4.3 px cells, which survive JPEG's halved colour resolution; at 0.30
+#: orange and yellow icons under ~45 px (colours that differ from the grey mostly in hue) misread.
+#: The triangle's glyph sits low, where the triangle is widest.
+GLYPH_SIZE = 0.36
+_GLYPH_CENTRE: dict[str, tuple[float, float]] = {"triangle": (0.5, 0.74), "star": (0.5, 0.54), "heart": (0.5, 0.45)}
+# Silhouettes used for nouns that are not shapes, picked by code. Every silhouette (the star and
+# the cross fattened for it) keeps at least 6% of its side solid around the glyph.
 _GENERIC = ("rounded", "circle", "hexagon", "octagon", "square", "pentagon", "oval", "diamond")
 _SILHOUETTE_OF_SHAPE = {"rectangle": "wide", "oval": "oval"}
 
@@ -111,21 +127,21 @@ def decode(grid: list[list[bool]]) -> tuple[int, int]:
 def codes_for(nouns: Iterable[str]) -> dict[str, int]:
     """The code of each noun. Fixed nouns keep their code; others hash into the free codes.
 
-    Drafter and critic both call this with the scene graph's nouns, so they always agree, and two
-    unknown nouns of one scene never share a code.
+    Drafter and critic both call this with all of the scene graph's nouns, so they always agree.
+    The result does not depend on the nouns' order, and two unknown nouns of one call never share
+    a code: on a clash the alphabetically later noun takes the next free code.
     """
     fixed = {n: i for i, n in enumerate(fixed_nouns())}
-    out: dict[str, int] = {}
-    taken = set(fixed.values())
-    n_codes = len(all_codes())
-    for noun in nouns:
-        if noun in out:
-            continue
-        if noun in fixed:
-            out[noun] = fixed[noun]
-            continue
-        start = int.from_bytes(hashlib.sha256(noun.encode()).digest()[:4], "big") % n_codes
-        code = next(c for k in range(n_codes) if (c := (start + k) % n_codes) not in taken)
+    wanted = set(nouns)
+    unknown = sorted(wanted - fixed.keys())
+    first, n_free = len(fixed), len(all_codes()) - len(fixed)
+    if len(unknown) > n_free:
+        raise ValueError(f"nouns holds {len(unknown)} nouns outside the codebook; at most {n_free} fit")
+    out = {n: fixed[n] for n in wanted if n in fixed}
+    taken: set[int] = set()
+    for noun in unknown:
+        start = int.from_bytes(hashlib.sha256(noun.encode()).digest()[:4], "big")
+        code = next(c for k in range(n_free) if (c := first + (start + k) % n_free) not in taken)
         out[noun] = code
         taken.add(code)
     return out
@@ -141,7 +157,10 @@ def _outline(kind: str, x0: float, y0: float, s: float) -> list[tuple[float, flo
     """Polygon of a silhouette in the square ``(x0, y0, s)``; None for the ellipse-like kinds."""
 
     def ring(n: int, r: float, rot: float, cx: float = 0.5, cy: float = 0.5) -> list[tuple[float, float]]:
-        return [(x0 + s * (cx + r * cos(rot + 2 * pi * k / n)), y0 + s * (cy + r * sin(rot + 2 * pi * k / n))) for k in range(n)]
+        return [
+            (x0 + s * (cx + r * cos(rot + 2 * pi * k / n)), y0 + s * (cy + r * sin(rot + 2 * pi * k / n)))
+            for k in range(n)
+        ]
 
     if kind == "triangle":
         return [(x0 + s * 0.5, y0), (x0 + s, y0 + s), (x0, y0 + s)]
@@ -155,10 +174,10 @@ def _outline(kind: str, x0: float, y0: float, s: float) -> list[tuple[float, flo
         return ring(5, 0.52, -pi / 2, cy=0.54)
     if kind == "star":
         outer = ring(5, 0.52, -pi / 2, cy=0.54)
-        inner = ring(5, 0.29, -pi / 2 + pi / 5, cy=0.54)
+        inner = ring(5, 0.33, -pi / 2 + pi / 5, cy=0.54)
         return [p for pair in zip(outer, inner, strict=True) for p in pair]
     if kind == "cross":
-        a, b = 0.3, 0.7
+        a, b = 0.26, 0.74
         pts = [(a, 0), (b, 0), (b, a), (1, a), (1, b), (b, b), (b, 1), (a, 1), (a, b), (0, b), (0, a), (a, a)]
         return [(x0 + s * px, y0 + s * py) for px, py in pts]
     return None

@@ -1,0 +1,5 @@
+import sys
+
+from strokegraph.cli import main
+
+sys.exit(main())

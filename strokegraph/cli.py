@@ -1,0 +1,164 @@
+"""The ``strokegraph`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from strokegraph import __version__
+from strokegraph.errors import RunError, StrokegraphError, UsageError
+
+__all__ = ["EXIT_BUDGET", "EXIT_RUN_ERROR", "EXIT_USAGE", "main"]
+
+EXIT_RUN_ERROR = 1
+EXIT_USAGE = 2
+#: The budget ran out with violations left; the image, trajectory and report are still written.
+EXIT_BUDGET = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit 2, as for every other usage error
+        self.exit(EXIT_USAGE, f"strokegraph: error: {message} (see 'strokegraph {self.prog.split()[-1]} --help')\n")
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0 / 0.3:  # the largest default rate is 0.3, so this keeps every rate <= 1
+        raise argparse.ArgumentTypeError(f"must be between 0 and 3.33, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="strokegraph", description="Process-driven image generation: plan, draft, critique, refine.")
+    p.add_argument("--version", action="version", version=f"strokegraph {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    g = sub.add_parser("generate", help="generate an image for PROMPT through the loop")
+    g.add_argument("prompt", help="what to draw, e.g. 'two red apples to the left of a blue cup'")
+    g.add_argument("--out", help="run directory (default: runs/<timestamp>-<slug>/); must not exist or be empty")
+    for role, default in (
+        ("planner", "builtin:rules"),
+        ("drafter", "builtin:sketch"),
+        ("critic", "builtin:pixels"),
+        ("refiner", "builtin:sketch"),
+    ):
+        g.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id (default: {default})")
+    g.add_argument("--max-rounds", type=_non_negative, default=12, metavar="N", help="refine rounds in all (12)")
+    g.add_argument(
+        "--rounds-per-step", type=_non_negative, default=3, metavar="N", help="refine rounds per plan step (3)"
+    )
+    g.add_argument("--seed", type=int, default=0, help="seed for every backend (0)")
+    g.add_argument("--single-pass", action="store_true", help="one step with the whole prompt, no refinement")
+    g.add_argument(
+        "--faults",
+        type=_fraction,
+        metavar="SCALE",
+        help="sketch world only: multiply its default fault rates (0 draws exactly; default 1)",
+    )
+    g.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+
+    pl = sub.add_parser("plan", help="print the scene graph and plan for PROMPT")
+    pl.add_argument("prompt")
+    pl.add_argument("--planner", metavar="ID", default="builtin:rules", help="planner backend id (builtin:rules)")
+    pl.add_argument("--json", action="store_true", help="print JSON (default: readable text)")
+    pl.add_argument("--single-pass", action="store_true", help="the one-step plan of single-pass mode")
+    return p
+
+
+def _progress_printer(stream):
+    started = time.perf_counter()
+
+    def show(event: dict) -> None:
+        if event["kind"] != "end":
+            return
+        where = "plan" if event["step"] < 0 else f"step {event['step'] + 1}"
+        if event["round"]:
+            where += f" round {event['round']}"
+        stream.write(f"[{time.perf_counter() - started:6.1f}s] {event['stage']:<8} {where:<16} {event['message']}\n")
+        stream.flush()
+
+    return show
+
+
+def _generate(args) -> int:
+    from strokegraph.graph import Budget
+    from strokegraph.run import generate
+
+    settings = {}
+    if args.faults is not None:
+        settings = {"drafter": {"fault_scale": args.faults}, "refiner": {"fault_scale": args.faults}}
+        for role in ("drafter", "refiner"):
+            backend = getattr(args, role)
+            if backend and not backend.startswith("builtin:"):
+                raise UsageError(f"--faults applies to the sketch world only, not to --{role} {backend!r}")
+    budget = Budget(max_rounds=args.max_rounds, rounds_per_step=args.rounds_per_step)
+    result = generate(
+        args.prompt,
+        out=args.out,
+        planner=args.planner,
+        drafter=args.drafter,
+        critic=args.critic,
+        refiner=args.refiner,
+        settings=settings,
+        seed=args.seed,
+        budget=budget,
+        single_pass=args.single_pass,
+        on_progress=None if args.quiet else _progress_printer(sys.stderr),
+    )
+    left = len(result.critique.violations) if result.critique else 0
+    verdict = "passed" if result.passed else f"{left} violation(s) left after {result.rounds} refine round(s)"
+    print(f"{verdict}: {result.final_image}")
+    print(f"report: {result.run_dir / 'report.html'}")
+    return 0 if result.passed else EXIT_BUDGET
+
+
+def _plan(args) -> int:
+    from strokegraph import registry
+    from strokegraph.agents.planner import single_pass_plan
+
+    planner = registry.build("planner", args.planner)
+    scene, plan = planner.plan(args.prompt)
+    if args.single_pass:
+        plan = single_pass_plan(scene)
+    if args.json:
+        print(json.dumps({"scene": scene.model_dump(), "plan": plan.model_dump()}, indent=2))
+        return 0
+    print(f"prompt: {scene.prompt}")
+    for e in scene.entities:
+        print(f"  {e.id}: {e.phrase()}")
+    for r in scene.relations:
+        print(f"  {r.subject} {r.predicate} {r.object}")
+    for c in scene.constraints:
+        print(f"  (free text) {c}")
+    for i, s in enumerate(plan.steps):
+        print(f"step {i + 1}: <ins>{s.instruction}</ins>\n        <des>{s.description}</des>")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"generate": _generate, "plan": _plan}[args.command](args)
+    except UsageError as exc:
+        print(f"strokegraph: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (RunError, StrokegraphError) as exc:
+        print(f"strokegraph: run failed: {exc}", file=sys.stderr)
+        return EXIT_RUN_ERROR
+    except KeyboardInterrupt:
+        print("strokegraph: interrupted; what the run made so far is in its run directory", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

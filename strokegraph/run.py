@@ -1,0 +1,178 @@
+"""Running the loop: backends by id, a run directory, checkpoints, and the files a person looks at."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from strokegraph import registry
+from strokegraph.errors import UsageError
+from strokegraph.graph import Budget, RunContext, RunState, build_graph, checkpoint_serializer, recursion_limit
+from strokegraph.schema import Critique, Event, Plan, SceneGraph
+
+__all__ = ["Result", "build_backends", "generate", "new_run_dir"]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a finished run produced. Every path lies inside ``run_dir``."""
+
+    run_dir: Path
+    final_image: Path | None
+    passed: bool
+    critique: Critique | None
+    scene: SceneGraph | None
+    plan: Plan | None
+    trajectory: list[Event]
+    rounds: int
+    sampling_steps: int
+
+
+def _slug(prompt: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:40] or "run"
+
+
+def new_run_dir(prompt: str, out: str | os.PathLike | None = None, root: str | os.PathLike = "runs") -> Path:
+    """Create the run directory. An existing non-empty directory is never reused or overwritten."""
+    if out is None:
+        base = Path(root) / f"{datetime.now():%Y%m%d-%H%M%S}-{_slug(prompt)}"
+        path, n = base, 1
+        while path.exists():
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+    else:
+        path = Path(out)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise UsageError(f"output directory {str(path)!r} already exists and is not empty; choose another --out")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write to output directory {str(path)!r}: {exc.strerror or exc}") from exc
+    return path
+
+
+def build_backends(
+    ids: dict[str, str] | None = None, settings: dict[str, dict[str, Any]] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Parse every role's id first (so a typo fails before anything loads), then build each once."""
+    ids = {**registry.DEFAULT_IDS, **{k: v for k, v in (ids or {}).items() if v}}
+    settings = settings or {}
+    unknown = set(ids) - set(registry.ROLES)
+    if unknown:
+        raise UsageError(f"unknown role(s) {sorted(unknown)!r}; expected {', '.join(registry.ROLES)}")
+    for role, backend_id in ids.items():
+        registry.parse_id(role, backend_id)
+    return {role: registry.build(role, backend_id, **settings.get(role, {})) for role, backend_id in ids.items()}, ids
+
+
+def generate(
+    prompt: str,
+    *,
+    out: str | os.PathLike | None = None,
+    planner: str | None = None,
+    drafter: str | None = None,
+    critic: str | None = None,
+    refiner: str | None = None,
+    settings: dict[str, dict[str, Any]] | None = None,
+    seed: int = 0,
+    budget: Budget | None = None,
+    single_pass: bool = False,
+    on_progress: Callable[[dict], None] | None = None,
+) -> Result:
+    """Run the plan -> draft -> critique -> refine loop on ``prompt`` and write its files.
+
+    Writes ``final.png``, ``trajectory.json``, ``report.html``, every intermediate image under
+    ``images/`` and the checkpoints (``checkpoints.sqlite``) into the run directory (``out``, or a new
+    ``runs/<timestamp>-<slug>/``). Raises :class:`UsageError` for bad input before any backend runs,
+    :class:`RunError` when a backend fails; in both cases what the run already made stays on disk.
+    """
+    if not prompt or not prompt.strip():
+        raise UsageError("prompt is empty; say what to draw, e.g. 'two red apples to the left of a blue cup'")
+    budget = budget or Budget()
+    backends, ids = build_backends(
+        {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}, settings
+    )
+    run_dir = new_run_dir(prompt, out)
+    context = RunContext(**backends, run_dir=run_dir, seed=seed, ids=ids)
+    state_in = RunState(prompt=prompt, single_pass=single_pass, budget=budget)
+    config = {
+        "configurable": {"thread_id": run_dir.name},
+        "recursion_limit": recursion_limit(budget.max_rounds),
+    }
+    last: dict | None = None
+    error: BaseException | None = None
+    conn = sqlite3.connect(run_dir / "checkpoints.sqlite", check_same_thread=False)
+    try:
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        graph = build_graph(checkpointer=SqliteSaver(conn, serde=checkpoint_serializer()))
+        for mode, data in graph.stream(state_in, config, context=context, stream_mode=["custom", "values"]):
+            if mode == "values":
+                last = data
+            elif on_progress is not None:
+                on_progress(data)
+    except BaseException as exc:
+        error = exc
+        if isinstance(exc, UsageError) and (last is None or last.get("plan") is None):
+            # The prompt could not be planned, so nothing was made: leave no empty run behind.
+            conn.close()
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    finally:
+        conn.close()
+        if run_dir.exists():
+            state = RunState.model_validate(last) if last is not None else state_in
+            _write_outputs(run_dir, state, error)
+    return _result(run_dir, RunState.model_validate(last))
+
+
+def _result(run_dir: Path, state: RunState) -> Result:
+    final = run_dir / "final.png" if state.image else None
+    return Result(
+        run_dir=run_dir,
+        final_image=final,
+        passed=bool(state.critique and state.critique.passed and state.step == len(state.plan.steps) - 1),
+        critique=state.critique,
+        scene=state.scene,
+        plan=state.plan,
+        trajectory=list(state.trajectory),
+        rounds=state.rounds_total,
+        sampling_steps=state.sampling_steps,
+    )
+
+
+def _write_outputs(run_dir: Path, state: RunState, error: BaseException | None = None) -> None:
+    """Write trajectory.json, final.png and report.html for whatever state the run reached."""
+    from strokegraph.report import write_report
+
+    result = _result(run_dir, state)
+    if state.image is not None:
+        shutil.copyfile(run_dir / state.image.path, run_dir / "final.png")
+    doc = {
+        "prompt": state.prompt,
+        "single_pass": state.single_pass,
+        "passed": result.passed,
+        "finished": state.critique is not None and state.step == (len(state.plan.steps) - 1 if state.plan else -2),
+        "rounds": state.rounds_total,
+        "sampling_steps": state.sampling_steps,
+        "budget": state.budget.model_dump(),
+        "scene": state.scene.model_dump() if state.scene else None,
+        "plan": state.plan.model_dump() if state.plan else None,
+        "final_image": "final.png" if state.image else None,
+        "final_critique": state.critique.model_dump() if state.critique else None,
+        "error": None if error is None else f"{type(error).__name__}: {error}",
+        "events": [e.model_dump() for e in state.trajectory],
+    }
+    (run_dir / "trajectory.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    write_report(run_dir, state, passed=result.passed)

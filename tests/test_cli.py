@@ -1,0 +1,146 @@
+"""The command line as a user runs it: outputs, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from strokegraph.cli import EXIT_BUDGET, EXIT_USAGE, main
+from strokegraph.schema import Critique
+
+PROMPT = "two red apples to the left of a blue cup"
+
+
+def test_generate_writes_image_trajectory_and_report(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["generate", PROMPT, "--out", str(out), "--seed", "3"])
+    assert code in (0, EXIT_BUDGET)
+    doc = json.loads((out / "trajectory.json").read_text())
+    assert doc["prompt"] == PROMPT
+    assert doc["passed"] == (code == 0)
+    stages = [e["stage"] for e in doc["events"]]
+    assert stages[0] == "plan" and stages.count("draft") == len(doc["plan"]["steps"]) == 2
+    # Every image the run made is on disk, and final.png is the last one.
+    for event in doc["events"]:
+        if event["image"]:
+            assert (out / event["image"]["path"]).is_file()
+    last = [e["image"] for e in doc["events"] if e["image"]][-1]
+    assert (out / "final.png").read_bytes() == (out / last["path"]).read_bytes()
+    with Image.open(out / "final.png") as im:
+        assert im.size == (512, 512)
+    report = (out / "report.html").read_text()
+    assert "Step 1 of 2" in report and "Step 2 of 2" in report and "data:image/png;base64," in report
+    assert "&lt;ins&gt;" in report and "Final image" in report
+    # Progress per stage went to stderr; the summary to stdout.
+    captured = capsys.readouterr()
+    assert "draft" in captured.err and "critique" in captured.err
+    assert str(out / "final.png") in captured.out
+
+
+def test_exact_drawing_passes_first_time(tmp_path):
+    out = tmp_path / "run"
+    assert main(["generate", PROMPT, "--out", str(out), "--faults", "0", "-q"]) == 0
+    doc = json.loads((out / "trajectory.json").read_text())
+    assert [e["stage"] for e in doc["events"]] == ["plan", "draft", "critique", "draft", "critique"]
+    assert Critique.model_validate(doc["final_critique"]).passed
+
+
+def test_budget_spent_with_violations_left_has_its_own_exit_code(tmp_path, capsys):
+    out = tmp_path / "run"
+    # Every fault at its highest rate and no refinement allowed: violations must remain.
+    code = main(["generate", "a dog right of a teddy bear", "--out", str(out), "--faults", "3.33", "--max-rounds", "0"])
+    assert code == EXIT_BUDGET
+    assert "violation(s) left" in capsys.readouterr().out
+    doc = json.loads((out / "trajectory.json").read_text())
+    assert not doc["passed"] and doc["final_critique"]["violations"]
+    assert (out / "final.png").is_file() and (out / "report.html").is_file()
+
+
+def test_single_pass(tmp_path):
+    out = tmp_path / "run"
+    main(["generate", PROMPT, "--out", str(out), "--single-pass", "-q"])
+    doc = json.loads((out / "trajectory.json").read_text())
+    assert len(doc["plan"]["steps"]) == 1
+    assert [e["stage"] for e in doc["events"]] == ["plan", "draft", "critique"]
+
+
+def test_default_out_dir_is_never_overwritten(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate", "a cat", "-q", "--faults", "0"]) == 0
+    assert main(["generate", "a cat", "-q", "--faults", "0"]) == 0
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert len(runs) == 2 and all(name.endswith("a-cat") or name.endswith("a-cat-2") for name in runs)
+
+
+def test_plan_json_matches_the_scene(capsys):
+    assert main(["plan", PROMPT, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    entities = {e["noun"]: e for e in doc["scene"]["entities"]}
+    assert entities["apple"]["count"] == 2 and entities["apple"]["colour"] == "red"
+    assert entities["cup"]["colour"] == "blue"
+    assert doc["scene"]["relations"] == [
+        {"subject": entities["apple"]["id"], "predicate": "left of", "object": entities["cup"]["id"]}
+    ]
+    # The anchor (the cup) is drawn first.
+    assert doc["plan"]["steps"][0]["entity_ids"] == [entities["cup"]["id"]]
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["generate", ""], "prompt is empty"),
+        (["generate", "   "], "prompt is empty"),
+        (["generate", "!!!"], "prompt"),
+        (["plan", "red and blue"], "prompt"),
+        (["generate", "a cat", "--drafter", "builtin:skech"], "did you mean 'builtin:sketch'"),
+        (["generate", "a cat", "--critic", "nonsense"], "unknown critic id"),
+        (["generate", "a cat", "--max-rounds", "-1"], "--max-rounds"),
+        (["generate", "a cat", "--faults", "5"], "--faults"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(argv, needle, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert needle in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def cli(argv) -> int:
+    """Run the CLI in-process; argument errors exit through argparse, the rest return."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def test_unwritable_and_occupied_out_dirs(tmp_path, capsys):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    assert main(["generate", "a cat", "--out", str(blocker / "run")]) == EXIT_USAGE
+    assert "cannot write to output directory" in capsys.readouterr().err
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "keep.txt").write_text("precious")
+    assert main(["generate", "a cat", "--out", str(occupied)]) == EXIT_USAGE
+    assert "already exists" in capsys.readouterr().err
+    assert (occupied / "keep.txt").read_text() == "precious"
+
+
+def test_console_entry_point_runs_as_a_module(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "strokegraph", "generate", "a blue cup", "--out", str(tmp_path / "r"), "--faults", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert Path(tmp_path / "r" / "final.png").is_file()
+    bad = subprocess.run([sys.executable, "-m", "strokegraph", "generate", ""], capture_output=True, text=True)
+    assert bad.returncode == EXIT_USAGE and "Traceback" not in bad.stderr

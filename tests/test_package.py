@@ -1,0 +1,48 @@
+"""Packaging: one ``strokegraph`` namespace over the top-level folders, nothing bare installed."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BARE = ("agents", "graph", "tools", "prompts")
+
+
+@pytest.mark.parametrize("name", BARE)
+def test_folders_import_only_under_strokegraph(name, tmp_path):
+    code = f"import importlib.util as u, strokegraph.{name}; print(u.find_spec({name!r}) is None)"
+    # Run outside the checkout, so only what is installed can be imported.
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True", f"a bare {name!r} package is importable"
+
+
+def test_no_module_imports_a_folder_by_its_bare_name():
+    offenders = []
+    for path in ROOT.rglob("*.py"):
+        if any(part.startswith(".") or part in ("build", "runs") for part in path.relative_to(ROOT).parts):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in BARE]
+    assert offenders == []
+
+
+def test_package_data_is_installed():
+    from importlib import resources
+
+    from strokegraph import prompts
+
+    data = resources.files("strokegraph.data.geneval")
+    assert len(data.joinpath("evaluation_metadata.jsonl").read_text().splitlines()) == 553
+    assert "MIT License" in data.joinpath("LICENSE").read_text()
+    assert set(prompts.names()) == {"planner", "critic", "refiner"}
