@@ -16,7 +16,8 @@ body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#2
 h1{font-size:1.4rem} h2{font-size:1.1rem;margin-top:2rem;border-bottom:1px solid #ccc}
 .ok{color:#1a7f37} .bad{color:#c62828} .muted{color:#666}
 .row{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}
-figure{margin:0;background:#fff;border:1px solid #ddd;padding:.5rem;max-width:340px}
+.card{background:#fff;border:1px solid #ddd;padding:.5rem;width:330px;font-size:.9rem}
+figure{margin:0}
 figure svg{width:320px;height:auto;display:block}
 figcaption{font-size:.85rem;margin-top:.4rem}
 code,pre{background:#f0f0f0;padding:.1rem .3rem;border-radius:3px;white-space:pre-wrap}
@@ -61,36 +62,43 @@ def _critique_html(c: Critique) -> str:
         )
         body = f'<ul class="bad">{items}</ul>'
     found = ", ".join(f"{d.colour or ''} {d.noun}".strip() for d in c.detections) or "nothing"
-    unjudged = (
-        f'<p class="muted">Not judged by this critic: {html.escape("; ".join(c.unjudged))}</p>' if c.unjudged else ""
-    )
-    return f'{body}<p class="muted">Seen: {html.escape(found)}</p>{unjudged}'
+    return f'{body}<p class="muted">Seen: {html.escape(found)}</p>'
 
 
 def _step_section(run_dir: Path, state: RunState, step: int, events: list[Event]) -> str:
+    """The step's plan, then one card per image (draft, refinements) with its critique on it."""
     plan_step = state.plan.steps[step]
-    parts = [
-        f"<h2>Step {step + 1} of {len(state.plan.steps)}</h2>",
-        f"<p><b>Plan</b> <code>&lt;ins&gt;</code> {html.escape(plan_step.instruction)}<br>"
-        f"<code>&lt;des&gt;</code> {html.escape(plan_step.description)}</p>",
-    ]
-    figures, notes = [], []
+    cards: list[dict] = []
     for e in events:
-        if e.stage == "draft" and e.image:
-            figures.append(_figure(run_dir, e.image, f"Draft ({e.backend}, {e.duration_s:.2f} s)"))
-        elif e.stage == "critique" and e.critique is not None:
-            label = "draft" if e.round == 0 else f"refinement {e.round}"
-            status = '<span class="ok">pass</span>' if e.critique.passed else '<span class="bad">violations</span>'
-            figures.append(_figure(run_dir, e.image, f"Critique of the {label}: {status}", e.critique))
-            notes.append(f"<h3>Critique of the {label}</h3>{_critique_html(e.critique)}")
-        elif e.stage == "refine" and e.image:
-            r = e.refinement
-            region = f", region {tuple(round(x, 2) for x in r.region)}" if r and r.region else ""
-            figures.append(_figure(run_dir, e.image, f"Refinement {e.round}: {r.operation if r else ''}{region}"))
-            notes.append(f"<h3>Refinement {e.round}</h3><p><code>&lt;refine&gt;</code> {html.escape(e.text)}</p>")
-    parts.append(f'<div class="row">{"".join(figures)}</div>')
-    parts.extend(notes)
-    return "\n".join(parts)
+        if e.stage in ("draft", "refine") and e.image:
+            if e.stage == "draft":
+                title = f"Draft ({e.backend}, {e.duration_s:.2f} s)"
+                how = ""
+            else:
+                r = e.refinement
+                region = f", region {tuple(round(x, 2) for x in r.region)}" if r and r.region else ""
+                title = f"Refinement {e.round} ({r.operation if r else ''}{region})"
+                how = f"<p><code>&lt;refine&gt;</code> {html.escape(e.text)}</p>"
+            cards.append({"image": e.image, "title": title, "how": how, "critique": None})
+        elif e.stage == "critique" and e.critique is not None and cards:
+            cards[-1]["critique"] = e.critique
+    html_cards = []
+    for card in cards:
+        c = card["critique"]
+        verdict = (
+            ""
+            if c is None
+            else (' · <span class="ok">pass</span>' if c.passed else ' · <span class="bad">violations</span>')
+        )
+        figure = _figure(run_dir, card["image"], card["title"] + verdict, c)
+        notes = card["how"] + (_critique_html(c) if c is not None else "")
+        html_cards.append(f'<div class="card">{figure}{notes}</div>')
+    return (
+        f"<h2>Step {step + 1} of {len(state.plan.steps)}</h2>"
+        f"<p><b>Plan</b> <code>&lt;ins&gt;</code> {html.escape(plan_step.instruction)}<br>"
+        f"<code>&lt;des&gt;</code> {html.escape(plan_step.description)}</p>"
+        f'<div class="row">{"".join(html_cards)}</div>'
+    )
 
 
 def write_report(run_dir: Path, state: RunState, *, passed: bool) -> Path:

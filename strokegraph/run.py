@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from strokegraph import registry
+from strokegraph.agents.critic import Critic
+from strokegraph.agents.drafter import Drafter
+from strokegraph.agents.planner import Planner
+from strokegraph.agents.refiner import Refiner
 from strokegraph.errors import UsageError
 from strokegraph.graph import Budget, RunContext, RunState, build_graph, checkpoint_serializer, recursion_limit
 from strokegraph.schema import Critique, Event, Plan, SceneGraph
@@ -63,27 +67,40 @@ def new_run_dir(prompt: str, out: str | os.PathLike | None = None, root: str | o
 
 
 def build_backends(
-    ids: dict[str, str] | None = None, settings: dict[str, dict[str, Any]] | None = None
+    backends: dict[str, Any] | None = None, settings: dict[str, dict[str, Any]] | None = None
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Parse every role's id first (so a typo fails before anything loads), then build each once."""
-    ids = {**registry.DEFAULT_IDS, **{k: v for k, v in (ids or {}).items() if v}}
-    settings = settings or {}
-    unknown = set(ids) - set(registry.ROLES)
+    """Each role's backend and the id it is recorded under.
+
+    A role maps to an id (``"builtin:sketch"``), to a backend object of your own (anything with the
+    role's one method), or to None for the default. Every id is parsed before any is built, so a
+    typo fails before anything loads.
+    """
+    chosen = {**registry.DEFAULT_IDS, **{k: v for k, v in (backends or {}).items() if v is not None}}
+    unknown = set(chosen) - set(registry.ROLES)
     if unknown:
         raise UsageError(f"unknown role(s) {sorted(unknown)!r}; expected {', '.join(registry.ROLES)}")
-    for role, backend_id in ids.items():
-        registry.parse_id(role, backend_id)
-    return {role: registry.build(role, backend_id, **settings.get(role, {})) for role, backend_id in ids.items()}, ids
+    for role, value in chosen.items():
+        if isinstance(value, str):
+            registry.parse_id(role, value)
+    settings = settings or {}
+    built = {
+        role: registry.build(role, value, **settings.get(role, {})) if isinstance(value, str) else value
+        for role, value in chosen.items()
+    }
+    ids = {
+        role: value if isinstance(value, str) else f"custom:{type(value).__name__}" for role, value in chosen.items()
+    }
+    return built, ids
 
 
 def generate(
     prompt: str,
     *,
     out: str | os.PathLike | None = None,
-    planner: str | None = None,
-    drafter: str | None = None,
-    critic: str | None = None,
-    refiner: str | None = None,
+    planner: str | Planner | None = None,
+    drafter: str | Drafter | None = None,
+    critic: str | Critic | None = None,
+    refiner: str | Refiner | None = None,
     settings: dict[str, dict[str, Any]] | None = None,
     seed: int = 0,
     budget: Budget | None = None,
@@ -92,6 +109,8 @@ def generate(
 ) -> Result:
     """Run the plan -> draft -> critique -> refine loop on ``prompt`` and write its files.
 
+    Each role takes a backend id (default: the offline sketch world) or a backend object;
+    ``settings`` passes keyword arguments to the factories of id-named backends, per role.
     Writes ``final.png``, ``trajectory.json``, ``report.html``, every intermediate image under
     ``images/`` and the checkpoints (``checkpoints.sqlite``) into the run directory (``out``, or a new
     ``runs/<timestamp>-<slug>/``). Raises :class:`UsageError` for bad input before any backend runs,
@@ -103,6 +122,7 @@ def generate(
     backends, ids = build_backends(
         {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}, settings
     )
+    existed = out is not None and Path(out).exists()
     run_dir = new_run_dir(prompt, out)
     context = RunContext(**backends, run_dir=run_dir, seed=seed, ids=ids)
     state_in = RunState(prompt=prompt, single_pass=single_pass, budget=budget)
@@ -127,7 +147,9 @@ def generate(
         if isinstance(exc, UsageError) and (last is None or last.get("plan") is None):
             # The prompt could not be planned, so nothing was made: leave no empty run behind.
             conn.close()
-            shutil.rmtree(run_dir, ignore_errors=True)
+            (run_dir / "checkpoints.sqlite").unlink(missing_ok=True)
+            if not existed and not any(run_dir.iterdir()):
+                run_dir.rmdir()
         raise
     finally:
         conn.close()
