@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--planner", metavar="ID", default="builtin:rules", help="planner backend id (builtin:rules)")
     pl.add_argument("--json", action="store_true", help="print JSON (default: readable text)")
     pl.add_argument("--single-pass", action="store_true", help="the one-step plan of single-pass mode")
+    cb = sub.add_parser("codebook", help="draw the sketch world's icon codebook, labelled, to an image")
+    cb.add_argument("nouns", nargs="*", help="nouns to draw (default: every noun with a fixed code)")
+    cb.add_argument("--out", default="codebook.png", help="image file to write (codebook.png)")
     return p
 
 
@@ -145,10 +148,21 @@ def _plan(args) -> int:
     return 0
 
 
+def _codebook(args) -> int:
+    from strokegraph.tools.sketch.codebook import render_codebook
+
+    try:
+        render_codebook(args.nouns or None).save(args.out)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot write codebook to {args.out!r}: {exc}") from exc
+    print(args.out)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"generate": _generate, "plan": _plan}[args.command](args)
+        return {"generate": _generate, "plan": _plan, "codebook": _codebook}[args.command](args)
     except UsageError as exc:
         print(f"strokegraph: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -144,3 +144,12 @@ def test_console_entry_point_runs_as_a_module(tmp_path):
     assert Path(tmp_path / "r" / "final.png").is_file()
     bad = subprocess.run([sys.executable, "-m", "strokegraph", "generate", ""], capture_output=True, text=True)
     assert bad.returncode == EXIT_USAGE and "Traceback" not in bad.stderr
+
+
+def test_codebook_sheet(tmp_path):
+    out = tmp_path / "codebook.png"
+    assert main(["codebook", "--out", str(out)]) == 0
+    with Image.open(out) as im:
+        assert im.width == 10 * 112 and im.height == 10 * 112  # 91 nouns, 10 per row
+    assert main(["codebook", "dragon", "cup", "--out", str(tmp_path / "two.png")]) == 0
+    assert cli(["codebook", "--out", str(tmp_path / "missing" / "x.png")]) == EXIT_USAGE

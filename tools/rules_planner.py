@@ -19,15 +19,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 
 from strokegraph._text import NUMBER_WORDS, join_words, pluralize, singularize
 from strokegraph.errors import UsageError
 from strokegraph.schema import COLOURS, Entity, Plan, PlanStep, Relation, SceneGraph
+from strokegraph.vocab import known_nouns
 
 __all__ = ["RulesPlanner", "parse", "plan_scene"]
 
-SHAPES = tuple("circle square triangle star diamond hexagon pentagon heart cross rectangle oval".split())
 
 _SIDES = {
     f"{pre}{side}{suf} of": f"{side} of"
@@ -73,12 +72,10 @@ _FILLER_TABLE = _table((f, True) for f in _FILLERS)
 @cache
 def _nouns() -> dict[tuple[str, ...], str]:
     """Surface form (singular, plural, GenEval's naive plural) -> singular noun."""
-    names = resources.files("strokegraph.data.geneval").joinpath("object_names.txt").read_text(encoding="utf-8")
     table: dict[tuple[str, ...], str] = {}
-    for noun in (*names.split("\n"), *SHAPES):
-        if noun := noun.strip():
-            for form in (noun, pluralize(noun), noun + "s"):  # "toothbrushs", "sheeps", "tvs", ...
-                table.setdefault(tuple(form.split()), noun)
+    for noun in known_nouns():
+        for form in (noun, pluralize(noun), noun + "s"):  # "toothbrushs", "sheeps", "tvs", ...
+            table.setdefault(tuple(form.split()), noun)
     return table
 
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from functools import cache
-from importlib import resources
 from math import cos, pi, sin
 
 from PIL import ImageDraw
+
+from strokegraph.vocab import SHAPES, known_nouns
 
 __all__ = [
     "BACKGROUND",
@@ -54,20 +55,6 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     "white": (250, 250, 250),
 }
 
-#: Basic shapes: their silhouette is the shape itself.
-SHAPES: tuple[str, ...] = (
-    "circle",
-    "square",
-    "triangle",
-    "star",
-    "diamond",
-    "hexagon",
-    "pentagon",
-    "heart",
-    "cross",
-    "rectangle",
-    "oval",
-)
 
 #: Glyph side as a fraction of the icon's side, and the glyph centre per silhouette (fractions).
 #: At 0.36 a 48 px icon has 4.3 px cells, which survive JPEG's halved colour resolution; at 0.30
@@ -83,9 +70,8 @@ _SILHOUETTE_OF_SHAPE = {"rectangle": "wide", "oval": "oval"}
 
 @cache
 def fixed_nouns() -> tuple[str, ...]:
-    """GenEval's 80 class names (codes 0-79) followed by :data:`SHAPES`."""
-    text = resources.files("strokegraph.data.geneval").joinpath("object_names.txt").read_text(encoding="utf-8")
-    return (*(line.strip() for line in text.splitlines() if line.strip()), *SHAPES)
+    """GenEval's 80 class names (codes 0-79) followed by the basic shapes (codes 80-90)."""
+    return known_nouns()
 
 
 @cache
@@ -249,3 +235,25 @@ def draw_icon(
                     (gx0 + c * cell, gy0 + r * cell, gx0 + (c + 1) * cell - 1, gy0 + (r + 1) * cell - 1),
                     fill=BACKGROUND,
                 )
+
+
+def render_codebook(nouns: Iterable[str] | None = None, *, cell: int = 112, columns: int = 10):
+    """A sheet with one labelled icon per noun (default: every fixed noun), for people to read."""
+    from PIL import Image, ImageFont
+
+    nouns = list(known_nouns() if nouns is None else nouns)
+    codes = codes_for(nouns)
+    rows = -(-len(nouns) // columns)
+    sheet = Image.new("RGB", (columns * cell, rows * cell), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=max(10, cell // 9))
+    colours = list(PALETTE)
+    side = round(cell * 0.62)
+    for i, noun in enumerate(nouns):
+        x, y = (i % columns) * cell, (i // columns) * cell
+        x0, y0 = x + (cell - side) // 2, y + cell // 14
+        draw_icon(draw, (x0, y0, x0 + side, y0 + side), noun, colours[codes[noun] % len(colours)], codes[noun])
+        label = f"{codes[noun]} {noun}"
+        width = draw.textlength(label, font=font)
+        draw.text((x + (cell - width) / 2, y0 + side + cell // 16), label, fill=(0, 0, 0), font=font)
+    return sheet
