@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Protocol, runtime_checkable
 
-from strokegraph.schema import Plan, PlanStep, SceneGraph
+from strokegraph import prompts
+from strokegraph.agents.chat import ChatModel, PlannerReply, ask_json, text_part
+from strokegraph.errors import UsageError
+from strokegraph.schema import COLOURS, PREDICATES, Plan, PlanStep, SceneGraph
 
-__all__ = ["Planner", "single_pass_plan"]
+__all__ = ["ChatPlanner", "Planner", "single_pass_plan"]
 
 
 @runtime_checkable
@@ -30,3 +34,39 @@ def single_pass_plan(scene: SceneGraph) -> Plan:
             ),
         )
     )
+
+
+class ChatPlanner:
+    """The planner role on any :class:`~strokegraph.agents.chat.ChatModel`.
+
+    The model gets the ``planner`` prompt template and must answer with the scene graph and plan as
+    JSON (re-asked once when it does not). With ``preparse=True`` the rules planner reads the prompt
+    first and the model only corrects its reading: fewer tokens, fewer errors.
+    """
+
+    def __init__(self, model: ChatModel, *, preparse: bool = False) -> None:
+        self.model = model
+        self.preparse = preparse
+
+    def plan(self, prompt: str) -> tuple[SceneGraph, Plan]:
+        if not prompt.strip():
+            raise UsageError("prompt is empty; say what to draw")
+        draft = "none"
+        if self.preparse:
+            from strokegraph.tools.rules_planner import RulesPlanner
+
+            try:
+                scene, plan = RulesPlanner().plan(prompt)
+                draft = json.dumps({"scene": scene.model_dump(exclude={"prompt"}), "plan": plan.model_dump()})
+            except UsageError:
+                pass  # the model reads the prompt on its own
+        text = prompts.render(
+            "planner", prompt=prompt, colours=", ".join(COLOURS), predicates=", ".join(PREDICATES), draft=draft
+        )
+        messages = [{"role": "user", "content": [text_part(text)]}]
+        _, (scene, plan) = ask_json(
+            self.model, messages, PlannerReply, node="planner", check=lambda r: r.to_domain(prompt)
+        )
+        if not scene.entities:
+            raise UsageError(f"prompt names no object to draw: {prompt!r}")
+        return scene, plan
