@@ -39,7 +39,6 @@ __all__ = [
     "CriticReply",
     "PlannerReply",
     "RefinerReply",
-    "Usage",
     "ask_json",
     "image_part",
     "text_part",
@@ -47,14 +46,6 @@ __all__ = [
 
 Message = dict[str, Any]
 M = TypeVar("M", bound=BaseModel)
-
-
-class Usage(BaseModel):
-    """What one call cost, as far as the backend knows."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    images: int = 0
 
 
 @runtime_checkable

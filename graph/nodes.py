@@ -11,6 +11,7 @@ from typing import Literal, TypedDict
 
 from langgraph.runtime import Runtime
 
+from strokegraph import usage
 from strokegraph.agents.critic import CritiqueRequest
 from strokegraph.agents.drafter import DraftRequest
 from strokegraph.agents.planner import single_pass_plan
@@ -39,26 +40,31 @@ def _emit(runtime: Runtime[RunContext], **event) -> None:
 
 
 def _run(node: str, step: int, fn):
-    """Call a backend; anything it raises that is not ours becomes a RunError naming the node."""
+    """Call a backend and collect the usage it records.
+
+    Anything it raises that is not ours becomes a RunError naming the node and step.
+    """
     try:
-        return fn()
+        with usage.collect() as collected:
+            result = fn()
     except StrokegraphError:
         raise
     except Exception as exc:  # noqa: BLE001 - a backend may fail in any way; name where it did
         raise RunError(f"{type(exc).__name__}: {exc}", node=node, step=step) from exc
+    return result, collected.total()
 
 
 def planner(state: RunState, runtime: Runtime[RunContext]) -> dict:
     ctx = runtime.context
     _emit(runtime, kind="start", stage="plan", step=-1, round=0, message=state.prompt, duration_s=0.0)
     t0 = time.perf_counter()
-    scene, plan = ctx.planner.plan(state.prompt)
+    (scene, plan), used = _run("planner", -1, lambda: ctx.planner.plan(state.prompt))
     if state.single_pass:
         plan = single_pass_plan(scene)
     dt = time.perf_counter() - t0
     text = "\n".join(f"<ins>{s.instruction}</ins> <des>{s.description}</des>" for s in plan.steps)
     _emit(runtime, kind="end", stage="plan", step=-1, round=0, message=f"{len(plan.steps)} step(s)", duration_s=dt)
-    event = Event(stage="plan", step=-1, text=text, duration_s=dt, backend=ctx.ids.get("planner", ""))
+    event = Event(stage="plan", step=-1, text=text, duration_s=dt, backend=ctx.ids.get("planner", ""), usage=used)
     return {"scene": scene, "plan": plan, "trajectory": [event]}
 
 
@@ -70,7 +76,7 @@ def drafter(state: RunState, runtime: Runtime[RunContext]) -> dict:
     t0 = time.perf_counter()
     current = state.image.open(ctx.run_dir) if state.image else None
     request = DraftRequest(scene=state.scene, plan=state.plan, step=step, image=current, seed=ctx.seed)
-    result = _run("drafter", step, lambda: ctx.drafter.draft(request))
+    result, used = _run("drafter", step, lambda: ctx.drafter.draft(request))
     image = ImageRef.save(result.image, ctx.run_dir, f"step{step + 1:02d}-draft.png")
     dt = time.perf_counter() - t0
     _emit(runtime, kind="end", stage="draft", step=step, round=0, message=image.path, duration_s=dt)
@@ -82,6 +88,7 @@ def drafter(state: RunState, runtime: Runtime[RunContext]) -> dict:
         duration_s=dt,
         sampling_steps=result.sampling_steps,
         backend=ctx.ids.get("drafter", ""),
+        usage=used,
     )
     return {
         "step": step,
@@ -102,7 +109,7 @@ def critic(state: RunState, runtime: Runtime[RunContext]) -> dict:
     _emit(runtime, kind="start", stage="critique", step=state.step, round=state.round, message="", duration_s=0.0)
     t0 = time.perf_counter()
     request = CritiqueRequest(scene=state.scene, scope=scope, image=state.image.open(ctx.run_dir))
-    critique = _run("critic", state.step, lambda: ctx.critic.critique(request))
+    critique, used = _run("critic", state.step, lambda: ctx.critic.critique(request))
     dt = time.perf_counter() - t0
     summary = "no violations" if critique.passed else "; ".join(v.message for v in critique.violations)
     _emit(runtime, kind="end", stage="critique", step=state.step, round=state.round, message=summary, duration_s=dt)
@@ -115,6 +122,7 @@ def critic(state: RunState, runtime: Runtime[RunContext]) -> dict:
         duration_s=dt,
         backend=ctx.ids.get("critic", ""),
         critique=critique,
+        usage=used,
     )
     return {"critique": critique, "trajectory": [event]}
 
@@ -133,7 +141,7 @@ def refiner(state: RunState, runtime: Runtime[RunContext]) -> dict:
         critique=state.critique,
         seed=ctx.seed,
     )
-    result = _run("refiner", state.step, lambda: ctx.refiner.refine(request))
+    result, used = _run("refiner", state.step, lambda: ctx.refiner.refine(request))
     image = ImageRef.save(result.image, ctx.run_dir, f"step{state.step + 1:02d}-refine{rnd}.png")
     dt = time.perf_counter() - t0
     _emit(
@@ -149,6 +157,7 @@ def refiner(state: RunState, runtime: Runtime[RunContext]) -> dict:
         sampling_steps=result.sampling_steps,
         backend=ctx.ids.get("refiner", ""),
         refinement=result.refinement,
+        usage=used,
     )
     return {
         "round": rnd,

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from strokegraph.errors import UsageError
 
-__all__ = ["DEFAULT_IDS", "Role", "build", "known_ids", "parse_id"]
+__all__ = ["DEFAULT_IDS", "Role", "build", "check", "known_ids", "parse_id"]
 
 Role = Literal["planner", "drafter", "critic", "refiner"]
 ROLES: tuple[Role, ...] = ("planner", "drafter", "critic", "refiner")
@@ -24,16 +26,33 @@ ROLES: tuple[Role, ...] = ("planner", "drafter", "critic", "refiner")
 class _Entry:
     target: str
     """``module:attribute`` of a factory ``f(model: str, **settings) -> backend``."""
-    models: tuple[str, ...] | None
+    models: tuple[str, ...] | None = None
     """The models this provider knows, or None when it takes any model name (a path, a hub id)."""
+    extra: str | None = None
+    """The pip extra that brings what the backend imports."""
+    requires: tuple[str, ...] = ()
+    """Modules that must be importable, checked before anything is built."""
 
 
-# (role, provider) -> how to build it. Providers that take any model name list ``None``.
+_DIFFUSERS = {"extra": "diffusers", "requires": ("torch", "diffusers", "transformers")}
+_TRANSFORMERS = {"extra": "transformers", "requires": ("torch", "transformers")}
+_OPENAI = {"extra": "openai", "requires": ("openai",)}
+
+# (role, provider) -> how to build it. Providers that take any model name list no models.
 _BACKENDS: dict[tuple[Role, str], _Entry] = {
     ("planner", "builtin"): _Entry("strokegraph.tools.builtin:planner", ("rules",)),
     ("drafter", "builtin"): _Entry("strokegraph.tools.builtin:drafter", ("sketch",)),
     ("critic", "builtin"): _Entry("strokegraph.tools.builtin:critic", ("pixels",)),
     ("refiner", "builtin"): _Entry("strokegraph.tools.builtin:refiner", ("sketch",)),
+    ("drafter", "diffusers"): _Entry("strokegraph.tools.hf_diffusers:drafter", **_DIFFUSERS),
+    ("refiner", "diffusers"): _Entry("strokegraph.tools.hf_diffusers:refiner", **_DIFFUSERS),
+    ("planner", "transformers"): _Entry("strokegraph.tools.hf_transformers:planner", **_TRANSFORMERS),
+    ("critic", "transformers-vlm"): _Entry("strokegraph.tools.hf_transformers:vlm_critic", **_TRANSFORMERS),
+    ("critic", "transformers-detect"): _Entry("strokegraph.tools.hf_transformers:detect_critic", **_TRANSFORMERS),
+    ("planner", "openai"): _Entry("strokegraph.tools.openai_api:planner", **_OPENAI),
+    ("critic", "openai"): _Entry("strokegraph.tools.openai_api:critic", **_OPENAI),
+    ("drafter", "openai"): _Entry("strokegraph.tools.openai_api:drafter", **_OPENAI),
+    ("refiner", "openai"): _Entry("strokegraph.tools.openai_api:refiner", **_OPENAI),
 }
 
 #: The offline defaults: no GPU, no key, no download.
@@ -68,9 +87,38 @@ def parse_id(role: Role, backend_id: str) -> tuple[str, str]:
     return provider, model
 
 
+def check(role: Role, backend_id: str, settings: dict[str, Any] | None = None) -> None:
+    """Everything that can be checked before building: the id, the installed extra, the settings.
+
+    Raises :class:`UsageError` naming what to change (or the ``pip install`` line that fixes it).
+    """
+    provider, _ = parse_id(role, backend_id)
+    entry = _BACKENDS[(role, provider)]
+    missing = [m for m in entry.requires if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(
+            f"{role} {backend_id!r} needs {', '.join(missing)}, which is not installed; "
+            f"run: pip install 'strokegraph[{entry.extra}]'"
+        )
+    if settings:
+        params = inspect.signature(_factory(entry)).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            valid = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY]
+            unknown = sorted(set(settings) - set(valid))
+            if unknown:
+                raise UsageError(
+                    f"unknown setting(s) {', '.join(map(repr, unknown))} for {role} {backend_id!r}; "
+                    f"valid: {', '.join(valid) or 'none'}"
+                )
+
+
+def _factory(entry: _Entry) -> Callable[..., Any]:
+    module_name, _, attr = entry.target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
 def build(role: Role, backend_id: str, **settings: Any) -> Any:
     """Build the backend for ``role`` named by ``backend_id``, importing its module only now."""
+    check(role, backend_id, settings)
     provider, model = parse_id(role, backend_id)
-    module_name, _, attr = _BACKENDS[(role, provider)].target.partition(":")
-    factory: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
-    return factory(model, **settings)
+    return _factory(_BACKENDS[(role, provider)])(model, **settings)

@@ -79,10 +79,15 @@ def build_backends(
     unknown = set(chosen) - set(registry.ROLES)
     if unknown:
         raise UsageError(f"unknown role(s) {sorted(unknown)!r}; expected {', '.join(registry.ROLES)}")
+    settings = settings or {}
+    unknown = set(settings) - set(registry.ROLES)
+    if unknown:
+        raise UsageError(f"settings for unknown role(s) {sorted(unknown)!r}; expected {', '.join(registry.ROLES)}")
     for role, value in chosen.items():
         if isinstance(value, str):
-            registry.parse_id(role, value)
-    settings = settings or {}
+            registry.check(role, value, settings.get(role))
+        elif settings.get(role):
+            raise UsageError(f"settings for {role} apply to backends named by id, not to a backend object")
     built = {
         role: registry.build(role, value, **settings.get(role, {})) if isinstance(value, str) else value
         for role, value in chosen.items()

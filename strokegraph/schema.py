@@ -30,6 +30,7 @@ __all__ = [
     "Relation",
     "SceneGraph",
     "Stage",
+    "Usage",
     "Violation",
     "ViolationKind",
 ]
@@ -235,6 +236,16 @@ class Refinement(_Model):
 Stage = Literal["plan", "draft", "critique", "refine", "error"]
 
 
+class Usage(_Model):
+    """What the backend calls of one node cost, as far as the backends report it."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    images: int = 0
+    cost_usd: float | None = Field(default=None, description="Estimate, when prices are configured.")
+
+
 class Event(_Model):
     """One entry of the append-only trajectory."""
 
@@ -248,3 +259,4 @@ class Event(_Model):
     backend: str = ""
     critique: Critique | None = None
     refinement: Refinement | None = None
+    usage: Usage | None = None

@@ -171,3 +171,26 @@ def test_state_round_trips_through_the_sqlite_checkpointer(tmp_path, caplog):
     conn.close()
     # Our own types are allow-listed, so loading them is neither blocked nor warned about.
     assert "unregistered type" not in caplog.text
+
+
+def test_usage_that_backends_record_lands_in_their_events(tmp_path):
+    from strokegraph import usage
+
+    class PayingCritic(ScriptedCritic):
+        def critique(self, request):
+            usage.record(prompt_tokens=100, completion_tokens=20, cost_usd=0.01)
+            usage.record(prompt_tokens=50, completion_tokens=5)
+            return super().critique(request)
+
+    ctx = RunContext(
+        planner=ScriptedPlanner(),
+        drafter=SolidDrafter(),
+        critic=PayingCritic({}),
+        refiner=CountingRefiner(),
+        run_dir=tmp_path,
+    )
+    out = build_graph().invoke(RunState(prompt="x"), {"recursion_limit": 50}, context=ctx)
+    events = RunState.model_validate(out).trajectory
+    critiques = [e for e in events if e.stage == "critique"]
+    assert all(e.usage.calls == 2 and e.usage.prompt_tokens == 150 and e.usage.cost_usd == 0.01 for e in critiques)
+    assert all(e.usage is None for e in events if e.stage != "critique")
