@@ -2,7 +2,8 @@
 
 GenEval's judging rules live here as small pure functions, shared by every detector-backed critic
 and by the benchmark scorer: :func:`observed_relations` / :func:`relation_holds` (the position
-rule), :func:`assign_detections` (which detection is which entity) and :func:`judge` (detections to
+rule, both built on :func:`position_offset`, which the sketch layout uses too),
+:func:`assign_detections` (which detection is which entity) and :func:`judge` (detections to
 violations). :class:`DetectorCritic` puts a :class:`Detector` in front of them.
 """
 
@@ -39,6 +40,7 @@ __all__ = [
     "assign_detections",
     "judge",
     "observed_relations",
+    "position_offset",
     "relation_holds",
 ]
 
@@ -69,39 +71,54 @@ class Detector(Protocol):
 
 #: GenEval's share of the two objects' sizes taken off their centre offset, per axis.
 POSITION_THRESHOLD = 0.1
+#: Per predicate, the axis of the revised offset it reads and the sign that offset must have.
+_DIRECTIONS: dict[str, tuple[int, int]] = {"left of": (0, -1), "right of": (0, 1), "above": (1, -1), "below": (1, 1)}
 
 
-def observed_relations(box_a: Box, box_b: Box) -> set[str]:
-    """Which of ``PREDICATES`` hold for A relative to B, by GenEval's rule (empty: no relation).
+def position_offset(box_a: Box, box_b: Box) -> tuple[float, float] | None:
+    """GenEval's revised offset ``(dx, dy)`` of A from B, over the length of the full offset; None: no relation.
 
     Per axis the centre offset A - B shrinks by ``0.1 * (size A + size B)`` (not past zero); if
-    nothing is left there is no relation, otherwise the shrunk offset over the length of the full
-    offset must pass 0.5 on an axis ("left of" below -0.5, "below" above 0.5, y pointing down).
+    nothing is left (under 1e-3 on both axes) there is no relation, otherwise each shrunk offset is
+    divided by the length of the full offset (y pointing down). Being a ratio, the result does not
+    depend on the boxes' unit; only the 1e-3 cut-off does, and it can change an answer only for
+    boxes that together span under a hundredth of the unit. The critic's boxes are normalised per
+    axis, so on a canvas that is not square, pixel boxes must be normalised to be judged alike.
     """
     offset = ((box_a[0] + box_a[2] - box_b[0] - box_b[2]) / 2, (box_a[1] + box_a[3] - box_b[1] - box_b[3]) / 2)
     sizes = (box_a[2] - box_a[0] + box_b[2] - box_b[0], box_a[3] - box_a[1] + box_b[3] - box_b[1])
     revised = [math.copysign(max(abs(o) - POSITION_THRESHOLD * s, 0.0), o) for o, s in zip(offset, sizes, strict=True)]
     if all(abs(r) < 1e-3 for r in revised):
-        return set()
+        return None
     norm = math.hypot(*offset)
-    dx, dy = revised[0] / norm, revised[1] / norm
-    out = set()
-    if dx < -0.5:
-        out.add("left of")
-    if dx > 0.5:
-        out.add("right of")
-    if dy < -0.5:
-        out.add("above")
-    if dy > 0.5:
-        out.add("below")
-    return out
+    return revised[0] / norm, revised[1] / norm
 
 
-def relation_holds(box_a: Box, box_b: Box, predicate: str) -> bool:
-    """Whether A is ``predicate`` B by GenEval's rule (see :func:`observed_relations`)."""
-    if predicate not in PREDICATES:
+def observed_relations(box_a: Box, box_b: Box) -> set[str]:
+    """Which of ``PREDICATES`` hold for A relative to B, by GenEval's rule (empty: no relation).
+
+    From :func:`position_offset`: "left of" when dx < -0.5, "right of" when dx > 0.5, "above" when
+    dy < -0.5, "below" when dy > 0.5.
+    """
+    d = position_offset(box_a, box_b)
+    if d is None:
+        return set()
+    return {p for p, (axis, sign) in _DIRECTIONS.items() if sign * d[axis] > 0.5}
+
+
+def relation_holds(box_a: Box, box_b: Box, predicate: str, margin: float = 0.0) -> bool:
+    """Whether A is ``predicate`` B by GenEval's rule (see :func:`observed_relations`).
+
+    ``margin`` asks for that much to spare past the rule's 0.5 cut-off: code that places boxes
+    keeps some, so that boxes measured slightly differently still show the relation.
+    """
+    if predicate not in _DIRECTIONS:
         raise UsageError(f"unknown predicate {predicate!r}; expected one of {', '.join(map(repr, PREDICATES))}")
-    return predicate in observed_relations(box_a, box_b)
+    d = position_offset(box_a, box_b)
+    if d is None:
+        return False
+    axis, sign = _DIRECTIONS[predicate]
+    return sign * d[axis] > 0.5 + margin
 
 
 # ---------------------------------------------------------------------------------------------

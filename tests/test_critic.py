@@ -22,6 +22,7 @@ from strokegraph.agents.critic import (
     DetectorCritic,
     judge,
     observed_relations,
+    position_offset,
     relation_holds,
 )
 from strokegraph.errors import UsageError
@@ -124,6 +125,26 @@ def test_position_rule_half_threshold_on_the_direction():
         t = math.radians(degrees)
         a = box_at(0.5 + 0.3 * math.cos(t), 0.5 + 0.3 * math.sin(t), 0.001)
         assert observed_relations(a, b) == expected, degrees
+
+
+def test_position_rule_in_any_unit_and_with_margin():
+    # The rule only compares ratios, so pixel boxes read as normalised ones do.
+    assert observed_relations((0, 0, 10, 10), (100, 0, 110, 10)) == {"left of"}
+    assert observed_relations((100, 0, 110, 10), (0, 0, 10, 10)) == {"right of"}
+    assert observed_relations((0, 0, 10, 10), (0, 100, 10, 110)) == {"above"}
+    assert observed_relations((0, 100, 10, 110), (0, 0, 10, 10)) == {"below"}
+    assert observed_relations((0, 0, 10, 10), (100, 100, 110, 110)) == {"left of", "above"}
+    # Mostly vertical: 'below', not 'right of'.
+    assert observed_relations((30, 100, 40, 110), (0, 0, 10, 10)) == {"below"}
+    # Centres 10 apart, but two 60-wide boxes take 12 off the offset: nothing left.
+    assert position_offset((0, 0, 60, 60), (10, 0, 70, 60)) is None
+    assert observed_relations((0, 0, 60, 60), (10, 0, 70, 60)) == set()
+    # 60 apart, 10 off for the sizes: revised 50 / 60 = 0.83, past 0.5 + 0.3 but not 0.5 + 0.4.
+    assert position_offset((0, 0, 50, 50), (60, 0, 110, 50)) == pytest.approx((-50 / 60, 0.0))
+    assert relation_holds((0, 0, 50, 50), (60, 0, 110, 50), "left of", margin=0.3)
+    assert not relation_holds((0, 0, 50, 50), (60, 0, 110, 50), "left of", margin=0.4)
+    scaled = [tuple(v / 512 for v in box) for box in ((0, 0, 50, 50), (60, 0, 110, 50))]
+    assert position_offset(*scaled) == pytest.approx((-50 / 60, 0.0))
 
 
 def test_relation_holds_rejects_unknown_predicate():

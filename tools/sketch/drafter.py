@@ -30,12 +30,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from strokegraph._text import pluralize
+from strokegraph.agents.critic import relation_holds
 from strokegraph.agents.drafter import DraftRequest, DraftResult
 from strokegraph.agents.refiner import RefineRequest, RefineResult
 from strokegraph.errors import UsageError
 from strokegraph.schema import COLOURS, Colour, Entity, Plan, Refinement, Relation, SceneGraph, Violation
-from strokegraph.tools.sketch.codebook import BACKGROUND, GLYPH_SIZE, codes_for, draw_icon, halo_width
-from strokegraph.tools.sketch.layout import PixelBox, acyclic_relations, solve_layout
+from strokegraph.tools.sketch.codebook import BACKGROUND, codes_for, draw_icon, glyph_box, halo_width, silhouette_for
+from strokegraph.tools.sketch.layout import MIN_SIDE, RELATION_MARGIN, PixelBox, acyclic_relations, solve_layout
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -93,6 +94,13 @@ def default_colour(noun: str) -> Colour:
     return COLOURS[int.from_bytes(hashlib.sha256(noun.encode()).digest()[:4], "big") % len(COLOURS)]
 
 
+#: Shrink factors a flipped group tries, largest first (see ``_Sketch.flip``).
+_FLIP_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
+#: Pixels the pixel detector needs between an icon's halo and a glyph that icon partly covers.
+_GLYPH_GAP = 3
+_INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+
+
 def _rng(*keys: object) -> random.Random:
     """A generator seeded by a stable hash of ``keys`` (Python's ``hash()`` changes per process)."""
     digest = hashlib.sha256("\x1f".join(map(str, keys)).encode()).digest()
@@ -111,7 +119,10 @@ class SketchFaults(BaseModel):
       when there is none.
     - ``flip`` (0.3): per relation (of :func:`~strokegraph.tools.sketch.layout.acyclic_relations`)
       whose subject the step draws, drawn in the scene's order; the first that fires mirrors the
-      subject across the object's centre, so the relation is inverted (see ``_Sketch.flip``).
+      subject across the object's centre, so the relation is inverted. The flipped subject is
+      drawn after the rest of the step and never covers a glyph drawn before it (a partly hidden
+      object, not an unreadable one); where no place does both, it keeps the glyphs clear and the
+      relation is only partly inverted (see ``_Sketch.flip``).
 
     The defaults are of the order of the failure rates text-to-image models show on GenEval
     (colour binding and position being the hardest), so a run with them has work to do.
@@ -255,50 +266,125 @@ class _Sketch:
         colour = rng.choice(others or [c for c in COLOURS if c != entity.colour])
         return [replace(icon, colour=colour) for icon in icons]
 
-    def flip(self, icons: list[_Icon], relation: Relation) -> list[_Icon]:
+    def glyph(self, icon: _Icon) -> tuple[float, float, float, float]:
+        """Where ``icon``'s glyph sits (not always the middle of its box: triangles, stars, hearts)."""
+        return glyph_box(silhouette_for(icon.noun, self.codes[icon.noun]), icon.box)
+
+    def flip(self, icons: list[_Icon], relation: Relation, drawn: Sequence[_Icon], canvas: Image.Image) -> list[_Icon]:
         """The subject's instances mirrored across the object's centre, so the relation is inverted.
 
-        When the mirror image runs off the canvas, the subject's group shrinks (down to 60%) to fit
-        between the object and the edge; with still no room it shrinks further (down to 30%) and
-        may cover the object's rim, but not its glyph.
+        ``drawn`` are the instances on ``canvas`` as far as the caller knows; the object's instances
+        count too, drawn yet or not. The group is reflected along the relation's axis and its near
+        edge put at the mirror image of the old one. Where that runs off the canvas or onto
+        something, the group moves to the nearest free place (in pixels), shrinking uniformly as it
+        must, but no icon below :data:`~strokegraph.tools.sketch.layout.MIN_SIDE`, so it stays
+        readable. Free means first that its halos touch nothing on ``canvas`` nor any box of
+        ``drawn``; failing that, that they keep 3 px clear of every glyph of ``drawn`` (what the
+        pixel detector needs to still read a partly covered icon), covering rims only. A place
+        counts only where it inverts the relation, with half the layout's ``RELATION_MARGIN`` to
+        spare. If none does, the group takes the place of the second kind nearest the mirror image,
+        at the largest scale that has one, and the relation is then only partly inverted or not at
+        all; with no such place on the canvas the subject stays where it was. The caller draws the
+        result after everything in ``drawn``, so nothing covers its glyph in turn.
         """
         if not icons:
             return icons
         axis = 0 if relation.predicate in ("left of", "right of") else 1
-        length = (self.width, self.height)[axis]
-        subject = [(i.box[axis], i.box[axis + 2]) for i in icons]
-        obj = [(b[axis], b[axis + 2]) for b in self.layout[relation.object]]
-        forward = sum(a + b for a, b in subject) / len(subject) < sum(a + b for a, b in obj) / len(obj)
+        obj = self.ideal(relation.object)
+        known = [*drawn, *obj]
+        boxes = [icon.box for icon in icons]
+        lo = [min(b[i] for b in boxes) for i in (0, 1)]
+        hi = [max(b[i + 2] for b in boxes) for i in (0, 1)]
+        obj_lo, obj_hi = min(i.box[axis] for i in obj), max(i.box[axis + 2] for i in obj)
+        forward = sum(b[axis] + b[axis + 2] for b in boxes) / len(boxes) < (
+            sum(i.box[axis] + i.box[axis + 2] for i in obj) / len(obj)
+        )
+        floor = MIN_SIDE * min(self.width, self.height) / min(b[2] - b[0] for b in boxes)
+        scales = sorted({max(k, min(1.0, floor)) for k in _FLIP_SCALES}, reverse=True)
 
-        def oriented(span: tuple[float, float]) -> tuple[float, float]:
-            # Work as if the subject sat on the low side of the object; reflect the axis otherwise.
-            return span if forward else (length - span[1], length - span[0])
+        def shape(k: float) -> list[PixelBox]:
+            """The group reflected along the axis and scaled by ``k``, from its top-left corner."""
+            out = []
+            for b in boxes:
+                offset = [k * (b[0] - lo[0]), k * (b[1] - lo[1])]
+                offset[axis] = k * (hi[axis] - b[axis + 2])
+                x0, y0, side = round(offset[0]), round(offset[1]), round(k * (b[2] - b[0]))
+                out.append((x0, y0, x0 + side, y0 + side))
+            return out
 
-        subject, obj = [oriented(s) for s in subject], [oriented(s) for s in obj]
-        lo, hi = min(a for a, _ in subject), max(b for _, b in subject)
-        obj_lo, obj_hi = min(a for a, _ in obj), max(b for _, b in obj)
-        extent, room_end = hi - lo, length - self.margin
-        clear_of_object = obj_hi + 2 * self.halo + 2
-        clear_of_glyph = max((a + b) / 2 + GLYPH_SIZE / 2 * (b - a) for a, b in obj) + self.halo + 2
-        if (mirrored := obj_lo + obj_hi - hi) + extent <= room_end:
-            k, start = 1.0, mirrored
-        elif 0.6 * extent <= room_end - clear_of_object:
-            k, start = (room_end - clear_of_object) / extent, clear_of_object
-        else:
-            k = min(0.6, max(0.3, (room_end - clear_of_glyph) / extent))
-            start = room_end - k * extent
-        across = [(i.box[1 - axis], i.box[3 - axis]) for i in icons]
-        middle = (min(a for a, _ in across) + max(b for _, b in across)) / 2
-        out = []
-        for icon, (a, b), (c, _) in zip(icons, subject, across, strict=True):
-            side = max(4, round(k * (b - a)))
-            # A mirror reverses the order of the instances along the axis.
-            new_lo = start + k * (hi - b)
-            along = round(new_lo if forward else length - new_lo - side)
-            cross = round(middle + k * (c - middle))
-            x0, y0 = (along, cross) if axis == 0 else (cross, along)
-            out.append(replace(icon, box=(x0, y0, x0 + side, y0 + side)))
-        return out
+        def mirror(k: float) -> tuple[float, float]:
+            """Where the top-left corner of the group scaled by ``k`` goes in the mirror image."""
+            near = obj_lo + obj_hi - (hi[axis] if forward else lo[axis])
+            along = near if forward else near - k * (hi[axis] - lo[axis])
+            across = (lo[1 - axis] + hi[1 - axis] - k * (hi[1 - axis] - lo[1 - axis])) / 2
+            return (along, across) if axis == 0 else (across, along)
+
+        gap = 2 * self.halo + 2
+        busy = (np.asarray(canvas.convert("RGB")) != np.array(BACKGROUND, dtype=np.uint8)).any(axis=-1)
+        # Summed-area table of the busy pixels, the canvas padded by ``gap``: the padded window of
+        # a box grown by ``gap`` starts where the box does on the canvas.
+        table = np.zeros((busy.shape[0] + 2 * gap + 1, busy.shape[1] + 2 * gap + 1), dtype=np.int32)
+        table[1:, 1:] = np.pad(busy, gap).cumsum(0, dtype=np.int32).cumsum(1, dtype=np.int32)
+        untouched = [_grown(i.box, gap) for i in known]
+        readable = [_grown(self.glyph(i), self.halo + _GLYPH_GAP) for i in known]
+        inverse = _INVERSE[relation.predicate]
+        targets = [self.unit(i.box) for i in obj]
+        fallback = None
+        for keep_out, busy_table in ((untouched, table), (readable, None)):
+            for k in scales:
+                rel = shape(k)
+                ys, xs = np.nonzero(self._free_origins(rel, keep_out, busy_table, gap))
+                if not len(xs):
+                    continue
+                ox, oy = mirror(k)
+                j = int(np.argmin((xs - ox) ** 2 + (ys - oy) ** 2))
+                x, y = int(xs[j]), int(ys[j])
+                placed = [(x + r[0], y + r[1], x + r[2], y + r[3]) for r in rel]
+                # Some margin, as the layout keeps: the critic measures the silhouettes' boxes, not these squares.
+                if all(
+                    relation_holds(self.unit(box), target, inverse, RELATION_MARGIN / 2)
+                    for box in placed
+                    for target in targets
+                ):
+                    return [replace(icon, box=box) for icon, box in zip(icons, placed, strict=True)]
+                if busy_table is None and fallback is None:
+                    fallback = placed
+        if fallback is None:
+            return icons
+        return [replace(icon, box=box) for icon, box in zip(icons, fallback, strict=True)]
+
+    def unit(self, box: Sequence[float]) -> tuple[float, float, float, float]:
+        """``box`` normalised by the canvas size, as the critic sees boxes."""
+        return (box[0] / self.width, box[1] / self.height, box[2] / self.width, box[3] / self.height)
+
+    def _free_origins(
+        self, shape: Sequence[PixelBox], keep_out: Sequence[Sequence[float]], table: np.ndarray | None, gap: int
+    ) -> np.ndarray:
+        """``free[y, x]``: whether ``shape`` moved by ``(x, y)`` stays on the canvas and off ``keep_out``.
+
+        Off ``keep_out``: no box of ``shape`` meets one of its rectangles, and, given ``table`` (the
+        busy pixels' summed-area table, canvas padded by ``gap``), none has a busy pixel within ``gap``.
+        """
+        w, h, m = self.width, self.height, self.margin
+        free = np.zeros((h, w), dtype=bool)
+        x_lo, y_lo = max(0, m - min(r[0] for r in shape)), max(0, m - min(r[1] for r in shape))
+        x_hi, y_hi = max(0, w - m - max(r[2] for r in shape) + 1), max(0, h - m - max(r[3] for r in shape) + 1)
+        free[y_lo:y_hi, x_lo:x_hi] = True
+        for r in shape:
+            for k in keep_out:
+                # Moved by p, r meets k where p + r0 < k2 and p + r2 > k0 on both axes.
+                y0, y1 = max(0, math.floor(k[1] - r[3]) + 1), max(0, math.ceil(k[3] - r[1]))
+                x0, x1 = max(0, math.floor(k[0] - r[2]) + 1), max(0, math.ceil(k[2] - r[0]))
+                free[y0:y1, x0:x1] = False
+        if table is None or not free.any():
+            return free
+        clear: dict[int, np.ndarray] = {}
+        for r in shape:
+            n = r[2] - r[0] + 2 * gap + 1
+            if n not in clear:
+                clear[n] = (table[n:, n:] - table[:-n, n:] - table[n:, :-n] + table[:-n, :-n]) == 0
+            free[y_lo:y_hi, x_lo:x_hi] &= clear[n][y_lo + r[1] : y_hi + r[1], x_lo + r[0] : x_hi + r[0]]
+        return free
 
 
 def _check_step(scene: SceneGraph, plan: Plan, step: int) -> None:
@@ -322,8 +408,8 @@ class SketchDrafter:
     Starts from a ``size`` x ``size`` background canvas when the request has no image; otherwise
     draws on a copy of it (at its size) and leaves every pixel outside the new icons (and their
     halos) as it was. Per entity of the step, in order: ``missing``, ``count``, ``colour_leak``,
-    ``flip`` (see :class:`SketchFaults`). Each draft reports ``sampling_steps=1``: the sketch world
-    counts one render as one step.
+    ``flip`` (see :class:`SketchFaults`); flipped entities are drawn after the others. Each draft
+    reports ``sampling_steps=1``: the sketch world counts one render as one step.
     """
 
     def __init__(self, faults: SketchFaults = SketchFaults(), size: int = 512) -> None:  # noqa: B008
@@ -343,6 +429,10 @@ class SketchDrafter:
             image = request.image.convert("RGB").copy()
         sketch = _Sketch(scene, image.width, image.height, seed)
         f = self.faults
+        # What earlier steps drew, as far as the drafter knows: their entities at their layout boxes.
+        earlier = dict.fromkeys(i for s in request.plan.steps[:step] for i in s.entity_ids)
+        drawn = [icon for i in earlier for icon in sketch.ideal(i)]
+        flipped: list[tuple[list[_Icon], Relation]] = []
         for entity_id in request.plan.steps[step].entity_ids:
             entity = scene.entity(entity_id)
             icons = sketch.ideal(entity_id)
@@ -354,11 +444,25 @@ class SketchDrafter:
             rng = _rng(seed, step, entity_id, "colour_leak")
             if entity.colour and rng.random() < f.colour_leak:
                 icons = sketch.leak(entity, icons, rng)
-            for rel in sketch.relations:
-                if rel.subject == entity_id and _rng(seed, step, entity_id, "flip", rel).random() < f.flip:
-                    icons = sketch.flip(icons, rel)
-                    break
+            rel = next(
+                (
+                    r
+                    for r in sketch.relations
+                    if r.subject == entity_id and _rng(seed, step, entity_id, "flip", r).random() < f.flip
+                ),
+                None,
+            )
+            if rel is None:
+                sketch.paint(image, icons)
+                drawn += icons
+            else:
+                flipped.append((icons, rel))
+        # Flipped groups go on last, each clear of every glyph drawn before it, so no icon of the
+        # draft covers another's glyph (an unreadable icon is not a mistake models make).
+        for icons, rel in flipped:
+            icons = sketch.flip(icons, rel, drawn, image)
             sketch.paint(image, icons)
+            drawn += icons
         return DraftResult(image=image, sampling_steps=1)
 
 
@@ -448,7 +552,7 @@ class SketchRefiner:
             if not concerned:
                 return RefineResult(image=image.copy(), refinement=refinement, sampling_steps=1)
             self._fail(sketch, icons, rng.choice(concerned), rng, regenerate)
-        ideal = sketch.render(icon for i in introduced for icon in icons[i])
+        ideal = sketch.render(icon for group in icons.values() for icon in group)
         if regenerate:
             return RefineResult(image=ideal, refinement=refinement, sampling_steps=1)
 
@@ -484,7 +588,11 @@ class SketchRefiner:
             canvas = sketch.render(others)
             icons[entity_id] = sketch.miscount(entity, icons[entity_id], rng, canvas, may_add=regenerate)
         else:
-            icons[entity_id] = sketch.flip(icons[entity_id], rng.choice(relations))
+            others = [icon for i, group in icons.items() if i != entity_id for icon in group]
+            flipped = sketch.flip(icons[entity_id], rng.choice(relations), others, sketch.render(others))
+            # Re-inserted, so it is drawn last and nothing covers its glyph.
+            del icons[entity_id]
+            icons[entity_id] = flipped
 
     @staticmethod
     def _region(

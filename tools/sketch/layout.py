@@ -1,7 +1,8 @@
 """Where the sketch world puts things: one square pixel box per object instance.
 
 :func:`solve_layout` places every instance of every entity of a scene graph so that each relation
-holds under GenEval's position rule (:func:`relative_position`) for every pair of instances.
+holds under GenEval's position rule (:func:`strokegraph.agents.critic.relation_holds`, on boxes
+normalised by the canvas size, as the critic sees them) for every pair of instances.
 
 Method:
 
@@ -43,27 +44,23 @@ import random
 from collections.abc import Iterable, Sequence
 from functools import cache, lru_cache
 
-from strokegraph.schema import Predicate, Relation, SceneGraph
+from strokegraph.agents.critic import relation_holds
+from strokegraph.schema import Relation, SceneGraph
 
 __all__ = [
     "JITTER",
     "MAX_SIDE",
     "MIN_SIDE",
     "PITCH",
-    "POSITION_THRESHOLD",
     "RELATION_MARGIN",
     "PixelBox",
     "acyclic_relations",
-    "relation_holds",
-    "relative_position",
     "solve_layout",
 ]
 
 #: A square pixel box ``(x0, y0, x1, y1)`` with ``x1 - x0 == y1 - y0``.
 PixelBox = tuple[int, int, int, int]
 
-#: GenEval's share of the two objects' sizes taken off their centre offset.
-POSITION_THRESHOLD = 0.1
 #: How far past GenEval's 0.5 cut-off the solver keeps each relation, so the critic's tighter
 #: silhouette boxes and the jitter cannot tip it.
 RELATION_MARGIN = 0.08
@@ -86,54 +83,6 @@ _AXIS_OF: dict[str, tuple[int, bool]] = {
     "above": (1, True),
     "below": (1, False),
 }
-
-
-# ---------------------------------------------------------------------------------------------
-# GenEval's position rule
-# ---------------------------------------------------------------------------------------------
-
-
-def _direction(box_a: Sequence[float], box_b: Sequence[float]) -> tuple[float, float] | None:
-    """GenEval's revised, normalised offset of A from B; None when the boxes are not apart."""
-    offset = [(box_a[i] + box_a[i + 2]) / 2 - (box_b[i] + box_b[i + 2]) / 2 for i in (0, 1)]
-    dims = [(box_a[i + 2] - box_a[i]) + (box_b[i + 2] - box_b[i]) for i in (0, 1)]
-    revised = [math.copysign(max(abs(o) - POSITION_THRESHOLD * d, 0.0), o) for o, d in zip(offset, dims, strict=True)]
-    if all(abs(r) < 1e-3 for r in revised):
-        return None
-    norm = math.hypot(*offset)
-    return revised[0] / norm, revised[1] / norm
-
-
-def relative_position(box_a: Sequence[float], box_b: Sequence[float]) -> set[str]:
-    """GenEval's relations of box A to box B (``(x0, y0, x1, y1)``, y down, any units).
-
-    offset = centre A - centre B; per axis the offset loses ``0.1 * (size A + size B)`` of its
-    magnitude (not below 0) and is divided by the length of the unrevised offset; A is "left of" B
-    when x < -0.5, "right of" when x > 0.5, "above" when y < -0.5, "below" when y > 0.5.
-    """
-    d = _direction(box_a, box_b)
-    if d is None:
-        return set()
-    dx, dy = d
-    found = set()
-    if dx < -0.5:
-        found.add("left of")
-    if dx > 0.5:
-        found.add("right of")
-    if dy < -0.5:
-        found.add("above")
-    if dy > 0.5:
-        found.add("below")
-    return found
-
-
-def relation_holds(predicate: Predicate, box_a: Sequence[float], box_b: Sequence[float], margin: float = 0.0) -> bool:
-    """Whether A is ``predicate`` B under GenEval's rule, with ``margin`` past the 0.5 cut-off."""
-    d = _direction(box_a, box_b)
-    if d is None:
-        return False
-    axis, first = _AXIS_OF[predicate]
-    return (-d[axis] if first else d[axis]) > 0.5 + margin
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,12 +218,18 @@ def _edges(weights: Sequence[float], start: float, end: float) -> list[float]:
     return edges
 
 
-def _failures(boxes: dict[str, list[PixelBox]], relations: Sequence[Relation], margin: float) -> int:
+def _failures(
+    boxes: dict[str, list[PixelBox]], relations: Sequence[Relation], margin: float, width: int, height: int
+) -> int:
+    """Pairs of instances whose relation misses ``margin`` past GenEval's cut-off, judged as the critic judges."""
+    # The critic sees boxes normalised per axis, which on a canvas that is not square changes the
+    # direction of an offset: normalise the same way.
+    unit = {i: [(b[0] / width, b[1] / height, b[2] / width, b[3] / height) for b in bs] for i, bs in boxes.items()}
     return sum(
-        not relation_holds(rel.predicate, a, b, margin)
+        not relation_holds(a, b, rel.predicate, margin)
         for rel in relations
-        for a in boxes[rel.subject]
-        for b in boxes[rel.object]
+        for a in unit[rel.subject]
+        for b in unit[rel.object]
     )
 
 
@@ -359,7 +314,7 @@ def _solve(
     def score() -> tuple[int, float, float]:
         boxes = layout()
         sides = [b[0][2] - b[0][0] for b in boxes.values()]
-        return (-_failures(boxes, relations, RELATION_MARGIN), min(sides), sum(sides))
+        return (-_failures(boxes, relations, RELATION_MARGIN, width, height), min(sides), sum(sides))
 
     def descend(options_of) -> tuple[int, float, float]:
         """Coordinate descent: each entity in turn takes its best option, until nothing changes."""
@@ -395,7 +350,11 @@ def _solve(
 
 
 def _jittered(
-    solved: tuple[tuple[str, tuple[PixelBox, ...], _Cell], ...], relations: Sequence[Relation], seed: int
+    solved: tuple[tuple[str, tuple[PixelBox, ...], _Cell], ...],
+    relations: Sequence[Relation],
+    seed: int,
+    width: int,
+    height: int,
 ) -> dict[str, list[PixelBox]]:
     key = hashlib.sha256(f"strokegraph.layout\x1f{seed}".encode()).digest()
     rng = random.Random(int.from_bytes(key[:8], "big"))
@@ -413,7 +372,8 @@ def _jittered(
             moved.append((x0 + dx, y0 + dy, x1 + dx, y1 + dy))
         out[entity_id] = moved
     plain = {i: list(b) for i, b, _ in solved}
-    if _failures(out, relations, RELATION_MARGIN / 2) > _failures(plain, relations, RELATION_MARGIN / 2):
+    half = RELATION_MARGIN / 2
+    if _failures(out, relations, half, width, height) > _failures(plain, relations, half, width, height):
         return plain
     return out
 
@@ -422,7 +382,7 @@ def solve_layout(scene: SceneGraph, width: int, height: int, seed: int) -> dict[
     """One square pixel box per instance of every entity, keyed by entity id.
 
     Deterministic in its inputs; ``seed`` only moves the jitter. Every relation of
-    :func:`acyclic_relations` holds under :func:`relative_position` for every pair of instances
+    :func:`acyclic_relations` holds under GenEval's rule for every pair of instances
     whenever a grid layout can make it hold (see the module docstring).
     """
     if width <= 0 or height <= 0:
@@ -430,4 +390,4 @@ def solve_layout(scene: SceneGraph, width: int, height: int, seed: int) -> dict[
     relations = acyclic_relations(scene)
     counts = tuple((e.id, e.count) for e in scene.entities)
     solved = _solve(width, height, counts, relations)
-    return _jittered(solved, relations, seed)
+    return _jittered(solved, relations, seed, width, height)
