@@ -14,7 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from strokegraph import prompts
 from strokegraph._text import article, noun_phrase, number_word, pluralize
+from strokegraph.agents.chat import ChatModel, CriticReply, ask_json, image_part, text_part
 from strokegraph.errors import UsageError
 from strokegraph.schema import (
     COLOURS,
@@ -36,6 +38,7 @@ __all__ = [
     "CritiqueRequest",
     "Critic",
     "Detector",
+    "ChatCritic",
     "DetectorCritic",
     "assign_detections",
     "judge",
@@ -51,6 +54,10 @@ class CritiqueRequest:
     scope: frozenset[str]
     """Entity ids drawn so far: only these (and relations among them) can be violated yet."""
     image: Image.Image
+    instruction: str = ""
+    """The current plan step's ``<ins>``, for critics that read text."""
+    description: str = ""
+    """The current plan step's ``<des>``: the whole scene as it should look now."""
 
 
 @runtime_checkable
@@ -321,3 +328,32 @@ class DetectorCritic:
         nouns = tuple(dict.fromkeys(e.noun for e in request.scene.entities))
         detections = self.detector.detect(request.image, nouns)
         return judge(request.scene, request.scope, detections)
+
+
+class ChatCritic:
+    """The critic role on a vision :class:`~strokegraph.agents.chat.ChatModel` (a VLM or a hosted model).
+
+    The model sees the image and the ``critic`` prompt template and must answer with the violation
+    JSON (:class:`~strokegraph.agents.chat.CriticReply`); an invalid answer is re-asked once, then
+    the run stops with a :class:`~strokegraph.errors.RunError`.
+    """
+
+    def __init__(self, model: ChatModel) -> None:
+        self.model = model
+
+    def critique(self, request: CritiqueRequest) -> Critique:
+        scene = request.scene
+        text = prompts.render(
+            "critic",
+            prompt=scene.prompt,
+            scene_json=scene.model_dump_json(exclude={"prompt"}),
+            scope=", ".join(sorted(request.scope)),
+            instruction=request.instruction or "(none)",
+            description=request.description or scene.prompt,
+            colours=", ".join(COLOURS),
+        )
+        messages = [{"role": "user", "content": [image_part(request.image), text_part(text)]}]
+        _, critique = ask_json(
+            self.model, messages, CriticReply, node="critic", check=lambda r: r.to_domain(scene, request.scope)
+        )
+        return critique

@@ -108,7 +108,14 @@ def critic(state: RunState, runtime: Runtime[RunContext]) -> dict:
     scope = frozenset(e.id for e in state.scene.entities) if last else state.plan.introduced_until(state.step)
     _emit(runtime, kind="start", stage="critique", step=state.step, round=state.round, message="", duration_s=0.0)
     t0 = time.perf_counter()
-    request = CritiqueRequest(scene=state.scene, scope=scope, image=state.image.open(ctx.run_dir))
+    plan_step = state.plan.steps[state.step]
+    request = CritiqueRequest(
+        scene=state.scene,
+        scope=scope,
+        image=state.image.open(ctx.run_dir),
+        instruction=plan_step.instruction,
+        description=plan_step.description,
+    )
     critique, used = _run("critic", state.step, lambda: ctx.critic.critique(request))
     dt = time.perf_counter() - t0
     summary = "no violations" if critique.passed else "; ".join(v.message for v in critique.violations)

@@ -87,3 +87,58 @@ def test_empty_prompt_never_reaches_the_model():
     with pytest.raises(UsageError):
         ChatPlanner(model).plan("  ")
     assert model.calls == []
+
+
+CRITIC_REPLY = {
+    "violations": [
+        {
+            "kind": "relation",
+            "entity_ids": ["e0", "e1"],
+            "relation": {"subject": "e0", "predicate": "below", "object": "e1"},
+            "expected": "cat below kite",
+            "observed": "cat above kite",
+            "box": [0.1, 0.1, 0.4, 0.3],
+            "message": "the cat is above the kite",
+        }
+    ],
+    "detections": [{"noun": "cat", "box": [0.1, 0.1, 0.4, 0.3], "score": 0.9, "colour": "red"}],
+}
+
+
+def _critique_request():
+    from PIL import Image
+
+    from strokegraph.agents.critic import CritiqueRequest
+    from strokegraph.tools.rules_planner import parse
+
+    scene = parse(PROMPT)
+    image = Image.new("RGB", (64, 64), (153, 153, 153))
+    return CritiqueRequest(
+        scene=scene, scope=frozenset({"e0", "e1"}), image=image, description="A red cat below a blue kite."
+    )
+
+
+def test_chat_critic_sends_the_image_and_reads_violations():
+    from strokegraph.agents.chat import CriticReply
+    from strokegraph.agents.critic import ChatCritic
+
+    model = ScriptedChatModel([json.dumps(CRITIC_REPLY)])
+    critique = ChatCritic(model).critique(_critique_request())
+    assert not critique.passed
+    assert critique.violations[0].kind == "relation" and critique.violations[0].box == (0.1, 0.1, 0.4, 0.3)
+    assert critique.detections[0].colour == "red"
+    messages, schema = model.calls[0]
+    assert schema is CriticReply
+    assert [p["type"] for p in messages[0]["content"]] == ["image", "text"]
+    assert "A red cat below a blue kite." in _text(messages[0]) and "e0, e1" in _text(messages[0])
+
+
+def test_chat_critic_rejects_unknown_ids_then_gives_up():
+    from strokegraph.agents.critic import ChatCritic
+
+    bad = json.loads(json.dumps(CRITIC_REPLY))
+    bad["violations"][0]["entity_ids"] = ["e7"]
+    model = ScriptedChatModel([json.dumps(bad), json.dumps({"violations": "none"})])
+    with pytest.raises(RunError, match="invalid CriticReply after one re-ask.*node 'critic'"):
+        ChatCritic(model).critique(_critique_request())
+    assert "unknown entity ids" in _text(model.calls[1][0][-1])

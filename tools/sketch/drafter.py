@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -29,10 +28,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from strokegraph._text import pluralize
 from strokegraph.agents.critic import relation_holds
 from strokegraph.agents.drafter import DraftRequest, DraftResult
-from strokegraph.agents.refiner import RefineRequest, RefineResult
+from strokegraph.agents.refiner import RefineRequest, RefineResult, refine_text
 from strokegraph.errors import UsageError
 from strokegraph.schema import COLOURS, Colour, Entity, Plan, Refinement, Relation, SceneGraph, Violation
 from strokegraph.tools.sketch.codebook import BACKGROUND, codes_for, draw_icon, glyph_box, halo_width, silhouette_for
@@ -470,38 +468,6 @@ class SketchDrafter:
 # Refiner
 # ---------------------------------------------------------------------------------------------
 
-_PREDICATE_WORDS = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below"}
-
-
-def _words(entity: Entity, *, colour: bool = True) -> str:
-    """``'red apples'`` / ``'cup'``: the entity's noun, plural when it has several, without a count."""
-    noun = entity.noun if entity.count == 1 else pluralize(entity.noun)
-    return " ".join([*entity.attributes, *([entity.colour] if colour and entity.colour else []), noun])
-
-
-def _correction(violation: Violation, scene: SceneGraph) -> str:
-    """The ``<refine>`` sentence for one violation."""
-    known = [scene.entity(i) for i in violation.entity_ids if i in {e.id for e in scene.entities}]
-    rel = violation.relation
-    if violation.kind == "relation" and rel is not None:
-        subject, obj = (_words(scene.entity(i), colour=False) for i in (rel.subject, rel.object))
-        return f"Move the {subject} {_PREDICATE_WORDS[rel.predicate]} the {obj}."
-    if not known:
-        if violation.kind == "extra":
-            thing = re.sub(r"^(a|an|the|one|1)\s+", "", violation.observed.strip())
-            return f"Remove the extra {thing}."
-        return f"Fix: {violation.message}"
-    e = known[0]
-    if violation.kind == "missing":
-        return f"Add the missing {_words(e)}."
-    if violation.kind == "extra":
-        return f"Remove the extra {e.noun}."
-    if violation.kind == "count":
-        return f"Draw exactly {e.phrase()}."
-    if violation.kind == "attribute" and e.colour:
-        return f"Redraw the {_words(e, colour=False)} in {e.colour}."
-    return f"Fix the {_words(e, colour=False)}: {violation.message}"
-
 
 class SketchRefiner:
     """Fixes the critique's violations by redrawing from the ideal layout; fails at ``failure_rate``.
@@ -540,7 +506,7 @@ class SketchRefiner:
         concerned = list(dict.fromkeys(i for v in violations for i in v.entity_ids if i in introduced))
         regenerate = any(v.kind == "relation" for v in violations)
         refinement = Refinement(
-            text=" ".join(dict.fromkeys(_correction(v, scene) for v in violations)),
+            text=refine_text(violations, scene),
             operation="regenerate" if regenerate else "inpaint",
             region=None,
             violations=violations,
