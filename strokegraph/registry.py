@@ -97,7 +97,7 @@ def check(role: Role, backend_id: str, settings: dict[str, Any] | None = None) -
     missing = [m for m in entry.requires if importlib.util.find_spec(m) is None]
     if missing:
         raise UsageError(
-            f"{role} {backend_id!r} needs {', '.join(missing)}, which is not installed; "
+            f"{role} {backend_id!r} needs {', '.join(missing)} (not installed); "
             f"run: pip install 'strokegraph[{entry.extra}]'"
         )
     if settings:
