@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from strokegraph import __version__
 from strokegraph.errors import RunError, StrokegraphError, UsageError
 
+ROLES = ("planner", "drafter", "critic", "refiner")
+
 __all__ = ["EXIT_BUDGET", "EXIT_RUN_ERROR", "EXIT_USAGE", "main"]
 
 EXIT_RUN_ERROR = 1
@@ -53,12 +55,13 @@ def _parser() -> argparse.ArgumentParser:
         ("refiner", "builtin:sketch"),
     ):
         g.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id (default: {default})")
-    g.add_argument("--max-rounds", type=_non_negative, default=12, metavar="N", help="refine rounds in all (12)")
+    g.add_argument("--config", metavar="FILE", help="TOML file with per-role ids and settings; flags override it")
+    g.add_argument("--max-rounds", type=_non_negative, metavar="N", help="refine rounds in all (12)")
+    g.add_argument("--rounds-per-step", type=_non_negative, metavar="N", help="refine rounds per plan step (3)")
+    g.add_argument("--seed", type=int, help="seed for every backend (0)")
     g.add_argument(
-        "--rounds-per-step", type=_non_negative, default=3, metavar="N", help="refine rounds per plan step (3)"
+        "--single-pass", action="store_true", default=None, help="one step with the whole prompt, no refinement"
     )
-    g.add_argument("--seed", type=int, default=0, help="seed for every backend (0)")
-    g.add_argument("--single-pass", action="store_true", help="one step with the whole prompt, no refinement")
     g.add_argument(
         "--faults",
         type=_fraction,
@@ -79,43 +82,60 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _progress_printer(stream):
+    """One line per finished stage; sampling progress as a counter updated in place on a terminal."""
     started = time.perf_counter()
+    live = stream.isatty()
 
     def show(event: dict) -> None:
-        if event["kind"] != "end":
+        if event.get("kind") == "progress":
+            if live:
+                stream.write(f"\r  {event['stage']} sampling {event['step']}/{event['total']}\x1b[K")
+                stream.flush()
+            return
+        if event.get("kind") != "end":
             return
         where = "plan" if event["step"] < 0 else f"step {event['step'] + 1}"
         if event["round"]:
             where += f" round {event['round']}"
-        stream.write(f"[{time.perf_counter() - started:6.1f}s] {event['stage']:<8} {where:<16} {event['message']}\n")
+        clear = "\r\x1b[K" if live else ""
+        stream.write(
+            f"{clear}[{time.perf_counter() - started:6.1f}s] {event['stage']:<8} {where:<16} {event['message']}\n"
+        )
         stream.flush()
 
     return show
 
 
 def _generate(args) -> int:
+    from strokegraph.config import RunConfig, load_config
     from strokegraph.graph import Budget
     from strokegraph.run import generate
 
-    settings = {}
+    config = load_config(args.config) if args.config else RunConfig()
+    ids = {role: getattr(args, role) or getattr(config, role).id for role in ROLES}
+    settings = {role: getattr(config, role).settings for role in ROLES}
     if args.faults is not None:
-        settings = {"drafter": {"fault_scale": args.faults}, "refiner": {"fault_scale": args.faults}}
         for role in ("drafter", "refiner"):
-            backend = getattr(args, role)
-            if backend and not backend.startswith("builtin:"):
-                raise UsageError(f"--faults applies to the sketch world only, not to --{role} {backend!r}")
-    budget = Budget(max_rounds=args.max_rounds, rounds_per_step=args.rounds_per_step)
+            if ids[role] and not ids[role].startswith("builtin:"):
+                raise UsageError(f"--faults applies to the sketch world only, not to {role} {ids[role]!r}")
+            settings[role]["fault_scale"] = args.faults
+
+    def pick(flag, key, default):
+        return flag if flag is not None else getattr(config, key) if getattr(config, key) is not None else default
+
+    budget = Budget(
+        max_rounds=pick(args.max_rounds, "max_rounds", 12),
+        rounds_per_step=pick(args.rounds_per_step, "rounds_per_step", 3),
+        max_sampling_steps=config.max_sampling_steps,
+    )
     result = generate(
         args.prompt,
         out=args.out,
-        planner=args.planner,
-        drafter=args.drafter,
-        critic=args.critic,
-        refiner=args.refiner,
-        settings=settings,
-        seed=args.seed,
+        **ids,
+        settings={role: s for role, s in settings.items() if s},
+        seed=pick(args.seed, "seed", 0),
         budget=budget,
-        single_pass=args.single_pass,
+        single_pass=pick(args.single_pass, "single_pass", False),
         on_progress=None if args.quiet else _progress_printer(sys.stderr),
     )
     left = len(result.critique.violations) if result.critique else 0

@@ -153,3 +153,52 @@ def test_codebook_sheet(tmp_path):
         assert im.width == 10 * 112 and im.height == 10 * 112  # 91 nouns, 10 per row
     assert main(["codebook", "dragon", "cup", "--out", str(tmp_path / "two.png")]) == 0
     assert cli(["codebook", "--out", str(tmp_path / "missing" / "x.png")]) == EXIT_USAGE
+
+
+def _config(tmp_path, text: str) -> str:
+    path = tmp_path / "strokegraph.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_config_file_sets_ids_settings_and_options(tmp_path):
+    config = _config(
+        tmp_path,
+        'seed = 4\nrounds_per_step = 1\n[drafter]\nid = "builtin:sketch"\nfault_scale = 0\n'
+        "[refiner]\nfault_scale = 0\n",
+    )
+    out = tmp_path / "run"
+    assert main(["generate", PROMPT, "--out", str(out), "--config", config, "-q"]) == 0
+    doc = json.loads((out / "trajectory.json").read_text())
+    assert doc["budget"]["rounds_per_step"] == 1
+    assert [e["stage"] for e in doc["events"]] == ["plan", "draft", "critique", "draft", "critique"]
+
+
+def test_flags_override_the_config_file(tmp_path):
+    config = _config(tmp_path, "max_rounds = 5\n[drafter]\nfault_scale = 0\n")
+    out = tmp_path / "run"
+    main(["generate", PROMPT, "--out", str(out), "--config", config, "--max-rounds", "2", "-q"])
+    assert json.loads((out / "trajectory.json").read_text())["budget"]["max_rounds"] == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("colour = 'red'\n", "colour: unknown key"),
+        ("max_rounds = -1\n", "max_rounds"),
+        ("[drafter]\nsteps = 4\n", "unknown setting(s) 'steps' for drafter 'builtin:sketch'; valid: fault_scale, size"),
+        ("[painter]\nid = 'x'\n", "painter: unknown key"),
+        ("seed = [\n", "not valid TOML"),
+        ("[critic]\nid = 'builtin:pixel'\n", "did you mean 'builtin:pixels'"),
+    ],
+)
+def test_bad_config_is_one_line_and_exit_2(tmp_path, capsys, text, needle):
+    assert main(["generate", "a cat", "--config", _config(tmp_path, text), "--out", str(tmp_path / "r")]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_config_file(tmp_path, capsys):
+    assert main(["generate", "a cat", "--config", str(tmp_path / "nope.toml")]) == EXIT_USAGE
+    assert "cannot read config" in capsys.readouterr().err
