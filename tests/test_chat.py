@@ -5,33 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import CRITIC_REPLY, GOOD, PROMPT
 
 from strokegraph.agents.chat import PlannerReply
 from strokegraph.agents.planner import ChatPlanner
 from strokegraph.errors import RunError, UsageError
 from strokegraph.testing import ScriptedChatModel
-
-PROMPT = "a red cat below a blue kite"
-GOOD = {
-    "scene": {
-        "entities": [
-            {"id": "e0", "noun": "cat", "count": 1, "colour": "red", "attributes": []},
-            {"id": "e1", "noun": "kite", "count": 1, "colour": "blue", "attributes": []},
-        ],
-        "relations": [{"subject": "e0", "predicate": "below", "object": "e1"}],
-        "constraints": [],
-    },
-    "plan": {
-        "steps": [
-            {"instruction": "Draw a blue kite.", "description": "A blue kite.", "entity_ids": ["e1"]},
-            {
-                "instruction": "Add a red cat below it.",
-                "description": "A red cat below a blue kite.",
-                "entity_ids": ["e0"],
-            },
-        ]
-    },
-}
 
 
 def _text(message) -> str:
@@ -87,22 +66,6 @@ def test_empty_prompt_never_reaches_the_model():
     with pytest.raises(UsageError):
         ChatPlanner(model).plan("  ")
     assert model.calls == []
-
-
-CRITIC_REPLY = {
-    "violations": [
-        {
-            "kind": "relation",
-            "entity_ids": ["e0", "e1"],
-            "relation": {"subject": "e0", "predicate": "below", "object": "e1"},
-            "expected": "cat below kite",
-            "observed": "cat above kite",
-            "box": [0.1, 0.1, 0.4, 0.3],
-            "message": "the cat is above the kite",
-        }
-    ],
-    "detections": [{"noun": "cat", "box": [0.1, 0.1, 0.4, 0.3], "score": 0.9, "colour": "red"}],
-}
 
 
 def _critique_request():

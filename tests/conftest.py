@@ -1,0 +1,43 @@
+"""Shared test data."""
+
+from __future__ import annotations
+
+PROMPT = "a red cat below a blue kite"
+
+# A valid planner reply for PROMPT.
+GOOD = {
+    "scene": {
+        "entities": [
+            {"id": "e0", "noun": "cat", "count": 1, "colour": "red", "attributes": []},
+            {"id": "e1", "noun": "kite", "count": 1, "colour": "blue", "attributes": []},
+        ],
+        "relations": [{"subject": "e0", "predicate": "below", "object": "e1"}],
+        "constraints": [],
+    },
+    "plan": {
+        "steps": [
+            {"instruction": "Draw a blue kite.", "description": "A blue kite.", "entity_ids": ["e1"]},
+            {
+                "instruction": "Add a red cat below it.",
+                "description": "A red cat below a blue kite.",
+                "entity_ids": ["e0"],
+            },
+        ]
+    },
+}
+
+# A valid critic reply for PROMPT: the cat is on the wrong side of the kite.
+CRITIC_REPLY = {
+    "violations": [
+        {
+            "kind": "relation",
+            "entity_ids": ["e0", "e1"],
+            "relation": {"subject": "e0", "predicate": "below", "object": "e1"},
+            "expected": "cat below kite",
+            "observed": "cat above kite",
+            "box": [0.1, 0.1, 0.4, 0.3],
+            "message": "the cat is above the kite",
+        }
+    ],
+    "detections": [{"noun": "cat", "box": [0.1, 0.1, 0.4, 0.3], "score": 0.9, "colour": "red"}],
+}

@@ -1,0 +1,58 @@
+"""A LangChain chat model behind the planner and the critic."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("langchain_core", reason="needs the langchain extra")
+
+from conftest import CRITIC_REPLY, GOOD, PROMPT  # noqa: E402
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel  # noqa: E402
+from langchain_core.messages import AIMessage  # noqa: E402
+
+from strokegraph.agents.critic import ChatCritic  # noqa: E402
+from strokegraph.agents.planner import ChatPlanner  # noqa: E402
+from strokegraph.run import generate  # noqa: E402
+from strokegraph.tools.langchain_chat import LangChainChat  # noqa: E402
+
+
+class Recording(GenericFakeChatModel):
+    seen: list = []
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        self.seen.append(messages)
+        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+
+def test_planner_and_critic_on_a_langchain_model(tmp_path):
+    passing = {"violations": [], "detections": CRITIC_REPLY["detections"]}
+    replies = [json.dumps(GOOD), json.dumps(CRITIC_REPLY), json.dumps(passing), json.dumps(passing)]
+    fake = Recording(
+        messages=iter(
+            AIMessage(content=r, usage_metadata={"input_tokens": 10, "output_tokens": 5, "total_tokens": 15})
+            for r in replies
+        )
+    )
+    llm = LangChainChat(fake)
+    result = generate(
+        PROMPT,
+        out=tmp_path / "r",
+        planner=ChatPlanner(llm),
+        critic=ChatCritic(llm),
+        settings={},
+    )
+    assert [e.noun for e in result.scene.entities] == ["cat", "kite"]
+    stages = [(e.stage, e.usage.prompt_tokens if e.usage else None) for e in result.trajectory]
+    assert stages[0] == ("plan", 10)
+    # The critic's message carried the image as a data URL.
+    critic_message = fake.seen[1][0]
+    assert critic_message.content[0]["type"] == "image_url"
+    assert critic_message.content[0]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert result.trajectory[0].backend == "custom:ChatPlanner"
+
+
+def test_rejects_what_is_not_a_langchain_chat_model():
+    with pytest.raises(TypeError, match="BaseChatModel"):
+        LangChainChat(object())
