@@ -6,6 +6,7 @@ import base64
 import html
 from pathlib import Path
 
+from strokegraph import usage
 from strokegraph.graph.state import RunState
 from strokegraph.schema import Critique, Event, ImageRef
 
@@ -101,6 +102,17 @@ def _step_section(run_dir: Path, state: RunState, step: int, events: list[Event]
     )
 
 
+def _usage_text(state: RunState) -> str:
+    used = usage.total(e.usage for e in state.trajectory)
+    if used is None:
+        return ""
+    cost = f" · ≈ ${used.cost_usd:.4f}" if used.cost_usd is not None else ""
+    return (
+        f" · {used.calls} API/model call(s), {used.prompt_tokens + used.completion_tokens} token(s), "
+        f"{used.images} image(s){cost}"
+    )
+
+
 def write_report(run_dir: Path, state: RunState, *, passed: bool) -> Path:
     """Write ``run_dir/report.html`` for ``state`` (a finished or an interrupted run)."""
     title = html.escape(state.prompt)
@@ -110,7 +122,7 @@ def write_report(run_dir: Path, state: RunState, *, passed: bool) -> Path:
     mode = "single pass" if state.single_pass else "plan → draft → critique → refine loop"
     out.append(
         f"<p>Result: {verdict} · {mode} · {len(state.plan.steps) if state.plan else 0} step(s) · "
-        f"{state.rounds_total} refine round(s) · {state.sampling_steps} sampling step(s)</p>"
+        f"{state.rounds_total} refine round(s) · {state.sampling_steps} sampling step(s){_usage_text(state)}</p>"
     )
     if state.scene is not None:
         rows = "".join(f"<tr><td>{e.id}</td><td>{html.escape(e.phrase())}</td></tr>" for e in state.scene.entities)

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from strokegraph import registry
+from strokegraph import registry, usage
 from strokegraph.agents.critic import Critic
 from strokegraph.agents.drafter import Drafter
 from strokegraph.agents.planner import Planner
@@ -193,6 +193,7 @@ def _write_outputs(run_dir: Path, state: RunState, error: BaseException | None =
         "finished": state.critique is not None and state.step == (len(state.plan.steps) - 1 if state.plan else -2),
         "rounds": state.rounds_total,
         "sampling_steps": state.sampling_steps,
+        "usage": (used.model_dump() if (used := usage.total(e.usage for e in state.trajectory)) else None),
         "budget": state.budget.model_dump(),
         "scene": state.scene.model_dump() if state.scene else None,
         "plan": state.plan.model_dump() if state.plan else None,

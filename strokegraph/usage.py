@@ -7,13 +7,13 @@ reference to the graph, and a backend used outside a graph records into nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
 from strokegraph.schema import Usage
 
-__all__ = ["collect", "record"]
+__all__ = ["collect", "record", "total"]
 
 _current: ContextVar[list[Usage] | None] = ContextVar("strokegraph_usage", default=None)
 
@@ -35,22 +35,28 @@ def record(
         )
 
 
+def total(items: Iterable[Usage | None]) -> Usage | None:
+    """The sum of ``items`` (Nones skipped), or None when there is nothing to add up."""
+    items = [u for u in items if u is not None]
+    if not items:
+        return None
+    costs = [u.cost_usd for u in items if u.cost_usd is not None]
+    return Usage(
+        calls=sum(u.calls for u in items),
+        prompt_tokens=sum(u.prompt_tokens for u in items),
+        completion_tokens=sum(u.completion_tokens for u in items),
+        images=sum(u.images for u in items),
+        cost_usd=sum(costs) if costs else None,
+    )
+
+
 class Collected:
     def __init__(self) -> None:
         self.items: list[Usage] = []
 
     def total(self) -> Usage | None:
         """The sum of every recorded call, or None when nothing was recorded."""
-        if not self.items:
-            return None
-        costs = [u.cost_usd for u in self.items if u.cost_usd is not None]
-        return Usage(
-            calls=sum(u.calls for u in self.items),
-            prompt_tokens=sum(u.prompt_tokens for u in self.items),
-            completion_tokens=sum(u.completion_tokens for u in self.items),
-            images=sum(u.images for u in self.items),
-            cost_usd=sum(costs) if costs else None,
-        )
+        return total(self.items)
 
 
 @contextmanager

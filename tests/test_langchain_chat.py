@@ -51,6 +51,9 @@ def test_planner_and_critic_on_a_langchain_model(tmp_path):
     assert critic_message.content[0]["type"] == "image_url"
     assert critic_message.content[0]["image_url"]["url"].startswith("data:image/png;base64,")
     assert result.trajectory[0].backend == "custom:ChatPlanner"
+    doc = json.loads((tmp_path / "r" / "trajectory.json").read_text())
+    assert doc["usage"]["calls"] == 4 and doc["usage"]["prompt_tokens"] == 40
+    assert "4 API/model call(s), 60 token(s)" in (tmp_path / "r" / "report.html").read_text()
 
 
 def test_rejects_what_is_not_a_langchain_chat_model():
