@@ -1,0 +1,210 @@
+"""A loopback OpenAI-compatible server for tests: scripted replies and faults, every request recorded.
+
+It speaks ``/v1/chat/completions``, ``/v1/images/generations`` and ``/v1/images/edits`` (multipart)
+on ``127.0.0.1`` at a free port. Each endpoint answers from its own queue of :class:`Reply` objects
+(or functions of the :class:`Request` returning one); an empty queue answers 418, so a test that
+asks for more than it scripted fails loudly instead of hanging. Delayed replies wait on an event
+that stopping the server sets, so no handler outlives the test by more than a moment.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from PIL import Image
+
+ENDPOINTS = ("chat/completions", "images/generations", "images/edits")
+
+
+@dataclass(frozen=True)
+class Upload:
+    filename: str | None
+    content_type: str
+    data: bytes
+
+    def image(self) -> Image.Image:
+        with Image.open(io.BytesIO(self.data)) as im:
+            im.load()
+            return im.copy()
+
+
+@dataclass(frozen=True)
+class Request:
+    endpoint: str
+    headers: dict[str, str]
+    """Lower-case names."""
+    raw: bytes
+    json: dict[str, Any] | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    files: dict[str, Upload] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+Script = Reply | Callable[[Request], Reply]
+
+
+def chat_reply(content: str, *, prompt_tokens: int = 11, completion_tokens: int = 7) -> Reply:
+    return Reply(
+        body={
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": "test",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": content, "refusal": None},
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+    )
+
+
+def image_reply(image: Image.Image, *, input_tokens: int = 50, output_tokens: int = 400) -> Reply:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return Reply(
+        body={
+            "created": int(time.time()),
+            "data": [{"b64_json": base64.b64encode(buf.getvalue()).decode("ascii")}],
+            "size": f"{image.width}x{image.height}",
+            "usage": {
+                "input_tokens": input_tokens,
+                "output_tokens": output_tokens,
+                "total_tokens": input_tokens + output_tokens,
+                "input_tokens_details": {"image_tokens": 0, "text_tokens": input_tokens},
+            },
+        }
+    )
+
+
+def error_reply(status: int, message: str = "scripted failure") -> Reply:
+    # retry-after-ms keeps the client's backoff between retries at a millisecond.
+    return Reply(
+        status=status,
+        body={"error": {"message": message, "type": "test_error", "param": None, "code": None}},
+        headers={"retry-after-ms": "1"},
+    )
+
+
+class FakeOpenAI:
+    """Use as a context manager; ``url`` is the ``base_url`` to give the client."""
+
+    def __init__(self) -> None:
+        self.requests: list[Request] = []
+        self._queues: dict[str, list[Script]] = {e: [] for e in ENDPOINTS}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "the server is not running"
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def script(self, endpoint: str, *replies: Script) -> None:
+        """Queue replies for ``endpoint`` (one of :data:`ENDPOINTS`), answered in order."""
+        if endpoint not in self._queues:
+            raise ValueError(f"unknown endpoint {endpoint!r}; expected one of {ENDPOINTS}")
+        with self._lock:
+            self._queues[endpoint].extend(replies)
+
+    def sent(self, endpoint: str) -> list[Request]:
+        """The requests ``endpoint`` received, in order."""
+        return [r for r in self.requests if r.endpoint == endpoint]
+
+    def left(self) -> dict[str, int]:
+        """Scripted replies not used yet, per endpoint that has some."""
+        return {e: len(q) for e, q in self._queues.items() if q}
+
+    def __enter__(self) -> FakeOpenAI:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server hook name
+                fake._answer(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._server.block_on_close = False
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._server is not None and self._thread is not None
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def _answer(self, handler: BaseHTTPRequestHandler) -> None:
+        path = handler.path.split("?")[0]
+        endpoint = path.removeprefix("/v1/")
+        raw = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        request = _parse(endpoint, {k.lower(): v for k, v in handler.headers.items()}, raw)
+        with self._lock:
+            self.requests.append(request)
+            queue = self._queues.get(endpoint)
+            script = queue.pop(0) if queue else None
+        if script is None:
+            reply = Reply(status=418, body={"error": {"message": f"no scripted reply left for {path}"}})
+        else:
+            reply = script(request) if callable(script) else script
+        if reply.delay and self._stop.wait(reply.delay):
+            return
+        data = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+        try:
+            handler.send_response(reply.status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            for name, value in reply.headers.items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout test)
+
+
+def _parse(endpoint: str, headers: dict[str, str], raw: bytes) -> Request:
+    content_type = headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+        fields, files = {}, {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True) or b""
+            if part.get_filename() is None:
+                fields[name] = payload.decode()
+            else:
+                files[name] = Upload(part.get_filename(), part.get_content_type(), payload)
+        return Request(endpoint, headers, raw, fields=fields, files=files)
+    body = json.loads(raw) if raw else None
+    return Request(endpoint, headers, raw, json=body)

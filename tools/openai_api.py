@@ -1,0 +1,500 @@
+"""OpenAI API backends for every role: chat models for planner and critic, GPT-image for drafter and refiner.
+
+Ids ``openai:<model>`` (see :mod:`strokegraph.registry`) reach the factories at the bottom. Any
+OpenAI-compatible server works through ``base_url`` (vLLM, Ollama, LM Studio); without a key there,
+a placeholder is sent. The key comes from the ``api_key`` setting, then ``OPENAI_API_KEY``; it is
+handed to the client and nowhere else, and it is scrubbed from error messages.
+
+The ``openai`` package is imported only when a backend is built or called.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from pydantic import BaseModel
+
+from strokegraph import usage
+from strokegraph.agents.critic import ChatCritic
+from strokegraph.agents.drafter import DraftRequest, DraftResult
+from strokegraph.agents.planner import ChatPlanner
+from strokegraph.agents.refiner import (
+    RefineRequest,
+    RefineResult,
+    composite,
+    refine_text,
+    region_mask,
+    violation_region,
+)
+from strokegraph.errors import RunError, UsageError
+from strokegraph.schema import Refinement
+
+if TYPE_CHECKING:
+    from openai import OpenAI
+    from PIL import Image
+
+__all__ = ["OpenAIChat", "OpenAIDrafter", "OpenAIRefiner", "critic", "drafter", "planner", "refiner"]
+
+Detail = Literal["auto", "low", "high", "original"]
+Quality = Literal["low", "medium", "high", "xhigh", "max", "auto"]
+
+#: Sent as the key to a ``base_url`` server when no key is configured; local servers ignore it.
+PLACEHOLDER_KEY = "not-needed"
+
+_REASONS = {
+    400: "bad request",
+    401: "authentication failed",
+    403: "permission denied",
+    404: "not found",
+    408: "request timeout",
+    409: "conflict",
+    413: "request too large",
+    422: "unprocessable request",
+    429: "rate limited",
+}
+_SIZE = re.compile(r"^(\d+)x(\d+)$")
+
+
+# ---------------------------------------------------------------------------------------------
+# Calls and their errors
+# ---------------------------------------------------------------------------------------------
+
+
+def _retried(client: OpenAI) -> str:
+    n = client.max_retries
+    return f" after {n} {'retry' if n == 1 else 'retries'}" if n else ""
+
+
+def _scrub(text: str, client: OpenAI) -> str:
+    text = " ".join(str(text).split())
+    if client.api_key:
+        text = text.replace(client.api_key, "***")
+    return text[:300]
+
+
+@contextmanager
+def _api_call(backend: str, client: OpenAI, *, node: str | None, step: int | None = None) -> Iterator[None]:
+    """Turn what the client raises, after its own retries, into a one-line :class:`RunError`."""
+    import openai
+
+    try:
+        yield
+    except openai.APIStatusError as exc:
+        code = exc.status_code
+        # The client retries these by itself (with backoff) before raising.
+        after = _retried(client) if code in (408, 409, 429) or code >= 500 else ""
+        reason = _REASONS.get(code, "server error" if code >= 500 else "error")
+        body = exc.body
+        detail = body.get("message") if isinstance(body, dict) else body if isinstance(body, str) else None
+        detail = f": {_scrub(detail, client)}" if detail else ""
+        # ``from None``: the chained exception holds the request, headers included.
+        raise RunError(f"{backend}: {code} {reason}{after}{detail}", node=node, step=step) from None
+    except openai.APITimeoutError:
+        timeout = client.timeout
+        seconds = f" ({timeout:g} s per try)" if isinstance(timeout, int | float) else ""
+        raise RunError(f"{backend}: timed out{seconds}{_retried(client)}", node=node, step=step) from None
+    except openai.APIConnectionError as exc:
+        raise RunError(
+            f"{backend}: cannot connect to {client.base_url}{_retried(client)}: {_scrub(exc.__cause__ or exc, client)}",
+            node=node,
+            step=step,
+        ) from None
+
+
+def _png(image: Image.Image, mode: str = "RGB") -> bytes:
+    buf = io.BytesIO()
+    image.convert(mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _data_url(image: Image.Image) -> str:
+    return "data:image/png;base64," + base64.b64encode(_png(image)).decode("ascii")
+
+
+# ---------------------------------------------------------------------------------------------
+# Chat
+# ---------------------------------------------------------------------------------------------
+
+
+class OpenAIChat:
+    """A :class:`~strokegraph.agents.chat.ChatModel` on ``client.chat.completions``.
+
+    With a ``schema``, the request asks for strict structured output (``response_format`` of type
+    ``json_schema``, built by openai's own helper). Images become PNG data URLs with ``detail``.
+    Each call records its tokens, and its cost when both prices (USD per million tokens) are set.
+    ``node`` names the role in errors.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        client: OpenAI,
+        detail: Detail = "auto",
+        price_input_per_mtok: float | None = None,
+        price_output_per_mtok: float | None = None,
+        node: str | None = None,
+    ) -> None:
+        self.model = model
+        self.client = client
+        self.detail = detail
+        self.prices = (
+            (price_input_per_mtok, price_output_per_mtok)
+            if price_input_per_mtok is not None and price_output_per_mtok is not None
+            else None
+        )
+        self.node = node
+
+    @property
+    def backend(self) -> str:
+        return f"openai:{self.model}"
+
+    def complete(self, messages: list[dict[str, Any]], *, schema: type[BaseModel] | None = None) -> str:
+        kwargs: dict[str, Any] = {}
+        if schema is not None:
+            from openai.lib import type_to_response_format_param
+
+            kwargs["response_format"] = type_to_response_format_param(schema)
+        with _api_call(self.backend, self.client, node=self.node):
+            completion = self.client.chat.completions.create(
+                model=self.model, messages=[self._message(m) for m in messages], **kwargs
+            )
+        used = completion.usage
+        if used is not None:
+            cost = None
+            if self.prices is not None:
+                cost = (used.prompt_tokens * self.prices[0] + used.completion_tokens * self.prices[1]) / 1e6
+            usage.record(prompt_tokens=used.prompt_tokens, completion_tokens=used.completion_tokens, cost_usd=cost)
+        else:
+            usage.record()
+        if not completion.choices:
+            raise RunError(f"{self.backend}: the reply has no choices", node=self.node)
+        message = completion.choices[0].message
+        if message.content is None:
+            why = f"the model refused: {_scrub(message.refusal, self.client)}" if message.refusal else "empty reply"
+            raise RunError(f"{self.backend}: {why}", node=self.node)
+        return message.content
+
+    def _message(self, message: dict[str, Any]) -> dict[str, Any]:
+        content = message["content"]
+        if isinstance(content, str):
+            return {"role": message["role"], "content": content}
+        if message["role"] == "assistant":
+            # Assistant turns (a re-ask quotes the previous answer) take text only.
+            return {"role": "assistant", "content": "".join(p["text"] for p in content if p["type"] == "text")}
+        parts = []
+        for part in content:
+            if part["type"] == "text":
+                parts.append({"type": "text", "text": part["text"]})
+            elif part["type"] == "image":
+                parts.append(
+                    {"type": "image_url", "image_url": {"url": _data_url(part["image"]), "detail": self.detail}}
+                )
+            else:
+                raise ValueError(f"unknown message part type {part['type']!r}; expected 'text' or 'image'")
+        return {"role": message["role"], "content": parts}
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------------
+
+
+class _ImageAPI:
+    """What the GPT-image drafter and refiner share: the calls, decoding, usage and canvas size."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        client: OpenAI,
+        size: str = "1024x1024",
+        quality: Quality | None = None,
+        price_per_image: float | None = None,
+    ) -> None:
+        self.model = model
+        self.client = client
+        self.size = size
+        self.quality = quality
+        self.price_per_image = price_per_image
+
+    @property
+    def backend(self) -> str:
+        return f"openai:{self.model}"
+
+    def _options(self) -> dict[str, Any]:
+        return {"model": self.model, "n": 1, "size": self.size, **({"quality": self.quality} if self.quality else {})}
+
+    def _generate(self, prompt: str, *, node: str, step: int) -> Image.Image:
+        with _api_call(self.backend, self.client, node=node, step=step):
+            response = self.client.images.generate(prompt=prompt, **self._options())
+        return self._decode(response, node=node, step=step)
+
+    def _edit(self, image: Image.Image, prompt: str, *, node: str, step: int, mask: Image.Image | None = None):
+        # Files go as (name, bytes, type) tuples: a bare upload is sent as octet-stream and refused.
+        files: dict[str, Any] = {"image": ("image.png", _png(image), "image/png")}
+        if mask is not None:
+            files["mask"] = ("mask.png", _png(mask, "RGBA"), "image/png")
+        with _api_call(self.backend, self.client, node=node, step=step):
+            response = self.client.images.edit(prompt=prompt, **files, **self._options())
+        return self._decode(response, node=node, step=step)
+
+    def _decode(self, response, *, node: str, step: int) -> Image.Image:
+        from PIL import Image
+
+        used = response.usage
+        usage.record(
+            prompt_tokens=used.input_tokens if used else 0,
+            completion_tokens=used.output_tokens if used else 0,
+            images=1,
+            cost_usd=self.price_per_image,
+        )
+        # GPT-image models always answer in b64_json; a URL means a server we cannot follow.
+        if not response.data or not response.data[0].b64_json:
+            raise RunError(f"{self.backend}: the reply holds no b64_json image", node=node, step=step)
+        try:
+            with Image.open(io.BytesIO(base64.b64decode(response.data[0].b64_json))) as im:
+                return im.convert("RGB")
+        except (ValueError, OSError) as exc:
+            raise RunError(f"{self.backend}: the reply's image cannot be read: {exc}", node=node, step=step) from None
+
+    def _canvas(self) -> tuple[int, int] | None:
+        m = _SIZE.match(self.size)
+        return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _fit(image: Image.Image, size: tuple[int, int] | None) -> Image.Image:
+    from PIL import Image
+
+    return image if size is None or image.size == size else image.resize(size, Image.Resampling.LANCZOS)
+
+
+class OpenAIDrafter(_ImageAPI):
+    """A :class:`~strokegraph.agents.drafter.Drafter` on GPT-image models.
+
+    The first step is generated from its ``<des>``; each later one edits the whole current canvas
+    with its ``<des>`` (no mask: anything may change, as with a diffusion img2img). The API picks
+    its own output size; results are resized to the canvas, which the first image fixes (``size``,
+    or what came back for ``size="auto"``).
+    """
+
+    def draft(self, request: DraftRequest) -> DraftResult:
+        description = request.plan.steps[request.step].description
+        if request.image is None:
+            image = _fit(self._generate(description, node="drafter", step=request.step), self._canvas())
+        else:
+            edited = self._edit(request.image, description, node="drafter", step=request.step)
+            image = _fit(edited, request.image.size)
+        return DraftResult(image=image, sampling_steps=0)
+
+
+def _alpha_mask(mask: Image.Image) -> Image.Image:
+    """The API's mask for a diffusers-style one: alpha 0 where ``mask`` is white (edit here)."""
+    from PIL import Image, ImageOps
+
+    black = Image.new("L", mask.size, 0)
+    return Image.merge("RGBA", (black, black, black, ImageOps.invert(mask.convert("L"))))
+
+
+class OpenAIRefiner(_ImageAPI):
+    """A :class:`~strokegraph.agents.refiner.Refiner` on GPT-image edits.
+
+    The ``<refine>`` text comes from the violations. When they have boxes and none is a relation
+    (a move changes more than one place), the union of the boxes is inpainted: the edit gets a mask
+    (alpha 0 = edit) and the result is composited locally, since the API treats the mask as a hint
+    and may change pixels outside it. Otherwise the whole canvas is edited ("regenerate").
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        client: OpenAI,
+        size: str = "1024x1024",
+        quality: Quality | None = None,
+        price_per_image: float | None = None,
+        grow: float = 0.05,
+        feather: int = 8,
+    ) -> None:
+        super().__init__(model, client=client, size=size, quality=quality, price_per_image=price_per_image)
+        self.grow = grow
+        self.feather = feather
+
+    def refine(self, request: RefineRequest) -> RefineResult:
+        violations = request.critique.violations
+        text = refine_text(violations, request.scene)
+        description = request.plan.steps[request.step].description
+        prompt = f"{description}\n{text}" if text else description
+        original = request.image.convert("RGB")
+        region = violation_region(violations)
+        if region is not None and not any(v.kind == "relation" for v in violations):
+            mask = region_mask(original.size, region, grow=self.grow, feather=self.feather)
+            edited = self._edit(original, prompt, node="refiner", step=request.step, mask=_alpha_mask(mask))
+            image = composite(original, edited, mask)
+            refinement = Refinement(text=text, operation="inpaint", region=region, violations=violations)
+        else:
+            image = _fit(self._edit(original, prompt, node="refiner", step=request.step), original.size)
+            refinement = Refinement(text=text, operation="regenerate", violations=violations)
+        return RefineResult(image=image, refinement=refinement, sampling_steps=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Factories (looked up by the registry)
+# ---------------------------------------------------------------------------------------------
+
+
+def _client(base_url: str | None, api_key: str | None, timeout: float, max_retries: int) -> OpenAI:
+    """An OpenAI client; raises :class:`UsageError` before any call when no key can be found."""
+    if not timeout > 0:
+        raise UsageError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if not (isinstance(max_retries, int) and max_retries >= 0):
+        raise UsageError(f"max_retries must be a whole number >= 0, got {max_retries!r}")
+    base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+    api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
+    if api_key is None:
+        if base_url is None:
+            raise UsageError(
+                "no OpenAI API key: set OPENAI_API_KEY or the 'api_key' setting "
+                "(or a 'base_url' for a local OpenAI-compatible server)"
+            )
+        api_key = PLACEHOLDER_KEY
+    from openai import OpenAI
+
+    return OpenAI(api_key=api_key, base_url=base_url, timeout=float(timeout), max_retries=max_retries)
+
+
+def _check_price(name: str, value: float | None) -> None:
+    if value is not None and not value >= 0:
+        raise UsageError(f"{name} must be a price in USD >= 0, got {value!r}")
+
+
+def _check_choice(name: str, value: Any, choices: Any) -> None:
+    if value not in get_args(choices):
+        raise UsageError(f"{name} must be one of {', '.join(map(repr, get_args(choices)))}, got {value!r}")
+
+
+def _chat(
+    model: str,
+    node: str,
+    base_url: str | None,
+    api_key: str | None,
+    timeout: float,
+    max_retries: int,
+    price_input_per_mtok: float | None,
+    price_output_per_mtok: float | None,
+    detail: Detail = "auto",
+) -> OpenAIChat:
+    _check_choice("detail", detail, Detail)
+    _check_price("price_input_per_mtok", price_input_per_mtok)
+    _check_price("price_output_per_mtok", price_output_per_mtok)
+    if (price_input_per_mtok is None) != (price_output_per_mtok is None):
+        raise UsageError("set both price_input_per_mtok and price_output_per_mtok, or neither")
+    return OpenAIChat(
+        model,
+        client=_client(base_url, api_key, timeout, max_retries),
+        detail=detail,
+        price_input_per_mtok=price_input_per_mtok,
+        price_output_per_mtok=price_output_per_mtok,
+        node=node,
+    )
+
+
+def _image_settings(
+    base_url: str | None,
+    api_key: str | None,
+    timeout: float,
+    max_retries: int,
+    size: str,
+    quality: Quality | None,
+    price_per_image: float | None,
+) -> dict[str, Any]:
+    if size != "auto" and not _SIZE.match(size):
+        raise UsageError(f"size must be 'WIDTHxHEIGHT' (e.g. '1024x1024') or 'auto', got {size!r}")
+    if quality is not None:
+        _check_choice("quality", quality, Quality)
+    _check_price("price_per_image", price_per_image)
+    return {
+        "client": _client(base_url, api_key, timeout, max_retries),
+        "size": size,
+        "quality": quality,
+        "price_per_image": price_per_image,
+    }
+
+
+def planner(
+    model: str,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    timeout: float = 60.0,
+    max_retries: int = 2,
+    preparse: bool = False,
+    price_input_per_mtok: float | None = None,
+    price_output_per_mtok: float | None = None,
+) -> ChatPlanner:
+    chat = _chat(model, "planner", base_url, api_key, timeout, max_retries, price_input_per_mtok, price_output_per_mtok)
+    return ChatPlanner(chat, preparse=preparse)
+
+
+def critic(
+    model: str,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    timeout: float = 60.0,
+    max_retries: int = 2,
+    detail: Detail = "low",
+    price_input_per_mtok: float | None = None,
+    price_output_per_mtok: float | None = None,
+) -> ChatCritic:
+    chat = _chat(
+        model, "critic", base_url, api_key, timeout, max_retries, price_input_per_mtok, price_output_per_mtok, detail
+    )
+    return ChatCritic(chat)
+
+
+def drafter(
+    model: str,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    timeout: float = 180.0,
+    max_retries: int = 2,
+    size: str = "1024x1024",
+    quality: Quality | None = None,
+    price_per_image: float | None = None,
+) -> OpenAIDrafter:
+    return OpenAIDrafter(
+        model, **_image_settings(base_url, api_key, timeout, max_retries, size, quality, price_per_image)
+    )
+
+
+def refiner(
+    model: str,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    timeout: float = 180.0,
+    max_retries: int = 2,
+    size: str = "1024x1024",
+    quality: Quality | None = None,
+    price_per_image: float | None = None,
+    grow: float = 0.05,
+    feather: int = 8,
+) -> OpenAIRefiner:
+    if not grow >= 0:
+        raise UsageError(f"grow must be >= 0 (a share of the image side), got {grow!r}")
+    if not (isinstance(feather, int) and feather >= 0):
+        raise UsageError(f"feather must be a whole number of pixels >= 0, got {feather!r}")
+    return OpenAIRefiner(
+        model,
+        grow=grow,
+        feather=feather,
+        **_image_settings(base_url, api_key, timeout, max_retries, size, quality, price_per_image),
+    )
