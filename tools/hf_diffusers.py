@@ -500,7 +500,9 @@ class DiffusersRefiner:
         common = {
             "stage": "refine",
             "step": request.step,
-            "prompt": f"{description} {text}".strip(),
+            # The correction first: CLIP-based models keep only 77 tokens, and the scene description
+            # is the part that can best lose its tail.
+            "prompt": f"{text} {description}".strip(),
             "generator": _generator("refine", request.seed, request.step, request.round),
             "num_inference_steps": self.steps,
             "guidance_scale": self.guidance,
