@@ -2,8 +2,9 @@
 
 Random weights generate garbage, so these tests check the plumbing: the chat template reaches the
 model, generation runs and is recorded, an unparseable reply is re-asked once and then stops the
-run, detections come back normalised, coloured and judged by GenEval's rules. Colour naming is
-pure and tested on synthetic patches.
+run, detections come back normalised, coloured and judged by GenEval's rules, and Grounding
+DINO's phrase labels map back to the nouns asked for. Colour naming and that mapping are pure and
+tested directly.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from PIL import Image, ImageColor, ImageDraw
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tiny_hf import save_tiny_chat, save_tiny_owlv2, save_tiny_vlm  # noqa: E402
+from tiny_hf import save_tiny_chat, save_tiny_grounding_dino, save_tiny_owlv2, save_tiny_vlm  # noqa: E402
 
 from strokegraph import registry, usage  # noqa: E402
 from strokegraph.agents.critic import ChatCritic, CritiqueRequest, DetectorCritic, judge  # noqa: E402
@@ -31,6 +32,7 @@ from strokegraph.tools.hf_transformers import (  # noqa: E402
     TransformersChat,
     ZeroShotDetector,
     colour_name,
+    noun_of_phrase,
     region_colour,
     resolve_device,
     resolve_dtype,
@@ -64,6 +66,11 @@ def vlm_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def owl_dir(tmp_path_factory):
     return save_tiny_owlv2(tmp_path_factory.mktemp("tiny-owlv2"))
+
+
+@pytest.fixture(scope="module")
+def dino_dir(tmp_path_factory):
+    return save_tiny_grounding_dino(tmp_path_factory.mktemp("tiny-grounding-dino"))
 
 
 def spy_generate(model, monkeypatch) -> list[dict]:
@@ -213,6 +220,8 @@ def test_unknown_settings_are_rejected_by_name():
         registry.check("critic", "transformers-detect:x", {"temperature": 0.5})
     with pytest.raises(UsageError, match="max_new_tokens must be at least 1"):
         registry.build("planner", "transformers:x", max_new_tokens=0)
+    with pytest.raises(UsageError, match="text_threshold must be 0 or more"):
+        registry.build("critic", "transformers-detect:x", text_threshold=-0.1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,3 +394,78 @@ def test_full_loop_with_the_detector_critic_finishes_within_budget(owl_dir, tmp_
     critiques = [e for e in result.trajectory if e.stage == "critique"]
     assert critiques and all(e.backend == f"transformers-detect:{owl_dir}" for e in critiques)
     check_detections([d for e in critiques for d in e.critique.detections], ("cat", "dog"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Grounding DINO (critic)
+# ---------------------------------------------------------------------------------------------
+
+
+def spy_forward(model, monkeypatch) -> list[dict]:
+    """Record the inputs of every forward pass of ``model`` (and still run it)."""
+    calls: list[dict] = []
+    real = model.forward
+
+    def forward(**inputs):
+        calls.append(inputs)
+        return real(**inputs)
+
+    monkeypatch.setattr(model, "forward", forward)
+    return calls
+
+
+def test_grounding_dino_is_queried_with_dotted_phrases_and_answers_with_requested_nouns(dino_dir, monkeypatch):
+    critic = registry.build("critic", f"transformers-detect:{dino_dir}", threshold=0.0, text_threshold=0.25)
+    assert isinstance(critic, DetectorCritic) and isinstance(critic.detector, ZeroShotDetector)
+    detector = critic.detector
+    assert detector.model_type == "grounding-dino" and detector.text_threshold == 0.25
+    calls = spy_forward(detector.model, monkeypatch)
+    nouns = ("cat", "teddy bear", "dog")
+    detections = detector.detect(canvas((96, 48), PALETTE["blue"]), nouns)
+    (inputs,) = calls
+    query = detector.processor.tokenizer.decode(inputs["input_ids"][0], skip_special_tokens=True)
+    assert query == "cat. teddy bear. dog."
+    assert detections
+    check_detections(detections, nouns)
+    assert {d.colour for d in detections} == {"blue"}
+    assert detector.detect(canvas(), ()) == []
+
+
+def test_grounding_dino_drops_boxes_whose_phrase_names_no_noun(dino_dir):
+    # Above text_threshold no word of the query aligns with a box, so every phrase is empty.
+    detector = ZeroShotDetector(str(dino_dir), threshold=0.0, text_threshold=1.01)
+    assert detector.detect(canvas(), ("cat", "dog")) == []
+
+
+def test_grounding_dino_critique_is_judged_by_the_geneval_rules(dino_dir):
+    request = CritiqueRequest(scene=CAT_SCENE, scope=frozenset({"e0"}), image=canvas())
+    found = registry.build("critic", f"transformers-detect:{dino_dir}", threshold=0.0).critique(request)
+    assert found.detections
+    check_detections(found.detections, ("cat",))
+    assert found == judge(CAT_SCENE, request.scope, found.detections)
+
+    none = registry.build("critic", f"transformers-detect:{dino_dir}", threshold=1.01).critique(request)
+    assert none.detections == ()
+    assert [v.kind for v in none.violations] == ["missing"] and none.violations[0].entity_ids == ("e0",)
+
+
+@pytest.mark.parametrize(
+    ("phrase", "nouns", "noun"),
+    [
+        ("cat", ("cat", "dog"), "cat"),
+        ("teddy", ("cat", "teddy bear"), "teddy bear"),  # part of a noun
+        ("bear", ("teddy bear", "bear"), "bear"),  # a tie goes to the noun fully covered
+        ("teddy bear", ("bear", "teddy bear"), "teddy bear"),  # more shared words win
+        ("wine glass", ("cup", "glass"), "glass"),  # a longer phrase than the noun asked for
+        ("cat. dog. [SEP]", ("dog", "cat"), "dog"),  # merged: a full tie goes to the first noun
+        ("teddy bear dog", ("dog", "teddy bear"), "teddy bear"),
+        ("Wine Glass", ("wine glass",), "wine glass"),
+        ("hot dog", ("hot dog", "dog"), "hot dog"),
+        ("[SEP]", ("sep", "cat"), None),  # special tokens are no words
+        ("", ("cat",), None),
+        ("cats", ("cat",), None),  # whole words only
+        ("bird", ("cat", "dog"), None),
+    ],
+)
+def test_noun_of_phrase_maps_partial_and_merged_phrases(phrase, nouns, noun):
+    assert noun_of_phrase(phrase, nouns) == noun

@@ -11,7 +11,14 @@ from pathlib import Path
 
 from strokegraph.schema import COLOURS
 
-__all__ = ["CHAT_TEMPLATE", "VLM_CHAT_TEMPLATE", "save_tiny_chat", "save_tiny_owlv2", "save_tiny_vlm"]
+__all__ = [
+    "CHAT_TEMPLATE",
+    "VLM_CHAT_TEMPLATE",
+    "save_tiny_chat",
+    "save_tiny_grounding_dino",
+    "save_tiny_owlv2",
+    "save_tiny_vlm",
+]
 
 _SPECIAL = ["<pad>", "<s>", "</s>", "<unk>"]
 # JSON punctuation and the planner/critic reply keys, so that a reply could at least be spelled.
@@ -200,6 +207,70 @@ def save_tiny_owlv2(path: Path) -> Path:
     model = Owlv2ForObjectDetection(config).eval()
     image_processor = Owlv2ImageProcessorPil(size={"height": 32, "width": 32})
     processor = Owlv2Processor(image_processor=image_processor, tokenizer=tok)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return Path(path)
+
+
+def save_tiny_grounding_dino(path: Path) -> Path:
+    """A Grounding DINO (d_model 32, a two-stage Swin, a one-layer BERT, 10 queries) on 32 px inputs, saved to ``path``.
+
+    Its WordPiece vocabulary holds the words of :data:`_WORDS` whole (so "cat" is one token and a
+    phrase label reads "cat") and every letter as a word start and a "##" continuation, so that any
+    other noun still spells out.
+    """
+    import torch
+    from transformers import (
+        BertConfig,
+        BertTokenizerFast,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessorPil,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
+
+    torch.manual_seed(0)
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    words = [w for w in _WORDS if w.isalnum()]
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *letters, *(f"##{c}" for c in letters), *words]
+    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(dict.fromkeys(tokens))}, model_max_length=32)
+    backbone = SwinConfig(
+        image_size=32,
+        patch_size=4,
+        embed_dim=8,
+        depths=[1, 1],
+        num_heads=[1, 1],
+        window_size=2,
+        out_features=["stage1", "stage2"],
+    )
+    text = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=32,
+    )
+    config = GroundingDinoConfig(
+        backbone_config=backbone,
+        text_config=text,
+        d_model=32,  # GroupNorm over 32 groups: the least it can be
+        encoder_layers=1,
+        decoder_layers=2,  # one layer leaves the shared box head nothing to tie to, and fails to build
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_n_points=2,
+        decoder_n_points=2,
+        num_feature_levels=2,
+        num_queries=10,
+        max_text_len=32,
+    )
+    model = GroundingDinoForObjectDetection(config).eval()
+    image_processor = GroundingDinoImageProcessorPil(size={"shortest_edge": 32, "longest_edge": 64})
+    processor = GroundingDinoProcessor(image_processor=image_processor, tokenizer=tok)
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return Path(path)

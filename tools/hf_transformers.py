@@ -2,8 +2,8 @@
 
 Ids (see :mod:`strokegraph.registry`): ``transformers:<dir or hub id>`` (planner, a chat LLM),
 ``transformers-vlm:<...>`` (critic, an image-text-to-text model such as Qwen2.5-VL) and
-``transformers-detect:<...>`` (critic, OWLv2 or OWL-ViT queried with the scene's nouns; their
-detections are judged by GenEval's rules in :func:`strokegraph.agents.critic.judge`).
+``transformers-detect:<...>`` (critic, OWLv2, OWL-ViT or Grounding DINO queried with the scene's
+nouns; their detections are judged by GenEval's rules in :func:`strokegraph.agents.critic.judge`).
 
 Models load when the backend is built, so a bad id fails before the run starts, with a one-line
 :class:`~strokegraph.errors.UsageError`. ``torch`` and ``transformers`` are imported only then.
@@ -42,6 +42,7 @@ __all__ = [
     "ZeroShotDetector",
     "colour_name",
     "detect_critic",
+    "noun_of_phrase",
     "planner",
     "region_colour",
     "resolve_device",
@@ -355,19 +356,23 @@ def region_colour(rgb: np.ndarray, box: tuple[int, int, int, int]) -> Colour | N
 # Zero-shot detection
 # ---------------------------------------------------------------------------------------------
 
-#: Model types :class:`ZeroShotDetector` reads, and whether their processor pads to a square.
-_DETECTORS = {"owlv2": True, "owlvit": False}
+#: Model types :class:`ZeroShotDetector` reads.
+_DETECTORS = ("owlv2", "owlvit", "grounding-dino")
 
 
 class ZeroShotDetector:
-    """A :class:`~strokegraph.agents.critic.Detector` over OWLv2 or OWL-ViT, queried by noun.
+    """A :class:`~strokegraph.agents.critic.Detector` over OWLv2, OWL-ViT or Grounding DINO, queried by noun.
 
-    Each noun becomes the query "a photo of a {noun}"; every predicted box keeps its best query,
-    boxes scoring at most ``threshold`` are dropped, and per noun a box overlapping a better one by
-    more than ``nms_iou`` (intersection over union) is dropped too, since OWL predicts one box per
-    image patch and neighbouring patches see the same object. Boxes are normalised to the image and
-    clipped (OWLv2 pads the image to a square, so boxes can reach into the padding); each
-    detection's colour is read from its pixels by :func:`region_colour`.
+    OWL gets one query per noun, "a photo of a {noun}", and every predicted box keeps its best
+    query. Grounding DINO gets one text, "cat. wine glass.", and names each box by the words of the
+    text it aligns with (those scoring above ``text_threshold``); :func:`noun_of_phrase` maps that
+    phrase back to a noun, and a box whose phrase matches none is dropped.
+
+    Then, for every model: boxes scoring at most ``threshold`` are dropped, and per noun a box
+    overlapping a better one by more than ``nms_iou`` (intersection over union) is dropped too, since
+    OWL predicts one box per image patch and neighbouring patches see the same object. Boxes are
+    normalised to the image and clipped (OWLv2 pads the image to a square, so boxes can reach into
+    the padding); each detection's colour is read from its pixels by :func:`region_colour`.
     """
 
     def __init__(
@@ -375,18 +380,22 @@ class ZeroShotDetector:
         model_id: str,
         *,
         threshold: float = 0.1,
+        text_threshold: float = 0.25,
         nms_iou: float = 0.3,
         device: str = "auto",
         dtype: DType = "auto",
     ) -> None:
         if threshold < 0:
             raise UsageError(f"threshold must be 0 or more, got {threshold}")
+        if text_threshold < 0:
+            raise UsageError(f"text_threshold must be 0 or more, got {text_threshold}")
         if not 0.0 < nms_iou <= 1.0:
             raise UsageError(f"nms_iou must be in (0, 1], got {nms_iou}")
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
         self.model_id = model_id
         self.threshold = threshold
+        self.text_threshold = text_threshold
         self.nms_iou = nms_iou
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -396,37 +405,23 @@ class ZeroShotDetector:
             model_id,
             lambda p: AutoModelForZeroShotObjectDetection.from_pretrained(p, dtype=self.dtype).to(self.device).eval(),
         )
-        model_type = self.model.config.model_type
-        if model_type not in _DETECTORS:
+        self.model_type = self.model.config.model_type
+        if self.model_type not in _DETECTORS:
             raise UsageError(
-                f"detector {model_id!r} is a {model_type!r} model; supported: {', '.join(map(repr, _DETECTORS))}"
+                f"detector {model_id!r} is a {self.model_type!r} model; supported: {', '.join(map(repr, _DETECTORS))}"
             )
-        self.pads_to_square = _DETECTORS[model_type]
 
     def detect(self, image: Image.Image, nouns: tuple[str, ...]) -> list[Detection]:
-        import torch
-
         nouns = tuple(dict.fromkeys(nouns))
         if not nouns:
             return []
         image = image.convert("RGB")
         w, h = image.size
-        queries = [f"a photo of {article(noun)} {noun}" for noun in nouns]
-        # Truncated: OWL's text tower takes 16 tokens, and a long noun must not stop the run.
-        inputs = self.processor(text=[queries], images=image, truncation=True, return_tensors="pt")
-        inputs = inputs.to(self.device, dtype=self.dtype)
-        with torch.inference_mode():
-            outputs = self.model(**inputs)
-        # Boxes come relative to the model's input: for OWLv2 that is the image padded at the
-        # bottom and right to a square of side max(w, h).
-        side = max(w, h)
-        target = (side, side) if self.pads_to_square else (h, w)
-        (result,) = self.processor.post_process_grounded_object_detection(
-            outputs, threshold=self.threshold, target_sizes=[target]
-        )
-        scores = result["scores"].float().cpu()
-        labels = result["labels"].cpu()
-        boxes = result["boxes"].float().cpu()
+        if self.model_type == "grounding-dino":
+            scores, labels, boxes = self._grounding_dino(image, nouns)
+        else:
+            scores, labels, boxes = self._owl(image, nouns)
+        scores, boxes = scores.float(), boxes.float()
         boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
         rgb = np.asarray(image)
@@ -445,6 +440,76 @@ class ZeroShotDetector:
                 )
             )
         return detections
+
+    def _owl(self, image: Image.Image, nouns: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Scores, noun indices and pixel boxes (on the CPU, unclipped) of OWL's detections above the threshold."""
+        import torch
+
+        w, h = image.size
+        queries = [f"a photo of {article(noun)} {noun}" for noun in nouns]
+        # Truncated: OWL's text tower takes 16 tokens, and a long noun must not stop the run.
+        inputs = self.processor(text=[queries], images=image, truncation=True, return_tensors="pt")
+        inputs = inputs.to(self.device, dtype=self.dtype)
+        with torch.inference_mode():
+            outputs = self.model(**inputs)
+        # Boxes come relative to the model's input: for OWLv2 that is the image padded at the
+        # bottom and right to a square of side max(w, h).
+        side = max(w, h)
+        target = (side, side) if self.model_type == "owlv2" else (h, w)
+        (result,) = self.processor.post_process_grounded_object_detection(
+            outputs, threshold=self.threshold, target_sizes=[target]
+        )
+        return result["scores"].cpu(), result["labels"].cpu(), result["boxes"].cpu()
+
+    def _grounding_dino(
+        self, image: Image.Image, nouns: tuple[str, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Like :meth:`_owl`, for Grounding DINO's detections whose phrase names a noun."""
+        import torch
+
+        w, h = image.size
+        # Grounding DINO's text format: lower-case phrases, each ending with a full stop.
+        text = " ".join(f"{noun.lower()}." for noun in nouns)
+        inputs = self.processor(text=text, images=image, truncation=True, return_tensors="pt")
+        inputs = inputs.to(self.device, dtype=self.dtype)
+        with torch.inference_mode():
+            outputs = self.model(**inputs)
+        (result,) = self.processor.post_process_grounded_object_detection(
+            outputs,
+            input_ids=inputs["input_ids"],
+            threshold=self.threshold,
+            text_threshold=self.text_threshold,
+            target_sizes=[(h, w)],
+        )
+        index = {noun: i for i, noun in enumerate(nouns)}
+        named = [noun_of_phrase(phrase, nouns) for phrase in result["text_labels"]]
+        keep = torch.tensor([noun is not None for noun in named], dtype=torch.bool)
+        labels = torch.tensor([index[noun] for noun in named if noun is not None], dtype=torch.long)
+        return result["scores"].cpu()[keep], labels, result["boxes"].cpu()[keep]
+
+
+# BERT's special tokens ("[SEP]") that Grounding DINO's decoded phrases can hold.
+_SPECIAL_TOKEN = re.compile(r"\[[A-Z]+\]")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def noun_of_phrase(phrase: str, nouns: tuple[str, ...]) -> str | None:
+    """The noun among ``nouns`` that a detector's phrase label names, or None if it names none.
+
+    A phrase may hold part of a noun ("teddy" for "teddy bear") or run several together ("wine
+    glass" where "glass" was asked for, "cat. dog" when a box aligns with both). The noun sharing
+    the most words with the phrase wins; a tie goes to the noun more fully covered ("glass" over
+    "wine glass" for the phrase "glass"), then to the noun asked for first.
+    """
+    words = set(_WORD.findall(_SPECIAL_TOKEN.sub(" ", phrase).lower()))
+    best, best_key = None, (0, 0.0)
+    for noun in nouns:
+        noun_words = _WORD.findall(noun.lower())
+        shared = sum(word in words for word in noun_words)
+        key = (shared, shared / max(len(noun_words), 1))
+        if key > best_key:
+            best, best_key = noun, key
+    return best
 
 
 def _nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou: float) -> list[int]:
@@ -495,7 +560,20 @@ def vlm_critic(
 
 
 def detect_critic(
-    model: str, *, device: str = "auto", dtype: DType = "auto", threshold: float = 0.1, nms_iou: float = 0.3
+    model: str,
+    *,
+    device: str = "auto",
+    dtype: DType = "auto",
+    threshold: float = 0.1,
+    text_threshold: float = 0.25,
+    nms_iou: float = 0.3,
 ) -> DetectorCritic:
-    """``transformers-detect:<model>``: GenEval's rules over an OWLv2 / OWL-ViT zero-shot detector."""
-    return DetectorCritic(ZeroShotDetector(model, threshold=threshold, nms_iou=nms_iou, device=device, dtype=dtype))
+    """``transformers-detect:<model>``: GenEval's rules over an OWLv2, OWL-ViT or Grounding DINO detector.
+
+    ``text_threshold`` is read by Grounding DINO only: how well a word of the query must align with
+    a box to be part of its phrase label.
+    """
+    detector = ZeroShotDetector(
+        model, threshold=threshold, text_threshold=text_threshold, nms_iou=nms_iou, device=device, dtype=dtype
+    )
+    return DetectorCritic(detector)
