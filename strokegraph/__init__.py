@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Budget", "Result", "generate"]
+__all__ = ["Budget", "Result", "agenerate", "generate"]
 
 if TYPE_CHECKING:
     from strokegraph.graph import Budget
-    from strokegraph.run import Result, generate
+    from strokegraph.run import Result, agenerate, generate
 
 
 def __getattr__(name: str) -> Any:
     # Imported on first use, so `import strokegraph` (and the CLI's start) stays fast.
-    if name in ("generate", "Result"):
+    if name in ("generate", "agenerate", "Result"):
         from strokegraph import run
 
         return getattr(run, name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import shutil
 import sqlite3
 import tempfile
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +25,7 @@ from strokegraph.errors import UsageError
 from strokegraph.graph import Budget, RunContext, RunState, build_graph, checkpoint_serializer, recursion_limit
 from strokegraph.schema import Critique, Event, Plan, SceneGraph
 
-__all__ = ["Result", "build_backends", "generate", "new_run_dir"]
+__all__ = ["Result", "agenerate", "build_backends", "generate", "new_run_dir"]
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,7 @@ def new_run_dir(prompt: str, out: str | os.PathLike | None = None, root: str | o
     """Create the run directory. An existing non-empty directory is never reused or overwritten."""
     if out is None:
         base = Path(root) / f"{datetime.now():%Y%m%d-%H%M%S}-{_slug(prompt)}"
-        path, n = base, 1
-        while path.exists():
-            n += 1
-            path = base.with_name(f"{base.name}-{n}")
+        path = _claim(base)
     else:
         path = Path(out)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
@@ -64,6 +63,24 @@ def new_run_dir(prompt: str, out: str | os.PathLike | None = None, root: str | o
     except OSError as exc:
         raise UsageError(f"cannot write to output directory {str(path)!r}: {exc.strerror or exc}") from exc
     return path
+
+
+def _claim(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``...: the first name this call could create.
+
+    ``mkdir`` without ``exist_ok`` claims a name atomically, so runs started at the same second (in
+    threads, as :func:`agenerate` prepares them, or in processes) never share a directory.
+    """
+    path, n = base, 1
+    while True:
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+        except OSError as exc:
+            raise UsageError(f"cannot write to output directory {str(path)!r}: {exc.strerror or exc}") from exc
 
 
 def build_backends(
@@ -98,6 +115,77 @@ def build_backends(
     return built, ids
 
 
+_STREAM_MODE = ["custom", "values"]
+
+
+@dataclass
+class _Run:
+    """A run between :func:`_prepare` and :func:`_finish`: what generate and agenerate share."""
+
+    run_dir: Path
+    existed: bool
+    context: RunContext
+    state_in: RunState
+    config: dict[str, Any]
+    on_progress: Callable[[dict], None] | None
+    last: dict | None = None
+    """The latest state the graph streamed."""
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run_dir / "checkpoints.sqlite"
+
+    def observe(self, mode: str, data: Any) -> None:
+        """Take one ``(mode, data)`` item of the graph's stream."""
+        if mode == "values":
+            self.last = data
+        elif self.on_progress is not None:
+            self.on_progress(data)
+
+    def result(self) -> Result:
+        return _result(self.run_dir, RunState.model_validate(self.last))
+
+
+def _prepare(
+    prompt: str,
+    roles: dict[str, Any],
+    settings: dict[str, dict[str, Any]] | None,
+    *,
+    out: str | os.PathLike | None,
+    seed: int,
+    budget: Budget | None,
+    single_pass: bool,
+    on_progress: Callable[[dict], None] | None,
+) -> _Run:
+    """Check the input, build the backends and claim the run directory."""
+    if not prompt or not prompt.strip():
+        raise UsageError("prompt is empty; say what to draw, e.g. 'two red apples to the left of a blue cup'")
+    budget = budget or Budget()
+    backends, ids = build_backends(roles, settings)
+    existed = out is not None and Path(out).exists()
+    run_dir = new_run_dir(prompt, out)
+    return _Run(
+        run_dir=run_dir,
+        existed=existed,
+        context=RunContext(**backends, run_dir=run_dir, seed=seed, ids=ids),
+        state_in=RunState(prompt=prompt, single_pass=single_pass, budget=budget),
+        config={"configurable": {"thread_id": run_dir.name}, "recursion_limit": recursion_limit(budget.max_rounds)},
+        on_progress=on_progress,
+    )
+
+
+def _finish(run: _Run, error: BaseException | None) -> None:
+    """Write the files for whatever state the run reached. Call it after the checkpointer is closed."""
+    if isinstance(error, UsageError) and (run.last is None or run.last.get("plan") is None):
+        # The prompt could not be planned, so nothing was made: leave no empty run behind.
+        run.checkpoints.unlink(missing_ok=True)
+        if not run.existed and not any(run.run_dir.iterdir()):
+            run.run_dir.rmdir()
+    if run.run_dir.exists():
+        state = RunState.model_validate(run.last) if run.last is not None else run.state_in
+        _write_outputs(run.run_dir, state, error)
+
+
 def generate(
     prompt: str,
     *,
@@ -121,47 +209,80 @@ def generate(
     ``runs/<timestamp>-<slug>/``). Raises :class:`UsageError` for bad input before any backend runs,
     :class:`RunError` when a backend fails; in both cases what the run already made stays on disk.
     """
-    if not prompt or not prompt.strip():
-        raise UsageError("prompt is empty; say what to draw, e.g. 'two red apples to the left of a blue cup'")
-    budget = budget or Budget()
-    backends, ids = build_backends(
-        {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}, settings
-    )
-    existed = out is not None and Path(out).exists()
-    run_dir = new_run_dir(prompt, out)
-    context = RunContext(**backends, run_dir=run_dir, seed=seed, ids=ids)
-    state_in = RunState(prompt=prompt, single_pass=single_pass, budget=budget)
-    config = {
-        "configurable": {"thread_id": run_dir.name},
-        "recursion_limit": recursion_limit(budget.max_rounds),
-    }
-    last: dict | None = None
-    error: BaseException | None = None
-    conn = sqlite3.connect(run_dir / "checkpoints.sqlite", check_same_thread=False)
-    try:
-        from langgraph.checkpoint.sqlite import SqliteSaver
+    from langgraph.checkpoint.sqlite import SqliteSaver
 
-        graph = build_graph(checkpointer=SqliteSaver(conn, serde=checkpoint_serializer()))
-        for mode, data in graph.stream(state_in, config, context=context, stream_mode=["custom", "values"]):
-            if mode == "values":
-                last = data
-            elif on_progress is not None:
-                on_progress(data)
+    roles = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
+    run = _prepare(
+        prompt, roles, settings, out=out, seed=seed, budget=budget, single_pass=single_pass, on_progress=on_progress
+    )
+    error: BaseException | None = None
+    try:
+        with closing(sqlite3.connect(run.checkpoints, check_same_thread=False)) as conn:
+            graph = build_graph(checkpointer=SqliteSaver(conn, serde=checkpoint_serializer()))
+            for mode, data in graph.stream(run.state_in, run.config, context=run.context, stream_mode=_STREAM_MODE):
+                run.observe(mode, data)
     except BaseException as exc:
         error = exc
-        if isinstance(exc, UsageError) and (last is None or last.get("plan") is None):
-            # The prompt could not be planned, so nothing was made: leave no empty run behind.
-            conn.close()
-            (run_dir / "checkpoints.sqlite").unlink(missing_ok=True)
-            if not existed and not any(run_dir.iterdir()):
-                run_dir.rmdir()
         raise
     finally:
-        conn.close()
-        if run_dir.exists():
-            state = RunState.model_validate(last) if last is not None else state_in
-            _write_outputs(run_dir, state, error)
-    return _result(run_dir, RunState.model_validate(last))
+        _finish(run, error)
+    return run.result()
+
+
+async def agenerate(
+    prompt: str,
+    *,
+    out: str | os.PathLike | None = None,
+    planner: str | Planner | None = None,
+    drafter: str | Drafter | None = None,
+    critic: str | Critic | None = None,
+    refiner: str | Refiner | None = None,
+    settings: dict[str, dict[str, Any]] | None = None,
+    seed: int = 0,
+    budget: Budget | None = None,
+    single_pass: bool = False,
+    on_progress: Callable[[dict], None] | None = None,
+) -> Result:
+    """:func:`generate` as a coroutine, so that several prompts can run at once in one event loop.
+
+    Takes the same arguments, writes the same files (the same images for the same seed) and raises
+    the same errors. The backends are synchronous: LangGraph calls them in the event loop's default
+    executor, so that executor's thread count bounds how many backend calls run at once.
+    ``on_progress`` is called on the event loop's thread. Cancelling the task writes the files for
+    the state reached so far and re-raises; a backend call already running cannot be stopped and
+    finishes in its thread (its image may still land in ``images/``).
+    """
+    import aiosqlite
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    roles = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
+    # Building a backend may load a model for a long while, and writing the report reads every
+    # image; neither may stall the other runs sharing the event loop.
+    run = await asyncio.to_thread(
+        _prepare,
+        prompt,
+        roles,
+        settings,
+        out=out,
+        seed=seed,
+        budget=budget,
+        single_pass=single_pass,
+        on_progress=on_progress,
+    )
+    error: BaseException | None = None
+    try:
+        async with aiosqlite.connect(run.checkpoints) as conn:
+            graph = build_graph(checkpointer=AsyncSqliteSaver(conn, serde=checkpoint_serializer()))
+            async for mode, data in graph.astream(
+                run.state_in, run.config, context=run.context, stream_mode=_STREAM_MODE
+            ):
+                run.observe(mode, data)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        await asyncio.to_thread(_finish, run, error)
+    return run.result()
 
 
 def _result(run_dir: Path, state: RunState) -> Result:

@@ -9,7 +9,6 @@ import socket
 
 import numpy as np
 import pytest
-from openai_server import FakeOpenAI, Reply, chat_reply, error_reply, image_reply
 from PIL import Image
 
 from strokegraph import registry, usage
@@ -20,6 +19,7 @@ from strokegraph.agents.refiner import RefineRequest, region_mask
 from strokegraph.errors import RunError, UsageError
 from strokegraph.run import generate
 from strokegraph.schema import Critique, Entity, Plan, PlanStep, Relation, SceneGraph, Violation
+from strokegraph.testing_openai import FakeOpenAI, Reply, chat_reply, error_reply, image_reply
 from strokegraph.tools import openai_api
 
 SECRET = "sk-test-secret"

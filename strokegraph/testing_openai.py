@@ -1,10 +1,12 @@
-"""A loopback OpenAI-compatible server for tests: scripted replies and faults, every request recorded.
+"""A loopback OpenAI-compatible server for tests and benchmarks: scripted replies, faults, latency.
 
 It speaks ``/v1/chat/completions``, ``/v1/images/generations`` and ``/v1/images/edits`` (multipart)
-on ``127.0.0.1`` at a free port. Each endpoint answers from its own queue of :class:`Reply` objects
-(or functions of the :class:`Request` returning one); an empty queue answers 418, so a test that
-asks for more than it scripted fails loudly instead of hanging. Delayed replies wait on an event
-that stopping the server sets, so no handler outlives the test by more than a moment.
+on ``127.0.0.1`` at a free port, one thread per request, and records every request. Each endpoint
+answers from its own queue of :class:`Reply` objects (or functions of the :class:`Request` returning
+one); once a queue is empty the endpoint's ``fallback`` answers, or else 418, so a test that asks for
+more than it scripted fails loudly instead of hanging. :func:`any_prompt_replies` are fallbacks that
+fit any plannable prompt, for driving whole runs. Delays wait on an event that stopping the server
+sets, so no handler outlives the test by more than a moment.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +25,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from PIL import Image
+
+__all__ = [
+    "ENDPOINTS",
+    "FakeOpenAI",
+    "Reply",
+    "Request",
+    "Script",
+    "Upload",
+    "any_prompt_replies",
+    "chat_reply",
+    "error_reply",
+    "image_reply",
+]
 
 ENDPOINTS = ("chat/completions", "images/generations", "images/edits")
 
@@ -110,10 +126,65 @@ def error_reply(status: int, message: str = "scripted failure") -> Reply:
     )
 
 
-class FakeOpenAI:
-    """Use as a context manager; ``url`` is the ``base_url`` to give the client."""
+def any_prompt_replies(image_size: tuple[int, int] = (64, 64)) -> dict[str, Script]:
+    """Fallbacks that carry a whole run through for any prompt the rules planner can read.
 
-    def __init__(self) -> None:
+    The planner gets the ``builtin:rules`` reading of the prompt in its request, the critic finds
+    no violations, and every image request gets a blank PNG of ``image_size``. A prompt the rules
+    planner cannot read, or a chat request that is neither planner nor critic, is answered 400.
+    """
+    image = image_reply(Image.new("RGB", image_size, "white"))
+    return {"chat/completions": _any_prompt_chat, "images/generations": image, "images/edits": image}
+
+
+_PLANNER_PROMPT = re.compile(r'^Prompt: "(.*)"$', re.MULTILINE)
+
+
+def _any_prompt_chat(request: Request) -> Reply:
+    from strokegraph.errors import UsageError
+    from strokegraph.tools.rules_planner import RulesPlanner
+
+    body = request.json or {}
+    schema = body.get("response_format", {}).get("json_schema", {}).get("name")
+    if schema == "CriticReply":
+        return chat_reply(json.dumps({"violations": [], "detections": []}))
+    if schema != "PlannerReply":
+        return error_reply(400, f"the fake answers planner and critic requests only, not {schema!r}")
+    text = "".join(p.get("text", "") for p in body["messages"][0]["content"] if isinstance(p, dict))
+    found = _PLANNER_PROMPT.search(text)
+    if found is None:
+        return error_reply(400, "no 'Prompt: \"...\"' line in the planner request")
+    try:
+        scene, plan = RulesPlanner().plan(found.group(1))
+    except UsageError as exc:
+        return error_reply(400, f"the rules planner cannot read the prompt: {exc}")
+    reply = {"scene": scene.model_dump(mode="json", exclude={"prompt"}), "plan": plan.model_dump(mode="json")}
+    return chat_reply(json.dumps(reply))
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    # The default backlog of 5 drops connections when many clients start at once (a benchmark).
+    request_queue_size = 128
+
+
+class FakeOpenAI:
+    """Use as a context manager; ``url`` is the ``base_url`` to give the client.
+
+    ``latency`` seconds are added before every reply, as a network and a model would; requests are
+    served concurrently, so concurrent clients overlap their waits. ``fallback`` answers an
+    endpoint whose queue is empty (see :func:`any_prompt_replies`).
+    """
+
+    def __init__(self, *, latency: float = 0.0, fallback: dict[str, Script] | None = None) -> None:
+        unknown = set(fallback or {}) - set(ENDPOINTS)
+        if unknown:
+            raise ValueError(f"fallback for unknown endpoint(s) {sorted(unknown)}; expected {ENDPOINTS}")
+        if not latency >= 0:
+            raise ValueError(f"latency must be >= 0 seconds, got {latency!r}")
+        self.latency = latency
+        self.fallback = dict(fallback or {})
         self.requests: list[Request] = []
         self._queues: dict[str, list[Script]] = {e: [] for e in ENDPOINTS}
         self._lock = threading.Lock()
@@ -151,9 +222,7 @@ class FakeOpenAI:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._server.block_on_close = False
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
@@ -173,12 +242,13 @@ class FakeOpenAI:
         with self._lock:
             self.requests.append(request)
             queue = self._queues.get(endpoint)
-            script = queue.pop(0) if queue else None
+            script = queue.pop(0) if queue else self.fallback.get(endpoint)
         if script is None:
             reply = Reply(status=418, body={"error": {"message": f"no scripted reply left for {path}"}})
         else:
             reply = script(request) if callable(script) else script
-        if reply.delay and self._stop.wait(reply.delay):
+        delay = self.latency + reply.delay
+        if delay and self._stop.wait(delay):
             return
         data = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
         try:
