@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from strokegraph._text import pluralize
+from strokegraph._text import number_word, pluralize
 from strokegraph.schema import Critique, Entity, Plan, Refinement, SceneGraph, Violation
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def correction(violation: Violation, scene: SceneGraph) -> str:
     if violation.kind == "extra":
         return f"Remove the extra {e.noun}."
     if violation.kind == "count":
-        return f"Draw exactly {e.phrase()}."
+        return f"Draw exactly {number_word(e.count)} {_words(e)}."
     if violation.kind == "attribute" and e.colour:
         return f"Redraw the {_words(e, colour=False)} in {e.colour}."
     return f"Fix the {_words(e, colour=False)}: {violation.message}"

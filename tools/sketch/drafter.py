@@ -100,7 +100,10 @@ _INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "bel
 
 
 def _rng(*keys: object) -> random.Random:
-    """A generator seeded by a stable hash of ``keys`` (Python's ``hash()`` changes per process)."""
+    """A generator seeded by a stable hash of ``keys`` (Python's ``hash()`` changes per process).
+
+    Callers key it by the prompt as well as the seed, so two prompts never share their faults.
+    """
     digest = hashlib.sha256("\x1f".join(map(str, keys)).encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
 
@@ -434,19 +437,19 @@ class SketchDrafter:
         for entity_id in request.plan.steps[step].entity_ids:
             entity = scene.entity(entity_id)
             icons = sketch.ideal(entity_id)
-            if _rng(seed, step, entity_id, "missing").random() < f.missing:
+            if _rng(scene.prompt, seed, step, entity_id, "missing").random() < f.missing:
                 continue
-            rng = _rng(seed, step, entity_id, "count")
+            rng = _rng(scene.prompt, seed, step, entity_id, "count")
             if rng.random() < f.count:
                 icons = sketch.miscount(entity, icons, rng, image)
-            rng = _rng(seed, step, entity_id, "colour_leak")
+            rng = _rng(scene.prompt, seed, step, entity_id, "colour_leak")
             if entity.colour and rng.random() < f.colour_leak:
                 icons = sketch.leak(entity, icons, rng)
             rel = next(
                 (
                     r
                     for r in sketch.relations
-                    if r.subject == entity_id and _rng(seed, step, entity_id, "flip", r).random() < f.flip
+                    if r.subject == entity_id and _rng(scene.prompt, seed, step, entity_id, "flip", r).random() < f.flip
                 ),
                 None,
             )
@@ -513,7 +516,7 @@ class SketchRefiner:
         )
 
         icons = {i: sketch.ideal(i) for i in introduced}
-        rng = _rng(seed, step, request.round, "refine")
+        rng = _rng(scene.prompt, seed, step, request.round, "refine")
         if rng.random() < self.failure_rate:
             if not concerned:
                 return RefineResult(image=image.copy(), refinement=refinement, sampling_steps=1)
