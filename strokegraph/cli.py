@@ -33,6 +33,13 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0 / 0.3:  # the largest default rate is 0.3, so this keeps every rate <= 1
@@ -75,6 +82,32 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--planner", metavar="ID", default="builtin:rules", help="planner backend id (builtin:rules)")
     pl.add_argument("--json", action="store_true", help="print JSON (default: readable text)")
     pl.add_argument("--single-pass", action="store_true", help="the one-step plan of single-pass mode")
+    b = sub.add_parser("bench", help="run GenEval or T2I-CompBench in single-pass mode and through the loop")
+    b.add_argument("benchmark", choices=("geneval", "t2i-compbench"))
+    b.add_argument("--limit", type=_positive, metavar="N", help="only the first N prompts of each tag or category")
+    b.add_argument(
+        "--images-per-prompt",
+        type=_positive,
+        default=1,
+        metavar="K",
+        help="images per prompt, seeds SEED..SEED+K-1 (1)",
+    )
+    for role, default in (
+        ("planner", "builtin:rules"),
+        ("drafter", "builtin:sketch"),
+        ("critic", "builtin:pixels"),
+        ("refiner", "builtin:sketch"),
+    ):
+        b.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id (default: {default})")
+    b.add_argument(
+        "--judge", metavar="ID", default="builtin:pixels", help="critic id whose detector judges (builtin:pixels)"
+    )
+    b.add_argument("--config", metavar="FILE", help="TOML file with per-role ids and settings; flags override it")
+    b.add_argument("--out", metavar="DIR", help="results and runs (default: runs/bench-BENCHMARK/); reruns resume")
+    b.add_argument("--seed", type=int, metavar="N", help="seed of each prompt's first image (0)")
+    b.add_argument("--keep-runs", action="store_true", help="keep every run's files, not only records and samples")
+    b.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+
     cb = sub.add_parser("codebook", help="draw the sketch world's icon codebook, labelled, to an image")
     cb.add_argument("nouns", nargs="*", help="nouns to draw (default: every noun with a fixed code)")
     cb.add_argument("--out", default="codebook.png", help="image file to write (codebook.png)")
@@ -168,6 +201,59 @@ def _plan(args) -> int:
     return 0
 
 
+def _bench_progress(stream):
+    """An in-place counter on a terminal; elsewhere a line every 5% of the images."""
+    started = time.perf_counter()
+    live = stream.isatty()
+
+    def show(event: dict) -> None:
+        done, total = event["done"], event["total"]
+        if not live and done % max(1, total // 20) and done != total:
+            return
+        resumed = f", {event['resumed']} resumed" if event["resumed"] else ""
+        line = f"[{time.perf_counter() - started:6.1f}s] {done}/{total} images ({event['mode']}{resumed})"
+        stream.write(f"\r{line}\x1b[K" + ("\n" if done == total else "") if live else line + "\n")
+        stream.flush()
+
+    return show
+
+
+def _bench(args) -> int:
+    from strokegraph.bench import format_table, run_bench
+    from strokegraph.config import RunConfig, load_config
+    from strokegraph.graph import Budget
+
+    config = load_config(args.config) if args.config else RunConfig()
+    if config.single_pass is not None:
+        raise UsageError("bench runs both modes; remove single_pass from the config")
+    ids = {role: getattr(args, role) or getattr(config, role).id for role in ROLES}
+    settings = {role: getattr(config, role).settings for role in ROLES}
+    limits = ("max_rounds", "rounds_per_step", "max_sampling_steps")
+    budget = Budget(**{k: v for k in limits if (v := getattr(config, k)) is not None})
+    critic_id = ids["critic"] or "builtin:pixels"
+    started = time.perf_counter()
+    result = run_bench(
+        args.benchmark,
+        out=args.out,
+        limit=args.limit,
+        images_per_prompt=args.images_per_prompt,
+        **ids,
+        settings={role: s for role, s in settings.items() if s},
+        judge=args.judge,
+        judge_settings=settings["critic"] if args.judge == critic_id else None,
+        seed=args.seed if args.seed is not None else config.seed or 0,
+        budget=budget,
+        keep_runs=args.keep_runs,
+        on_progress=None if args.quiet else _bench_progress(sys.stderr),
+    )
+    print(format_table(result.summary), end="")
+    print(
+        f"{result.generated} image(s) drawn, {result.resumed} resumed, in {time.perf_counter() - started:.1f} s; "
+        f"results: {result.out / 'results.md'}, {result.out / 'results.json'}, {result.out / 'results.html'}"
+    )
+    return 0
+
+
 def _codebook(args) -> int:
     from strokegraph.tools.sketch.codebook import render_codebook
 
@@ -182,7 +268,7 @@ def _codebook(args) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"generate": _generate, "plan": _plan, "codebook": _codebook}[args.command](args)
+        return {"generate": _generate, "plan": _plan, "bench": _bench, "codebook": _codebook}[args.command](args)
     except UsageError as exc:
         print(f"strokegraph: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

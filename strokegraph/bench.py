@@ -1,0 +1,561 @@
+"""Benchmarks: GenEval and T2I-CompBench prompts, drawn in single-pass mode and through the loop, then judged.
+
+:func:`run_bench` draws every prompt ``images_per_prompt`` times in each mode (image ``k`` with seed
+``seed + k``), each run in ``DIR/<mode>/<tag>/<prompt index>-<image index>/``, judges each final image
+by GenEval's rules (:mod:`strokegraph.scoring`) with the judge's detector, and writes a record per
+image (``record.json`` in its run directory) and, for the whole set, ``results.json``,
+``results.md`` and ``results.html`` in ``DIR``. An image whose record exists is not drawn again, so
+an interrupted benchmark resumes where it stopped. Unless ``keep_runs``, each run directory keeps only
+its record, and the sample images the HTML page shows (image 0 of the first :data:`SAMPLES` prompts
+of each tag).
+
+T2I-CompBench's prompts have no GenEval metadata: each is parsed by the rules planner and judged
+only when its parse is expressible in GenEval's clauses (counts, colours, the four 2D relations; no
+free text, no other adjectives, no noun twice) and the judge can detect every noun; the others are
+counted as skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from strokegraph import registry, usage
+from strokegraph.agents.critic import Critic, DetectorCritic
+from strokegraph.agents.drafter import Drafter
+from strokegraph.agents.planner import Planner
+from strokegraph.agents.refiner import Refiner
+from strokegraph.errors import RunError, UsageError
+from strokegraph.graph import Budget
+from strokegraph.run import build_backends, generate
+from strokegraph.scoring import Judge, check_judge, clauses_for, load_judge, summarize
+
+__all__ = [
+    "BENCHMARKS",
+    "COMPBENCH_CATEGORIES",
+    "MODES",
+    "SAMPLES",
+    "BenchPrompt",
+    "BenchResult",
+    "SkippedPrompt",
+    "format_table",
+    "geneval_prompts",
+    "run_bench",
+    "t2i_compbench_prompts",
+]
+
+Benchmark = Literal["geneval", "t2i-compbench"]
+BENCHMARKS: tuple[Benchmark, ...] = ("geneval", "t2i-compbench")
+Mode = Literal["single_pass", "loop"]
+MODES: tuple[Mode, ...] = ("single_pass", "loop")
+#: T2I-CompBench's categories that GenEval's clauses can express, in report order.
+COMPBENCH_CATEGORIES = ("spatial", "color", "shape", "numeracy")
+#: Prompts per tag whose image 0 the HTML page shows, per mode.
+SAMPLES = 3
+
+_MODE_NAMES = {"single_pass": "single pass", "loop": "loop"}
+_RECORD = "record.json"
+_MANIFEST = "bench.json"
+
+
+@dataclass(frozen=True)
+class BenchPrompt:
+    """One prompt to draw and the GenEval clauses its images are judged by."""
+
+    tag: str
+    """GenEval's tag, or T2I-CompBench's category."""
+    index: int
+    """Line number (from 0) in the benchmark's prompt file; for T2I-CompBench, in its category's file."""
+    prompt: str
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SkippedPrompt:
+    """A T2I-CompBench prompt that GenEval's rules cannot judge, and why."""
+
+    tag: str
+    index: int
+    prompt: str
+    reason: Literal["unparsed", "free text", "other attribute", "repeated noun", "undetectable noun"]
+    detail: str
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """What :func:`run_bench` did: the summary it wrote to ``results.json`` and how many images it drew."""
+
+    out: Path
+    summary: dict[str, Any]
+    generated: int
+    resumed: int
+
+
+def _first(items: list, limit: int | None) -> list:
+    """The first ``limit`` items of each tag, in file order."""
+    if limit is None:
+        return items
+    seen: dict[str, int] = {}
+    out = []
+    for item in items:
+        seen[item.tag] = seen.get(item.tag, 0) + 1
+        if seen[item.tag] <= limit:
+            out.append(item)
+    return out
+
+
+def geneval_prompts(limit: int | None = None) -> list[BenchPrompt]:
+    """GenEval's 553 prompts with their metadata, or the first ``limit`` of each tag."""
+    text = resources.files("strokegraph.data.geneval").joinpath("evaluation_metadata.jsonl").read_text("utf-8")
+    items = []
+    for i, line in enumerate(text.splitlines()):
+        meta = json.loads(line)
+        items.append(BenchPrompt(tag=meta["tag"], index=i, prompt=meta["prompt"], metadata=meta))
+    return _first(items, limit)
+
+
+def t2i_compbench_prompts(
+    can_detect: Callable[[str], bool], limit: int | None = None
+) -> tuple[list[BenchPrompt], list[SkippedPrompt]]:
+    """The judged and the skipped prompts of T2I-CompBench's spatial, color, shape and numeracy ``_val`` sets.
+
+    ``limit`` takes the first prompts of each category, judged and skipped together. Numeracy prompts
+    are judged as GenEval's counting prompts (tag ``counting``: threshold 0.9, exact counts).
+    """
+    from strokegraph.tools.rules_planner import parse
+
+    data = resources.files("strokegraph.data.t2i_compbench")
+    lines = []
+    for category in COMPBENCH_CATEGORIES:
+        text = data.joinpath(f"{category}_val.txt").read_text("utf-8")
+        prompts = [(category, i, line.strip()) for i, line in enumerate(text.splitlines()) if line.strip()]
+        lines += prompts[:limit]
+
+    judged: list[BenchPrompt] = []
+    skipped: list[SkippedPrompt] = []
+    for category, i, prompt in lines:
+        skip = None
+        try:
+            scene = parse(prompt)
+        except UsageError as exc:
+            skip = ("unparsed", str(exc))
+        else:
+            nouns = [e.noun for e in scene.entities]
+            others = [f"{a} {e.noun}" for e in scene.entities for a in e.attributes]
+            if scene.constraints:
+                skip = ("free text", "; ".join(scene.constraints))
+            elif others:
+                skip = ("other attribute", ", ".join(others))
+            elif len(set(nouns)) < len(nouns):
+                skip = ("repeated noun", ", ".join(sorted({n for n in nouns if nouns.count(n) > 1})))
+            elif missing := [n for n in nouns if not can_detect(n)]:
+                skip = ("undetectable noun", ", ".join(missing))
+        if skip is None:
+            meta = clauses_for(scene, "counting" if category == "numeracy" else category)
+            judged.append(BenchPrompt(tag=category, index=i, prompt=prompt, metadata=meta))
+        else:
+            skipped.append(SkippedPrompt(tag=category, index=i, prompt=prompt, reason=skip[0], detail=skip[1]))
+    return judged, skipped
+
+
+def _peak_rss_mib() -> float | None:
+    """This process's peak resident set size so far (``getrusage`` ``ru_maxrss``), None where there is none."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def _check_out(out: Path, manifest: dict[str, Any]) -> None:
+    """Check that ``out`` is new, empty, or holds a benchmark run with the same settings (to resume)."""
+    path = out / _MANIFEST
+    if path.is_file():
+        old = json.loads(path.read_text("utf-8"))
+        changed = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
+        if changed:
+            raise UsageError(
+                f"{str(out)!r} holds a benchmark run with other {', '.join(changed)}; "
+                "choose another --out to keep both, or delete it"
+            )
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{str(out)!r} exists and is not a benchmark directory; choose another --out")
+
+
+def run_bench(
+    benchmark: Benchmark,
+    *,
+    out: str | os.PathLike | None = None,
+    limit: int | None = None,
+    images_per_prompt: int = 1,
+    planner: str | Planner | None = None,
+    drafter: str | Drafter | None = None,
+    critic: str | Critic | None = None,
+    refiner: str | Refiner | None = None,
+    settings: dict[str, dict[str, Any]] | None = None,
+    judge: str = "builtin:pixels",
+    judge_settings: dict[str, Any] | None = None,
+    seed: int = 0,
+    budget: Budget | None = None,
+    keep_runs: bool = False,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+) -> BenchResult:
+    """Draw ``benchmark``'s prompts in both modes, judge every image and write the results to ``out``.
+
+    Each role takes a backend id or object, as in :func:`~strokegraph.run.generate`; backends named
+    by id are built once for the whole benchmark. ``judge`` is a critic id whose backend is a
+    :class:`~strokegraph.agents.critic.DetectorCritic`; only its detector is used. ``out`` (default
+    ``runs/bench-<benchmark>``) must be new, empty, or hold an earlier run of this benchmark with the
+    same backends, settings, judge, seed and budget, which is resumed. ``on_progress`` gets a dict
+    (``mode``, ``done``, ``total``, ``resumed``) after each image.
+    """
+    if benchmark not in BENCHMARKS:
+        raise UsageError(f"unknown benchmark {benchmark!r}; expected one of {', '.join(BENCHMARKS)}")
+    if limit is not None and limit < 1:
+        raise UsageError(f"limit must be 1 or more, got {limit}")
+    if images_per_prompt < 1:
+        raise UsageError(f"images_per_prompt must be 1 or more, got {images_per_prompt}")
+    budget = budget or Budget()
+    settings = settings or {}
+    roles = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
+    ids = {}
+    for role, backend in roles.items():  # every id, before any model loads
+        if isinstance(backend, str) or backend is None:
+            ids[role] = backend or registry.DEFAULT_IDS[role]
+            registry.check(role, ids[role], settings.get(role))
+        else:
+            ids[role] = f"custom:{type(backend).__name__}"
+    check_judge(judge, judge_settings)
+    out = Path(out) if out is not None else Path("runs") / f"bench-{benchmark}"
+    manifest = {
+        "benchmark": benchmark,
+        "backends": ids,
+        "settings": settings,
+        "judge": judge,
+        "judge_settings": judge_settings or {},
+        "seed": seed,
+        "budget": budget.model_dump(),
+    }
+    _check_out(out, manifest)
+
+    self_judged = judge == ids["critic"]
+    if self_judged and (judge_settings or {}) == settings.get("critic", {}):
+        backends, _ = build_backends(roles, settings)
+        # The critic's own detector, so that its model is loaded once.
+        critic_ = backends["critic"]
+        judge_ = Judge(critic_.detector) if isinstance(critic_, DetectorCritic) else load_judge(judge, judge_settings)
+    else:
+        judge_ = load_judge(judge, judge_settings)
+        backends, _ = build_backends(roles, settings)
+    if benchmark == "geneval":
+        prompts, skipped = geneval_prompts(limit), []
+    else:
+        prompts, skipped = t2i_compbench_prompts(judge_.can_detect, limit)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / _MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write to {str(out)!r}: {exc.strerror or exc}") from exc
+
+    started = time.perf_counter()
+    samples = {(p.tag, p.index) for p in _first(prompts, SAMPLES)}
+    total = len(MODES) * len(prompts) * images_per_prompt
+    done = generated = resumed = 0
+    records: dict[str, list[dict[str, Any]]] = {}
+    for mode in MODES:
+        records[mode] = []
+        for item in prompts:
+            for k in range(images_per_prompt):
+                run_dir = out / mode / item.tag / f"{item.index}-{k}"
+                record_path = run_dir / _RECORD
+                if record_path.is_file():
+                    record = json.loads(record_path.read_text("utf-8"))
+                    resumed += 1
+                else:
+                    keep = "all" if keep_runs else "image" if (item.tag, item.index) in samples and k == 0 else None
+                    record = _draw_and_judge(item, mode, k, run_dir, backends, judge_, seed, budget, keep)
+                    record["benchmark"] = benchmark
+                    tmp = run_dir / (_RECORD + ".tmp")
+                    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+                    tmp.replace(record_path)  # a record on disk means the image is done
+                    generated += 1
+                records[mode].append(record)
+                done += 1
+                if on_progress is not None:
+                    on_progress({"mode": mode, "done": done, "total": total, "resumed": resumed})
+
+    summary = _summary(benchmark, manifest, prompts, skipped, records, self_judged, limit, images_per_prompt)
+    summary["wall_s"] = round(time.perf_counter() - started, 3)
+    summary["generated"], summary["resumed"] = generated, resumed
+    (out / "results.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    (out / "results.md").write_text(_markdown(summary), encoding="utf-8")
+    (out / "results.html").write_text(_html(summary, out, records, samples), encoding="utf-8")
+    return BenchResult(out=out, summary=summary, generated=generated, resumed=resumed)
+
+
+def _draw_and_judge(
+    item: BenchPrompt,
+    mode: Mode,
+    k: int,
+    run_dir: Path,
+    backends: dict[str, Any],
+    judge: Judge,
+    seed: int,
+    budget: Budget,
+    keep: Literal["all", "image"] | None,
+) -> dict[str, Any]:
+    """Draw one image of ``item`` into ``run_dir``, judge it and return its record."""
+    from PIL import Image
+
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # a run interrupted before its record was written: draw it again
+    started = time.perf_counter()
+    try:
+        result = generate(
+            item.prompt, out=run_dir, **backends, seed=seed + k, budget=budget, single_pass=mode == "single_pass"
+        )
+        error = None
+    except RunError as exc:
+        result, error = None, str(exc)
+    wall_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    if result is not None and result.final_image is not None:
+        with Image.open(result.final_image) as im:
+            score = judge.score(im.convert("RGB"), item.metadata)
+        correct, reasons = score.correct, list(score.reasons)
+        classes = {c["class"] for c in item.metadata.get("include", []) + item.metadata.get("exclude", [])}
+        detected = {c: [d.model_dump() for d in ds] for c, ds in score.detected.items() if c in classes}
+    else:
+        correct, reasons, detected = False, [f"no image: {error or 'the run made none'}"], {}
+    judge_s = time.perf_counter() - started
+
+    used = usage.total(e.usage for e in result.trajectory) if result is not None else None
+    if keep != "all":
+        for child in run_dir.iterdir():
+            if keep == "image" and child.name == "final.png":
+                continue
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    return {
+        "mode": mode,
+        "tag": item.tag,
+        "index": item.index,
+        "image_index": k,
+        "seed": seed + k,
+        "prompt": item.prompt,
+        "metadata": item.metadata,
+        "correct": correct,
+        "reasons": reasons,
+        "detected": detected,
+        "critic_passed": result.passed if result is not None else False,
+        "rounds": result.rounds if result is not None else 0,
+        "sampling_steps": result.sampling_steps if result is not None else 0,
+        "wall_s": round(wall_s, 4),
+        "judge_s": round(judge_s, 4),
+        "usage": used.model_dump() if used is not None else None,
+        "error": error,
+        "image": "final.png" if (run_dir / "final.png").is_file() else None,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _mode_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    scores, overall = summarize((r["tag"], r["correct"]) for r in records)
+    tags = {}
+    for tag, score in scores.items():
+        mine = [r for r in records if r["tag"] == tag]
+        tags[tag] = {"score": score, "correct": sum(r["correct"] for r in mine), "images": len(mine)}
+    used = [r["usage"] for r in records if r["usage"] is not None]
+    costs = [u["cost_usd"] for u in used if u["cost_usd"] is not None]
+    tokens = sum(u["prompt_tokens"] + u["completion_tokens"] for u in used)
+    return {
+        "tags": tags,
+        "overall": overall,
+        "images": len(records),
+        "errors": sum(r["error"] is not None for r in records),
+        "critic_passed": _mean([float(r["critic_passed"]) for r in records]),
+        "sampling_steps_per_image": _mean([r["sampling_steps"] for r in records]),
+        "rounds_per_image": _mean([r["rounds"] for r in records]),
+        "wall_s_per_image": _mean([r["wall_s"] for r in records]),
+        "judge_s_per_image": _mean([r["judge_s"] for r in records]),
+        "api_calls": sum(u["calls"] for u in used) if used else None,
+        "tokens_per_image": tokens / len(records) if used else None,
+        "cost_usd": sum(costs) if costs else None,
+        "cost_usd_per_image": sum(costs) / len(records) if costs else None,
+        "peak_rss_mib": max((p for r in records if (p := r["peak_rss_mib"]) is not None), default=None),
+    }
+
+
+def _summary(
+    benchmark: str,
+    manifest: dict[str, Any],
+    prompts: list[BenchPrompt],
+    skipped: list[SkippedPrompt],
+    records: dict[str, list[dict[str, Any]]],
+    self_judged: bool,
+    limit: int | None,
+    images_per_prompt: int,
+) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "benchmark": benchmark,
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "backends": manifest["backends"],
+        "judge": manifest["judge"],
+        "self_judged": self_judged,
+        "seed": manifest["seed"],
+        "budget": manifest["budget"],
+        "limit": limit,
+        "images_per_prompt": images_per_prompt,
+        "tags": list(dict.fromkeys(p.tag for p in prompts)),
+        "memory": "resource.getrusage ru_maxrss of the bench process, the largest after any image of the mode",
+        "modes": {mode: _mode_summary(records[mode]) for mode in MODES},
+    }
+    if benchmark == "t2i-compbench":
+        counts: dict[str, Any] = {}
+        for category in COMPBENCH_CATEGORIES:
+            judged = sum(p.tag == category for p in prompts)
+            skips = [s for s in skipped if s.tag == category]
+            reasons: dict[str, int] = {}
+            for s in skips:
+                reasons[s.reason] = reasons.get(s.reason, 0) + 1
+            counts[category] = {"judged": judged, "skipped": len(skips), "skip_reasons": reasons}
+        summary["tags"] = list(COMPBENCH_CATEGORIES)
+        summary["prompts"] = counts
+        summary["skipped"] = [dataclasses.asdict(s) for s in skipped]
+    return summary
+
+
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """The results as a Markdown table: per mode, each tag's score, the overall score and the costs."""
+    tags = summary["tags"]
+    head = ["mode", *tags, "overall", "sampling steps / image", "refine rounds / image", "s / image"]
+    head += ["tokens / image", "cost USD / image", "peak RSS MiB"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for mode in MODES:
+        m = summary["modes"][mode]
+        overall = _fmt(m["overall"])
+        if summary["self_judged"] and mode == "loop":
+            overall += " (self-judged)"
+        cells = [_MODE_NAMES[mode], *(_fmt(m["tags"].get(t, {}).get("score")) for t in tags), overall]
+        cells += [_fmt(m["sampling_steps_per_image"]), _fmt(m["rounds_per_image"]), _fmt(m["wall_s_per_image"], ".3f")]
+        cells += [
+            _fmt(m["tokens_per_image"], ".0f"),
+            _fmt(m["cost_usd_per_image"], ".4f"),
+            _fmt(m["peak_rss_mib"], ".0f"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if "prompts" in summary:
+        lines += ["", "| category | judged | skipped | why skipped |", "|---|---|---|---|"]
+        for category, c in summary["prompts"].items():
+            why = ", ".join(f"{n} {reason}" for reason, n in sorted(c["skip_reasons"].items(), key=lambda x: -x[1]))
+            lines.append(f"| {category} | {c['judged']} | {c['skipped']} | {why or '—'} |")
+    return "\n".join(lines) + "\n"
+
+
+def _notes(summary: dict[str, Any]) -> list[str]:
+    b = summary["backends"]
+    images = summary["modes"]["loop"]["images"]
+    notes = [
+        f"planner {b['planner']}, drafter {b['drafter']}, critic {b['critic']}, refiner {b['refiner']}; "
+        f"judge {summary['judge']}; {summary['images_per_prompt']} image(s) per prompt, seeds from "
+        f"{summary['seed']}; {images} image(s) per mode.",
+        "Scores: the share of correct images per tag by GenEval's rules; overall is the mean of the tag scores.",
+        f"Peak RSS: {summary['memory']} (a process's peak never goes down: when one process drew both modes, "
+        "the loop's figure covers both).",
+    ]
+    if summary["self_judged"]:
+        notes.append(
+            "self-judged: the judge is the loop's critic, so the loop is scored by the detector that steered it."
+        )
+    return notes
+
+
+def _markdown(summary: dict[str, Any]) -> str:
+    title = "GenEval" if summary["benchmark"] == "geneval" else "T2I-CompBench (judged by GenEval's rules)"
+    notes = "\n".join(f"- {n}" for n in _notes(summary))
+    return f"# {title}\n\n{format_table(summary)}\n{notes}\n"
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;color:#222;background:#fafafa}
+h1{font-size:1.4rem} h2{font-size:1.1rem;margin-top:2rem;border-bottom:1px solid #ccc} h3{font-size:1rem}
+table{border-collapse:collapse;font-size:.9rem} td,th{padding:.25rem .6rem;border:1px solid #ddd;text-align:left}
+.row{display:flex;flex-wrap:wrap;gap:1rem} figure{margin:0;width:260px;font-size:.85rem}
+figure img{width:256px;height:256px;border:1px solid #ccc;display:block} .ok{color:#1a7f37} .bad{color:#c62828}
+"""
+
+
+def _table_html(markdown: str) -> str:
+    out = []
+    for block in markdown.strip().split("\n\n"):
+        rows = [line.strip("|").split(" | ") for line in block.splitlines() if not line.startswith("|---")]
+        head = "".join(f"<th>{html.escape(c.strip())}</th>" for c in rows[0])
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in r) + "</tr>" for r in rows[1:])
+        out.append(f"<table><tr>{head}</tr>{body}</table>")
+    return "<br>".join(out)
+
+
+def _figure(out: Path, record: dict[str, Any]) -> str:
+    run_dir = out / record["mode"] / record["tag"] / f"{record['index']}-{record['image_index']}"
+    image = run_dir / record["image"] if record["image"] else None
+    if image is not None and image.is_file():
+        data = base64.b64encode(image.read_bytes()).decode("ascii")
+        img = f'<img src="data:image/png;base64,{data}" alt="">'
+    else:
+        img = "<p>(no image kept)</p>"
+    verdict = (
+        '<span class="ok">correct</span>'
+        if record["correct"]
+        else '<span class="bad">incorrect</span>: ' + html.escape("; ".join(record["reasons"]))
+    )
+    return (
+        f"<figure>{img}<figcaption><b>{html.escape(record['prompt'])}</b><br>{verdict}<br>"
+        f"seed {record['seed']}, {record['rounds']} refine round(s)</figcaption></figure>"
+    )
+
+
+def _html(
+    summary: dict[str, Any], out: Path, records: dict[str, list[dict[str, Any]]], samples: set[tuple[str, int]]
+) -> str:
+    title = "GenEval" if summary["benchmark"] == "geneval" else "T2I-CompBench (judged by GenEval's rules)"
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{title}</h1>",
+        _table_html(format_table(summary)),
+        "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in _notes(summary)) + "</ul>",
+    ]
+    for tag in summary["tags"]:
+        parts.append(f"<h2>{html.escape(tag)}</h2>")
+        if not any(r["tag"] == tag for r in records["loop"]):
+            parts.append("<p>No prompt of this category was judged.</p>")
+        for mode in MODES:
+            shown = [
+                r for r in records[mode] if r["tag"] == tag and (tag, r["index"]) in samples and r["image_index"] == 0
+            ]
+            if shown:
+                parts.append(f"<h3>{_MODE_NAMES[mode]}</h3><div class='row'>")
+                parts += [_figure(out, r) for r in shown]
+                parts.append("</div>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
