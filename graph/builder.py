@@ -7,6 +7,7 @@ from typing import Literal
 from langgraph.graph import END, START, StateGraph
 
 from strokegraph.graph import nodes
+from strokegraph.graph.policies import retry_policy
 from strokegraph.graph.state import RunContext, RunState
 
 __all__ = ["after_critic", "build_graph", "recursion_limit"]
@@ -24,10 +25,10 @@ def after_critic(state: RunState) -> Literal["refiner", "drafter", "__end__"]:
 def build_graph(checkpointer=None):
     """The compiled strokegraph loop. Run it with ``context=RunContext(...)``."""
     builder = StateGraph(RunState, context_schema=RunContext)
-    builder.add_node("planner", nodes.planner)
-    builder.add_node("drafter", nodes.drafter)
-    builder.add_node("critic", nodes.critic)
-    builder.add_node("refiner", nodes.refiner)
+    builder.add_node("planner", nodes.planner, retry_policy=retry_policy("planner"))
+    builder.add_node("drafter", nodes.drafter, retry_policy=retry_policy("drafter"))
+    builder.add_node("critic", nodes.critic, retry_policy=retry_policy("critic"))
+    builder.add_node("refiner", nodes.refiner, retry_policy=retry_policy("refiner"))
     builder.add_edge(START, "planner")
     builder.add_edge("planner", "drafter")
     builder.add_edge("drafter", "critic")

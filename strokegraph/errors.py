@@ -22,10 +22,14 @@ class UsageError(StrokegraphError, ValueError):
 class RunError(StrokegraphError, RuntimeError):
     """A run failed while working; ``node`` and ``step`` say where, when known."""
 
-    def __init__(self, message: str, *, node: str | None = None, step: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, node: str | None = None, step: int | None = None, transient: bool = False
+    ) -> None:
         where = ", ".join(
             p for p in (f"node {node!r}" if node else "", f"step {step}" if step is not None else "") if p
         )
         super().__init__(f"{message} ({where})" if where else message)
         self.node = node
         self.step = step
+        self.transient = transient
+        """Whether trying again later may succeed (rate limit, timeout, lost connection, 5xx)."""

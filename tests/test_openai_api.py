@@ -186,22 +186,27 @@ def test_a_bad_request_is_not_retried_and_becomes_one_line(server):
         openai_api.planner(CHAT, **_settings(server)).plan(PROMPT)
     message = str(info.value)
     assert message.startswith(f"openai:{CHAT}: 400 bad request: Invalid schema for response_format")
+    assert not info.value.transient  # the graph's retry policy must not try it again
     assert "node 'planner'" in message and "\n" not in message
     assert len(server.sent("chat/completions")) == 1
 
 
 def test_rate_limits_past_the_retries_name_status_and_retries(server):
     server.script("chat/completions", *[error_reply(429, "Rate limit reached")] * 3)
-    with pytest.raises(RunError, match=rf"^openai:{CHAT}: 429 rate limited after 2 retries: Rate limit reached"):
+    with pytest.raises(
+        RunError, match=rf"^openai:{CHAT}: 429 rate limited after 2 retries: Rate limit reached"
+    ) as info:
         openai_api.planner(CHAT, **_settings(server)).plan(PROMPT)
     assert len(server.sent("chat/completions")) == 3
+    assert info.value.transient
 
 
 def test_a_server_slower_than_the_timeout_is_a_run_error(server):
     server.script("chat/completions", Reply(body={}, delay=3.0))
     planner = openai_api.planner(CHAT, **_settings(server, timeout=0.5, max_retries=0))
-    with pytest.raises(RunError, match=rf"^openai:{CHAT}: timed out \(0.5 s per try\) \(node \'planner\'\)$"):
+    with pytest.raises(RunError, match=rf"^openai:{CHAT}: timed out \(0.5 s per try\) \(node \'planner\'\)$") as info:
         planner.plan(PROMPT)
+    assert info.value.transient
 
 
 def test_an_unreachable_server_is_a_run_error():

@@ -87,6 +87,8 @@ def _api_call(backend: str, client: OpenAI, *, node: str | None, step: int | Non
         yield
     except openai.APIStatusError as exc:
         code = exc.status_code
+        # A 429 for an exhausted quota is a billing problem: waiting cannot fix it.
+        transient = (code in (408, 409, 429) or code >= 500) and getattr(exc, "code", None) != "insufficient_quota"
         # The client retries these by itself (with backoff) before raising.
         after = _retried(client) if code in (408, 409, 429) or code >= 500 else ""
         reason = _REASONS.get(code, "server error" if code >= 500 else "error")
@@ -94,16 +96,21 @@ def _api_call(backend: str, client: OpenAI, *, node: str | None, step: int | Non
         detail = body.get("message") if isinstance(body, dict) else body if isinstance(body, str) else None
         detail = f": {_scrub(detail, client)}" if detail else ""
         # ``from None``: the chained exception holds the request, headers included.
-        raise RunError(f"{backend}: {code} {reason}{after}{detail}", node=node, step=step) from None
+        raise RunError(
+            f"{backend}: {code} {reason}{after}{detail}", node=node, step=step, transient=transient
+        ) from None
     except openai.APITimeoutError:
         timeout = client.timeout
         seconds = f" ({timeout:g} s per try)" if isinstance(timeout, int | float) else ""
-        raise RunError(f"{backend}: timed out{seconds}{_retried(client)}", node=node, step=step) from None
+        raise RunError(
+            f"{backend}: timed out{seconds}{_retried(client)}", node=node, step=step, transient=True
+        ) from None
     except openai.APIConnectionError as exc:
         raise RunError(
             f"{backend}: cannot connect to {client.base_url}{_retried(client)}: {_scrub(exc.__cause__ or exc, client)}",
             node=node,
             step=step,
+            transient=True,
         ) from None
 
 
