@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -76,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
         help="sketch world only: multiply its default fault rates (0 draws exactly; default 1)",
     )
     g.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+
+    r = sub.add_parser("resume", help="continue a run that stopped (failed, interrupted, or out of budget)")
+    r.add_argument("run_dir", metavar="RUN_DIR", help="the run directory of a 'strokegraph generate' run")
+    r.add_argument(
+        "--max-rounds", type=_non_negative, metavar="N", help="refine rounds in all, raised to refine further"
+    )
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
     pl = sub.add_parser("plan", help="print the scene graph and plan for PROMPT")
     pl.add_argument("prompt")
@@ -171,6 +179,22 @@ def _generate(args) -> int:
         single_pass=pick(args.single_pass, "single_pass", False),
         on_progress=None if args.quiet else _progress_printer(sys.stderr),
     )
+    return _outcome(result)
+
+
+def _resume(args) -> int:
+    from strokegraph.run import resume
+
+    result = resume(
+        args.run_dir,
+        max_rounds=args.max_rounds,
+        on_progress=None if args.quiet else _progress_printer(sys.stderr),
+    )
+    return _outcome(result)
+
+
+def _outcome(result) -> int:
+    """Print where the image and report are; the exit code says whether the critique passed."""
     left = len(result.critique.violations) if result.critique else 0
     verdict = "passed" if result.passed else f"{left} violation(s) left after {result.rounds} refine round(s)"
     print(f"{verdict}: {result.final_image}")
@@ -267,17 +291,27 @@ def _codebook(args) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    commands = {"generate": _generate, "resume": _resume, "plan": _plan, "bench": _bench, "codebook": _codebook}
     try:
-        return {"generate": _generate, "plan": _plan, "bench": _bench, "codebook": _codebook}[args.command](args)
+        return commands[args.command](args)
     except UsageError as exc:
         print(f"strokegraph: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (RunError, StrokegraphError) as exc:
-        print(f"strokegraph: run failed: {exc}", file=sys.stderr)
+        print(f"strokegraph: run failed: {exc}{_resume_hint(exc)}", file=sys.stderr)
         return EXIT_RUN_ERROR
-    except KeyboardInterrupt:
-        print("strokegraph: interrupted; what the run made so far is in its run directory", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        where = getattr(exc, "run_dir", None) or "its run directory"
+        print(f"strokegraph: interrupted; what the run made so far is in {where}{_resume_hint(exc)}", file=sys.stderr)
         return 130
+
+
+def _resume_hint(exc: BaseException) -> str:
+    """How to continue the run ``exc`` stopped, when it stopped one that can be resumed."""
+    run_dir = getattr(exc, "run_dir", None)  # set by generate and resume once the run directory exists
+    if run_dir is None or not (run_dir / "run.json").is_file():
+        return ""
+    return f"; resume with: strokegraph resume {shlex.quote(str(run_dir))}"
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from strokegraph import registry, usage
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from strokegraph import __version__, registry, usage
 from strokegraph.agents.critic import Critic
 from strokegraph.agents.drafter import Drafter
 from strokegraph.agents.planner import Planner
@@ -25,7 +27,7 @@ from strokegraph.errors import UsageError
 from strokegraph.graph import Budget, RunContext, RunState, build_graph, checkpoint_serializer, recursion_limit
 from strokegraph.schema import Critique, Event, Plan, SceneGraph
 
-__all__ = ["Result", "agenerate", "build_backends", "generate", "new_run_dir"]
+__all__ = ["Result", "agenerate", "build_backends", "generate", "new_run_dir", "resume"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,53 @@ def build_backends(
 
 _STREAM_MODE = ["custom", "values"]
 
+# Every node's checkpoint is on disk before the next node starts, so a killed run loses at most
+# the node in flight and :func:`resume` never runs a finished node again.
+_DURABILITY = "sync"
+
+_RUN_FILE = "run.json"
+
+# Settings that hold credentials. They never reach run.json: a resumed run takes its key from the
+# environment (OPENAI_API_KEY...), as any run does that is given none. ``token(?!s)`` keeps counts
+# such as ``max_new_tokens``, which do change what a backend makes.
+_SECRET = re.compile(r"key|secret|password|token(?!s)", re.IGNORECASE)
+
+
+class _RunRecord(BaseModel):
+    """``run.json``: what :func:`resume` needs to rebuild a run. ``format`` changes with its shape."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal[1]
+    strokegraph: str
+    thread_id: str
+    prompt: str
+    backends: dict[str, str]
+    settings: dict[str, dict[str, Any]]
+    seed: int
+    budget: Budget
+    single_pass: bool
+
+
+def _public(settings: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    return {role: {k: v for k, v in s.items() if not _SECRET.search(k)} for role, s in (settings or {}).items()}
+
+
+def _read_record(run_dir: Path) -> _RunRecord:
+    """The run's record; anything that is not a run directory of this version is a :class:`UsageError`."""
+    if not run_dir.is_dir():
+        raise UsageError(f"run directory {str(run_dir)!r} does not exist")
+    path = run_dir / _RUN_FILE
+    if not path.is_file() or not (run_dir / "checkpoints.sqlite").is_file():
+        raise UsageError(f"{str(run_dir)!r} is not a strokegraph run directory (no {_RUN_FILE} or checkpoints.sqlite)")
+    try:
+        return _RunRecord.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        raise UsageError(
+            f"{str(path)!r} is not a run record this strokegraph ({__version__}) can resume "
+            f"({exc.error_count()} problem(s), first at {'.'.join(map(str, exc.errors()[0]['loc'])) or 'top level'})"
+        ) from None
+
 
 @dataclass
 class _Run:
@@ -164,14 +213,30 @@ def _prepare(
     backends, ids = build_backends(roles, settings)
     existed = out is not None and Path(out).exists()
     run_dir = new_run_dir(prompt, out)
+    record = _RunRecord(
+        format=1,
+        strokegraph=__version__,
+        thread_id=run_dir.name,
+        prompt=prompt,
+        backends=ids,
+        settings=_public(settings),
+        seed=seed,
+        budget=budget,
+        single_pass=single_pass,
+    )
+    (run_dir / _RUN_FILE).write_text(record.model_dump_json(indent=2), encoding="utf-8")
     return _Run(
         run_dir=run_dir,
         existed=existed,
         context=RunContext(**backends, run_dir=run_dir, seed=seed, ids=ids),
         state_in=RunState(prompt=prompt, single_pass=single_pass, budget=budget),
-        config={"configurable": {"thread_id": run_dir.name}, "recursion_limit": recursion_limit(budget.max_rounds)},
+        config=_config(record.thread_id, budget),
         on_progress=on_progress,
     )
+
+
+def _config(thread_id: str, budget: Budget) -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit(budget.max_rounds)}
 
 
 def _finish(run: _Run, error: BaseException | None) -> None:
@@ -179,6 +244,7 @@ def _finish(run: _Run, error: BaseException | None) -> None:
     if isinstance(error, UsageError) and (run.last is None or run.last.get("plan") is None):
         # The prompt could not be planned, so nothing was made: leave no empty run behind.
         run.checkpoints.unlink(missing_ok=True)
+        (run.run_dir / _RUN_FILE).unlink(missing_ok=True)
         if not run.existed and not any(run.run_dir.iterdir()):
             run.run_dir.rmdir()
     if run.run_dir.exists():
@@ -206,8 +272,10 @@ def generate(
     ``settings`` passes keyword arguments to the factories of id-named backends, per role.
     Writes ``final.png``, ``trajectory.json``, ``report.html``, every intermediate image under
     ``images/`` and the checkpoints (``checkpoints.sqlite``) into the run directory (``out``, or a new
-    ``runs/<timestamp>-<slug>/``). Raises :class:`UsageError` for bad input before any backend runs,
-    :class:`RunError` when a backend fails; in both cases what the run already made stays on disk.
+    ``runs/<timestamp>-<slug>/``), plus ``run.json``, which lets :func:`resume` continue the run.
+    Raises :class:`UsageError` for bad input before any backend runs, :class:`RunError` when a backend
+    fails; in both cases what the run already made stays on disk. An exception raised once the run
+    directory exists (a RunError, a KeyboardInterrupt) carries it as ``run_dir``.
     """
     from langgraph.checkpoint.sqlite import SqliteSaver
 
@@ -219,10 +287,13 @@ def generate(
     try:
         with closing(sqlite3.connect(run.checkpoints, check_same_thread=False)) as conn:
             graph = build_graph(checkpointer=SqliteSaver(conn, serde=checkpoint_serializer()))
-            for mode, data in graph.stream(run.state_in, run.config, context=run.context, stream_mode=_STREAM_MODE):
+            for mode, data in graph.stream(
+                run.state_in, run.config, context=run.context, stream_mode=_STREAM_MODE, durability=_DURABILITY
+            ):
                 run.observe(mode, data)
     except BaseException as exc:
         error = exc
+        exc.run_dir = run.run_dir
         raise
     finally:
         _finish(run, error)
@@ -274,15 +345,109 @@ async def agenerate(
         async with aiosqlite.connect(run.checkpoints) as conn:
             graph = build_graph(checkpointer=AsyncSqliteSaver(conn, serde=checkpoint_serializer()))
             async for mode, data in graph.astream(
-                run.state_in, run.config, context=run.context, stream_mode=_STREAM_MODE
+                run.state_in, run.config, context=run.context, stream_mode=_STREAM_MODE, durability=_DURABILITY
             ):
                 run.observe(mode, data)
     except BaseException as exc:
         error = exc
+        exc.run_dir = run.run_dir
         raise
     finally:
         await asyncio.to_thread(_finish, run, error)
     return run.result()
+
+
+def resume(
+    run_dir: str | os.PathLike,
+    *,
+    max_rounds: int | None = None,
+    planner: str | Planner | None = None,
+    drafter: str | Drafter | None = None,
+    critic: str | Critic | None = None,
+    refiner: str | Refiner | None = None,
+    on_progress: Callable[[dict], None] | None = None,
+) -> Result:
+    """Continue the run in ``run_dir`` from its last checkpoint, and write its files again.
+
+    The backends are rebuilt from the ids in ``run.json`` with the settings recorded there (never a
+    key: give it through the environment); a role given here uses that id or backend object instead,
+    which a run made with a backend object needs. Nodes that finished before the run stopped do not
+    run again. ``max_rounds`` sets the run's total refine budget anew, so that a run that spent its
+    budget with violations left refines further. A finished run with nothing left to do returns its
+    result as it is. Raises :class:`UsageError` for a directory that is not a run, and what
+    :func:`generate` raises while running.
+    """
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    run_dir = Path(run_dir)
+    record = _read_record(run_dir)
+    if max_rounds is not None and max_rounds < 0:
+        raise UsageError(f"max_rounds must be >= 0, got {max_rounds}")
+    given = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
+    for role, backend_id in record.backends.items():
+        if backend_id.startswith("custom:") and given.get(role) is None:
+            raise UsageError(
+                f"the {role} of this run was a backend object ({backend_id!r}); "
+                f"resume it from Python with resume(..., {role}=<that backend>)"
+            )
+    roles = {role: given.get(role) or backend_id for role, backend_id in record.backends.items()}
+    settings = {r: s for r, s in record.settings.items() if s and given.get(r) is None}
+    backends, ids = build_backends(roles, settings)
+    context = RunContext(**backends, run_dir=run_dir, seed=record.seed, ids=ids)
+    state_in = RunState(prompt=record.prompt, single_pass=record.single_pass, budget=record.budget)
+    run = _Run(run_dir, True, context, state_in, _config(record.thread_id, record.budget), on_progress)
+    error: BaseException | None = None
+    try:
+        with closing(sqlite3.connect(run.checkpoints, check_same_thread=False)) as conn:
+            graph = build_graph(checkpointer=SqliteSaver(conn, serde=checkpoint_serializer()))
+            snapshot = graph.get_state(run.config)
+            if not snapshot.values:  # stopped before its first checkpoint: start it over
+                todo: RunState | None = state_in
+            else:
+                todo = None
+                run.last = snapshot.values
+                state = RunState.model_validate(snapshot.values)
+                budget = state.budget
+                if max_rounds is not None:
+                    budget = Budget(**{**budget.model_dump(), "max_rounds": max_rounds})
+                    run.config = _config(record.thread_id, budget)
+                if budget != state.budget:
+                    _set_budget(graph, run.config, snapshot, budget)
+                    snapshot = graph.get_state(run.config)
+                    run.last = snapshot.values
+                if not snapshot.tasks:  # it ended, and no new budget made the router go on
+                    return run.result()
+            for mode, data in graph.stream(
+                todo, run.config, context=run.context, stream_mode=_STREAM_MODE, durability=_DURABILITY
+            ):
+                run.observe(mode, data)
+    except BaseException as exc:
+        error = exc
+        exc.run_dir = run.run_dir
+        raise
+    finally:
+        _finish(run, error)
+    return run.result()
+
+
+def _set_budget(graph, config: dict[str, Any], snapshot, budget: Budget) -> None:
+    """Give the stopped run ``budget`` through a checkpoint update that runs no node again.
+
+    The loop runs one node at a time, so the last checkpoint has at most one task, and a snapshot
+    shows the state with that task's writes applied once it finished.
+    """
+    (task,) = snapshot.tasks or (None,)
+    if task is not None and task.result is not None:
+        # It finished but the run stopped before committing its step. A plain update would drop
+        # its saved writes and run it again, so commit them in the same update, as that node.
+        graph.update_state(config, {**task.result, "budget": budget}, as_node=task.name)
+    elif task is not None:
+        # Writing as the node that wrote last keeps the node in flight pending.
+        graph.update_state(config, {"budget": budget})
+    elif (critique := snapshot.values.get("critique")) is not None and not critique.passed:
+        # It ended at the critic's router for want of budget: writing as the critic makes the router
+        # decide again, with the new budget.
+        graph.update_state(config, {"budget": budget}, as_node="critic")
 
 
 def _result(run_dir: Path, state: RunState) -> Result:
