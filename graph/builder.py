@@ -10,11 +10,13 @@ from strokegraph.graph import nodes
 from strokegraph.graph.policies import retry_policy
 from strokegraph.graph.state import RunContext, RunState
 
-__all__ = ["after_critic", "build_graph", "recursion_limit"]
+__all__ = ["after_critic", "after_review_plan", "build_graph", "recursion_limit"]
 
 
 def after_critic(state: RunState) -> Literal["refiner", "drafter", "__end__"]:
     """Refine while violations remain and budget is left; then the next step, or the end."""
+    if state.stopped:
+        return END
     if not state.critique.passed and state.budget_left():
         return "refiner"
     if state.step + 1 < len(state.plan.steps):
@@ -22,24 +24,44 @@ def after_critic(state: RunState) -> Literal["refiner", "drafter", "__end__"]:
     return END
 
 
-def build_graph(checkpointer=None):
-    """The compiled strokegraph loop. Run it with ``context=RunContext(...)``."""
+def after_review_plan(state: RunState) -> Literal["drafter", "__end__"]:
+    """Draw the (possibly edited) plan, unless the person stopped the run."""
+    return END if state.stopped else "drafter"
+
+
+def build_graph(checkpointer=None, *, review: bool = False):
+    """The compiled strokegraph loop. Run it with ``context=RunContext(...)``.
+
+    With ``review``, a person reviews the plan (``review_plan`` after the planner) and every critique
+    (``review_critique`` after the critic) through LangGraph interrupts; that needs a checkpointer.
+    The review nodes call no backend, so re-running one on resume costs nothing.
+    """
     builder = StateGraph(RunState, context_schema=RunContext)
     builder.add_node("planner", nodes.planner, retry_policy=retry_policy("planner"))
     builder.add_node("drafter", nodes.drafter, retry_policy=retry_policy("drafter"))
     builder.add_node("critic", nodes.critic, retry_policy=retry_policy("critic"))
     builder.add_node("refiner", nodes.refiner, retry_policy=retry_policy("refiner"))
     builder.add_edge(START, "planner")
-    builder.add_edge("planner", "drafter")
     builder.add_edge("drafter", "critic")
-    builder.add_conditional_edges("critic", after_critic, ["refiner", "drafter", END])
+    if review:
+        builder.add_node("review_plan", nodes.review_plan)
+        builder.add_node("review_critique", nodes.review_critique)
+        builder.add_edge("planner", "review_plan")
+        builder.add_conditional_edges("review_plan", after_review_plan, ["drafter", END])
+        builder.add_edge("critic", "review_critique")
+        builder.add_conditional_edges("review_critique", after_critic, ["refiner", "drafter", END])
+    else:
+        builder.add_edge("planner", "drafter")
+        builder.add_conditional_edges("critic", after_critic, ["refiner", "drafter", END])
     builder.add_edge("refiner", "critic")
     return builder.compile(checkpointer=checkpointer, name="strokegraph")
 
 
-def recursion_limit(max_rounds: int, max_steps: int = 64) -> int:
+def recursion_limit(max_rounds: int, max_steps: int = 64, *, review: bool = False) -> int:
     """A backstop above the longest run the budget allows (for plans up to ``max_steps`` steps).
 
     The budget in state is what ends the loop; this only stops a runaway graph.
     """
-    return 1 + 2 * max_steps + 2 * max_rounds + 8
+    limit = 1 + 2 * max_steps + 2 * max_rounds + 8
+    # A review node after the planner and after every critique.
+    return limit + 1 + max_steps + max_rounds if review else limit

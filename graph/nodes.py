@@ -10,17 +10,29 @@ import time
 from typing import Literal, TypedDict
 
 from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+from pydantic import ValidationError
 
 from strokegraph import usage
 from strokegraph.agents.critic import CritiqueRequest
 from strokegraph.agents.drafter import DraftRequest
 from strokegraph.agents.planner import single_pass_plan
 from strokegraph.agents.refiner import RefineRequest
-from strokegraph.errors import RunError, StrokegraphError
+from strokegraph.errors import RunError, StrokegraphError, UsageError
 from strokegraph.graph.state import RunContext, RunState
-from strokegraph.schema import Event, ImageRef
+from strokegraph.schema import Event, ImageRef, Plan, Violation
 
-__all__ = ["Progress", "critic", "drafter", "planner", "refiner"]
+__all__ = [
+    "Progress",
+    "critic",
+    "drafter",
+    "planner",
+    "refiner",
+    "review_answer",
+    "review_critique",
+    "review_payload",
+    "review_plan",
+]
 
 
 class Progress(TypedDict):
@@ -173,3 +185,82 @@ def refiner(state: RunState, runtime: Runtime[RunContext]) -> dict:
         "sampling_steps": state.sampling_steps + result.sampling_steps,
         "trajectory": [event],
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Review (``build_graph(review=True)``): a person answers an interrupt after the plan and after
+# every critique. These nodes call no backend: on resume LangGraph runs a node again from its
+# start, so all they do before ``interrupt`` is build the payload.
+# ---------------------------------------------------------------------------------------------
+
+
+def review_payload(state: RunState, kind: str) -> dict:
+    """What the person is shown: the plan, or the latest critique of step ``state.step``."""
+    if kind == "plan":
+        return {"kind": "plan", "scene": state.scene.model_dump(), "plan": state.plan.model_dump()}
+    return {
+        "kind": "critique",
+        "step": state.step,
+        "round": state.round,
+        "image": state.image.path if state.image else None,
+        "critique": state.critique.model_dump(),
+    }
+
+
+def _invalid(message: str):
+    return UsageError(f"invalid review answer: {message}")
+
+
+def review_answer(state: RunState, kind: str, answer) -> dict:
+    """The state update for ``answer`` to a review of ``kind`` ("plan" or "critique").
+
+    Raises :class:`UsageError` (one line) for an answer that is not one of:
+    ``{"action": "accept"}``, ``{"action": "stop"}``, ``{"action": "edit", "plan": {...}}`` (plan),
+    ``{"action": "edit", "violations": [...]}`` or ``{"action": "add", "violation": {...}}`` (critique).
+    """
+    if not isinstance(answer, dict) or not isinstance(answer.get("action"), str):
+        raise _invalid('expected a JSON object with an "action"')
+    action = answer["action"]
+    record = {"kind": kind, "step": state.step, "round": state.round, "answer": answer}
+    allowed = {"accept", "stop", "edit"} | ({"add"} if kind == "critique" else set())
+    if action not in allowed:
+        raise _invalid(f"action {action!r} is not one of {', '.join(sorted(allowed))} for a {kind} review")
+    expected_keys = {"accept": set(), "stop": set(), "edit": {"plan" if kind == "plan" else "violations"}}
+    expected_keys["add"] = {"violation"}
+    extra = set(answer) - {"action"} - expected_keys[action]
+    missing = expected_keys[action] - set(answer)
+    if extra or missing:
+        problem = f"unexpected {sorted(extra)}" if extra else f"missing {sorted(missing)}"
+        raise _invalid(f"{action!r} answer: {problem}")
+    if action == "accept":
+        return {"reviews": [record]}
+    if action == "stop":
+        return {"stopped": True, "reviews": [record]}
+    try:
+        if kind == "plan":
+            plan = Plan.model_validate(answer["plan"])
+        elif action == "edit":
+            if not isinstance(answer["violations"], list):
+                raise _invalid('"violations" must be a list')
+            violations = tuple(Violation.model_validate(v) for v in answer["violations"])
+        else:
+            violations = (*state.critique.violations, Violation.model_validate(answer["violation"]))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "top level"
+        raise _invalid(f"{exc.error_count()} problem(s), first at {where}: {first['msg']}") from None
+    if kind == "plan":
+        known = {e.id for e in state.scene.entities}
+        covered = set(plan.introduced_until(len(plan.steps) - 1))
+        if covered != known:
+            raise _invalid(f"the plan must cover the entities {sorted(known)}, it covers {sorted(covered)}")
+        return {"plan": plan, "reviews": [record]}
+    return {"critique": state.critique.model_copy(update={"violations": violations}), "reviews": [record]}
+
+
+def review_plan(state: RunState) -> dict:
+    return review_answer(state, "plan", interrupt(review_payload(state, "plan")))
+
+
+def review_critique(state: RunState) -> dict:
+    return review_answer(state, "critique", interrupt(review_payload(state, "critique")))

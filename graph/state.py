@@ -50,6 +50,10 @@ class RunState(BaseModel):
     image: ImageRef | None = None
     critique: Critique | None = None
     trajectory: Annotated[list[Event], operator.add] = Field(default_factory=list)
+    stopped: bool = Field(default=False, description="A person reviewing the run stopped it (``--review``).")
+    reviews: Annotated[list[dict], operator.add] = Field(
+        default_factory=list, description="Each review decision: what was asked (kind, step, round) and the answer."
+    )
 
     def budget_left(self) -> bool:
         """Whether another refine round may run now."""

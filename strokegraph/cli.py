@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
         help="sketch world only: multiply its default fault rates (0 draws exactly; default 1)",
     )
     g.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    g.add_argument(
+        "--review", action="store_true", help="review the plan and every critique on stdin (accept, edit, add, stop)"
+    )
 
     r = sub.add_parser("resume", help="continue a run that stopped (failed, interrupted, or out of budget)")
     r.add_argument("run_dir", metavar="RUN_DIR", help="the run directory of a 'strokegraph generate' run")
@@ -178,8 +181,9 @@ def _generate(args) -> int:
         budget=budget,
         single_pass=pick(args.single_pass, "single_pass", False),
         on_progress=None if args.quiet else _progress_printer(sys.stderr),
+        review=args.review,
     )
-    return _outcome(result)
+    return _outcome(_review_loop(result, args.quiet))
 
 
 def _resume(args) -> int:
@@ -190,7 +194,79 @@ def _resume(args) -> int:
         max_rounds=args.max_rounds,
         on_progress=None if args.quiet else _progress_printer(sys.stderr),
     )
-    return _outcome(result)
+    return _outcome(_review_loop(result, args.quiet))
+
+
+_REVIEW_PROMPT = "[a]ccept, [e]dit (JSON), a[d]d violation (JSON), [s]top? "
+
+
+def _show_review(payload: dict, stream) -> None:
+    """The plan's steps, or the critique's violations, numbered."""
+    if payload["kind"] == "plan":
+        stream.write("review: plan\n")
+        for i, step in enumerate(payload["plan"]["steps"], 1):
+            ids = ", ".join(step["entity_ids"])
+            stream.write(f"  step {i}: {step['instruction']} [{ids}]\n          {step['description']}\n")
+        stream.write('  edit with {"steps": [{"instruction": ..., "description": ..., "entity_ids": [...]}, ...]}\n')
+        return
+    critique = payload["critique"]
+    stream.write(f"review: critique of step {payload['step'] + 1} round {payload['round']} ({payload['image']})\n")
+    for i, v in enumerate(critique["violations"], 1):
+        stream.write(f"  {i}. {v['kind']}: {v['message']}\n")
+    if not critique["violations"]:
+        stream.write("  no violations\n")
+    stream.write(
+        '  edit with a list of violations ([] = passing); add with one {"kind": ..., "expected": ..., '
+        '"observed": ..., "message": ...}\n'
+    )
+
+
+def _read_answer(payload: dict) -> dict:
+    """One answer from stdin; end of input stops the run."""
+    while True:
+        sys.stderr.write(_REVIEW_PROMPT)
+        sys.stderr.flush()
+        line = sys.stdin.readline()
+        if not line:
+            sys.stderr.write("\n")
+            return {"action": "stop"}
+        choice, _, rest = line.strip().partition(" ")
+        choice = choice.lower()
+        if choice in ("a", "accept"):
+            return {"action": "accept"}
+        if choice in ("s", "stop"):
+            return {"action": "stop"}
+        if choice in ("e", "edit", "d", "add"):
+            text = rest.strip() or sys.stdin.readline().strip()
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                sys.stderr.write(f"not JSON: {exc}\n")
+                continue
+            if choice in ("d", "add"):
+                return {"action": "add", "violation": value}
+            return {"action": "edit", "plan" if payload["kind"] == "plan" else "violations": value}
+        sys.stderr.write(f"unknown choice {line.strip()!r}\n")
+
+
+def _review_loop(result, quiet: bool):
+    """While the run waits on a review: show it, ask on stdin, and go on with the answer."""
+    from strokegraph.run import resume
+
+    while result.interrupt is not None:
+        _show_review(result.interrupt, sys.stderr)
+        while True:
+            answer = _read_answer(result.interrupt)
+            try:
+                result = resume(
+                    result.run_dir,
+                    answer=answer,
+                    on_progress=None if quiet else _progress_printer(sys.stderr),
+                )
+                break
+            except UsageError as exc:
+                sys.stderr.write(f"{exc}\n")
+    return result
 
 
 def _outcome(result) -> int:

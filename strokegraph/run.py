@@ -11,11 +11,12 @@ import sqlite3
 import tempfile
 from collections.abc import Callable
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from strokegraph import __version__, registry, usage
@@ -25,6 +26,7 @@ from strokegraph.agents.planner import Planner
 from strokegraph.agents.refiner import Refiner
 from strokegraph.errors import UsageError
 from strokegraph.graph import Budget, RunContext, RunState, build_graph, checkpoint_serializer, recursion_limit
+from strokegraph.graph.nodes import review_answer
 from strokegraph.schema import Critique, Event, Plan, SceneGraph
 
 __all__ = ["Result", "agenerate", "build_backends", "generate", "new_run_dir", "resume"]
@@ -43,6 +45,9 @@ class Result:
     trajectory: list[Event]
     rounds: int
     sampling_steps: int
+    interrupt: dict[str, Any] | None = None
+    """With ``review=True``: what the run waits for a person to answer (then ``passed`` is False);
+    continue with :func:`resume` and ``answer=``."""
 
 
 def _slug(prompt: str) -> str:
@@ -145,6 +150,7 @@ class _RunRecord(BaseModel):
     seed: int
     budget: Budget
     single_pass: bool
+    review: bool = False
 
 
 def _public(settings: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
@@ -179,6 +185,8 @@ class _Run:
     on_progress: Callable[[dict], None] | None
     last: dict | None = None
     """The latest state the graph streamed."""
+    interrupt: dict[str, Any] | None = None
+    """The payload of the review the graph stopped at, if any."""
 
     @property
     def checkpoints(self) -> Path:
@@ -187,12 +195,22 @@ class _Run:
     def observe(self, mode: str, data: Any) -> None:
         """Take one ``(mode, data)`` item of the graph's stream."""
         if mode == "values":
+            if "__interrupt__" in data:  # a review (``review=True``) the graph stops at
+                data = {k: v for k, v in data.items() if k != "__interrupt__"}
+                if not data:
+                    return
             self.last = data
         elif self.on_progress is not None:
             self.on_progress(data)
 
     def result(self) -> Result:
-        return _result(self.run_dir, RunState.model_validate(self.last))
+        result = _result(self.run_dir, RunState.model_validate(self.last))
+        return replace(result, interrupt=self.interrupt, passed=False) if self.interrupt is not None else result
+
+    def check_interrupt(self, graph) -> None:
+        """After the stream ends: note the review the graph waits on, if it waits on one."""
+        pending = graph.get_state(self.config).interrupts
+        self.interrupt = pending[0].value if pending else None
 
 
 def _prepare(
@@ -205,6 +223,7 @@ def _prepare(
     budget: Budget | None,
     single_pass: bool,
     on_progress: Callable[[dict], None] | None,
+    review: bool = False,
 ) -> _Run:
     """Check the input, build the backends and claim the run directory."""
     if not prompt or not prompt.strip():
@@ -223,6 +242,7 @@ def _prepare(
         seed=seed,
         budget=budget,
         single_pass=single_pass,
+        review=review,
     )
     (run_dir / _RUN_FILE).write_text(record.model_dump_json(indent=2), encoding="utf-8")
     return _Run(
@@ -230,13 +250,16 @@ def _prepare(
         existed=existed,
         context=RunContext(**backends, run_dir=run_dir, seed=seed, ids=ids),
         state_in=RunState(prompt=prompt, single_pass=single_pass, budget=budget),
-        config=_config(record.thread_id, budget),
+        config=_config(record.thread_id, budget, review),
         on_progress=on_progress,
     )
 
 
-def _config(thread_id: str, budget: Budget) -> dict[str, Any]:
-    return {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit(budget.max_rounds)}
+def _config(thread_id: str, budget: Budget, review: bool = False) -> dict[str, Any]:
+    return {
+        "configurable": {"thread_id": thread_id},
+        "recursion_limit": recursion_limit(budget.max_rounds, review=review),
+    }
 
 
 def _finish(run: _Run, error: BaseException | None) -> None:
@@ -265,6 +288,7 @@ def generate(
     budget: Budget | None = None,
     single_pass: bool = False,
     on_progress: Callable[[dict], None] | None = None,
+    review: bool = False,
 ) -> Result:
     """Run the plan -> draft -> critique -> refine loop on ``prompt`` and write its files.
 
@@ -276,21 +300,35 @@ def generate(
     Raises :class:`UsageError` for bad input before any backend runs, :class:`RunError` when a backend
     fails; in both cases what the run already made stays on disk. An exception raised once the run
     directory exists (a RunError, a KeyboardInterrupt) carries it as ``run_dir``.
+
+    With ``review=True`` a person reviews the plan and every critique: the run stops at each review
+    and returns a :class:`Result` whose ``interrupt`` holds what to review (its files written so far);
+    answer it with :func:`resume` and ``answer=``.
     """
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     roles = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
     run = _prepare(
-        prompt, roles, settings, out=out, seed=seed, budget=budget, single_pass=single_pass, on_progress=on_progress
+        prompt,
+        roles,
+        settings,
+        out=out,
+        seed=seed,
+        budget=budget,
+        single_pass=single_pass,
+        on_progress=on_progress,
+        review=review,
     )
     error: BaseException | None = None
     try:
         with closing(sqlite3.connect(run.checkpoints, check_same_thread=False)) as conn:
-            graph = build_graph(checkpointer=SqliteSaver(conn, serde=checkpoint_serializer()))
+            graph = build_graph(checkpointer=SqliteSaver(conn, serde=checkpoint_serializer()), review=review)
             for mode, data in graph.stream(
                 run.state_in, run.config, context=run.context, stream_mode=_STREAM_MODE, durability=_DURABILITY
             ):
                 run.observe(mode, data)
+            if review:
+                run.check_interrupt(graph)
     except BaseException as exc:
         error = exc
         exc.run_dir = run.run_dir
@@ -366,6 +404,7 @@ def resume(
     critic: str | Critic | None = None,
     refiner: str | Refiner | None = None,
     on_progress: Callable[[dict], None] | None = None,
+    answer: dict[str, Any] | None = None,
 ) -> Result:
     """Continue the run in ``run_dir`` from its last checkpoint, and write its files again.
 
@@ -376,6 +415,11 @@ def resume(
     budget with violations left refines further. A finished run with nothing left to do returns its
     result as it is. Raises :class:`UsageError` for a directory that is not a run, and what
     :func:`generate` raises while running.
+
+    A run made with ``review=True`` that waits on a review takes the person's ``answer`` (see
+    :func:`strokegraph.graph.nodes.review_answer`) and runs on to the next review or the end; without
+    an answer it returns the pending review again. An invalid answer is a :class:`UsageError` raised
+    before anything runs.
     """
     from langgraph.checkpoint.sqlite import SqliteSaver
 
@@ -395,12 +439,38 @@ def resume(
     backends, ids = build_backends(roles, settings)
     context = RunContext(**backends, run_dir=run_dir, seed=record.seed, ids=ids)
     state_in = RunState(prompt=record.prompt, single_pass=record.single_pass, budget=record.budget)
-    run = _Run(run_dir, True, context, state_in, _config(record.thread_id, record.budget), on_progress)
+    run = _Run(run_dir, True, context, state_in, _config(record.thread_id, record.budget, record.review), on_progress)
+    if answer is not None and not record.review:
+        raise UsageError("this run was not made with review=True; it takes no answer")
     error: BaseException | None = None
+    rejected = False  # a rejected answer leaves the review open and the files as they were
     try:
         with closing(sqlite3.connect(run.checkpoints, check_same_thread=False)) as conn:
-            graph = build_graph(checkpointer=SqliteSaver(conn, serde=checkpoint_serializer()))
+            graph = build_graph(checkpointer=SqliteSaver(conn, serde=checkpoint_serializer()), review=record.review)
             snapshot = graph.get_state(run.config)
+            if record.review and snapshot.interrupts:
+                run.last = snapshot.values
+                if max_rounds is not None:
+                    raise UsageError("this run waits on a review; answer it before giving max_rounds")
+                if answer is None:
+                    run.interrupt = snapshot.interrupts[0].value
+                    return run.result()
+                # Check the answer here, so a bad one fails before anything runs and the review stays open.
+                rejected = True
+                review_answer(RunState.model_validate(snapshot.values), snapshot.interrupts[0].value["kind"], answer)
+                rejected = False
+                for mode, data in graph.stream(
+                    Command(resume=answer),
+                    run.config,
+                    context=run.context,
+                    stream_mode=_STREAM_MODE,
+                    durability=_DURABILITY,
+                ):
+                    run.observe(mode, data)
+                run.check_interrupt(graph)
+                return run.result()
+            if answer is not None:
+                raise UsageError("this run is not waiting for a review; it takes no answer")
             if not snapshot.values:  # stopped before its first checkpoint: start it over
                 todo: RunState | None = state_in
             else:
@@ -410,7 +480,7 @@ def resume(
                 budget = state.budget
                 if max_rounds is not None:
                     budget = Budget(**{**budget.model_dump(), "max_rounds": max_rounds})
-                    run.config = _config(record.thread_id, budget)
+                    run.config = _config(record.thread_id, budget, record.review)
                 if budget != state.budget:
                     _set_budget(graph, run.config, snapshot, budget)
                     snapshot = graph.get_state(run.config)
@@ -421,12 +491,15 @@ def resume(
                 todo, run.config, context=run.context, stream_mode=_STREAM_MODE, durability=_DURABILITY
             ):
                 run.observe(mode, data)
+            if record.review:
+                run.check_interrupt(graph)
     except BaseException as exc:
         error = exc
         exc.run_dir = run.run_dir
         raise
     finally:
-        _finish(run, error)
+        if not rejected:
+            _finish(run, error)
     return run.result()
 
 
@@ -487,6 +560,8 @@ def _write_outputs(run_dir: Path, state: RunState, error: BaseException | None =
         "final_critique": state.critique.model_dump() if state.critique else None,
         "error": None if error is None else f"{type(error).__name__}: {error}",
         "events": [e.model_dump() for e in state.trajectory],
+        "reviews": state.reviews,
+        "stopped": state.stopped,
     }
     (run_dir / "trajectory.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
     write_report(run_dir, state, passed=result.passed)

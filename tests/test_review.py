@@ -1,0 +1,146 @@
+"""--review: a person answers interrupts after the plan and after every critique."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from strokegraph import registry
+from strokegraph.cli import main
+from strokegraph.errors import UsageError
+from strokegraph.run import generate, resume
+
+PROMPT = "two red apples to the left of a blue cup"
+
+
+class CountingDrafter:
+    def __init__(self):
+        self.inner = registry.build("drafter", "builtin:sketch")
+        self.calls = 0
+
+    def draft(self, request):
+        self.calls += 1
+        return self.inner.draft(request)
+
+
+MINE = {"kind": "count", "expected": "3 apples", "observed": "2 apples", "message": "my own violation"}
+
+
+def test_review_round_trip(tmp_path):
+    out = tmp_path / "run"
+    drafter = CountingDrafter()
+    r = generate(PROMPT, out=out, drafter=drafter, review=True)
+    assert r.interrupt["kind"] == "plan" and not r.passed
+    assert r.interrupt["plan"]["steps"] and r.interrupt["scene"]["entities"]
+    assert json.loads((out / "run.json").read_text())["review"] is True
+    assert (out / "trajectory.json").is_file() and drafter.calls == 0
+
+    r = resume(out, drafter=drafter, answer={"action": "accept"})
+    assert r.interrupt["kind"] == "critique" and r.interrupt["step"] == 0 and r.interrupt["round"] == 0
+    assert (out / r.interrupt["image"]).is_file()
+    assert drafter.calls == 1
+
+    # An edited violation list with one of mine: the refiner runs for it; the drafter does not run again.
+    r = resume(out, drafter=drafter, answer={"action": "edit", "violations": [MINE]})
+    assert drafter.calls == 1
+    refines = [e for e in r.trajectory if e.stage == "refine"]
+    assert len(refines) == 1
+    assert r.interrupt["kind"] == "critique" and r.interrupt["round"] == 1
+
+    r = resume(out, drafter=drafter, answer={"action": "stop"})
+    assert r.interrupt is None and not r.passed
+    doc = json.loads((out / "trajectory.json").read_text())
+    assert doc["stopped"] is True and [x["answer"]["action"] for x in doc["reviews"]] == ["accept", "edit", "stop"]
+    assert (out / "final.png").is_file() and (out / "report.html").is_file()
+    # A stopped run stays stopped.
+    assert resume(out, drafter=drafter).interrupt is None
+    with pytest.raises(UsageError):
+        resume(out, drafter=drafter, answer={"action": "accept"})
+
+
+def test_add_violation_refines(tmp_path):
+    out = tmp_path / "run"
+    generate(PROMPT, out=out, review=True)
+    r = resume(out, answer={"action": "accept"})
+    r = resume(out, answer={"action": "add", "violation": MINE})
+    assert any(e.stage == "refine" for e in r.trajectory)
+    assert r.interrupt["kind"] == "critique"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "accept",
+        {"action": "nope"},
+        {"action": "edit"},
+        {"action": "add", "violation": MINE},  # add is for critiques
+        {"action": "edit", "plan": {"steps": []}},
+        {"action": "accept", "extra": 1},
+    ],
+)
+def test_invalid_plan_answers(tmp_path, answer):
+    out = tmp_path / "run"
+    generate(PROMPT, out=out, review=True)
+    with pytest.raises(UsageError, match="invalid review answer"):
+        resume(out, answer=answer)
+    assert resume(out).interrupt["kind"] == "plan"  # the review stays open
+
+
+def test_plan_edit_must_cover_entities(tmp_path):
+    out = tmp_path / "run"
+    r = generate(PROMPT, out=out, review=True)
+    plan = r.interrupt["plan"]
+    short = {"steps": plan["steps"][:1]} if len(plan["steps"]) > 1 else None
+    if short is not None:
+        with pytest.raises(UsageError, match="cover"):
+            resume(out, answer={"action": "edit", "plan": short})
+    # One step that draws everything is a valid edit.
+    ids = [e["id"] for e in r.interrupt["scene"]["entities"]]
+    one = {"steps": [{"instruction": "draw it all", "description": PROMPT, "entity_ids": ids}]}
+    r = resume(out, answer={"action": "edit", "plan": one})
+    assert len(r.plan.steps) == 1 and r.interrupt["kind"] == "critique"
+
+
+def test_stop_at_plan(tmp_path):
+    out = tmp_path / "run"
+    generate(PROMPT, out=out, review=True)
+    r = resume(out, answer={"action": "stop"})
+    assert r.interrupt is None and not r.passed and r.final_image is None
+    assert (out / "trajectory.json").is_file()
+
+
+def test_cli_accept_everything(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    monkeypatch.setattr("sys.stdin", io.StringIO("a\n" * 50))
+    code = main(["generate", PROMPT, "--out", str(out), "--review", "-q"])
+    assert code in (0, 3)
+    err = capsys.readouterr().err
+    assert "review: plan" in err and "review: critique" in err
+    assert (out / "final.png").is_file() and (out / "report.html").is_file()
+    assert json.loads((out / "trajectory.json").read_text())["finished"] is True
+
+
+def test_cli_stop_and_eof(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    monkeypatch.setattr("sys.stdin", io.StringIO("x\ne not json\na\ns\n"))
+    code = main(["generate", PROMPT, "--out", str(out), "--review", "-q"])
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "unknown choice" in err and "not JSON" in err
+    doc = json.loads((out / "trajectory.json").read_text())
+    assert doc["stopped"] is True and doc["finished"] is False
+
+    out2 = tmp_path / "run2"
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # EOF = stop
+    assert main(["generate", PROMPT, "--out", str(out2), "--review", "-q"]) == 3
+    assert json.loads((out2 / "trajectory.json").read_text())["stopped"] is True
+
+
+def test_cli_add_violation(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    monkeypatch.setattr("sys.stdin", io.StringIO("a\nd " + json.dumps(MINE) + "\ns\n"))
+    assert main(["generate", PROMPT, "--out", str(out), "--review", "-q"]) == 3
+    doc = json.loads((out / "trajectory.json").read_text())
+    assert any(e["stage"] == "refine" for e in doc["events"])
