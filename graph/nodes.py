@@ -7,7 +7,7 @@ The nodes are public so custom graphs can reuse them next to nodes of their own.
 from __future__ import annotations
 
 import time
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
@@ -36,7 +36,12 @@ __all__ = [
 
 
 class Progress(TypedDict):
-    """A progress event, streamed through LangGraph's ``custom`` stream mode."""
+    """A progress event, streamed through LangGraph's ``custom`` stream mode.
+
+    ``start`` and ``end`` frame every stage; a critique's ``end`` also carries ``violations`` (how
+    many were found). Backends that sample (diffusers) add ``{"kind": "progress", "stage", "step",
+    "total"}`` events for each denoising step.
+    """
 
     kind: Literal["start", "end"]
     stage: Literal["plan", "draft", "critique", "refine"]
@@ -44,6 +49,7 @@ class Progress(TypedDict):
     round: int
     message: str
     duration_s: float
+    violations: NotRequired[int]
 
 
 def _emit(runtime: Runtime[RunContext], **event) -> None:
@@ -131,7 +137,16 @@ def critic(state: RunState, runtime: Runtime[RunContext]) -> dict:
     critique, used = _run("critic", state.step, lambda: ctx.critic.critique(request))
     dt = time.perf_counter() - t0
     summary = "no violations" if critique.passed else "; ".join(v.message for v in critique.violations)
-    _emit(runtime, kind="end", stage="critique", step=state.step, round=state.round, message=summary, duration_s=dt)
+    _emit(
+        runtime,
+        kind="end",
+        stage="critique",
+        step=state.step,
+        round=state.round,
+        message=summary,
+        duration_s=dt,
+        violations=len(critique.violations),
+    )
     event = Event(
         stage="critique",
         step=state.step,

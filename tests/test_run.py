@@ -101,3 +101,15 @@ def test_budget_is_respected(tmp_path):
     )
     assert result.rounds <= 1
     assert sum(e.stage == "refine" for e in result.trajectory) == result.rounds
+
+
+def test_progress_events_frame_every_stage_and_count_violations(tmp_path):
+    events = []
+    result = generate("a dog right of a teddy bear", out=tmp_path / "r", seed=2, on_progress=events.append)
+    ends = [e for e in events if e["kind"] == "end"]
+    assert [e["stage"] for e in ends] == [e.stage for e in result.trajectory]
+    assert sum(e["kind"] == "start" for e in events) == len(ends)
+    critiques = [e for e in ends if e["stage"] == "critique"]
+    assert [c["violations"] for c in critiques] == [
+        len(e.critique.violations) for e in result.trajectory if e.stage == "critique"
+    ]
