@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from strokegraph.agents.drafter import DraftRequest, DraftResult
+from strokegraph.tools.sketch.drafter import SketchDrafter
+
 PROMPT = "a red cat below a blue kite"
 
 # A valid planner reply for PROMPT.
@@ -41,3 +44,15 @@ CRITIC_REPLY = {
     ],
     "detections": [{"noun": "cat", "box": [0.1, 0.1, 0.4, 0.3], "score": 0.9, "colour": "red"}],
 }
+
+
+class FailingDrafter:
+    """Draws step 1 like the sketch world, then breaks."""
+
+    def __init__(self):
+        self.sketch = SketchDrafter()
+
+    def draft(self, request: DraftRequest) -> DraftResult:
+        if request.step == 1:
+            raise MemoryError("out of memory")
+        return self.sketch.draft(request)

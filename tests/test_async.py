@@ -8,16 +8,15 @@ import sqlite3
 from contextlib import closing
 
 import pytest
+from conftest import FailingDrafter
 from langgraph.checkpoint.sqlite import SqliteSaver
 from PIL import Image
 
 from strokegraph import agenerate, registry
-from strokegraph.agents.drafter import DraftRequest, DraftResult
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import RunState, build_graph, checkpoint_serializer
 from strokegraph.run import generate
 from strokegraph.testing_openai import FakeOpenAI, any_prompt_replies
-from strokegraph.tools.sketch.drafter import SketchDrafter
 
 PROMPT = "three purple stars above a green circle"
 
@@ -78,18 +77,6 @@ def test_an_unplannable_prompt_leaves_no_run_behind(tmp_path):
     with pytest.raises(UsageError, match="names no object"):
         asyncio.run(agenerate("red and blue", out=tmp_path / "r"))
     assert not (tmp_path / "r").exists()
-
-
-class FailingDrafter:
-    """Draws step 1 like the sketch world, then breaks."""
-
-    def __init__(self):
-        self.sketch = SketchDrafter()
-
-    def draft(self, request: DraftRequest) -> DraftResult:
-        if request.step == 1:
-            raise MemoryError("out of memory")
-        return self.sketch.draft(request)
 
 
 def test_a_failing_backend_keeps_what_was_made(tmp_path):

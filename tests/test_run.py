@@ -6,13 +6,12 @@ import json
 from importlib import resources
 
 import pytest
+from conftest import FailingDrafter
 from PIL import Image
 
-from strokegraph.agents.drafter import DraftRequest, DraftResult
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget
 from strokegraph.run import generate
-from strokegraph.tools.sketch.drafter import SketchDrafter
 
 
 def _geneval(tag: str, n: int) -> list[str]:
@@ -58,18 +57,6 @@ def test_not_drawn_yet_is_not_a_violation(tmp_path):
     # Step 1 draws the teddy bear only; the dog is judged from step 2 on.
     assert first.step == 0 and first.critique.passed
     assert [result.scene.entity(i).noun for i in first.critique.judged_entity_ids] == ["teddy bear"]
-
-
-class FailingDrafter:
-    """Draws step 1 like the sketch world, then breaks."""
-
-    def __init__(self):
-        self.sketch = SketchDrafter()
-
-    def draft(self, request: DraftRequest) -> DraftResult:
-        if request.step == 1:
-            raise MemoryError("out of memory")
-        return self.sketch.draft(request)
 
 
 def test_a_failing_backend_keeps_what_was_made(tmp_path):
