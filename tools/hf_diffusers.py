@@ -48,6 +48,8 @@ from strokegraph.agents.refiner import (
 )
 from strokegraph.errors import RunError, UsageError
 from strokegraph.schema import Refinement
+from strokegraph.tools._torch_device import DType, resolve_device
+from strokegraph.tools._torch_device import resolve_dtype as _resolve_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -66,10 +68,7 @@ __all__ = [
     "resolve_dtype",
 ]
 
-DType = Literal["auto", "float32", "float16", "bfloat16"]
 Task = Literal["text2image", "image2image", "inpaint"]
-_DTYPES: tuple[str, ...] = DType.__args__  # type: ignore[attr-defined]
-_DEVICES = ("auto", "cpu", "cuda", "mps")
 _COMMON_SCHEDULERS = (
     "DPMSolverMultistepScheduler",
     "EulerDiscreteScheduler",
@@ -84,30 +83,9 @@ _COMMON_SCHEDULERS = (
 # ---------------------------------------------------------------------------------------------
 
 
-def resolve_device(device: str = "auto") -> str:
-    """``"auto"`` becomes ``"cuda"``, else ``"mps"``, else ``"cpu"``; an explicit device must exist."""
-    import torch
-
-    kind, _, index = device.partition(":")
-    if kind not in _DEVICES or (index and (kind != "cuda" or not index.isdigit())):
-        raise UsageError(f"unknown device {device!r}; expected one of {', '.join(_DEVICES)} or 'cuda:<index>'")
-    mps = torch.backends.mps.is_available()
-    if kind == "auto":
-        return "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
-    if (kind == "cuda" and not torch.cuda.is_available()) or (kind == "mps" and not mps):
-        raise UsageError(f"device {device!r} is not available on this machine; use device 'auto' or 'cpu'")
-    return device
-
-
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     """``"auto"`` is float16 on CUDA and float32 elsewhere; any of :data:`DType` may be asked for."""
-    import torch
-
-    if dtype not in _DTYPES:
-        raise UsageError(f"unknown dtype {dtype!r}; expected one of {', '.join(_DTYPES)}")
-    if dtype == "auto":
-        return torch.float16 if device.startswith("cuda") else torch.float32
-    return getattr(torch, dtype)
+    return _resolve_dtype(dtype, device, cuda_auto="float16")
 
 
 def _scheduler_class(name: str | None) -> type | None:

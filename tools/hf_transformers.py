@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -29,6 +29,8 @@ from strokegraph.agents.critic import ChatCritic, DetectorCritic
 from strokegraph.agents.planner import ChatPlanner
 from strokegraph.errors import UsageError
 from strokegraph.schema import COLOURS, Colour, Detection
+from strokegraph.tools._torch_device import DType, resolve_device
+from strokegraph.tools._torch_device import resolve_dtype as _resolve_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -50,7 +52,6 @@ __all__ = [
     "vlm_critic",
 ]
 
-DType = Literal["auto", "float32", "float16", "bfloat16"]
 T = TypeVar("T")
 
 # ---------------------------------------------------------------------------------------------
@@ -58,33 +59,9 @@ T = TypeVar("T")
 # ---------------------------------------------------------------------------------------------
 
 
-def resolve_device(device: str = "auto") -> str:
-    """``"auto"``: CUDA if available, else MPS, else CPU. Any other name must be usable here."""
-    import torch
-
-    mps = getattr(torch.backends, "mps", None)
-    has_mps = mps is not None and mps.is_available()
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
-    kind = device.split(":", 1)[0]
-    if kind not in ("cpu", "cuda", "mps"):
-        raise UsageError(f"unknown device {device!r}; expected 'auto', 'cpu', 'cuda', 'cuda:<n>' or 'mps'")
-    if (kind == "cuda" and not torch.cuda.is_available()) or (kind == "mps" and not has_mps):
-        raise UsageError(f"device {device!r} is not available here; use device='auto' or 'cpu'")
-    return device
-
-
 def resolve_dtype(dtype: DType, device: str) -> torch.dtype:
     """``"auto"``: bfloat16 on CUDA where supported, else float16 there; float32 on CPU and MPS."""
-    import torch
-
-    if dtype not in get_args(DType):
-        raise UsageError(f"unknown dtype {dtype!r}; expected one of {', '.join(map(repr, get_args(DType)))}")
-    if dtype != "auto":
-        return getattr(torch, dtype)
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+    return _resolve_dtype(dtype, device, cuda_auto="bfloat16")
 
 
 # A hub id: "name" or "owner/name" of letters, digits, '-', '_' and '.'.
