@@ -2,7 +2,35 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+
+from strokegraph.errors import UsageError
+
+#: The longest prompt any planner is given. DPG-Bench's dense prompts, the longest public ones,
+#: stay under 900 characters; a prompt far beyond that is a mistake or an attack on the planner.
+MAX_PROMPT_CHARS = 2000
+
+# C0 controls but tab and newline, DEL, C1 controls: terminal escapes and the like have no place
+# in a description of a picture. Lone surrogates are how Python spells argv bytes that were not UTF-8.
+_BAD_PROMPT_CHAR = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def check_prompt(prompt: object) -> str:
+    """``prompt`` if it is one a planner may be given; otherwise a one-line :class:`UsageError`."""
+    if not isinstance(prompt, str):
+        raise UsageError(f"prompt must be a string, got {type(prompt).__name__}")
+    if not prompt.strip():
+        raise UsageError("prompt is empty; say what to draw, e.g. 'two red apples to the left of a blue cup'")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise UsageError(f"prompt is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}")
+    bad = _BAD_PROMPT_CHAR.search(prompt)
+    if bad is not None:
+        char = bad.group()
+        what = "is not valid UTF-8" if "\ud800" <= char <= "\udfff" else f"holds a control character {char!r}"
+        raise UsageError(f"prompt {what} (at character {bad.start() + 1})")
+    return prompt
+
 
 NUMBER_WORDS: dict[str, int] = {
     "one": 1,

@@ -8,10 +8,15 @@ an :class:`ImageRef` points at a file inside the run directory.
 from __future__ import annotations
 
 import hashlib
+import io
+import os
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
+
+from strokegraph.errors import RunError
 
 __all__ = [
     "COLOURS",
@@ -33,6 +38,7 @@ __all__ = [
     "Usage",
     "Violation",
     "ViolationKind",
+    "write_new",
 ]
 
 Colour = Literal["red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white"]
@@ -129,41 +135,97 @@ class Plan(_Model):
 # ---------------------------------------------------------------------------------------------
 
 
-class ImageRef(_Model):
-    """An image file inside the run directory. State holds these, never pixels."""
+_IMAGE_PATH = re.compile(r"images/[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.png")
 
-    path: str = Field(description="Path relative to the run directory, with '/' separators.")
-    sha256: str
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
+
+class ImageRef(_Model):
+    """An image file inside the run directory. State holds these, never pixels.
+
+    A reference may come from a checkpoint or ``trajectory.json`` that someone else wrote, so it is
+    untrusted: ``path`` must name a PNG directly under ``images/``, and reading it refuses symlinks
+    and files whose sha256 differs from the one recorded.
+    """
+
+    path: str = Field(description="Path relative to the run directory: 'images/<name>.png'.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    width: int = Field(gt=0, le=1 << 16)
+    height: int = Field(gt=0, le=1 << 16)
+
+    @field_validator("path")
+    @classmethod
+    def _contained(cls, path: str) -> str:
+        if not _IMAGE_PATH.fullmatch(path) or ".." in path:
+            raise ValueError(f"image path {path!r} is not a PNG directly under images/ of the run directory")
+        return path
 
     @classmethod
     def save(cls, image, run_dir: Path, name: str) -> ImageRef:
-        """Write ``image`` (a PIL image) as PNG to ``run_dir/images/name`` and return its reference."""
-        rel = Path("images") / name
+        """Write ``image`` (a PIL image) as PNG to ``run_dir/images/name`` and return its reference.
+
+        An existing file or symlink of that name is replaced, never written through.
+        """
+        rel = f"images/{name}"
+        cls._contained(rel)
         target = Path(run_dir) / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        image.save(target, format="PNG")
-        data = target.read_bytes()
-        return cls(
-            path=rel.as_posix(),
-            sha256=hashlib.sha256(data).hexdigest(),
-            width=image.width,
-            height=image.height,
-        )
+        if target.parent.is_symlink():
+            raise RunError(f"{str(target.parent)!r} is a symlink; refusing to write images through it")
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        data = buf.getvalue()
+        write_new(target, data)
+        return cls(path=rel, sha256=hashlib.sha256(data).hexdigest(), width=image.width, height=image.height)
+
+    def read_bytes(self, run_dir: Path) -> bytes:
+        """The file's bytes, once they are shown to be this image.
+
+        Raises :class:`RunError` when the file is missing, is a symlink (or lies under one), or its
+        sha256 differs from the recorded one.
+        """
+        run_dir = Path(run_dir)
+        target = run_dir / self.path
+        if target.is_symlink() or target.parent.is_symlink():
+            raise RunError(f"image {self.path!r} is a symlink; a run directory's images must be plain files")
+        try:
+            # O_NOFOLLOW closes the gap between the check above and the open.
+            fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(fd, "rb") as f:
+                data = f.read(_MAX_IMAGE_BYTES + 1)
+        except OSError as exc:
+            raise RunError(f"cannot read image {self.path!r}: {exc.strerror or exc}") from None
+        if len(data) > _MAX_IMAGE_BYTES or hashlib.sha256(data).hexdigest() != self.sha256:
+            raise RunError(f"image {self.path!r} changed on disk since it was written (sha256 mismatch)")
+        return data
 
     def open(self, run_dir: Path):
-        """Load the image as an RGB PIL image, checking its hash."""
+        """Load the image as an RGB PIL image, after :meth:`read_bytes` has checked it."""
         from PIL import Image
 
-        from strokegraph.errors import RunError
-
-        target = Path(run_dir) / self.path
-        data = target.read_bytes()
-        if hashlib.sha256(data).hexdigest() != self.sha256:
-            raise RunError(f"image {self.path!r} changed on disk since it was written (sha256 mismatch)")
-        with Image.open(target) as im:
+        with Image.open(io.BytesIO(self.read_bytes(run_dir))) as im:
+            if im.size != (self.width, self.height):
+                raise RunError(f"image {self.path!r} is {im.width}x{im.height}, not the recorded {self.width}x{self.height}")
             return im.convert("RGB")
+
+
+#: A run's images are PNGs of at most 65536 px a side; anything near this size is not one of ours.
+_MAX_IMAGE_BYTES = 256 << 20
+
+
+def write_new(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` through a temporary file and an atomic rename.
+
+    The rename replaces whatever ``target`` was (a file or a symlink planted there) instead of
+    writing through it, and a crash never leaves a half-written file under the final name.
+    """
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 # ---------------------------------------------------------------------------------------------
