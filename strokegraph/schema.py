@@ -203,7 +203,8 @@ class ImageRef(_Model):
 
         with Image.open(io.BytesIO(self.read_bytes(run_dir))) as im:
             if im.size != (self.width, self.height):
-                raise RunError(f"image {self.path!r} is {im.width}x{im.height}, not the recorded {self.width}x{self.height}")
+                size = f"{im.width}x{im.height}, not the recorded {self.width}x{self.height}"
+                raise RunError(f"image {self.path!r} is {size}")
             return im.convert("RGB")
 
 
