@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 import time
@@ -14,12 +15,37 @@ from strokegraph.errors import RunError, StrokegraphError, UsageError
 
 ROLES = ("planner", "drafter", "critic", "refiner")
 
-__all__ = ["EXIT_BUDGET", "EXIT_RUN_ERROR", "EXIT_USAGE", "main"]
+__all__ = ["EXIT_BUDGET", "EXIT_RUN_ERROR", "EXIT_STOPPED", "EXIT_UNJUDGED", "EXIT_USAGE", "main"]
 
 EXIT_RUN_ERROR = 1
 EXIT_USAGE = 2
 #: The budget ran out with violations left; the image, trajectory and report are still written.
 EXIT_BUDGET = 3
+#: Everything the critic judged passed, but parts of the prompt were not judged (listed on stderr).
+EXIT_UNJUDGED = 4
+#: A person reviewing the run (``--review``) stopped it.
+EXIT_STOPPED = 5
+
+# Escape sequences (CSI, OSC, and the rest) and other control characters. Model replies reach the
+# terminal in progress lines, reviews and error messages; none of them may move the cursor, retitle
+# the window, write the clipboard or forge a hyperlink.
+_TERMINAL_CONTROL = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI ... final byte
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC ... BEL or ST
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC ... ST
+    r"|\x1b.?"  # any other escape
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"  # C0 and C1 controls but tab and newline
+)
+
+
+def safe(text: object) -> str:
+    """``text`` as it may be printed on a terminal: escape sequences and control characters removed."""
+    return _TERMINAL_CONTROL.sub("", str(text))
+
+
+def _line(exc: BaseException) -> str:
+    """An error's message as one safe line."""
+    return " ".join(safe(exc).split())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,9 +54,20 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _non_negative(text: str) -> int:
+    from strokegraph.run import MAX_COUNT
+
     value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    if not 0 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_COUNT}, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    from strokegraph.run import MAX_SEED
+
+    value = int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_SEED}, got {value}")
     return value
 
 
@@ -66,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--config", metavar="FILE", help="TOML file with per-role ids and settings; flags override it")
     g.add_argument("--max-rounds", type=_non_negative, metavar="N", help="refine rounds in all (12)")
     g.add_argument("--rounds-per-step", type=_non_negative, metavar="N", help="refine rounds per plan step (3)")
-    g.add_argument("--seed", type=int, help="seed for every backend (0)")
+    g.add_argument("--seed", type=_seed, help="seed for every backend (0)")
     g.add_argument(
         "--single-pass", action="store_true", default=None, help="one step with the whole prompt, no refinement"
     )
@@ -80,11 +117,21 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--review", action="store_true", help="review the plan and every critique on stdin (accept, edit, add, stop)"
     )
+    g.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse a prompt with parts no critic here judges, right after planning (exit 2)",
+    )
 
     r = sub.add_parser("resume", help="continue a run that stopped (failed, interrupted, or out of budget)")
     r.add_argument("run_dir", metavar="RUN_DIR", help="the run directory of a 'strokegraph generate' run")
     r.add_argument(
         "--max-rounds", type=_non_negative, metavar="N", help="refine rounds in all, raised to refine further"
+    )
+    for role in ROLES:
+        r.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id, to confirm or replace the recorded one")
+    r.add_argument(
+        "--config", metavar="FILE", help="TOML file naming the model-backed backends (its role tables are read)"
     )
     r.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
@@ -115,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--config", metavar="FILE", help="TOML file with per-role ids and settings; flags override it")
     b.add_argument("--out", metavar="DIR", help="results and runs (default: runs/bench-BENCHMARK/); reruns resume")
-    b.add_argument("--seed", type=int, metavar="N", help="seed of each prompt's first image (0)")
+    b.add_argument("--seed", type=_seed, metavar="N", help="seed of each prompt's first image (0)")
     b.add_argument("--keep-runs", action="store_true", help="keep every run's files, not only records and samples")
     b.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
@@ -133,7 +180,7 @@ def _progress_printer(stream):
     def show(event: dict) -> None:
         if event.get("kind") == "progress":
             if live:
-                stream.write(f"\r  {event['stage']} sampling {event['step']}/{event['total']}\x1b[K")
+                stream.write(f"\r  {safe(event['stage'])} sampling {event['step']}/{event['total']}\x1b[K")
                 stream.flush()
             return
         if event.get("kind") != "end":
@@ -143,11 +190,18 @@ def _progress_printer(stream):
             where += f" round {event['round']}"
         clear = "\r\x1b[K" if live else ""
         stream.write(
-            f"{clear}[{time.perf_counter() - started:6.1f}s] {event['stage']:<8} {where:<16} {event['message']}\n"
+            f"{clear}[{time.perf_counter() - started:6.1f}s] {event['stage']:<8} {where:<16} {safe(event['message'])}\n"
         )
         stream.flush()
 
     return show
+
+
+def _role_choices(args, config) -> tuple[dict, dict]:
+    """Each role's id and settings from the flags and the config file (flags win)."""
+    ids = {role: getattr(args, role) or getattr(config, role).id for role in ROLES}
+    settings = {role: getattr(config, role).settings for role in ROLES}
+    return ids, settings
 
 
 def _generate(args) -> int:
@@ -156,8 +210,7 @@ def _generate(args) -> int:
     from strokegraph.run import generate
 
     config = load_config(args.config) if args.config else RunConfig()
-    ids = {role: getattr(args, role) or getattr(config, role).id for role in ROLES}
-    settings = {role: getattr(config, role).settings for role in ROLES}
+    ids, settings = _role_choices(args, config)
     if args.faults is not None:
         for role in ("drafter", "refiner"):
             if ids[role] and not ids[role].startswith("builtin:"):
@@ -172,47 +225,62 @@ def _generate(args) -> int:
         rounds_per_step=pick(args.rounds_per_step, "rounds_per_step", 3),
         max_sampling_steps=config.max_sampling_steps,
     )
+    chosen = {"settings": {role: s for role, s in settings.items() if s}, **{r: i for r, i in ids.items() if i}}
     result = generate(
         args.prompt,
         out=args.out,
-        **ids,
-        settings={role: s for role, s in settings.items() if s},
+        **chosen,
         seed=pick(args.seed, "seed", 0),
         budget=budget,
         single_pass=pick(args.single_pass, "single_pass", False),
         on_progress=None if args.quiet else _progress_printer(sys.stderr),
         review=args.review,
+        strict=args.strict,
     )
-    return _outcome(_review_loop(result, args.quiet))
+    return _outcome(_review_loop(result, args.quiet, chosen))
 
 
 def _resume(args) -> int:
+    from strokegraph.config import RunConfig, load_config
     from strokegraph.run import resume
 
+    config = load_config(args.config) if args.config else RunConfig()
+    ids, settings = _role_choices(args, config)
+    chosen = {"settings": {role: s for role, s in settings.items() if s}, **{r: i for r, i in ids.items() if i}}
     result = resume(
         args.run_dir,
         max_rounds=args.max_rounds,
+        **chosen,
+        confirm=_confirm if sys.stdin.isatty() and sys.stderr.isatty() else None,
         on_progress=None if args.quiet else _progress_printer(sys.stderr),
     )
-    return _outcome(_review_loop(result, args.quiet))
+    return _outcome(_review_loop(result, args.quiet, {**chosen, "trust_record": True}))
+
+
+def _confirm(named: str) -> bool:
+    """Ask on the terminal whether to use the backends a run's record names."""
+    sys.stderr.write(f"this run's record names {safe(named)}.\nload and call them (your key goes to them)? [y/N] ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 _REVIEW_PROMPT = "[a]ccept, [e]dit (JSON), a[d]d violation (JSON), [s]top? "
 
 
 def _show_review(payload: dict, stream) -> None:
-    """The plan's steps, or the critique's violations, numbered."""
+    """The plan's steps, or the critique's violations, numbered (model text made safe to print)."""
     if payload["kind"] == "plan":
         stream.write("review: plan\n")
         for i, step in enumerate(payload["plan"]["steps"], 1):
-            ids = ", ".join(step["entity_ids"])
-            stream.write(f"  step {i}: {step['instruction']} [{ids}]\n          {step['description']}\n")
+            ids = safe(", ".join(step["entity_ids"]))
+            stream.write(f"  step {i}: {safe(step['instruction'])} [{ids}]\n          {safe(step['description'])}\n")
         stream.write('  edit with {"steps": [{"instruction": ..., "description": ..., "entity_ids": [...]}, ...]}\n')
         return
     critique = payload["critique"]
-    stream.write(f"review: critique of step {payload['step'] + 1} round {payload['round']} ({payload['image']})\n")
+    where = f"step {payload['step'] + 1} round {payload['round']} ({safe(payload['image'])})"
+    stream.write(f"review: critique of {where}\n")
     for i, v in enumerate(critique["violations"], 1):
-        stream.write(f"  {i}. {v['kind']}: {v['message']}\n")
+        stream.write(f"  {i}. {safe(v['kind'])}: {safe(v['message'])}\n")
     if not critique["violations"]:
         stream.write("  no violations\n")
     stream.write(
@@ -240,17 +308,20 @@ def _read_answer(payload: dict) -> dict:
             text = rest.strip() or sys.stdin.readline().strip()
             try:
                 value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                sys.stderr.write(f"not JSON: {exc}\n")
+            except (json.JSONDecodeError, RecursionError) as exc:
+                sys.stderr.write(f"not JSON: {safe(exc)}\n")
                 continue
             if choice in ("d", "add"):
                 return {"action": "add", "violation": value}
             return {"action": "edit", "plan" if payload["kind"] == "plan" else "violations": value}
-        sys.stderr.write(f"unknown choice {line.strip()!r}\n")
+        sys.stderr.write(f"unknown choice {safe(line.strip())!r}\n")
 
 
-def _review_loop(result, quiet: bool):
-    """While the run waits on a review: show it, ask on stdin, and go on with the answer."""
+def _review_loop(result, quiet: bool, chosen: dict):
+    """While the run waits on a review: show it, ask on stdin, and go on with the answer.
+
+    ``chosen`` holds the backends this command was given; the run goes on with them.
+    """
     from strokegraph.run import resume
 
     while result.interrupt is not None:
@@ -261,43 +332,57 @@ def _review_loop(result, quiet: bool):
                 result = resume(
                     result.run_dir,
                     answer=answer,
+                    **chosen,
                     on_progress=None if quiet else _progress_printer(sys.stderr),
                 )
                 break
             except UsageError as exc:
-                sys.stderr.write(f"{exc}\n")
+                sys.stderr.write(f"{_line(exc)}\n")
     return result
 
 
 def _outcome(result) -> int:
-    """Print where the image and report are; the exit code says whether the critique passed."""
+    """Print the verdict and where the image and report are; the exit code says the verdict."""
     left = len(result.critique.violations) if result.critique else 0
-    verdict = "passed" if result.passed else f"{left} violation(s) left after {result.rounds} refine round(s)"
+    if result.stopped:
+        verdict, code = "stopped in review", EXIT_STOPPED
+    elif not result.passed:
+        verdict, code = f"{left} violation(s) left after {result.rounds} refine round(s)", EXIT_BUDGET
+    elif result.unjudged:
+        verdict, code = (
+            f"passed what was judged; {len(result.unjudged)} part(s) of the prompt not judged",
+            EXIT_UNJUDGED,
+        )
+        for part in result.unjudged:
+            sys.stderr.write(f"not judged: {safe(part)}\n")
+    else:
+        verdict, code = "passed", 0
     print(f"{verdict}: {result.final_image}")
     print(f"report: {result.run_dir / 'report.html'}")
-    return 0 if result.passed else EXIT_BUDGET
+    return code
 
 
 def _plan(args) -> int:
     from strokegraph import registry
+    from strokegraph._text import check_prompt
     from strokegraph.agents.planner import single_pass_plan
 
     planner = registry.build("planner", args.planner)
-    scene, plan = planner.plan(args.prompt)
+    scene, plan = planner.plan(check_prompt(args.prompt))
     if args.single_pass:
         plan = single_pass_plan(scene)
     if args.json:
         print(json.dumps({"scene": scene.model_dump(), "plan": plan.model_dump()}, indent=2))
         return 0
-    print(f"prompt: {scene.prompt}")
+    print(f"prompt: {safe(scene.prompt)}")
     for e in scene.entities:
-        print(f"  {e.id}: {e.phrase()}")
+        print(f"  {safe(e.id)}: {safe(e.phrase())}")
     for r in scene.relations:
-        print(f"  {r.subject} {r.predicate} {r.object}")
+        print(f"  {safe(r.subject)} {r.predicate} {safe(r.object)}")
     for c in scene.constraints:
-        print(f"  (free text) {c}")
+        print(f"  (free text) {safe(c)}")
     for i, s in enumerate(plan.steps):
-        print(f"step {i + 1}: <ins>{s.instruction}</ins>\n        <des>{s.description}</des>")
+        print(f"step {i + 1}: <ins>{safe(s.instruction)}</ins>\n        <des>{safe(s.description)}</des>")
     return 0
 
 
@@ -371,10 +456,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except UsageError as exc:
-        print(f"strokegraph: error: {exc}", file=sys.stderr)
+        print(f"strokegraph: error: {_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except (RunError, StrokegraphError) as exc:
-        print(f"strokegraph: run failed: {exc}{_resume_hint(exc)}", file=sys.stderr)
+        print(f"strokegraph: run failed: {_line(exc)}{_resume_hint(exc)}", file=sys.stderr)
+        return EXIT_RUN_ERROR
+    except OSError as exc:  # a full disk, a file that vanished: the system's reason, in one line
+        what = f"{exc.strerror or exc}" + (f": {exc.filename!r}" if exc.filename else "")
+        print(f"strokegraph: run failed: {safe(what)}{_resume_hint(exc)}", file=sys.stderr)
         return EXIT_RUN_ERROR
     except KeyboardInterrupt as exc:
         where = getattr(exc, "run_dir", None) or "its run directory"

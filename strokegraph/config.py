@@ -54,19 +54,51 @@ class RunConfig(BaseModel):
     refiner: RoleConfig = RoleConfig()
 
 
+#: A config file is a few lines; anything this large is not one (``--config /dev/zero``).
+MAX_CONFIG_BYTES = 1 << 20
+
+# Setting values are scalars or short lists of them; nesting deeper than this is not a setting.
+_MAX_DEPTH = 4
+
+
 def load_config(path: str | Path) -> RunConfig:
     """Read and check a config file; every problem is a one-line :class:`UsageError`."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as f:
+            if not path.is_file():
+                raise UsageError(f"config {str(path)!r} is not a regular file")
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
-        raise UsageError(f"cannot read config {str(path)!r}: {exc.strerror or exc}") from exc
+        raise UsageError(f"cannot read config {str(path)!r}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise UsageError(f"config {str(path)!r} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"config {str(path)!r} is not UTF-8 text (byte {exc.start + 1})") from None
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"config {str(path)!r} is not valid TOML: {exc}") from exc
+        raise UsageError(f"config {str(path)!r} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"config {str(path)!r} nests too deeply") from None
+    try:
+        too_deep = _depth(data) > _MAX_DEPTH
+    except RecursionError:
+        too_deep = True
+    if too_deep:
+        raise UsageError(f"config {str(path)!r} nests deeper than {_MAX_DEPTH} levels; settings are plain values")
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        raise UsageError(f"config {str(path)!r}: {where}: {msg}") from exc
+        raise UsageError(f"config {str(path)!r}: {where}: {msg}") from None
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0

@@ -6,8 +6,8 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import sqlite3
+import stat
 import tempfile
 from collections.abc import Callable
 from contextlib import closing
@@ -20,14 +20,15 @@ from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from strokegraph import __version__, registry, usage
+from strokegraph._text import check_prompt
 from strokegraph.agents.critic import Critic
 from strokegraph.agents.drafter import Drafter
 from strokegraph.agents.planner import Planner
 from strokegraph.agents.refiner import Refiner
-from strokegraph.errors import UsageError
+from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget, RunContext, RunState, build_graph, checkpoint_serializer, recursion_limit
 from strokegraph.graph.nodes import review_answer
-from strokegraph.schema import Critique, Event, Plan, SceneGraph
+from strokegraph.schema import Critique, Event, Plan, SceneGraph, write_new
 
 __all__ = ["Result", "agenerate", "build_backends", "generate", "new_run_dir", "resume"]
 
@@ -48,6 +49,10 @@ class Result:
     interrupt: dict[str, Any] | None = None
     """With ``review=True``: what the run waits for a person to answer (then ``passed`` is False);
     continue with :func:`resume` and ``answer=``."""
+    unjudged: tuple[str, ...] = ()
+    """Parts of the prompt the final critique could not judge. ``passed`` speaks only for the rest."""
+    stopped: bool = False
+    """A person reviewing the run stopped it."""
 
 
 def _slug(prompt: str) -> str:
@@ -129,11 +134,25 @@ _STREAM_MODE = ["custom", "values"]
 _DURABILITY = "sync"
 
 _RUN_FILE = "run.json"
+_LOCK_FILE = ".lock"
 
 # Settings that hold credentials. They never reach run.json: a resumed run takes its key from the
 # environment (OPENAI_API_KEY...), as any run does that is given none. ``token(?!s)`` keeps counts
 # such as ``max_new_tokens``, which do change what a backend makes.
 _SECRET = re.compile(r"key|secret|password|token(?!s)", re.IGNORECASE)
+
+# Settings that say where requests go. :func:`resume` never takes them from run.json on its own:
+# a run directory from someone else could otherwise send your key and images to their server.
+_ENDPOINT = re.compile(r"url|endpoint|host", re.IGNORECASE)
+
+# ``user:password@`` in a URL: credentials too, so they are masked wherever a URL is recorded.
+_USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
+
+#: Budgets and seeds beyond these are mistakes, and 2**64 does not even fit a checkpoint.
+MAX_COUNT = 1_000_000
+MAX_SEED = 2**63 - 1
+
+_MAX_RECORD_BYTES = 1 << 20
 
 
 class _RunRecord(BaseModel):
@@ -153,8 +172,41 @@ class _RunRecord(BaseModel):
     review: bool = False
 
 
+def redact_url(text: str) -> str:
+    """``text`` with the ``user:password@`` part of any URL in it replaced by ``***@``."""
+    return _USERINFO.sub("***@", text)
+
+
 def _public(settings: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
-    return {role: {k: v for k, v in s.items() if not _SECRET.search(k)} for role, s in (settings or {}).items()}
+    """Settings as run.json records them: no credentials, no passwords inside URLs."""
+    return {
+        role: {k: redact_url(v) if isinstance(v, str) else v for k, v in s.items() if not _SECRET.search(k)}
+        for role, s in (settings or {}).items()
+    }
+
+
+def _check_limits(seed: int, budget: Budget) -> None:
+    if not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+    for name in ("rounds_per_step", "max_rounds", "max_sampling_steps"):
+        value = getattr(budget, name)
+        if value is not None and value > MAX_COUNT:
+            raise UsageError(f"{name} must be at most {MAX_COUNT}, got {value}")
+
+
+def _read_small(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, refusing symlinks and anything larger than ``limit``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise UsageError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"{str(path)!r} is not a regular file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise UsageError(f"{str(path)!r} is larger than {limit} bytes; it is not a strokegraph record")
+    return data
 
 
 def _read_record(run_dir: Path) -> _RunRecord:
@@ -162,20 +214,84 @@ def _read_record(run_dir: Path) -> _RunRecord:
     if not run_dir.is_dir():
         raise UsageError(f"run directory {str(run_dir)!r} does not exist")
     path = run_dir / _RUN_FILE
-    if not path.is_file() or not (run_dir / "checkpoints.sqlite").is_file():
+    checkpoints = run_dir / "checkpoints.sqlite"
+    if not (path.is_file() or path.is_symlink()) or not checkpoints.is_file():
         raise UsageError(f"{str(run_dir)!r} is not a strokegraph run directory (no {_RUN_FILE} or checkpoints.sqlite)")
+    for name in (_RUN_FILE, "checkpoints.sqlite", "images"):
+        if (run_dir / name).is_symlink():
+            raise UsageError(f"{str(run_dir / name)!r} is a symlink; a run directory holds its own files")
     try:
-        return _RunRecord.model_validate_json(path.read_bytes())
+        record = _RunRecord.model_validate_json(_read_small(path, _MAX_RECORD_BYTES))
     except ValidationError as exc:
         raise UsageError(
             f"{str(path)!r} is not a run record this strokegraph ({__version__}) can resume "
             f"({exc.error_count()} problem(s), first at {'.'.join(map(str, exc.errors()[0]['loc'])) or 'top level'})"
         ) from None
+    try:
+        check_prompt(record.prompt)
+        _check_limits(record.seed, record.budget)
+        unknown = set(record.backends) - set(registry.ROLES)
+        if unknown or set(record.settings) - set(registry.ROLES):
+            raise UsageError(f"unknown role(s) {sorted(unknown)!r}")
+    except UsageError as exc:
+        raise UsageError(f"{str(path)!r} is not a run record strokegraph can resume: {exc}") from None
+    return record
+
+
+class _Lock:
+    """The exclusive lock on a run directory, held while a run works in it.
+
+    Two processes (or two calls in one process) never run the same run's nodes at once: the second
+    gets a one-line :class:`UsageError`. The lock is an ``flock`` on ``.lock`` in the directory, so
+    the system releases it when the process dies, and a killed run never leaves a stale lock.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        try:
+            # Taking the lock needs a file we may write; this is also the check that we may write here.
+            fd = os.open(run_dir / _LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            with tempfile.TemporaryFile(dir=run_dir):
+                pass
+        except OSError as exc:
+            raise UsageError(f"cannot write to run directory {str(run_dir)!r}: {exc.strerror or exc}") from None
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks here; one process per run directory is up to you
+            self.fd = fd
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise UsageError(
+                f"run directory {str(run_dir)!r} is in use by another strokegraph run; wait until it ends"
+            ) from None
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the flock
+            self.fd = None
+
+
+def _load_state(values: dict[str, Any]) -> RunState:
+    """A checkpoint's state, validated from plain data.
+
+    The checkpoint serializer rebuilds our models from a file anyone could have edited; dumping
+    them and validating again means no object skips validation (paths, hashes, sizes, types).
+    """
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, BaseModel):
+            return value.model_dump(mode="json")
+        raise TypeError(f"unexpected {type(value).__name__} in checkpointed state")
+
+    return RunState.model_validate_json(json.dumps(values, default=plain))
 
 
 @dataclass
 class _Run:
-    """A run between :func:`_prepare` and :func:`_finish`: what generate and agenerate share."""
+    """A run between :func:`_prepare` and :func:`_finish`: what generate, agenerate and resume share."""
 
     run_dir: Path
     existed: bool
@@ -183,6 +299,9 @@ class _Run:
     state_in: RunState
     config: dict[str, Any]
     on_progress: Callable[[dict], None] | None
+    lock: _Lock
+    strict: bool = False
+    """Refuse, right after planning, a scene with parts the critics cannot judge."""
     last: dict | None = None
     """The latest state the graph streamed."""
     interrupt: dict[str, Any] | None = None
@@ -199,12 +318,22 @@ class _Run:
                 data = {k: v for k, v in data.items() if k != "__interrupt__"}
                 if not data:
                     return
+            if self.strict and data.get("scene") is not None and (self.last is None or self.last.get("scene") is None):
+                unjudged = SceneGraph.model_validate(data["scene"]).unjudged()
+                if unjudged:
+                    self.last = data
+                    raise UsageError(
+                        f"--strict: {len(unjudged)} part(s) of the prompt would not be judged: {'; '.join(unjudged)}"
+                    )
             self.last = data
         elif self.on_progress is not None:
             self.on_progress(data)
 
+    def state(self) -> RunState:
+        return _load_state(self.last) if self.last is not None else self.state_in
+
     def result(self) -> Result:
-        result = _result(self.run_dir, RunState.model_validate(self.last))
+        result = _result(self.run_dir, self.state())
         return replace(result, interrupt=self.interrupt, passed=False) if self.interrupt is not None else result
 
     def check_interrupt(self, graph) -> None:
@@ -224,27 +353,33 @@ def _prepare(
     single_pass: bool,
     on_progress: Callable[[dict], None] | None,
     review: bool = False,
+    strict: bool = False,
 ) -> _Run:
-    """Check the input, build the backends and claim the run directory."""
-    if not prompt or not prompt.strip():
-        raise UsageError("prompt is empty; say what to draw, e.g. 'two red apples to the left of a blue cup'")
+    """Check the input, build the backends, claim and lock the run directory."""
+    check_prompt(prompt)
     budget = budget or Budget()
+    _check_limits(seed, budget)
     backends, ids = build_backends(roles, settings)
     existed = out is not None and Path(out).exists()
     run_dir = new_run_dir(prompt, out)
-    record = _RunRecord(
-        format=1,
-        strokegraph=__version__,
-        thread_id=run_dir.name,
-        prompt=prompt,
-        backends=ids,
-        settings=_public(settings),
-        seed=seed,
-        budget=budget,
-        single_pass=single_pass,
-        review=review,
-    )
-    (run_dir / _RUN_FILE).write_text(record.model_dump_json(indent=2), encoding="utf-8")
+    lock = _Lock(run_dir)
+    try:
+        record = _RunRecord(
+            format=1,
+            strokegraph=__version__,
+            thread_id=run_dir.name,
+            prompt=prompt,
+            backends=ids,
+            settings=_public(settings),
+            seed=seed,
+            budget=budget,
+            single_pass=single_pass,
+            review=review,
+        )
+        write_new(run_dir / _RUN_FILE, record.model_dump_json(indent=2).encode())
+    except BaseException:
+        lock.release()
+        raise
     return _Run(
         run_dir=run_dir,
         existed=existed,
@@ -252,6 +387,8 @@ def _prepare(
         state_in=RunState(prompt=prompt, single_pass=single_pass, budget=budget),
         config=_config(record.thread_id, budget, review),
         on_progress=on_progress,
+        lock=lock,
+        strict=strict,
     )
 
 
@@ -263,16 +400,35 @@ def _config(thread_id: str, budget: Budget, review: bool = False) -> dict[str, A
 
 
 def _finish(run: _Run, error: BaseException | None) -> None:
-    """Write the files for whatever state the run reached. Call it after the checkpointer is closed."""
-    if isinstance(error, UsageError) and (run.last is None or run.last.get("plan") is None):
-        # The prompt could not be planned, so nothing was made: leave no empty run behind.
-        run.checkpoints.unlink(missing_ok=True)
-        (run.run_dir / _RUN_FILE).unlink(missing_ok=True)
-        if not run.existed and not any(run.run_dir.iterdir()):
-            run.run_dir.rmdir()
-    if run.run_dir.exists():
-        state = RunState.model_validate(run.last) if run.last is not None else run.state_in
-        _write_outputs(run.run_dir, state, error)
+    """Write the files for whatever state the run reached, then release the run directory.
+
+    Call it after the checkpointer is closed. When the files cannot be written (a full disk) while
+    another error is on its way, that error goes on with a note; the files already on disk are
+    replaced only by complete new ones.
+    """
+    try:
+        if isinstance(error, UsageError) and (run.last is None or run.last.get("plan") is None):
+            # The prompt could not be planned, so nothing was made: leave no empty run behind.
+            run.checkpoints.unlink(missing_ok=True)
+            (run.run_dir / _RUN_FILE).unlink(missing_ok=True)
+            (run.run_dir / _LOCK_FILE).unlink(missing_ok=True)
+            if not run.existed and not any(run.run_dir.iterdir()):
+                run.run_dir.rmdir()
+        if run.run_dir.exists():
+            _write_outputs(run.run_dir, run.state(), error)
+    except (OSError, RunError, ValidationError) as exc:
+        if error is None:
+            raise
+        error.add_note(f"the run's files could not be written: {exc}")
+    finally:
+        run.lock.release()
+
+
+def _stream(graph, run: _Run, todo: Any) -> None:
+    for mode, data in graph.stream(
+        todo, run.config, context=run.context, stream_mode=_STREAM_MODE, durability=_DURABILITY
+    ):
+        run.observe(mode, data)
 
 
 def generate(
@@ -289,6 +445,7 @@ def generate(
     single_pass: bool = False,
     on_progress: Callable[[dict], None] | None = None,
     review: bool = False,
+    strict: bool = False,
 ) -> Result:
     """Run the plan -> draft -> critique -> refine loop on ``prompt`` and write its files.
 
@@ -299,11 +456,16 @@ def generate(
     ``runs/<timestamp>-<slug>/``), plus ``run.json``, which lets :func:`resume` continue the run.
     Raises :class:`UsageError` for bad input before any backend runs, :class:`RunError` when a backend
     fails; in both cases what the run already made stays on disk. An exception raised once the run
-    directory exists (a RunError, a KeyboardInterrupt) carries it as ``run_dir``.
+    directory exists (a RunError, a KeyboardInterrupt) carries it as ``run_dir``. While the run
+    works, its directory is locked: a second run given the same ``out`` gets a UsageError.
 
     With ``review=True`` a person reviews the plan and every critique: the run stops at each review
     and returns a :class:`Result` whose ``interrupt`` holds what to review (its files written so far);
     answer it with :func:`resume` and ``answer=``.
+
+    ``Result.passed`` says the final critique found no violation in what it judged;
+    ``Result.unjudged`` lists the parts of the prompt it could not judge. With ``strict=True`` a
+    prompt with such parts is refused right after planning, with a :class:`UsageError`.
     """
     from langgraph.checkpoint.sqlite import SqliteSaver
 
@@ -318,15 +480,13 @@ def generate(
         single_pass=single_pass,
         on_progress=on_progress,
         review=review,
+        strict=strict,
     )
     error: BaseException | None = None
     try:
         with closing(sqlite3.connect(run.checkpoints, check_same_thread=False)) as conn:
             graph = build_graph(checkpointer=SqliteSaver(conn, serde=checkpoint_serializer()), review=review)
-            for mode, data in graph.stream(
-                run.state_in, run.config, context=run.context, stream_mode=_STREAM_MODE, durability=_DURABILITY
-            ):
-                run.observe(mode, data)
+            _stream(graph, run, run.state_in)
             if review:
                 run.check_interrupt(graph)
     except BaseException as exc:
@@ -395,6 +555,63 @@ async def agenerate(
     return run.result()
 
 
+def _choose_backends(
+    record: _RunRecord,
+    given: dict[str, Any],
+    settings_now: dict[str, dict[str, Any]],
+    *,
+    trust_record: bool,
+    confirm: Callable[[str], bool] | None,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Each role's backend for a resumed run, and its settings.
+
+    run.json may come from someone else, so it decides nothing that loads a model or sends a
+    request on its own: the offline ``builtin:`` backends are rebuilt from it; a model-backed one
+    is used only when the caller names it again (its recorded settings then fill in what is not
+    given now, endpoints excepted), when ``trust_record`` is set, or when ``confirm`` (the CLI asks
+    on a terminal) says yes to what the record names.
+    """
+    roles: dict[str, Any] = {}
+    settings: dict[str, dict[str, Any]] = {}
+    recorded_only: list[str] = []
+    for role, recorded in record.backends.items():
+        mine = given.get(role)
+        kept = record.settings.get(role, {})
+        if mine is not None:
+            roles[role] = mine
+            if isinstance(mine, str):
+                same = {k: v for k, v in kept.items() if not _ENDPOINT.search(k)} if mine == recorded else {}
+                settings[role] = {**same, **settings_now.get(role, {})}
+            elif settings_now.get(role):
+                raise UsageError(f"settings for {role} apply to backends named by id, not to a backend object")
+            continue
+        if settings_now.get(role):
+            raise UsageError(f"settings for the {role} need its id too (--{role} ID, or 'id' in the config)")
+        if recorded.startswith("custom:"):
+            raise UsageError(
+                f"the {role} of this run was a backend object ({recorded!r}); "
+                f"resume it from Python with resume(..., {role}=<that backend>)"
+            )
+        roles[role] = recorded
+        settings[role] = dict(kept)
+        if not recorded.startswith("builtin:"):
+            recorded_only.append(role)
+    if recorded_only and not trust_record:
+        named = "; ".join(f"{role} {roles[role]!r}{_endpoint_text(settings[role])}" for role in recorded_only)
+        if confirm is None or not confirm(named):
+            flags = " ".join(f"--{role} ID" for role in recorded_only)
+            raise UsageError(
+                f"this run's record names model-backed backends ({named}); strokegraph loads no model and sends "
+                f"no key on a run directory's word: name them again to resume (--config FILE or {flags})"
+            )
+    return roles, settings
+
+
+def _endpoint_text(settings: dict[str, Any]) -> str:
+    endpoints = [f"{k}={redact_url(str(v))}" for k, v in settings.items() if _ENDPOINT.search(k)]
+    return f" with {', '.join(endpoints)}" if endpoints else ""
+
+
 def resume(
     run_dir: str | os.PathLike,
     *,
@@ -403,102 +620,107 @@ def resume(
     drafter: str | Drafter | None = None,
     critic: str | Critic | None = None,
     refiner: str | Refiner | None = None,
+    settings: dict[str, dict[str, Any]] | None = None,
+    trust_record: bool = False,
+    confirm: Callable[[str], bool] | None = None,
     on_progress: Callable[[dict], None] | None = None,
     answer: dict[str, Any] | None = None,
 ) -> Result:
     """Continue the run in ``run_dir`` from its last checkpoint, and write its files again.
 
-    The backends are rebuilt from the ids in ``run.json`` with the settings recorded there (never a
-    key: give it through the environment); a role given here uses that id or backend object instead,
-    which a run made with a backend object needs. Nodes that finished before the run stopped do not
-    run again. ``max_rounds`` sets the run's total refine budget anew, so that a run that spent its
-    budget with violations left refines further. A finished run with nothing left to do returns its
-    result as it is. Raises :class:`UsageError` for a directory that is not a run, and what
-    :func:`generate` raises while running.
+    A run directory is untrusted input. The offline ``builtin:`` backends are rebuilt from the ids
+    and settings in ``run.json``; a model-backed backend (one that loads weights or calls an API) is
+    used only when named again here (``planner="openai:..."`` with ``settings``; the record's own
+    settings fill in the rest, never its ``base_url``), when ``trust_record=True``, or when
+    ``confirm(description)`` returns True. Keys always come from the environment or ``settings``.
+    A role given here may also name another backend, or a backend object, which a run made with a
+    backend object needs. Nodes that finished before the run stopped do not run again.
+    ``max_rounds`` sets the run's total refine budget anew, so that a run that spent its budget with
+    violations left refines further. A finished run with nothing left to do returns its result as
+    it is. Raises :class:`UsageError` for a directory that is not a run, a record or checkpoint that
+    fails to load (the run's files are then left as they were), a run another process is working
+    on, and what :func:`generate` raises while running.
 
     A run made with ``review=True`` that waits on a review takes the person's ``answer`` (see
     :func:`strokegraph.graph.nodes.review_answer`) and runs on to the next review or the end; without
     an answer it returns the pending review again. An invalid answer is a :class:`UsageError` raised
     before anything runs.
     """
-    from langgraph.checkpoint.sqlite import SqliteSaver
 
     run_dir = Path(run_dir)
     record = _read_record(run_dir)
-    if max_rounds is not None and max_rounds < 0:
-        raise UsageError(f"max_rounds must be >= 0, got {max_rounds}")
-    given = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
-    for role, backend_id in record.backends.items():
-        if backend_id.startswith("custom:") and given.get(role) is None:
-            raise UsageError(
-                f"the {role} of this run was a backend object ({backend_id!r}); "
-                f"resume it from Python with resume(..., {role}=<that backend>)"
-            )
-    roles = {role: given.get(role) or backend_id for role, backend_id in record.backends.items()}
-    settings = {r: s for r, s in record.settings.items() if s and given.get(r) is None}
-    backends, ids = build_backends(roles, settings)
-    context = RunContext(**backends, run_dir=run_dir, seed=record.seed, ids=ids)
-    state_in = RunState(prompt=record.prompt, single_pass=record.single_pass, budget=record.budget)
-    run = _Run(run_dir, True, context, state_in, _config(record.thread_id, record.budget, record.review), on_progress)
+    if max_rounds is not None and not (isinstance(max_rounds, int) and 0 <= max_rounds <= MAX_COUNT):
+        raise UsageError(f"max_rounds must be from 0 to {MAX_COUNT}, got {max_rounds!r}")
     if answer is not None and not record.review:
         raise UsageError("this run was not made with review=True; it takes no answer")
-    error: BaseException | None = None
-    rejected = False  # a rejected answer leaves the review open and the files as they were
+    given = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
+    roles, role_settings = _choose_backends(record, given, settings or {}, trust_record=trust_record, confirm=confirm)
+    for role, value in roles.items():  # every id and setting is checked before anything runs
+        if isinstance(value, str):
+            registry.check(role, value, role_settings.get(role))
+    lock = _Lock(run_dir)
     try:
-        with closing(sqlite3.connect(run.checkpoints, check_same_thread=False)) as conn:
-            graph = build_graph(checkpointer=SqliteSaver(conn, serde=checkpoint_serializer()), review=record.review)
-            snapshot = graph.get_state(run.config)
-            if record.review and snapshot.interrupts:
-                run.last = snapshot.values
-                if max_rounds is not None:
-                    raise UsageError("this run waits on a review; answer it before giving max_rounds")
-                if answer is None:
-                    run.interrupt = snapshot.interrupts[0].value
-                    return run.result()
-                # Check the answer here, so a bad one fails before anything runs and the review stays open.
-                rejected = True
-                review_answer(RunState.model_validate(snapshot.values), snapshot.interrupts[0].value["kind"], answer)
-                rejected = False
-                for mode, data in graph.stream(
-                    Command(resume=answer),
-                    run.config,
-                    context=run.context,
-                    stream_mode=_STREAM_MODE,
-                    durability=_DURABILITY,
-                ):
-                    run.observe(mode, data)
+        return _resume_locked(run_dir, record, roles, role_settings, lock, max_rounds, on_progress, answer)
+    finally:
+        lock.release()
+
+
+def _resume_locked(run_dir, record, roles, role_settings, lock, max_rounds, on_progress, answer) -> Result:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    state_in = RunState(prompt=record.prompt, single_pass=record.single_pass, budget=record.budget)
+    config = _config(record.thread_id, record.budget, record.review)
+    with closing(sqlite3.connect(run_dir / "checkpoints.sqlite", check_same_thread=False)) as conn:
+        graph = build_graph(checkpointer=SqliteSaver(conn, serde=checkpoint_serializer()), review=record.review)
+        try:
+            snapshot = graph.get_state(config)
+            loaded = _load_state(snapshot.values) if snapshot.values else None
+        except Exception as exc:  # noqa: BLE001 - whatever a damaged file makes the loader raise
+            raise UsageError(
+                f"{str(run_dir / 'checkpoints.sqlite')!r} cannot be loaded ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:200]}); the run's files are left as they were"
+            ) from None
+        if record.review and snapshot.interrupts:
+            if max_rounds is not None:
+                raise UsageError("this run waits on a review; answer it before giving max_rounds")
+            if answer is None:
+                return replace(_result(run_dir, loaded), interrupt=snapshot.interrupts[0].value, passed=False)
+            # Check the answer here, so a bad one fails before anything runs and the review stays open.
+            review_answer(loaded, snapshot.interrupts[0].value["kind"], answer)
+        elif answer is not None:
+            raise UsageError("this run is not waiting for a review; it takes no answer")
+        backends, ids = build_backends(roles, {r: s for r, s in role_settings.items() if s})
+        context = RunContext(**backends, run_dir=run_dir, seed=record.seed, ids=ids)
+        run = _Run(run_dir, True, context, state_in, config, on_progress, lock)
+        run.last = snapshot.values or None
+        error: BaseException | None = None
+        try:
+            if answer is not None:
+                _stream(graph, run, Command(resume=answer))
                 run.check_interrupt(graph)
                 return run.result()
-            if answer is not None:
-                raise UsageError("this run is not waiting for a review; it takes no answer")
-            if not snapshot.values:  # stopped before its first checkpoint: start it over
+            if loaded is None:  # stopped before its first checkpoint: start it over
                 todo: RunState | None = state_in
             else:
                 todo = None
-                run.last = snapshot.values
-                state = RunState.model_validate(snapshot.values)
-                budget = state.budget
+                budget = loaded.budget
                 if max_rounds is not None:
                     budget = Budget(**{**budget.model_dump(), "max_rounds": max_rounds})
                     run.config = _config(record.thread_id, budget, record.review)
-                if budget != state.budget:
+                if budget != loaded.budget:
                     _set_budget(graph, run.config, snapshot, budget)
                     snapshot = graph.get_state(run.config)
                     run.last = snapshot.values
                 if not snapshot.tasks:  # it ended, and no new budget made the router go on
                     return run.result()
-            for mode, data in graph.stream(
-                todo, run.config, context=run.context, stream_mode=_STREAM_MODE, durability=_DURABILITY
-            ):
-                run.observe(mode, data)
+            _stream(graph, run, todo)
             if record.review:
                 run.check_interrupt(graph)
-    except BaseException as exc:
-        error = exc
-        exc.run_dir = run.run_dir
-        raise
-    finally:
-        if not rejected:
+        except BaseException as exc:
+            error = exc
+            exc.run_dir = run.run_dir
+            raise
+        finally:
             _finish(run, error)
     return run.result()
 
@@ -535,6 +757,8 @@ def _result(run_dir: Path, state: RunState) -> Result:
         trajectory=list(state.trajectory),
         rounds=state.rounds_total,
         sampling_steps=state.sampling_steps,
+        unjudged=state.critique.unjudged if state.critique else (),
+        stopped=state.stopped,
     )
 
 
@@ -544,7 +768,8 @@ def _write_outputs(run_dir: Path, state: RunState, error: BaseException | None =
 
     result = _result(run_dir, state)
     if state.image is not None:
-        shutil.copyfile(run_dir / state.image.path, run_dir / "final.png")
+        # read_bytes checks the image is the run's own (contained, no symlink, same sha256).
+        write_new(run_dir / "final.png", state.image.read_bytes(run_dir))
     doc = {
         "prompt": state.prompt,
         "single_pass": state.single_pass,
@@ -558,10 +783,13 @@ def _write_outputs(run_dir: Path, state: RunState, error: BaseException | None =
         "plan": state.plan.model_dump() if state.plan else None,
         "final_image": "final.png" if state.image else None,
         "final_critique": state.critique.model_dump() if state.critique else None,
-        "error": None if error is None else f"{type(error).__name__}: {error}",
+        "error": None if error is None else redact_url(f"{type(error).__name__}: {error}"),
         "events": [e.model_dump() for e in state.trajectory],
         "reviews": state.reviews,
         "stopped": state.stopped,
     }
-    (run_dir / "trajectory.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    write_new(run_dir / "trajectory.json", json.dumps(doc, indent=2).encode())
+    report = run_dir / "report.html"
+    if report.is_symlink():  # a planted link is replaced, never written through
+        report.unlink()
     write_report(run_dir, state, passed=result.passed)

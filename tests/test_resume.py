@@ -203,7 +203,15 @@ def test_run_json_records_the_run_but_never_a_key(tmp_path, monkeypatch):
         record = json.loads(text)
         assert record["backends"]["planner"] == "openai:gpt-4.1-mini"
         assert record["settings"]["critic"] == {"base_url": server.url, "detail": "low"}
-        # A resumed run takes its key where any run given none does: from the environment.
+        # A resumed run takes its key where any run given none does: from the environment. Its
+        # model-backed backends and their endpoint are named again; "detail" comes from the record.
         monkeypatch.setenv("OPENAI_API_KEY", secret)
-        again = resume(tmp_path / "r", max_rounds=0)
+        endpoint = {"base_url": server.url}
+        again = resume(
+            tmp_path / "r",
+            max_rounds=0,
+            planner="openai:gpt-4.1-mini",
+            critic="openai:gpt-4.1-mini",
+            settings={"planner": endpoint, "critic": endpoint},
+        )
     assert again.passed == first.passed and again.trajectory == first.trajectory

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from strokegraph import registry
-from strokegraph.cli import main
+from strokegraph.cli import EXIT_STOPPED, main
 from strokegraph.errors import UsageError
 from strokegraph.run import generate, resume
 
@@ -126,21 +126,22 @@ def test_cli_stop_and_eof(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     monkeypatch.setattr("sys.stdin", io.StringIO("x\ne not json\na\ns\n"))
     code = main(["generate", PROMPT, "--out", str(out), "--review", "-q"])
-    assert code == 3
-    err = capsys.readouterr().err
-    assert "unknown choice" in err and "not JSON" in err
+    assert code == EXIT_STOPPED  # a person's stop is not a spent budget
+    captured = capsys.readouterr()
+    assert "unknown choice" in captured.err and "not JSON" in captured.err
+    assert captured.out.startswith("stopped in review")
     doc = json.loads((out / "trajectory.json").read_text())
     assert doc["stopped"] is True and doc["finished"] is False
 
     out2 = tmp_path / "run2"
     monkeypatch.setattr("sys.stdin", io.StringIO(""))  # EOF = stop
-    assert main(["generate", PROMPT, "--out", str(out2), "--review", "-q"]) == 3
+    assert main(["generate", PROMPT, "--out", str(out2), "--review", "-q"]) == EXIT_STOPPED
     assert json.loads((out2 / "trajectory.json").read_text())["stopped"] is True
 
 
 def test_cli_add_violation(tmp_path, monkeypatch):
     out = tmp_path / "run"
     monkeypatch.setattr("sys.stdin", io.StringIO("a\nd " + json.dumps(MINE) + "\ns\n"))
-    assert main(["generate", PROMPT, "--out", str(out), "--review", "-q"]) == 3
+    assert main(["generate", PROMPT, "--out", str(out), "--review", "-q"]) == EXIT_STOPPED
     doc = json.loads((out / "trajectory.json").read_text())
     assert any(e["stage"] == "refine" for e in doc["events"])
