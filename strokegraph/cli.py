@@ -6,6 +6,7 @@ import argparse
 import json
 import re
 import shlex
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -460,6 +461,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (RunError, StrokegraphError) as exc:
         print(f"strokegraph: run failed: {_line(exc)}{_resume_hint(exc)}", file=sys.stderr)
+        return EXIT_RUN_ERROR
+    except sqlite3.Error as exc:  # the checkpoint database could not be written (a full disk...)
+        print(f"strokegraph: run failed: checkpoints: {_line(exc)}{_resume_hint(exc)}", file=sys.stderr)
         return EXIT_RUN_ERROR
     except OSError as exc:  # a full disk, a file that vanished: the system's reason, in one line
         what = f"{exc.strerror or exc}" + (f": {exc.filename!r}" if exc.filename else "")

@@ -674,7 +674,8 @@ def _resume_locked(run_dir, record, roles, role_settings, lock, max_rounds, on_p
         graph = build_graph(checkpointer=SqliteSaver(conn, serde=checkpoint_serializer()), review=record.review)
         try:
             snapshot = graph.get_state(config)
-            loaded = _load_state(snapshot.values) if snapshot.values else None
+            # A checkpoint without the prompt was taken before the input was committed: nothing ran.
+            loaded = _load_state(snapshot.values) if "prompt" in snapshot.values else None
         except Exception as exc:  # noqa: BLE001 - whatever a damaged file makes the loader raise
             raise UsageError(
                 f"{str(run_dir / 'checkpoints.sqlite')!r} cannot be loaded ({type(exc).__name__}: "
@@ -692,7 +693,7 @@ def _resume_locked(run_dir, record, roles, role_settings, lock, max_rounds, on_p
         backends, ids = build_backends(roles, {r: s for r, s in role_settings.items() if s})
         context = RunContext(**backends, run_dir=run_dir, seed=record.seed, ids=ids)
         run = _Run(run_dir, True, context, state_in, config, on_progress, lock)
-        run.last = snapshot.values or None
+        run.last = snapshot.values if loaded is not None else None
         error: BaseException | None = None
         try:
             if answer is not None:
