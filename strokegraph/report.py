@@ -71,12 +71,14 @@ def _join(parts, sep: str = "") -> _Html:
 
 
 def _num(value: object, spec: str) -> _Html:
-    """``value`` formatted with ``spec`` when it is a plain int or float; otherwise its escaped text.
+    """``value`` formatted with ``spec`` (``"d"`` or a float spec) when it is a plain number that
+    fits it; otherwise its escaped text.
 
-    State loaded from a checkpoint can hold any type where a number belongs (LangGraph falls back to
-    ``model_construct`` when validation fails), and the report must show it rather than crash.
+    A model built without validation (``model_construct``, as LangGraph's default checkpoint loader
+    does when validation fails) can hold anything where a number belongs, and the report must show
+    it rather than crash or put it into markup.
     """
-    if type(value) in (int, float):
+    if type(value) is int or (type(value) is float and not spec.endswith("d")):
         return _Html(format(value, spec))
     return _esc(value)
 
@@ -218,7 +220,10 @@ def _step_section(run_dir: Path, state: RunState, step: int, events: list[Event]
 
 
 def _usage_text(state: RunState) -> _Html:
-    used = usage.total(e.usage for e in state.trajectory)
+    try:
+        used = usage.total(e.usage for e in state.trajectory)
+    except (TypeError, ValueError):  # counts that are not numbers (an unvalidated checkpoint)
+        return _Html(' · <span class="bad">usage unreadable</span>')
     if used is None:
         return _Html("")
     cost = _h(" · ≈ ${}", _num(used.cost_usd, ".4f")) if used.cost_usd is not None else ""
@@ -232,19 +237,24 @@ def _usage_text(state: RunState) -> _Html:
 
 
 def _verdict(state: RunState, passed: bool) -> _Html:
-    """The run's result in words: never a bare "passed" while the critic left constraints unjudged."""
-    unjudged = tuple(state.critique.unjudged) if state.critique is not None else ()
+    """The run's result in words, from ``state``: never a bare "passed" while the critic left
+    constraints unjudged, and "passed" only when the caller says the run passed."""
+    c = state.critique
+    unjudged = tuple(c.unjudged) if c is not None else ()
+    judged_last = c is not None and state.plan is not None and state.step == len(state.plan.steps) - 1
     if state.stopped:
         verdict = _Html('<b class="bad">stopped in review</b>')
-    elif passed and unjudged:
+    elif not judged_last:
+        # Interrupted, failed or waiting: the last step was never judged, whatever the last critique said.
+        verdict = _Html('<b class="bad">not finished</b>')
+    elif not c.passed:
+        verdict = _Html('<b class="bad">violations left</b>')
+    elif unjudged:
         verdict = _Html('<b class="warn">passed what was judged</b>')
     elif passed:
         verdict = _Html('<b class="ok">passed</b>')
-    elif state.critique is None or state.critique.passed:
-        # Nothing was found wrong, but the run did not reach (or judge) its last step.
-        verdict = _Html('<b class="bad">not finished</b>')
     else:
-        verdict = _Html('<b class="bad">violations left</b>')
+        verdict = _Html('<b class="bad">not finished</b>')
     if unjudged:
         verdict = _h(
             '{} · <span class="warn">{} constraint(s) not judged: {}</span>',

@@ -172,6 +172,18 @@ def _constructed_state(run_dir: Path, p: _Payloads) -> RunState:
                 refinement=refinement,
                 usage=None,
             ),
+            # A float where a count belongs, and usage counts that are not numbers.
+            Event.model_construct(
+                stage="refine",
+                step=0,
+                round=2.5,
+                text=p(),
+                image=outside,
+                duration_s=0.0,
+                backend="",
+                refinement=None,
+                usage=Usage.model_construct(calls=1.5, prompt_tokens=p.hidden(), completion_tokens=0, images=0),
+            ),
         ],
     )
 
@@ -250,7 +262,8 @@ def test_unvalidated_state_from_a_checkpoint_is_text_too(tmp_path):
     page = _Page(report)
     # The two image references are refused and named; the file outside images/ is never embedded.
     assert "TOP-SECRET" not in report and "data:image/png" not in report
-    assert page.text.count("Image not shown: invalid image reference") == 3
+    assert page.text.count("Image not shown: invalid image reference") == 4
+    assert "Refinement 2.5 ()" in page.text and "usage unreadable" in page.text
     _assert_inert(page, p.shown)
 
 
@@ -339,26 +352,38 @@ def _verdict(run_dir: Path, state: RunState, passed: bool) -> str:
     return re.search(r"Result: (.*?) · plan → draft", page.text).group(1)
 
 
+_PLAN = Plan(steps=(PlanStep(instruction="i", description="d", entity_ids=()),) * 2)
+
+
 def test_unjudged_constraints_are_named_next_to_the_verdict(tmp_path):
     scene = SceneGraph(
         prompt="a red cat in the style of Monet, at dusk",
         entities=(Entity(id="e0", noun="cat", colour="red"),),
         constraints=("in the style of Monet", "at dusk"),
     )
-    state = RunState(prompt=scene.prompt, scene=scene, critique=Critique(unjudged=scene.constraints), step=0, plan=None)
-    verdict = _verdict(tmp_path / "r", state, passed=True)
-    assert verdict == "passed what was judged · 2 constraint(s) not judged: “in the style of Monet”; “at dusk”"
-    text = (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
+    state = RunState(
+        prompt=scene.prompt, scene=scene, plan=_PLAN, step=1, critique=Critique(unjudged=scene.constraints)
+    )
+    expected = "passed what was judged · 2 constraint(s) not judged: “in the style of Monet”; “at dusk”"
+    # Whether or not the caller counts such a run as passed, the header says what was judged.
+    assert _verdict(tmp_path / "a", state, passed=True) == expected
+    assert _verdict(tmp_path / "b", state, passed=False) == expected
+    text = (tmp_path / "a" / "report.html").read_text(encoding="utf-8")
     assert "Free-text constraints" in text and "<li>at dusk</li>" in text
 
 
-def test_a_clean_pass_says_passed_and_a_stopped_run_says_so(tmp_path):
-    assert _verdict(tmp_path / "a", RunState(prompt="a cat", critique=Critique()), passed=True) == "passed"
-    stopped = RunState(prompt="a cat", critique=Critique(violations=()), stopped=True)
-    assert _verdict(tmp_path / "b", stopped, passed=False) == "stopped in review"
+def test_each_way_a_run_ends_has_its_own_verdict(tmp_path):
+    done = RunState(prompt="a cat", plan=_PLAN, step=1, critique=Critique())
+    assert _verdict(tmp_path / "passed", done, passed=True) == "passed"
+    stopped = done.model_copy(update={"stopped": True})
+    assert _verdict(tmp_path / "stopped", stopped, passed=False) == "stopped in review"
     bad = Violation(kind="missing", expected="a cat", observed="nothing", message="no cat")
-    left = RunState(prompt="a cat", critique=Critique(violations=(bad,), unjudged=("at dusk",)))
-    assert _verdict(tmp_path / "c", left, passed=False) == "violations left · 1 constraint(s) not judged: “at dusk”"
+    left = done.model_copy(update={"critique": Critique(violations=(bad,), unjudged=("at dusk",))})
+    assert _verdict(tmp_path / "left", left, passed=False) == "violations left · 1 constraint(s) not judged: “at dusk”"
+    # Interrupted after step 1 of 2 was judged clean: that is not a pass.
+    halfway = done.model_copy(update={"step": 0})
+    assert _verdict(tmp_path / "halfway", halfway, passed=False) == "not finished"
+    assert _verdict(tmp_path / "early", RunState(prompt="a cat"), passed=False) == "not finished"
 
 
 # ---------------------------------------------------------------------------------------------
