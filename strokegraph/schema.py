@@ -20,6 +20,9 @@ from strokegraph.errors import RunError
 
 __all__ = [
     "COLOURS",
+    "JUDGED_PREDICATES",
+    "MAX_COUNT",
+    "POSITION_PREDICATES",
     "PREDICATES",
     "Box",
     "Colour",
@@ -45,8 +48,17 @@ Colour = Literal["red", "orange", "yellow", "green", "blue", "purple", "pink", "
 #: GenEval's ten colour names, in its order.
 COLOURS: tuple[str, ...] = Colour.__args__  # type: ignore[attr-defined]
 
-Predicate = Literal["left of", "right of", "above", "below"]
+Predicate = Literal["left of", "right of", "above", "below", "next to", "in front of", "behind"]
 PREDICATES: tuple[str, ...] = Predicate.__args__  # type: ignore[attr-defined]
+#: GenEval's four position predicates, judged by its position rule.
+POSITION_PREDICATES: tuple[str, ...] = PREDICATES[:4]
+#: The predicates the built-in and detector critics judge: GenEval's four and "next to" (by distance).
+#: "in front of" and "behind" need depth, which a 2-D box does not give; they stay unjudged.
+JUDGED_PREDICATES: tuple[str, ...] = (*POSITION_PREDICATES, "next to")
+
+#: The most instances one entity may ask for: far beyond any benchmark's counts (GenEval's go to
+#: four), and small enough that laying them out stays quick whatever a prompt says.
+MAX_COUNT = 64
 
 #: A normalised box ``(x0, y0, x1, y1)`` with 0 <= x0 < x1 <= 1, y pointing down.
 Box = tuple[float, float, float, float]
@@ -62,16 +74,21 @@ class _Model(BaseModel):
 
 
 class Entity(_Model):
-    """One kind of object in the scene: ``count`` instances of ``noun``."""
+    """One kind of object in the scene: ``count`` instances of ``noun``; ``count`` 0 means none may be seen."""
 
     id: str = Field(description="Stable id, e.g. 'e0'.")
     noun: str = Field(description="Singular noun, lower case, e.g. 'wine glass'.")
-    count: int = Field(default=1, ge=1)
+    count: int = Field(
+        default=1,
+        ge=0,
+        le=MAX_COUNT,
+        description="How many to draw; 0: none may appear (GenEval's exclude clause, 'no cars').",
+    )
     colour: Colour | None = None
     attributes: tuple[str, ...] = Field(default=(), description="Other adjectives the parser kept, e.g. ('wooden',).")
 
     def phrase(self) -> str:
-        """A noun phrase such as ``'two red apples'`` or ``'a blue cup'``."""
+        """A noun phrase such as ``'two red apples'``, ``'a blue cup'`` or ``'no cars'``."""
         from strokegraph._text import noun_phrase
 
         adjectives = (*self.attributes, self.colour) if self.colour else self.attributes
@@ -87,7 +104,10 @@ class Relation(_Model):
 
 
 class SceneGraph(_Model):
-    """What the prompt asks for, structured. ``constraints`` holds what could not be structured."""
+    """What the prompt asks for, structured. ``constraints`` holds what could not be structured.
+
+    An entity of count 0 must be absent; no relation may name one (the relation would mean nothing).
+    """
 
     prompt: str
     entities: tuple[Entity, ...]
@@ -99,13 +119,41 @@ class SceneGraph(_Model):
     @model_validator(mode="after")
     def _check_ids(self) -> SceneGraph:
         ids = [e.id for e in self.entities]
-        if len(set(ids)) != len(ids):
+        known = set(ids)
+        if len(known) != len(ids):
             raise ValueError(f"duplicate entity ids in {ids!r}")
         for rel in self.relations:
             for end in (rel.subject, rel.object):
-                if end not in ids:
+                if end not in known:
                     raise ValueError(f"relation {rel!r} names unknown entity {end!r}")
+        absent = {e.id for e in self.entities if e.count == 0}
+        for rel in self.relations:
+            if {rel.subject, rel.object} & absent:
+                raise ValueError(f"relation {rel!r} names an entity of count 0, which must not be drawn at all")
         return self
+
+    def unjudged(self) -> tuple[str, ...]:
+        """Every part of the prompt that the built-in and detector critics do not judge, in words.
+
+        In this order, without repeats: the free-text constraints as written; each relation whose
+        predicate is not in :data:`JUDGED_PREDICATES`, e.g. ``'the dog in front of the house'``;
+        each non-colour attribute with its noun, e.g. ``'small boat'``. Empty when a passing
+        critique of those critics means the image shows everything the prompt asks for.
+        """
+        from strokegraph._text import pluralize
+
+        def words(e: Entity) -> str:
+            return e.noun if e.count == 1 else pluralize(e.noun)
+
+        by_id = {e.id: e for e in self.entities}
+        out = list(self.constraints)
+        out += [
+            f"the {words(by_id[r.subject])} {r.predicate} the {words(by_id[r.object])}"
+            for r in self.relations
+            if r.predicate not in JUDGED_PREDICATES
+        ]
+        out += [f"{a} {words(e)}" for e in self.entities for a in e.attributes]
+        return tuple(dict.fromkeys(out))
 
     def entity(self, entity_id: str) -> Entity:
         for e in self.entities:
@@ -182,6 +230,8 @@ class ImageRef(_Model):
         Raises :class:`RunError` when the file is missing, is a symlink (or lies under one), or its
         sha256 differs from the recorded one.
         """
+        # Validated again: a reference built without validation (model_construct) is still untrusted.
+        self._contained(self.path)
         run_dir = Path(run_dir)
         target = run_dir / self.path
         if target.is_symlink() or target.parent.is_symlink():
