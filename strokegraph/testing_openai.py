@@ -7,6 +7,9 @@ one); once a queue is empty the endpoint's ``fallback`` answers, or else 418, so
 more than it scripted fails loudly instead of hanging. :func:`any_prompt_replies` are fallbacks that
 fit any plannable prompt, for driving whole runs. Delays wait on an event that stopping the server
 sets, so no handler outlives the test by more than a moment.
+
+Hostile servers: a :class:`Reply` may hang (``delay``) or trickle its body a byte at a time
+(``drip``); :func:`huge_reply` streams a body of any size without holding it in memory.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -29,6 +32,7 @@ from PIL import Image
 __all__ = [
     "ENDPOINTS",
     "FakeOpenAI",
+    "Flood",
     "Reply",
     "Request",
     "Script",
@@ -36,6 +40,7 @@ __all__ = [
     "any_prompt_replies",
     "chat_reply",
     "error_reply",
+    "huge_reply",
     "image_reply",
 ]
 
@@ -66,11 +71,41 @@ class Request:
 
 
 @dataclass(frozen=True)
+class Flood:
+    """A body of ``size`` bytes made while it is sent: ``prefix``, then ``fill`` repeated.
+
+    With ``declare_length`` the reply carries a Content-Length; without, the body ends when the
+    server closes the connection, so a client learns its size only by reading it.
+    """
+
+    size: int
+    prefix: bytes = b""
+    fill: bytes = b"A"
+    declare_length: bool = True
+
+    def chunks(self, chunk_size: int = 2**20) -> Iterator[bytes]:
+        head = self.prefix[: self.size]
+        yield head
+        left = self.size - len(head)
+        block = (self.fill * (chunk_size // len(self.fill) + 1))[:chunk_size]
+        while left > 0:
+            yield block[:left]
+            left -= len(block)
+
+
+@dataclass(frozen=True)
 class Reply:
+    """``status`` and ``body`` (JSON-able, ``bytes`` or a :class:`Flood`), after ``delay`` seconds.
+
+    With ``drip`` > 0 the headers go out at once and the body follows one byte every ``drip``
+    seconds, as from a server that trickles to keep a client waiting.
+    """
+
     status: int = 200
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    drip: float = 0.0
 
 
 Script = Reply | Callable[[Request], Reply]
@@ -124,6 +159,11 @@ def error_reply(status: int, message: str = "scripted failure") -> Reply:
         body={"error": {"message": message, "type": "test_error", "param": None, "code": None}},
         headers={"retry-after-ms": "1"},
     )
+
+
+def huge_reply(size: int, *, declare_length: bool = True) -> Reply:
+    """A 200 reply of ``size`` bytes that starts like an image reply and is streamed, never held."""
+    return Reply(body=Flood(size, prefix=b'{"created": 0, "data": [{"b64_json": "', declare_length=declare_length))
 
 
 def any_prompt_replies(image_size: tuple[int, int] = (64, 64)) -> dict[str, Script]:
@@ -250,15 +290,27 @@ class FakeOpenAI:
         delay = self.latency + reply.delay
         if delay and self._stop.wait(delay):
             return
-        data = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+        if isinstance(reply.body, Flood):
+            chunks, length = reply.body.chunks(), reply.body.size if reply.body.declare_length else None
+        else:
+            data = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+            chunks, length = iter((data,)), len(data)
         try:
             handler.send_response(reply.status)
             handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(data)))
+            if length is not None:
+                handler.send_header("Content-Length", str(length))
             for name, value in reply.headers.items():
                 handler.send_header(name, value)
             handler.end_headers()
-            handler.wfile.write(data)
+            for chunk in chunks:
+                if not reply.drip:
+                    handler.wfile.write(chunk)
+                    continue
+                for i in range(len(chunk)):  # wfile is unbuffered: each byte leaves at once
+                    if self._stop.wait(reply.drip):
+                        return
+                    handler.wfile.write(chunk[i : i + 1])
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test)
 
