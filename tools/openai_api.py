@@ -3,7 +3,13 @@
 Ids ``openai:<model>`` (see :mod:`strokegraph.registry`) reach the factories at the bottom. Any
 OpenAI-compatible server works through ``base_url`` (vLLM, Ollama, LM Studio); without a key there,
 a placeholder is sent. The key comes from the ``api_key`` setting, then ``OPENAI_API_KEY``; it is
-handed to the client and nowhere else, and it is scrubbed from error messages.
+handed to the client and nowhere else, and it is scrubbed from error messages, as is any user name
+and password in ``base_url`` (see :func:`redact_url`).
+
+Every server is treated as hostile. ``timeout`` bounds each request attempt as a whole, connect to
+last byte; a reply may hold at most :data:`MAX_CHAT_REPLY_BYTES` or :data:`MAX_IMAGE_REPLY_BYTES`,
+and a reply image at most :data:`MAX_IMAGE_PIXELS` pixels (or the requested ``size``, if larger).
+:func:`cancel_requests` ends the calls in flight at once, e.g. from a SIGINT handler.
 
 The ``openai`` package is imported only when a backend is built or called.
 """
@@ -14,6 +20,7 @@ import base64
 import io
 import os
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -39,13 +46,36 @@ if TYPE_CHECKING:
     from openai import OpenAI
     from PIL import Image
 
-__all__ = ["OpenAIChat", "OpenAIDrafter", "OpenAIRefiner", "critic", "drafter", "planner", "refiner"]
+__all__ = [
+    "MAX_CHAT_REPLY_BYTES",
+    "MAX_IMAGE_PIXELS",
+    "MAX_IMAGE_REPLY_BYTES",
+    "OpenAIChat",
+    "OpenAIDrafter",
+    "OpenAIRefiner",
+    "cancel_requests",
+    "critic",
+    "drafter",
+    "planner",
+    "redact_url",
+    "refiner",
+]
 
 Detail = Literal["auto", "low", "high", "original"]
 Quality = Literal["low", "medium", "high", "xhigh", "max", "auto"]
 
 #: Sent as the key to a ``base_url`` server when no key is configured; local servers ignore it.
 PLACEHOLDER_KEY = "not-needed"
+
+#: The most bytes a chat reply may take on the wire; a longer one fails before it is read whole.
+MAX_CHAT_REPLY_BYTES = 8 * 2**20
+#: The same for an image reply (base64 inflates a PNG by a third).
+MAX_IMAGE_REPLY_BYTES = 64 * 2**20
+#: The most pixels a reply image may declare, checked before it is decoded (a 0.4 MB PNG can
+#: declare 12000x12000 and take 1.3 GB); a larger requested ``size`` raises it to that size.
+MAX_IMAGE_PIXELS = 4096 * 4096
+#: What reply images may be; GPT-image answers PNG, JPEG or WebP (``output_format``).
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
 
 _REASONS = {
     400: "bad request",
@@ -59,6 +89,29 @@ _REASONS = {
     429: "rate limited",
 }
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its user name and password, if it has any, replaced by ``***``.
+
+    ``http://user:pass@host/v1`` becomes ``http://***@host/v1``; anything else is returned as it is.
+    """
+    return _USERINFO.sub(r"\1***@", str(url))
+
+
+def cancel_requests() -> None:
+    """End every OpenAI backend call in flight in this process, in whatever thread it runs.
+
+    Each raises a :class:`RunError` (not transient, so the graph does not try it again) within
+    moments, from a blocked read or write or from a wait between retries. Takes no lock and does not
+    wait, so a SIGINT handler may call it: LangGraph runs nodes in worker threads and waits for them
+    before a KeyboardInterrupt leaves ``graph.stream``.
+    """
+    # Loaded with the first client; before that no call can be in flight.
+    transport = sys.modules.get("strokegraph.tools._openai_transport")
+    if transport is not None:
+        transport.cancel_all()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,20 +124,42 @@ def _retried(client: OpenAI) -> str:
     return f" after {n} {'retry' if n == 1 else 'retries'}" if n else ""
 
 
-def _scrub(text: str, client: OpenAI) -> str:
-    text = " ".join(str(text).split())
-    if client.api_key:
-        text = text.replace(client.api_key, "***")
+def _secrets(client: OpenAI) -> list[str]:
+    """The key, and the user name and password of ``base_url`` in every form a message may show."""
+    url = client.base_url  # an httpx2.URL: userinfo as sent (quoted), username and password unquoted
+    secrets = [client.api_key] if client.api_key else []
+    if url.userinfo:
+        plain = f"{url.username}:{url.password or ''}"
+        # The client sends them as HTTP Basic auth, which a server may echo in an error.
+        secrets += [url.userinfo.decode("ascii", "replace"), plain, base64.b64encode(plain.encode()).decode("ascii")]
+        secrets += [part for part in (url.username, url.password) if part and len(part) >= 4]
+    return sorted(secrets, key=len, reverse=True)
+
+
+def _scrub(text: object, client: OpenAI) -> str:
+    text = redact_url(" ".join(str(text).split()))
+    for secret in _secrets(client):
+        text = text.replace(secret, "***")
     return text[:300]
 
 
 @contextmanager
 def _api_call(backend: str, client: OpenAI, *, node: str | None, step: int | None = None) -> Iterator[None]:
-    """Turn what the client raises, after its own retries, into a one-line :class:`RunError`."""
+    """Turn what the client raises, after its own retries, into a one-line :class:`RunError`.
+
+    The call inside is cancellable by :func:`cancel_requests`.
+    """
     import openai
 
+    from strokegraph.tools import _openai_transport as transport
+
     try:
-        yield
+        with transport.tracked():
+            yield
+    except transport.Cancelled:
+        raise RunError(f"{backend}: cancelled", node=node, step=step) from None
+    except transport.RefusedReply as exc:
+        raise RunError(f"{backend}: {exc}", node=node, step=step) from None
     except openai.APIStatusError as exc:
         code = exc.status_code
         # A 429 for an exhausted quota is a billing problem: waiting cannot fix it.
@@ -107,7 +182,8 @@ def _api_call(backend: str, client: OpenAI, *, node: str | None, step: int | Non
         ) from None
     except openai.APIConnectionError as exc:
         raise RunError(
-            f"{backend}: cannot connect to {client.base_url}{_retried(client)}: {_scrub(exc.__cause__ or exc, client)}",
+            f"{backend}: cannot connect to {redact_url(client.base_url)}{_retried(client)}: "
+            f"{_scrub(exc.__cause__ or exc, client)}",
             node=node,
             step=step,
             transient=True,
@@ -265,15 +341,31 @@ class _ImageAPI:
         # GPT-image models always answer in b64_json; a URL means a server we cannot follow.
         if not response.data or not response.data[0].b64_json:
             raise RunError(f"{self.backend}: the reply holds no b64_json image", node=node, step=step)
+        limit = max(MAX_IMAGE_PIXELS, self._canvas_pixels())
         try:
-            with Image.open(io.BytesIO(base64.b64decode(response.data[0].b64_json))) as im:
+            # PIL reads only the header here; the pixels are decoded by convert, after the check.
+            with Image.open(io.BytesIO(base64.b64decode(response.data[0].b64_json)), formats=IMAGE_FORMATS) as im:
+                width, height = im.size
+                if width * height > limit:
+                    raise RunError(
+                        f"{self.backend}: the reply's image is {width}x{height}, over the limit of {limit} pixels; "
+                        "refused before decoding it",
+                        node=node,
+                        step=step,
+                    )
                 return im.convert("RGB")
-        except (ValueError, OSError) as exc:
-            raise RunError(f"{self.backend}: the reply's image cannot be read: {exc}", node=node, step=step) from None
+        except (ValueError, OSError, Image.DecompressionBombError) as exc:
+            # ValueError covers bad base64 (binascii.Error); OSError an unknown format or a broken file.
+            why = _scrub(exc, self.client) or type(exc).__name__
+            raise RunError(f"{self.backend}: the reply's image cannot be read: {why}", node=node, step=step) from None
 
     def _canvas(self) -> tuple[int, int] | None:
         m = _SIZE.match(self.size)
         return (int(m.group(1)), int(m.group(2))) if m else None
+
+    def _canvas_pixels(self) -> int:
+        canvas = self._canvas()
+        return canvas[0] * canvas[1] if canvas else 0
 
 
 def _fit(image: Image.Image, size: tuple[int, int] | None) -> Image.Image:
@@ -356,8 +448,13 @@ class OpenAIRefiner(_ImageAPI):
 # ---------------------------------------------------------------------------------------------
 
 
-def _client(base_url: str | None, api_key: str | None, timeout: float, max_retries: int) -> OpenAI:
-    """An OpenAI client; raises :class:`UsageError` before any call when no key can be found."""
+def _client(
+    base_url: str | None, api_key: str | None, timeout: float, max_retries: int, max_reply_bytes: int
+) -> OpenAI:
+    """An OpenAI client whose request attempts each take at most ``timeout`` s and ``max_reply_bytes``.
+
+    Raises :class:`UsageError` before any call when no key can be found.
+    """
     if not timeout > 0:
         raise UsageError(f"timeout must be a positive number of seconds, got {timeout!r}")
     if not (isinstance(max_retries, int) and max_retries >= 0):
@@ -371,9 +468,15 @@ def _client(base_url: str | None, api_key: str | None, timeout: float, max_retri
                 "(or a 'base_url' for a local OpenAI-compatible server)"
             )
         api_key = PLACEHOLDER_KEY
-    from openai import OpenAI
+    from strokegraph.tools._openai_transport import BoundedClient, CancellableOpenAI
 
-    return OpenAI(api_key=api_key, base_url=base_url, timeout=float(timeout), max_retries=max_retries)
+    return CancellableOpenAI(
+        api_key=api_key,
+        base_url=base_url,
+        timeout=float(timeout),
+        max_retries=max_retries,
+        http_client=BoundedClient(timeout=float(timeout), max_reply_bytes=max_reply_bytes),
+    )
 
 
 def _check_price(name: str, value: float | None) -> None:
@@ -404,7 +507,7 @@ def _chat(
         raise UsageError("set both price_input_per_mtok and price_output_per_mtok, or neither")
     return OpenAIChat(
         model,
-        client=_client(base_url, api_key, timeout, max_retries),
+        client=_client(base_url, api_key, timeout, max_retries, MAX_CHAT_REPLY_BYTES),
         detail=detail,
         price_input_per_mtok=price_input_per_mtok,
         price_output_per_mtok=price_output_per_mtok,
@@ -427,7 +530,7 @@ def _image_settings(
         _check_choice("quality", quality, Quality)
     _check_price("price_per_image", price_per_image)
     return {
-        "client": _client(base_url, api_key, timeout, max_retries),
+        "client": _client(base_url, api_key, timeout, max_retries, MAX_IMAGE_REPLY_BYTES),
         "size": size,
         "quality": quality,
         "price_per_image": price_per_image,
@@ -445,6 +548,13 @@ def planner(
     price_input_per_mtok: float | None = None,
     price_output_per_mtok: float | None = None,
 ) -> ChatPlanner:
+    """A planner on a chat model.
+
+    ``timeout`` is the seconds each request attempt may take as a whole, connect to last byte (a
+    server that trickles its reply is cut off there); ``max_retries`` the attempts after the first
+    for rate limits, timeouts, connection errors and 5xx. A reply over :data:`MAX_CHAT_REPLY_BYTES`
+    fails.
+    """
     chat = _chat(model, "planner", base_url, api_key, timeout, max_retries, price_input_per_mtok, price_output_per_mtok)
     return ChatPlanner(chat, preparse=preparse)
 
@@ -460,6 +570,7 @@ def critic(
     price_input_per_mtok: float | None = None,
     price_output_per_mtok: float | None = None,
 ) -> ChatCritic:
+    """A critic on a vision chat model; ``timeout`` and ``max_retries`` as for :func:`planner`."""
     chat = _chat(
         model, "critic", base_url, api_key, timeout, max_retries, price_input_per_mtok, price_output_per_mtok, detail
     )
@@ -477,6 +588,11 @@ def drafter(
     quality: Quality | None = None,
     price_per_image: float | None = None,
 ) -> OpenAIDrafter:
+    """A drafter on GPT-image; ``timeout`` and ``max_retries`` as for :func:`planner`.
+
+    A reply over :data:`MAX_IMAGE_REPLY_BYTES`, or an image over :data:`MAX_IMAGE_PIXELS` (or over
+    ``size``, when that is larger) or not PNG, JPEG or WebP, fails.
+    """
     return OpenAIDrafter(
         model, **_image_settings(base_url, api_key, timeout, max_retries, size, quality, price_per_image)
     )
@@ -495,6 +611,7 @@ def refiner(
     grow: float = 0.05,
     feather: int = 8,
 ) -> OpenAIRefiner:
+    """A refiner on GPT-image edits; its limits are those of :func:`drafter`."""
     if not grow >= 0:
         raise UsageError(f"grow must be >= 0 (a share of the image side), got {grow!r}")
     if not (isinstance(feather, int) and feather >= 0):
