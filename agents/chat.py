@@ -172,11 +172,12 @@ class CriticReply(_Reply):
             Detection(noun=d.noun, box=_box(d.box), score=min(max(d.score, 0.0), 1.0), colour=d.colour)
             for d in self.detections
         )
+        # The model is asked about the structured scene only; what that cannot say stays unjudged.
         return Critique(
             violations=tuple(violations),
             detections=detections,
             judged_entity_ids=tuple(sorted(scope)),
-            unjudged=scene.constraints,
+            unjudged=scene.unjudged(),
         )
 
 

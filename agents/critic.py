@@ -2,7 +2,8 @@
 
 GenEval's judging rules live here as small pure functions, shared by every detector-backed critic
 and by the benchmark scorer: :func:`observed_relations` / :func:`relation_holds` (the position
-rule, both built on :func:`position_offset`, which the sketch layout uses too),
+rule, both built on :func:`position_offset`; "next to" by :func:`box_gap`) and :func:`failing_pairs`
+(a relation between groups of instances), which the sketch layout uses too,
 :func:`assign_detections` (which detection is which entity) and :func:`judge` (detections to
 violations). :class:`DetectorCritic` puts a :class:`Detector` in front of them.
 """
@@ -20,7 +21,8 @@ from strokegraph.agents.chat import ChatModel, CriticReply, ask_json, image_part
 from strokegraph.errors import UsageError
 from strokegraph.schema import (
     COLOURS,
-    PREDICATES,
+    JUDGED_PREDICATES,
+    POSITION_PREDICATES,
     Box,
     Critique,
     Detection,
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 __all__ = [
+    "NEXT_TO_GAP",
     "POSITION_THRESHOLD",
     "CritiqueRequest",
     "Critic",
@@ -41,6 +44,8 @@ __all__ = [
     "ChatCritic",
     "DetectorCritic",
     "assign_detections",
+    "box_gap",
+    "failing_pairs",
     "judge",
     "observed_relations",
     "position_offset",
@@ -102,7 +107,7 @@ def position_offset(box_a: Box, box_b: Box) -> tuple[float, float] | None:
 
 
 def observed_relations(box_a: Box, box_b: Box) -> set[str]:
-    """Which of ``PREDICATES`` hold for A relative to B, by GenEval's rule (empty: no relation).
+    """Which of ``POSITION_PREDICATES`` hold for A relative to B, by GenEval's rule (empty: no relation).
 
     From :func:`position_offset`: "left of" when dx < -0.5, "right of" when dx > 0.5, "above" when
     dy < -0.5, "below" when dy > 0.5.
@@ -113,19 +118,63 @@ def observed_relations(box_a: Box, box_b: Box) -> set[str]:
     return {p for p, (axis, sign) in _DIRECTIONS.items() if sign * d[axis] > 0.5}
 
 
-def relation_holds(box_a: Box, box_b: Box, predicate: str, margin: float = 0.0) -> bool:
-    """Whether A is ``predicate`` B by GenEval's rule (see :func:`observed_relations`).
+#: "A next to B" holds when the gap between the two boxes is at most this many times their mean side.
+NEXT_TO_GAP = 1.0
 
-    ``margin`` asks for that much to spare past the rule's 0.5 cut-off: code that places boxes
-    keeps some, so that boxes measured slightly differently still show the relation.
+
+def _side(box: Box) -> float:
+    return (box[2] - box[0] + box[3] - box[1]) / 2
+
+
+def box_gap(box_a: Box, box_b: Box) -> float:
+    """The shortest distance between the two boxes (0 when they touch or overlap)."""
+    dx = max(box_a[0] - box_b[2], box_b[0] - box_a[2], 0.0)
+    dy = max(box_a[1] - box_b[3], box_b[1] - box_a[3], 0.0)
+    return math.hypot(dx, dy)
+
+
+def relation_holds(box_a: Box, box_b: Box, predicate: str, margin: float = 0.0) -> bool:
+    """Whether A is ``predicate`` B: GenEval's rule (see :func:`observed_relations`) for its four
+    predicates; for "next to", a :func:`box_gap` of at most :data:`NEXT_TO_GAP` times the boxes' mean side.
+
+    ``margin`` asks for that much to spare past the rule's cut-off (past 0.5, or that share of the
+    gap allowed): code that places boxes keeps some, so that boxes measured slightly differently
+    still show the relation. "in front of" and "behind" need depth, which boxes do not give: a
+    :class:`UsageError`, like any other predicate.
     """
+    if predicate == "next to":
+        return box_gap(box_a, box_b) <= NEXT_TO_GAP * (1 - margin) * (_side(box_a) + _side(box_b)) / 2
     if predicate not in _DIRECTIONS:
-        raise UsageError(f"unknown predicate {predicate!r}; expected one of {', '.join(map(repr, PREDICATES))}")
+        judged = ", ".join(map(repr, JUDGED_PREDICATES))
+        raise UsageError(f"predicate {predicate!r} cannot be judged from boxes; expected one of {judged}")
     d = position_offset(box_a, box_b)
     if d is None:
         return False
     axis, sign = _DIRECTIONS[predicate]
     return sign * d[axis] > 0.5 + margin
+
+
+def failing_pairs(
+    predicate: str, subjects: Sequence[Box], objects: Sequence[Box], margin: float = 0.0
+) -> list[tuple[int, int]]:
+    """Where "subjects ``predicate`` objects" fails, as (subject index, object index) pairs.
+
+    GenEval's four predicates must hold for every pair of instances. "next to" asks each subject
+    instance to be next to some object instance; one that is next to none fails with the nearest.
+    With no subjects or no objects nothing fails (what is missing is judged apart).
+    """
+    if predicate != "next to":
+        return [
+            (i, j)
+            for i, a in enumerate(subjects)
+            for j, b in enumerate(objects)
+            if not relation_holds(a, b, predicate, margin)
+        ]
+    out = []
+    for i, a in enumerate(subjects):
+        if objects and not any(relation_holds(a, b, predicate, margin) for b in objects):
+            out.append((i, min(range(len(objects)), key=lambda j, a=a: box_gap(a, objects[j]))))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,6 +261,20 @@ def _colour_words(colours: Iterable[str | None]) -> str:
 
 
 def _entity_violations(e: Entity, found: Sequence[Detection]) -> list[Violation]:
+    if e.count == 0:  # must be absent: anything seen of it is extra
+        if not found:
+            return []
+        seen = noun_phrase(e.noun, len(found))
+        return [
+            Violation(
+                kind="extra",
+                entity_ids=(e.id,),
+                expected="none",
+                observed=seen,
+                box=_union(d.box for d in found),
+                message=f"expected {e.phrase()}, found {seen}",
+            )
+        ]
     if not found:
         return [
             Violation(
@@ -252,17 +315,26 @@ def _entity_violations(e: Entity, found: Sequence[Detection]) -> list[Violation]
 
 
 def _relation_violation(rel: Relation, scene: SceneGraph, got: dict[str, list[Detection]]) -> Violation | None:
+    if rel.predicate not in JUDGED_PREDICATES:
+        return None  # listed in Critique.unjudged instead
     subjects, objects = got[rel.subject], got[rel.object]
-    failing = [(s, o) for s in subjects for o in objects if rel.predicate not in observed_relations(s.box, o.box)]
-    if not subjects or not objects or not failing:
+    failing = [
+        (subjects[i], objects[j])
+        for i, j in failing_pairs(rel.predicate, [d.box for d in subjects], [d.box for d in objects])
+    ]
+    if not failing:
         return None
     s_entity, o_entity = scene.entity(rel.subject), scene.entity(rel.object)
     first_s, first_o = failing[0]
-    held = observed_relations(first_s.box, first_o.box)
-    observed = " and ".join(p for p in PREDICATES if p in held) or "no clear relation"
     # Name the one failing pair when either side has several instances.
     pair = tuple(f"{'the' if e.count == 1 else article(e.noun)} {e.noun}" for e in (s_entity, o_entity))
-    found = f"{pair[0]} {observed} {pair[1]}" if held else f"no clear relation between {pair[0]} and {pair[1]}"
+    if rel.predicate == "next to":
+        observed = "not next to"
+        found = f"{pair[0]} far from {pair[1]}"
+    else:
+        held = observed_relations(first_s.box, first_o.box)
+        observed = " and ".join(p for p in POSITION_PREDICATES if p in held) or "no clear relation"
+        found = f"{pair[0]} {observed} {pair[1]}" if held else f"no clear relation between {pair[0]} and {pair[1]}"
     failing_subjects = list(dict.fromkeys(s for s, _ in failing))
     return Violation(
         kind="relation",
@@ -290,7 +362,9 @@ def judge(scene: SceneGraph, scope: frozenset[str], detections: Sequence[Detecti
     """The violations of ``scene`` that ``detections`` show, judging only the entities in ``scope``.
 
     Entities not in scope are "not drawn yet", not wrong: they are not judged, nor relations that
-    involve them, and detections of their nouns are never extras. Violations come in a fixed
+    involve them, and detections of their nouns are never extras. An entity of count 0 found at all
+    is an "extra" violation. Relations whose predicate is not in ``JUDGED_PREDICATES`` are not judged;
+    ``unjudged`` is :meth:`SceneGraph.unjudged`. Violations come in a fixed
     order: per in-scope entity in scene order missing / count / attribute, then relations in scene
     order, then extras.
     """
@@ -312,7 +386,7 @@ def judge(scene: SceneGraph, scope: frozenset[str], detections: Sequence[Detecti
         violations=tuple(violations),
         detections=tuple(detections),
         judged_entity_ids=tuple(sorted(scope)),
-        unjudged=scene.constraints,
+        unjudged=scene.unjudged(),
     )
 
 

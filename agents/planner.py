@@ -67,6 +67,6 @@ class ChatPlanner:
         _, (scene, plan) = ask_json(
             self.model, messages, PlannerReply, node="planner", check=lambda r: r.to_domain(prompt)
         )
-        if not scene.entities:
+        if not any(e.count for e in scene.entities):
             raise UsageError(f"prompt names no object to draw: {prompt!r}")
         return scene, plan

@@ -47,7 +47,12 @@ NUMBER_WORDS: dict[str, int] = {
     "twelve": 12,
     "a pair of": 2,
     "a couple of": 2,
+    "a dozen": 12,
+    "a single": 1,
+    # Vague quantities: three is the least that reads as "several" or "a group".
     "several": 3,
+    "a few": 3,
+    **{f"a {group} of": 3 for group in "group bunch herd flock crowd pile stack".split()},
 }
 _WORD_FOR = {v: k for k, v in NUMBER_WORDS.items() if " " not in k and k != "several"}
 
@@ -144,11 +149,11 @@ def number_word(n: int) -> str:
 
 
 def noun_phrase(noun: str, count: int, adjectives: Iterable[str] = ()) -> str:
-    """``noun_phrase('apple', 2, ['red'])`` -> ``'two red apples'``."""
+    """``noun_phrase('apple', 2, ['red'])`` -> ``'two red apples'``; count 0 -> ``'no red apples'``."""
     words = " ".join([*adjectives, noun if count == 1 else pluralize(noun)])
     if count == 1:
         return f"{article(words)} {words}"
-    return f"{number_word(count)} {words}"
+    return f"{number_word(count) if count else 'no'} {words}"
 
 
 def join_words(items: list[str]) -> str:

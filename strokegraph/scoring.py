@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from strokegraph.agents.critic import DetectorCritic, observed_relations
 from strokegraph.errors import UsageError
-from strokegraph.schema import COLOURS, PREDICATES, Box, Detection, SceneGraph
+from strokegraph.schema import COLOURS, POSITION_PREDICATES, Box, Detection, SceneGraph
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -40,6 +40,7 @@ __all__ = [
     "check_judge",
     "clauses_for",
     "evaluate",
+    "inexpressible",
     "keep_detections",
     "load_judge",
     "summarize",
@@ -125,7 +126,7 @@ def evaluate(
                             held = observed_relations(_scaled(a.box, size), _scaled(b.box, size))
                             if relation not in held:
                                 matched = False
-                                seen = " and ".join(p for p in PREDICATES if p in held) or "no relation to the"
+                                seen = " and ".join(p for p in POSITION_PREDICATES if p in held) or "no relation to the"
                                 reasons.append(f"expected {cls} {relation} target, found {seen} target")
                                 break
                         if not matched:
@@ -152,22 +153,40 @@ def summarize(outcomes: Iterable[tuple[str, bool]]) -> tuple[dict[str, float], f
     return scores, (sum(scores.values()) / len(scores) if scores else None)
 
 
+def inexpressible(scene: SceneGraph) -> tuple[str, ...]:
+    """What GenEval's clauses cannot express of ``scene``, in words: its free-text constraints and
+    relations other than GenEval's four (``'the cat next to the dog'``). Attributes other than colour
+    are not expressible either; they are left to the caller (see :meth:`SceneGraph.unjudged`)."""
+    out = list(scene.constraints)
+    for rel in scene.relations:
+        if rel.predicate not in POSITION_PREDICATES:
+            out.append(f"the {scene.entity(rel.subject).noun} {rel.predicate} the {scene.entity(rel.object).noun}")
+    return tuple(dict.fromkeys(out))
+
+
 def clauses_for(scene: SceneGraph, tag: str) -> dict[str, Any]:
     """GenEval metadata for a scene graph, so that any prompt the rules planner parses can be scored.
 
-    One include clause per entity (its noun as the class, its count, its colour if it has one); then,
-    per relation, one more for the subject, with ``position: [predicate, the object's clause]``.
-    For the ``counting`` tag, as in GenEval's counting prompts, one exclude clause per entity with
-    ``count + 1``. GenEval's clauses name classes, so two entities of one noun cannot be told apart:
-    that is a :class:`UsageError`. The entities' other attributes are not expressible and not judged.
+    One include clause per entity of count >= 1 (its noun as the class, its count, its colour if it
+    has one); then, per relation, one more for the subject, with ``position: [predicate, the object's
+    clause]``. An entity of count 0 is an exclude clause ``{class, count: 1}``, as in GenEval. For the
+    ``counting`` tag, as in GenEval's counting prompts, one exclude clause per other entity with
+    ``count + 1``. GenEval's clauses name classes, so two entities of one noun cannot be told apart,
+    and they have no "next to", "in front of" or "behind": each is a :class:`UsageError`
+    (:func:`inexpressible` lists the latter beforehand). The entities' other attributes are not
+    expressible and not judged.
     """
     nouns = [e.noun for e in scene.entities]
     repeated = sorted({n for n in nouns if nouns.count(n) > 1})
     if repeated:
         raise UsageError(f"GenEval's clauses cannot tell apart two entities of one noun: {', '.join(repeated)}")
-    index = {e.id: i for i, e in enumerate(scene.entities)}
+    other = [r.predicate for r in scene.relations if r.predicate not in POSITION_PREDICATES]
+    if other:
+        raise UsageError(f"GenEval's clauses have no {', '.join(map(repr, dict.fromkeys(other)))} relation")
+    present = [e for e in scene.entities if e.count > 0]
+    index = {e.id: i for i, e in enumerate(present)}
     include: list[dict[str, Any]] = []
-    for e in scene.entities:
+    for e in present:
         clause: dict[str, Any] = {"class": e.noun, "count": e.count}
         if e.colour is not None:
             clause["color"] = e.colour
@@ -176,8 +195,11 @@ def clauses_for(scene: SceneGraph, tag: str) -> dict[str, Any]:
         subject = scene.entity(rel.subject)
         include.append({"class": subject.noun, "count": subject.count, "position": [rel.predicate, index[rel.object]]})
     metadata: dict[str, Any] = {"tag": tag, "include": include}
+    exclude = [{"class": e.noun, "count": 1} for e in scene.entities if e.count == 0]
     if tag == "counting":
-        metadata["exclude"] = [{"class": e.noun, "count": e.count + 1} for e in scene.entities]
+        exclude += [{"class": e.noun, "count": e.count + 1} for e in present]
+    if exclude:
+        metadata["exclude"] = exclude
     metadata["prompt"] = scene.prompt
     return metadata
 

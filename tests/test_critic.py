@@ -26,7 +26,7 @@ from strokegraph.agents.critic import (
     relation_holds,
 )
 from strokegraph.errors import UsageError
-from strokegraph.schema import COLOURS, PREDICATES, Detection, Entity, Relation, SceneGraph
+from strokegraph.schema import COLOURS, POSITION_PREDICATES, Detection, Entity, Relation, SceneGraph
 from strokegraph.tools.sketch.codebook import (
     BACKGROUND,
     codes_for,
@@ -96,7 +96,7 @@ def wanted(icons) -> list[tuple[str, str]]:
 )
 def test_position_rule_directions(a, b, expected):
     assert observed_relations(box_at(*a), box_at(*b)) == expected
-    for predicate in PREDICATES:
+    for predicate in POSITION_PREDICATES:
         assert relation_holds(box_at(*a), box_at(*b), predicate) == (predicate in expected)
 
 
@@ -215,7 +215,7 @@ OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "bel
 OFFSET = {"left of": (-0.3, 0), "right of": (0.3, 0), "above": (0, -0.3), "below": (0, 0.3)}
 
 
-@pytest.mark.parametrize("predicate", PREDICATES)
+@pytest.mark.parametrize("predicate", POSITION_PREDICATES)
 def test_judge_relation_each_predicate(predicate):
     scene = SceneGraph(
         prompt=f"a dog {predicate} a cat",

@@ -1,32 +1,55 @@
-"""The ``builtin:rules`` planner: a deterministic parser of compositional prompts, then an ordered plan.
+"""The ``builtin:rules`` planner: a deterministic reader of ordinary prompts into a scene graph, then an ordered plan.
 
 The grammar, per sentence (sentences end at ``.``, ``;``, ``!`` or ``?``)::
 
     sentence := filler? group (link group)*          filler: "a photo of", "draw", "there are", ...
     group    := phrase (("," | "and") phrase)*
-    phrase   := (article | count)* modifier* noun    noun: known (longest first) or else the last word
-    link     := relation ("left of", "on top of", "under", ...) | loose link ("next to", "near", ...)
+    phrase   := determiner* modifier* noun           determiner: article, number, "no", "zero", ...
+    link     := relation | verb | preposition
 
-A relation relates every subject phrase to every object phrase. In a chain ``A rel B rel C`` a one-phrase
-middle group is the object of one relation and the subject of the next; in ``A rel B and C rel D`` the
-first phrase of the middle group closes the first relation and the rest open the second. Loose links,
-other words (``in``, ``with``, ``at``, ...) up to the next comma, and phrases without a noun are kept
-verbatim in :attr:`SceneGraph.constraints`; the nouns around them are kept as entities.
+- **Nouns.** A known noun (GenEval's 80 classes and basic shapes, longest first) anywhere in a phrase;
+  any other word is the noun only as a phrase's last word with an article, a number or a colour before
+  it ("a dragon", "two red dragons"). A sentence of other words ("asdf qwer") names nothing.
+- **Relations** ("left of", "on top of", "under", ... GenEval's four; "next to", "beside", "near";
+  "in front of", "behind") relate every subject phrase to every object phrase. In a chain
+  ``A rel B rel C`` a one-phrase middle group is the object of one relation and the subject of the
+  next; in ``A rel B and C rel D`` the first phrase of the middle group closes the first relation
+  and the rest open the second. "is", "sits", "standing", ... before a relation are skipped.
+- **Verbs** ("riding", "holds", "playing with") and **prepositions naming a known noun** ("a dog in a
+  car", "a bowl of apples", "a man with an umbrella") keep the nouns on both sides as entities and
+  the phrase, word for word, as a free-text constraint; after a verb the next relation is the verb's
+  subject's ("a boy holding a kite next to a dog": the boy is next to the dog).
+- **Negation.** "no cars", "zero apples", "0 apples", "without a hat", "with no hat" give count 0:
+  the object must be absent. Relations and verbs involving it are dropped (absence is judged anywhere).
+- **Colours and other adjectives.** The first colour of a phrase is its colour, the other modifiers
+  (size words included) its attributes; "two cups, both red" and "the sky is blue" colour the phrase
+  before them.
+- **Free text.** Anything else from a word such as "in", "at", "while", "that" (or a preposition that
+  names no known noun: "in the style of van gogh") up to the next comma, link or "and a ..." is kept
+  verbatim in :attr:`SceneGraph.constraints`, as are phrases without a noun.
+
+Every step is a constant amount of work per word (the look-ahead of a preposition stops where the
+next one starts), so reading is linear in the prompt's length; the plan has at most
+:data:`MAX_STEPS` steps, each described in time linear in the scene.
 """
 
 from __future__ import annotations
 
+import heapq
 import re
 from dataclasses import dataclass, field
 from functools import cache
 
-from strokegraph._text import NUMBER_WORDS, join_words, pluralize, singularize
+from strokegraph._text import NUMBER_WORDS, check_prompt, join_words, pluralize, singularize
 from strokegraph.errors import UsageError
-from strokegraph.schema import COLOURS, Entity, Plan, PlanStep, Relation, SceneGraph
+from strokegraph.schema import COLOURS, MAX_COUNT, Entity, Plan, PlanStep, Relation, SceneGraph
 from strokegraph.vocab import known_nouns
 
-__all__ = ["RulesPlanner", "parse", "plan_scene"]
+__all__ = ["MAX_STEPS", "RulesPlanner", "parse", "plan_scene"]
 
+#: The most steps a plan has. Beyond it, steps draw several entities each: one step per entity of
+#: a long prompt would make the plan's text (every step describes the whole scene) quadratic.
+MAX_STEPS = 8
 
 _SIDES = {
     f"{pre}{side}{suf} of": f"{side} of"
@@ -34,31 +57,91 @@ _SIDES = {
     for pre in ("", "to the ", "on the ", "at the ")
     for suf in ("", " side", " hand side")
 }
-_RELATIONS: dict[str, str | None] = {
+_RELATIONS: dict[str, str] = {
     **_SIDES,
-    **dict.fromkeys(("above", "over", "on", "on top of", "atop"), "above"),
-    **dict.fromkeys(("below", "under", "beneath", "underneath"), "below"),
-    # Loose links: the nouns on both sides are kept, the relation itself only as a constraint.
-    **dict.fromkeys(("next to", "beside", "near", "behind", "in front of"), None),
+    **dict.fromkeys(("above", "over", "on", "upon", "on top of", "atop", "on the top of", "at the top of"), "above"),
+    **dict.fromkeys(("below", "under", "beneath", "underneath", "on the bottom of", "at the bottom of"), "below"),
+    **dict.fromkeys(
+        ("next to", "beside", "besides", "near", "close to", "alongside", "on side of", "on the side of"), "next to"
+    ),
+    **dict.fromkeys(("in front of", "in the front of"), "in front of"),
+    **dict.fromkeys(("behind", "in back of", "at the back of"), "behind"),
 }
 _PICTURES = "photo photograph image picture drawing painting sketch illustration render rendering scene".split()
 _FILLERS = (
     *(f"{a}{w} of" for a in ("", "a ", "an ", "the ") for w in _PICTURES),
     *"draw generate create make paint show render depict please me".split(),
-    *("there is", "there are"),
+    *("there is", "there are", "i want", "i would like", "i'd like", "give me", "can you draw", "could you draw"),
 )
+_PICTURE_LINKS = {"of", "showing", "featuring", "depicting", "with"}
 _COUNTS = {tuple(k.split()): v for k, v in NUMBER_WORDS.items()}
+_ZERO = {("no",): 0, ("zero",): 0, ("not", "a", "single"): 0, ("not", "any"): 0, ("none", "of", "the"): 0}
 #: Article -> whether it is definite (a definite phrase may refer back to an earlier entity).
-_ARTICLES = {"a": False, "an": False, "some": False, **dict.fromkeys("the this these those".split(), True)}
-_BE = set("is are sits sit stands stand placed located".split())
-# Words that end a noun phrase and start free text running to the next comma.
+_ARTICLES = {
+    "a": False,
+    "an": False,
+    "another": False,
+    "some": False,
+    **dict.fromkeys("the this these those".split(), True),
+}
+#: Determiners that say nothing about the count.
+_QUIET = set("only just exactly all each every both".split())
+#: Words that only link a subject to a relation or a verb after them ("is sitting on", "that is").
+_BE = set(
+    "is are was were be being sits sit sitting stands stand standing placed located positioned lies lie lying "
+    "seated set rests rest resting parked perched".split()
+)
+_WH = {"who", "that", "which"}
+#: Prepositions that link two entities when what follows names a known noun, else start free text.
+_PREPOSITIONS = set(
+    "with without in inside into onto at of by from among around through against toward towards along within".split()
+)
+#: Words that start free text running to the next comma, link or "and a ...".
 _STOP = set(
-    "in at with without of for from during into onto inside outside while that which who where "
-    "is are was were being holding wearing made as like".split()
+    "for during while that which who whose where when than as like or but because so though although if "
+    "was were being made is are be to between not".split()
+)
+#: Words that are never the noun of a phrase: where things are, and how big.
+_NOT_NOUNS = set(
+    "left right top bottom side middle center centre front back background foreground distance corner edge "
+    "big small large tiny huge little giant tall short long wide enormous massive mini miniature one ones "
+    "other others it them they something anything nothing".split()
 )
 _PRONOUNS = {"it", "them", "they", "itself", "themselves"}
 _ENDS = {".", ";", "!", "?"}
 _TOKEN = re.compile(r"[a-z]+(?:['-][a-z]+)*|\d+|[,.;!?]")
+
+
+def _verb_forms(base: str) -> tuple[str, ...]:
+    if base.endswith(("s", "sh", "ch", "x")):
+        third = base + "es"
+    elif base.endswith("y") and base[-2] not in "aeiou":
+        third = base[:-1] + "ies"
+    else:
+        third = base + "s"
+    if base.endswith("ie"):
+        ing = base[:-2] + "ying"
+    elif base.endswith("e") and not base.endswith("ee"):
+        ing = base[:-1] + "ing"
+    elif base in _DOUBLED:
+        ing = base + base[-1] + "ing"
+    else:
+        ing = base + "ing"
+    return (base, third, ing)
+
+
+_DOUBLED = set("run swim hug pet cut hit grab sit drag dig rub tap jog chat nap".split())
+#: Verbs that link two entities ("a boy holding an umbrella"); intransitive uses ("a dog running in
+#: the park") are read as free text.
+_VERBS = {
+    form
+    for base in (
+        "ride hold wear carry eat chase walk pull push feed watch hug drink read use throw catch drive kick pet "
+        "fly play look lean lick bite sniff touch face cross jump climb kiss grab fight follow hit lift sleep "
+        "hang float run swim graze chew cut cook brush wash hunt drag guard sniff bring share drop"
+    ).split()
+    for form in _verb_forms(base)
+} | {"has", "have", "having", "holds"}
 
 
 def _table(phrases) -> dict[tuple[str, ...], object]:
@@ -87,6 +170,37 @@ def _match(table: dict, words: list[str], i: int) -> tuple[object, int] | None:
     return None
 
 
+def _determiner(words: list[str], i: int) -> tuple[int | None, bool | None, int] | None:
+    """The determiner at ``words[i]``: (count or None, definite or None, length); None if there is none."""
+    if hit := _match(_ZERO, words, i):
+        return 0, None, hit[1]
+    if hit := _match(_COUNTS, words, i):
+        return hit[0], None, hit[1]
+    word = words[i]
+    if word.isdigit():
+        return int(word), None, 1
+    if word in _ARTICLES:
+        return (1 if word in ("a", "an", "another") else None), _ARTICLES[word], 1
+    if word in _QUIET:
+        return (2 if word == "both" else None), None, 1
+    return None
+
+
+def _can_be_noun(word: str) -> bool:
+    """Whether ``word`` may be an unknown noun (the last word of a phrase with a determiner or colour)."""
+    return (
+        word.isalpha()
+        and word not in COLOURS
+        and word not in _ARTICLES
+        and word not in _QUIET
+        and word not in _NOT_NOUNS
+        and word not in _STOP
+        and word not in _PREPOSITIONS
+        and (word,) not in _COUNTS
+        and (word,) not in _ZERO
+    )
+
+
 @dataclass(frozen=True)
 class _Token:
     word: str
@@ -100,135 +214,403 @@ class _Phrase:
     count: int | None  # None: the phrase gives no number
     plural: bool
     definite: bool
+    determined: bool  # an article, number or negation stands before the noun
     modifiers: tuple[str, ...]
     end: int  # words read; any after the noun are free text
 
 
 def _read_phrase(words: list[str]) -> _Phrase | None:
-    """Read ``(article | count)* modifier* noun``; None when no word can be the noun."""
-    count, definite, i = None, False, 0
-    while i < len(words):
-        if hit := _match(_COUNTS, words, i):
-            count, i = hit[0], i + hit[1]
-        elif words[i].isdigit() and int(words[i]) > 0:
-            count, i = int(words[i]), i + 1
-        elif words[i] in _ARTICLES:
-            definite = _ARTICLES[words[i]]
-            count = 1 if words[i] in ("a", "an") else count
-            i += 1
-        else:
-            break
+    """Read ``determiner* modifier* noun``; None when no word can be the noun."""
+    count, definite, determined, i = None, False, False, 0
+    while i < len(words) and (hit := _determiner(words, i)):
+        value, is_definite, n = hit
+        count = value if value is not None else count
+        definite = is_definite if is_definite is not None else definite
+        determined = determined or words[i] not in _QUIET or words[i] == "both"
+        i += n
     for end in range(len(words), i, -1):  # the rightmost known noun, longest first
         for n in (3, 2, 1):
             if end - n >= i and (noun := _nouns().get(tuple(words[end - n : end]))):
                 surface = " ".join(words[end - n : end])
-                return _Phrase(noun, count, surface != noun, definite, tuple(words[i : end - n]), end)
-    last = words[-1] if len(words) > i else ""
-    if not last.isalpha() or last in COLOURS or last in _ARTICLES or (last,) in _COUNTS:
+                return _Phrase(noun, count, surface != noun, definite, determined, tuple(words[i : end - n]), end)
+    end = len(words)
+    # "a man walking": the noun is the word before a trailing verb.
+    if end - i >= 2 and words[-1] in _VERBS and _can_be_noun(words[-2]):
+        end -= 1
+    last = words[end - 1] if end > i else ""
+    modifiers = tuple(words[i : end - 1])
+    if not _can_be_noun(last) or not (determined or any(w in COLOURS for w in modifiers)):
         return None
     noun = last if count == 1 else singularize(last)
-    return _Phrase(noun, count, noun != last, definite, tuple(words[i:-1]), len(words))
+    return _Phrase(noun, count, noun != last, definite, determined, modifiers, end)
+
+
+@dataclass
+class _Buffer:
+    """The words of the phrase being read, with what is known of them so far (kept up to date per word)."""
+
+    toks: list[_Token] = field(default_factory=list)
+    determined: bool = False
+    coloured: bool = False
+    known: bool = False  # a known noun ends somewhere in it
+
+    def add(self, toks: list[_Token]) -> None:
+        for tok in toks:
+            self.toks.append(tok)
+            word = tok.word
+            self.determined = self.determined or word in _ARTICLES or word.isdigit() or (word,) in _COUNTS
+            self.determined = self.determined or (word,) in _ZERO or word in ("not", "none")
+            self.coloured = self.coloured or tok.word in COLOURS
+            words = [t.word for t in self.toks[-3:]]
+            self.known = self.known or any(tuple(words[-n:]) in _nouns() for n in (1, 2, 3) if n <= len(words))
+
+    def has_noun(self) -> bool:
+        """Whether the words read so far make a phrase with a noun (so that a verb or article ends it)."""
+        if not self.toks:
+            return False
+        return self.known or ((self.determined or self.coloured) and _can_be_noun(self.toks[-1].word))
+
+    def take(self) -> list[_Token]:
+        toks, self.toks = self.toks, []
+        self.determined = self.coloured = self.known = False
+        return toks
+
+
+@dataclass(frozen=True)
+class _Mention:
+    eid: str
+    start: int  # character span in the prompt
+    end: int
+
+
+@dataclass(frozen=True)
+class _Link:
+    predicate: str | None  # None: a verb or preposition, kept as free text
+    toks: tuple[_Token, ...]
+
+
+_ANY = object()
 
 
 @dataclass
 class _Scene:
     prompt: str
     entities: list[Entity] = field(default_factory=list)
-    relations: list[Relation] = field(default_factory=list)
+    relations: dict[Relation, None] = field(default_factory=dict)
     constraints: list[str] = field(default_factory=list)
     mentioned: list[str] = field(default_factory=list)  # entity ids, most recent last
+    # (noun, colour or _ANY, count or _ANY) -> the first entity that fits, for definite phrases.
+    index: dict[tuple, str] = field(default_factory=dict)
 
-    def keep_text(self, toks: list[_Token]) -> None:
+    def keep_text(self, toks: list[_Token] | tuple[_Token, ...]) -> None:
         if toks:
-            self.constraints.append(self.prompt[toks[0].start : toks[-1].end])
+            self.keep_span(toks[0].start, toks[-1].end)
 
-    def mention(self, toks: list[_Token], other_side: list[str]) -> str | None:
+    def keep_span(self, start: int, end: int) -> None:
+        if start < end:
+            self.constraints.append(self.prompt[start:end])
+
+    def _register(self, e: Entity) -> None:
+        for key in ((e.colour, e.count), (e.colour, _ANY), (_ANY, e.count), (_ANY, _ANY)):
+            self.index.setdefault((e.noun, *key), e.id)
+
+    def add_entity(self, **fields) -> str:
+        eid = f"e{len(self.entities)}"
+        entity = Entity(id=eid, **fields)
+        self.entities.append(entity)
+        self._register(entity)
+        return eid
+
+    def recolour(self, eid: str, colour: str) -> bool:
+        """Give an uncoloured entity ``colour``; False when it has a colour already."""
+        k = int(eid[1:])
+        if self.entities[k].colour is not None:
+            return self.entities[k].colour == colour
+        self.entities[k] = self.entities[k].model_copy(update={"colour": colour})
+        self._register(self.entities[k])
+        return True
+
+    def mention(self, toks: list[_Token], other_side: list[_Mention], zero: str | None) -> str | None:
         """Resolve one noun phrase to an entity id, or None (text kept) when it names no noun.
 
         A definite phrase may reuse an earlier entity; a pronoun is the latest entity not in ``other_side``.
+        ``zero`` forces count 0: ``"always"``, or ``"bare"`` when the phrase has no determiner of its own.
         """
         if len(toks) == 1 and toks[0].word in _PRONOUNS:
-            eid = next((e for e in reversed(self.mentioned) if e not in other_side), None)
+            skip = {m.eid for m in other_side}
+            eid = next((e for e in reversed(self.mentioned) if e not in skip), None)
             if eid is None:
                 self.keep_text(toks)
             return eid
-        eid = self._resolve(toks)
+        eid = self._resolve(toks, zero)
         if eid is not None:
             self.mentioned.append(eid)
         return eid
 
-    def _resolve(self, toks: list[_Token]) -> str | None:
+    def _resolve(self, toks: list[_Token], zero: str | None) -> str | None:
         phrase = _read_phrase([t.word for t in toks])
         if phrase is None:
             self.keep_text(toks)
             return None
         self.keep_text(toks[phrase.end :])
         colour = next((w for w in phrase.modifiers if w in COLOURS), None)
-        if phrase.definite:
-            for e in self.entities:
-                if e.noun == phrase.noun and colour in (None, e.colour) and phrase.count in (None, e.count):
-                    return e.id
+        count = phrase.count
+        if zero == "always" or (zero == "bare" and not phrase.determined):
+            count = 0
+        if phrase.definite and count != 0:
+            key = (phrase.noun, colour or _ANY, _ANY if count is None else count)
+            if (eid := self.index.get(key)) is not None:
+                return eid
+        if count is not None and count > MAX_COUNT:
+            many = pluralize(phrase.noun)
+            raise UsageError(f"prompt asks for {count} {many}; the most one object may have is {MAX_COUNT}")
         # A bare plural ("the apples") asks for more than one; two is the least that reads right.
-        count = phrase.count or (2 if phrase.plural else 1)
-        attributes = tuple(w for w in phrase.modifiers if w != colour)
-        eid = f"e{len(self.entities)}"
-        self.entities.append(Entity(id=eid, noun=phrase.noun, count=count, colour=colour, attributes=attributes))
-        return eid
+        if count is None:
+            count = 2 if phrase.plural else 1
+        attributes = tuple(w for w in phrase.modifiers if w != colour and w not in _QUIET)
+        return self.add_entity(noun=phrase.noun, count=count, colour=colour, attributes=attributes)
+
+    def count_of(self, eid: str) -> int:
+        return self.entities[int(eid[1:])].count
 
     def sentence(self, toks: list[_Token]) -> None:
+        _Sentence(self, toks).read()
+
+
+class _Sentence:
+    """One pass over one sentence's words: phrases into groups, groups joined by links."""
+
+    def __init__(self, scene: _Scene, toks: list[_Token]) -> None:
+        self.scene = scene
+        self.toks = toks
+        self.words = [t.word for t in toks]
+        self.groups: list[list[_Mention]] = [[]]
+        self.links: list[_Link] = []
+        self.buf = _Buffer()
+        # "always": the next phrase has count 0 ("without"); "bare": the next one without a
+        # determiner of its own has ("no cars and dogs").
+        self.zero: str | None = None
+
+    # -- looking ahead ----------------------------------------------------------------------
+
+    def relation_at(self, i: int) -> tuple[str, int] | None:
+        """The relation starting at ``i``, after any "is"/"sits"/... words: (predicate, end index)."""
+        j = i
+        while j < len(self.words) and self.words[j] in _BE:
+            j += 1
+        hit = _match(_RELATION_TABLE, self.words, j)
+        return (hit[0], j + hit[1]) if hit else None
+
+    def phrase_starts(self, i: int) -> bool:
+        """Whether a noun phrase clearly starts at ``i``: a determiner, a colour or a known noun."""
+        if i >= len(self.words):
+            return False
+        w = self.words[i]
+        return bool(_determiner(self.words, i)) or w in COLOURS or _match(_nouns(), self.words, i) is not None
+
+    def is_verb(self, i: int) -> bool:
+        """Whether ``words[i]`` is a verb here: one of ours, not starting a known noun, with something after it."""
+        return (
+            self.words[i] in _VERBS
+            and _match(_nouns(), self.words, i) is None
+            and (self.buf.has_noun() or (not self.buf.toks and bool(self.groups[-1])))
+            and (
+                self.phrase_starts(i + 1)
+                or self.relation_at(i + 1) is not None
+                or (i + 1 < len(self.words) and self.words[i + 1] in _PREPOSITIONS)
+            )
+        )
+
+    def window(self, i: int) -> int:
+        """Where free text (or a preposition's object) starting at ``i`` ends: before the next comma,
+        stop word, preposition, relation or verb, or an "and" that starts a new phrase."""
+        words = self.words
+        for m in range(i, len(words)):
+            w = words[m]
+            # "of" belongs to the text it is in: "in the style of van gogh".
+            if w == "," or w in _STOP or (w in _PREPOSITIONS and w != "of") or _match(_RELATION_TABLE, words, m):
+                return m
+            if w in _VERBS and m > i and _match(_nouns(), words, m) is None:
+                return m
+            if w == "and" and m + 1 < len(words) and (_determiner(words, m + 1) or _match(_nouns(), words, m + 1)):
+                return m
+        return len(words)
+
+    def names_known(self, i: int, j: int) -> bool:
+        """Whether ``words[i:j]`` hold a known noun."""
+        words = self.words
+        return any(tuple(words[m : m + n]) in _nouns() for m in range(i, j) for n in (1, 2, 3) if m + n <= j)
+
+    # -- building ---------------------------------------------------------------------------
+
+    def close(self, by: str = "") -> None:
+        """End the phrase being read: resolve it to an entity of the current group, if it names one."""
+        toks = self.buf.take()
+        if not toks:
+            return
+        zero, self.zero = self.zero, None
         words = [t.word for t in toks]
-        i = 0
+        # "both red", "all blue": the colour of the phrase before.
+        colours = [w for w in words if w not in _QUIET]
+        if len(colours) == 1 and colours[0] in COLOURS and self.groups[-1]:
+            if self.scene.recolour(self.groups[-1][-1].eid, colours[0]):
+                return
+        other_side = self.groups[-2] if len(self.groups) > 1 else []
+        eid = self.scene.mention(toks, other_side, zero)
+        if eid is None:
+            return
+        self.groups[-1].append(_Mention(eid, toks[0].start, toks[-1].end))
+        if by == "and" and self.scene.count_of(eid) == 0:
+            self.zero = "bare"
+
+    def link(self, predicate: str | None, toks: list[_Token]) -> None:
+        self.close()
+        self.links.append(_Link(predicate, tuple(toks)))
+        self.groups.append([])
+
+    def free_text(self, i: int, start: int | None = None, after: int | None = None) -> int:
+        """Keep ``words[i:end]`` (from character ``start`` if given) as a constraint; return ``end``.
+
+        ``end`` is where the text from ``after`` (default ``i + 1``) ends, see :meth:`window`.
+        """
+        self.close()
+        after = i + 1 if after is None else after
+        end = max(self.window(after), after)
+        self.scene.keep_span(self.toks[i].start if start is None else start, self.toks[end - 1].end)
+        return end
+
+    def read(self) -> None:
+        words, toks = self.words, self.toks
+        i = self.filler()
+        while i < len(words):
+            w = words[i]
+            if rel := self.relation_at(i):
+                predicate, end = rel
+                self.link(predicate, toks[i:end])
+                i = end
+            elif w in ("is", "are") and i + 1 < len(words) and words[i + 1] in COLOURS and self.ends_clause(i + 2):
+                self.close()
+                if not (self.groups[-1] and self.scene.recolour(self.groups[-1][-1].eid, words[i + 1])):
+                    self.scene.keep_text(toks[i : i + 2])
+                i += 2
+            elif (w in _BE or w in _WH) and self.skippable(i):
+                self.close()
+                i += 1
+            elif w in _VERBS and self.is_verb(i):
+                i = self.verb(i)
+            elif w == "without" or (w == "with" and i + 1 < len(words) and _match(_ZERO, words, i + 1)):
+                self.close()
+                self.zero = "always" if w == "without" else None
+                i += 1
+            elif w in _PREPOSITIONS:
+                i = self.preposition(i, toks[i : i + 1])
+            elif w in (",", "and"):
+                self.close(by=w)
+                i += 1
+            elif w in _STOP and not _determiner(words, i):  # "not a single car" is a count
+                i = self.free_text(i)
+            else:
+                hit = _determiner(words, i)
+                n = hit[2] if hit else 1
+                if hit and self.buf.has_noun():  # "a cat a dog": a determiner after a noun starts a new phrase
+                    self.close()
+                self.buf.add(toks[i : i + n])
+                i += n
+        self.close()
+        self.relate()
+
+    def ends_clause(self, i: int) -> bool:
+        return i >= len(self.words) or self.words[i] in (",", "and")
+
+    def skippable(self, i: int) -> bool:
+        """Whether the "is"/"that"/"sitting" at ``i`` only leads into a relation or a verb after it."""
+        j = i
+        while j < len(self.words) and (self.words[j] in _BE or self.words[j] in _WH):
+            j += 1
+        return self.relation_at(j) is not None or (j < len(self.words) and self.words[j] in _VERBS and self.is_verb(j))
+
+    def verb(self, i: int) -> int:
+        """A verb at ``i``: a link to the phrase after it, or before a relation, text of its own."""
+        toks = self.toks
+        if self.relation_at(i + 1) is not None:  # "a cat sleeping on a bed": the relation, and "a cat sleeping"
+            self.close()
+            start = self.groups[-1][-1].start if self.groups[-1] else toks[i].start
+            self.scene.keep_span(start, toks[i].end)
+            return i + 1
+        if self.words[i + 1] in _PREPOSITIONS:  # "playing with", "sitting in"
+            return self.preposition(i + 1, toks[i : i + 2])
+        self.link(None, toks[i : i + 1])
+        return i + 1
+
+    def preposition(self, i: int, link_toks: list[_Token]) -> int:
+        """A preposition at ``i`` (with the verb before it in ``link_toks``): a link when what follows
+        names a known noun, else free text."""
+        end = self.window(i + 1)
+        if self.names_known(i + 1, end) and _match(_ZERO, self.words, i + 1) is None:
+            self.link(None, link_toks)
+            return i + 1
+        # "a bowl of fruit": the whole phrase is the constraint, not "of fruit".
+        start = None
+        if self.words[i] == "of" and self.buf.has_noun():
+            self.close()
+            start = self.groups[-1][-1].start if self.groups[-1] else None
+        return self.free_text(i - (len(link_toks) - 1), start, after=i + 1)
+
+    def filler(self) -> int:
+        """Skip "a photo of", "draw", "there are", ...; a picture's own words ("a watercolor painting of") are kept."""
+        words, i = self.words, 0
         while hit := _match(_FILLER_TABLE, words, i):
             i += hit[1]
-        groups: list[list[str]] = [[]]
-        spans: list[list[_Token]] = [[]]  # tokens of each group, for loose-link constraints
-        links: list[tuple[str | None, list[_Token]]] = []  # predicate (None: loose link) and its words
-        phrase: list[_Token] = []
+        for k in range(i, min(i + 5, len(words) - 1)):
+            if words[k] in _PICTURES and words[k + 1] in _PICTURE_LINKS:
+                if any(_match(_nouns(), words, m) or _match(_RELATION_TABLE, words, m) for m in range(i, k)):
+                    break
+                if any(w not in _ARTICLES for w in words[i:k]):
+                    self.scene.keep_span(self.toks[i].start, self.toks[k].end)
+                return k + 2
+            if words[k] in (",",):
+                break
+        return i
 
-        def close() -> None:
-            other_side = groups[-2] if len(groups) > 1 else []
-            if phrase and (eid := self.mention(phrase, other_side)) is not None:
-                groups[-1].append(eid)
-            spans[-1] += phrase
-            phrase.clear()
-
-        while i < len(toks):
-            skip = 1 if words[i] in _BE and _match(_RELATION_TABLE, words, i + 1) else 0
-            if hit := _match(_RELATION_TABLE, words, i + skip):
-                close()
-                links.append((hit[0], toks[i : i + skip + hit[1]]))
-                groups.append([])
-                spans.append([])
-                i += skip + hit[1]
-            elif hit := _match(_COUNTS, words, i):
-                phrase += toks[i : i + hit[1]]
-                i += hit[1]
-            elif words[i] in (",", "and"):
-                close()
-                i += 1
-            elif words[i] in _STOP:
-                close()
-                j = words.index(",", i) if "," in words[i:] else len(words)
-                self.keep_text(toks[i:j])
-                i = j
-            else:
-                phrase.append(toks[i])
-                i += 1
-        close()
-        for k, (link, link_toks) in enumerate(links):
+    def relate(self) -> None:
+        """Turn the links between groups into relations (or free text)."""
+        scene, groups = self.scene, self.groups
+        previous: list[_Mention] = []
+        for k, link in enumerate(self.links):
             subjects = groups[k] if k == 0 or len(groups[k]) == 1 else groups[k][1:]
-            objects = groups[k + 1] if k + 1 == len(links) or len(groups[k + 1]) == 1 else groups[k + 1][:1]
-            if link is None or not subjects or not objects or set(subjects) & set(objects):
-                self.keep_text([*spans[k], *link_toks, *spans[k + 1]])
+            objects = groups[k + 1] if k + 1 == len(self.links) or len(groups[k + 1]) == 1 else groups[k + 1][:1]
+            if link.predicate is None:
+                objects = objects[:1]  # "a boy holding a kite, a dog and a bus": he holds the kite
+            chained = previous if k > 0 and self.links[k - 1].predicate is None and len(groups[k]) == 1 else []
+            if chained and not {m.eid for m in chained} & {m.eid for m in objects}:
+                subjects = chained  # "a boy holding a kite next to a dog": the boy is next to the dog
+            previous = subjects
+            absent = [m for m in (*subjects, *objects) if scene.count_of(m.eid) == 0]
+            subjects = [m for m in subjects if scene.count_of(m.eid) != 0]
+            objects = [m for m in objects if scene.count_of(m.eid) != 0]
+            if absent and not (subjects and objects):
+                continue  # "no cars on the street": absence is judged anywhere
+            same = {m.eid for m in subjects} & {m.eid for m in objects}
+            if link.predicate is None or not subjects or not objects or same:
+                spans = [(m.start, m.end) for m in (*subjects, *objects)] + [(t.start, t.end) for t in link.toks]
+                if subjects and objects:
+                    scene.keep_span(min(s for s, _ in spans), max(e for _, e in spans))
+                else:
+                    group = [*groups[k], *groups[k + 1]]
+                    first = min([link.toks[0].start, *(m.start for m in group)])
+                    last = max([link.toks[-1].end, *(m.end for m in group)])
+                    scene.keep_span(first, last)
                 continue
             for s in subjects:
                 for o in objects:
-                    if (rel := Relation(subject=s, predicate=link, object=o)) not in self.relations:
-                        self.relations.append(rel)
+                    scene.relations.setdefault(Relation(subject=s.eid, predicate=link.predicate, object=o.eid))
 
 
 def parse(prompt: str) -> SceneGraph:
-    """Parse ``prompt`` into its scene graph; raises :class:`UsageError` when it names nothing to draw."""
+    """Parse ``prompt`` into its scene graph; raises :class:`UsageError` when it names nothing to draw.
+
+    Reads any length (linear time); :class:`RulesPlanner` caps the length first.
+    """
     if not prompt.strip():
         raise UsageError("prompt is empty: name at least one object to draw")
     toks = [_Token(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(prompt.lower())]
@@ -241,7 +623,13 @@ def parse(prompt: str) -> SceneGraph:
             scene.sentence(sentence)
             sentence = []
     if not scene.entities:
-        raise UsageError(f"prompt names no object to draw: {prompt!r}")
+        raise UsageError(
+            f"prompt names no object to draw: {prompt!r}; name a known object ('a red apple') "
+            "or put an article or a number before a noun ('a dragon')"
+        )
+    if all(e.count == 0 for e in scene.entities):
+        absent = join_words([e.phrase() for e in scene.entities])
+        raise UsageError(f"prompt asks only for what must be absent ({absent}): {prompt!r}; name something to draw")
     return SceneGraph(
         prompt=prompt,
         entities=tuple(scene.entities),
@@ -250,7 +638,15 @@ def parse(prompt: str) -> SceneGraph:
     )
 
 
-_SAY = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below"}
+_SAY = {
+    "left of": "to the left of",
+    "right of": "to the right of",
+    "above": "above",
+    "below": "below",
+    "next to": "next to",
+    "in front of": "in front of",
+    "behind": "behind",
+}
 
 
 def _the(e: Entity) -> str:
@@ -264,43 +660,106 @@ def _cap(text: str) -> str:
 
 
 def _draw_order(scene: SceneGraph) -> list[str]:
-    """Anchors before the entities placed relative to them; ties, and cycles, by order of mention."""
-    ids = [e.id for e in scene.entities]
-    needs = {i: {r.object for r in scene.relations if r.subject == i and r.object != i} for i in ids}
+    """The entities to draw (count >= 1), anchors before the entities placed relative to them.
+
+    Ties, and cycles, by order of mention: each time, the first entity whose anchors are all drawn,
+    else the first not drawn yet. A heap of ready entities keeps this O((E + R) log E).
+    """
+    ids = [e.id for e in scene.entities if e.count > 0]
+    rank = {eid: k for k, eid in enumerate(ids)}
+    needs: dict[str, set[str]] = {i: set() for i in ids}
+    needed_by: dict[str, list[str]] = {i: [] for i in ids}
+    for r in scene.relations:
+        if r.subject in needs and r.object in needs and r.object != r.subject and r.object not in needs[r.subject]:
+            needs[r.subject].add(r.object)
+            needed_by[r.object].append(r.subject)
+    waiting = {i: len(needs[i]) for i in ids}
+    ready = [rank[i] for i in ids if waiting[i] == 0]
+    heapq.heapify(ready)
+    done: set[str] = set()
     order: list[str] = []
+    first_left = 0
     while len(order) < len(ids):
-        left = [i for i in ids if i not in order]
-        order.append(next((i for i in left if needs[i] <= set(order)), left[0]))
+        while ready and ids[ready[0]] in done:
+            heapq.heappop(ready)
+        if ready:
+            eid = ids[heapq.heappop(ready)]
+        else:
+            while ids[first_left] in done:
+                first_left += 1
+            eid = ids[first_left]
+        done.add(eid)
+        order.append(eid)
+        for other in needed_by[eid]:
+            waiting[other] -= 1
+            if waiting[other] == 0 and other not in done:
+                heapq.heappush(ready, rank[other])
     return order
 
 
-def _describe(scene: SceneGraph, drawn: list[str]) -> str:
-    text = _cap(join_words([scene.entity(i).phrase() for i in drawn])) + "."
+def _describe(scene: SceneGraph, drawn: list[str], drawn_set: set[str], final: bool) -> str:
+    """<des>: what is drawn, its relations, what must be absent and, at the end, the free text."""
+    by_id = {e.id: e for e in scene.entities}
+    text = _cap(join_words([by_id[i].phrase() for i in drawn])) + "."
     clauses = []
     for r in scene.relations:
-        if r.subject in drawn and r.object in drawn:
-            subject = scene.entity(r.subject)
+        if r.subject in drawn_set and r.object in drawn_set:
+            subject = by_id[r.subject]
             verb = "is" if subject.count == 1 else "are"
-            clauses.append(f"{_the(subject)} {verb} {_SAY[r.predicate]} {_the(scene.entity(r.object))}")
-    return f"{text} {_cap(join_words(clauses))}." if clauses else text
+            clauses.append(f"{_the(subject)} {verb} {_SAY[r.predicate]} {_the(by_id[r.object])}")
+    if clauses:
+        text += f" {_cap(join_words(clauses))}."
+    absent = [e.phrase() for e in scene.entities if e.count == 0]
+    if absent:
+        text += f" {_cap(join_words(absent))}."
+    if final:
+        text += "".join(f" {_cap(c)}." for c in scene.constraints)
+    return text
 
 
 def plan_scene(scene: SceneGraph) -> Plan:
-    """One step per entity, anchors first; ``<ins>`` names the step's placed relations, ``<des>`` the scene."""
-    if not scene.entities:
-        raise UsageError("scene has no entities to plan")
+    """Anchors first, one step per entity to draw (several per step beyond :data:`MAX_STEPS`).
+
+    ``<ins>`` names the step's entities and their relations to those drawn before them; ``<des>``
+    the scene so far. Entities of count 0 belong to the first step (they are judged from the start,
+    never drawn); its ``<ins>`` and every ``<des>`` name them ("no cars"). The last ``<des>`` ends
+    with the free-text constraints.
+    """
+    order = _draw_order(scene)
+    if not order:
+        raise UsageError("scene has no entities to draw")
+    by_id = {e.id: e for e in scene.entities}
+    anchors_of: dict[str, list[Relation]] = {}
+    for r in scene.relations:
+        anchors_of.setdefault(r.subject, []).append(r)
+    absent = [e for e in scene.entities if e.count == 0]
+    n_steps = min(len(order), MAX_STEPS)
+    bounds = [len(order) * k // n_steps for k in range(n_steps + 1)]
     steps: list[PlanStep] = []
     drawn: list[str] = []
-    for eid in _draw_order(scene):
-        anchors = [
-            f"{_SAY[r.predicate]} {_the(scene.entity(r.object))}"
-            for r in scene.relations
-            if r.subject == eid and r.object in drawn
-        ]
-        drawn.append(eid)
-        where = f" {join_words(anchors)}" if anchors else ""
-        instruction = f"{'Add' if steps else 'Draw'} {scene.entity(eid).phrase()}{where}."
-        steps.append(PlanStep(instruction=instruction, description=_describe(scene, drawn), entity_ids=(eid,)))
+    drawn_set: set[str] = set()
+    for k in range(n_steps):
+        chunk = order[bounds[k] : bounds[k + 1]]
+        parts = []
+        for eid in chunk:
+            anchors = [
+                f"{_SAY[r.predicate]} {_the(by_id[r.object])}" for r in anchors_of.get(eid, ()) if r.object in drawn_set
+            ]
+            drawn.append(eid)
+            drawn_set.add(eid)
+            parts.append(by_id[eid].phrase() + (f" {join_words(anchors)}" if anchors else ""))
+        instruction = f"{'Add' if steps else 'Draw'} {join_words(parts)}"
+        ids = tuple(chunk)
+        if k == 0 and absent:
+            instruction += f", with {join_words([e.phrase() for e in absent])}"
+            ids += tuple(e.id for e in absent)
+        steps.append(
+            PlanStep(
+                instruction=instruction + ".",
+                description=_describe(scene, drawn, drawn_set, final=k == n_steps - 1),
+                entity_ids=ids,
+            )
+        )
     return Plan(steps=tuple(steps))
 
 
@@ -308,5 +767,5 @@ class RulesPlanner:
     """The ``builtin:rules`` planner: :func:`parse` then :func:`plan_scene`; no model involved."""
 
     def plan(self, prompt: str) -> tuple[SceneGraph, Plan]:
-        scene = parse(prompt)
+        scene = parse(check_prompt(prompt))
         return scene, plan_scene(scene)

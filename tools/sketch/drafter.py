@@ -39,7 +39,7 @@ from strokegraph.tools.sketch.layout import MIN_SIDE, RELATION_MARGIN, PixelBox,
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["DEFAULT_COLOURS", "SketchDrafter", "SketchFaults", "SketchRefiner", "default_colour"]
+__all__ = ["DEFAULT_COLOURS", "MIN_READABLE_PX", "SketchDrafter", "SketchFaults", "SketchRefiner", "default_colour"]
 
 #: Colour of an entity with no required colour, for nouns whose everyday colour is clear.
 DEFAULT_COLOURS: dict[str, Colour] = {
@@ -92,6 +92,8 @@ def default_colour(noun: str) -> Colour:
     return COLOURS[int.from_bytes(hashlib.sha256(noun.encode()).digest()[:4], "big") % len(COLOURS)]
 
 
+#: The smallest icon side, in pixels, the sketch world draws: the pixel critic misreads smaller icons.
+MIN_READABLE_PX = 30
 #: Shrink factors a flipped group tries, largest first (see ``_Sketch.flip``).
 _FLIP_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 #: Pixels the pixel detector needs between an icon's halo and a glyph that icon partly covers.
@@ -114,16 +116,17 @@ class SketchFaults(BaseModel):
     - ``missing`` (0.12): an entity of the step is not drawn at all (no other fault applies then).
     - ``count`` (0.15): one instance too few (only when at least one stays; even odds otherwise) or
       one too many, added at a free spot near the entity's own instances (background on the
-      canvas and outside every entity's layout box, so later steps still fit).
+      canvas and outside every entity's layout box, so later steps still fit). For an entity of
+      count 0 ("no cars") it draws one anyway, as models asked for "no cars" do.
     - ``colour_leak`` (0.2): only for an entity with a required colour; all its instances take the
       colour of another coloured entity of the scene (a random one), or another of the ten colours
       when there is none.
-    - ``flip`` (0.3): per relation (of :func:`~strokegraph.tools.sketch.layout.acyclic_relations`)
-      whose subject the step draws, drawn in the scene's order; the first that fires mirrors the
-      subject across the object's centre, so the relation is inverted. The flipped subject is
-      drawn after the rest of the step and never covers a glyph drawn before it (a partly hidden
-      object, not an unreadable one); where no place does both, it keeps the glyphs clear and the
-      relation is only partly inverted (see ``_Sketch.flip``).
+    - ``flip`` (0.3): per position relation (of :func:`~strokegraph.tools.sketch.layout.acyclic_relations`;
+      not "next to", which a mirror image keeps) whose subject the step draws, drawn in the scene's
+      order; the first that fires mirrors the subject across the object's centre, so the relation is
+      inverted. The flipped subject is drawn after the rest of the step and never covers a glyph
+      drawn before it (a partly hidden object, not an unreadable one); where no place does both, it
+      keeps the glyphs clear and the relation is only partly inverted (see ``_Sketch.flip``).
 
     The defaults are of the order of the failure rates text-to-image models show on GenEval
     (colour binding and position being the hardest), so a run with them has work to do.
@@ -192,9 +195,18 @@ class _Sketch:
         self.scene = scene
         self.width, self.height = width, height
         self.layout = solve_layout(scene, width, height, seed)
-        self.relations = acyclic_relations(scene)
+        smallest = min((b[2] - b[0] for boxes in self.layout.values() for b in boxes), default=MIN_READABLE_PX)
+        if smallest < MIN_READABLE_PX:
+            instances = sum(len(boxes) for boxes in self.layout.values())
+            raise UsageError(
+                f"the sketch world cannot draw {instances} objects legibly on a {width}x{height} canvas: icons would "
+                f"be {smallest} px, and the pixel critic reads {MIN_READABLE_PX} px and up; ask for fewer objects "
+                "or a larger canvas (the drafter's and refiner's 'size' setting)"
+            )
+        # Mirroring keeps "next to", so only position relations can be flipped.
+        self.relations = tuple(r for r in acyclic_relations(scene) if r.predicate in _INVERSE)
         self.codes = codes_for(e.noun for e in scene.entities)
-        self.halo = halo_width(max(b[2] - b[0] for boxes in self.layout.values() for b in boxes))
+        self.halo = halo_width(max((b[2] - b[0] for boxes in self.layout.values() for b in boxes), default=64))
         self.margin = max(2, round(0.01 * min(width, height)))
 
     def ideal(self, entity_id: str) -> list[_Icon]:
@@ -223,10 +235,17 @@ class _Sketch:
     def miscount(
         self, entity: Entity, icons: list[_Icon], rng: random.Random, canvas: Image.Image, may_add: bool = True
     ) -> list[_Icon]:
-        """One instance fewer (only if one stays) or, even odds, one more at a free spot of ``canvas``."""
+        """One instance fewer (only if one stays) or, even odds, one more at a free spot of ``canvas``.
+
+        An entity with no instances (count 0, or dropped) gets one, as large as the largest icon of the layout.
+        """
         if len(icons) > 1 and (not may_add or rng.random() < 0.5):
             drop = rng.randrange(len(icons))
             return icons[:drop] + icons[drop + 1 :]
+        if not icons:
+            side = max((b[2] - b[0] for boxes in self.layout.values() for b in boxes), default=self.width // 4)
+            colour = entity.colour or default_colour(entity.noun)
+            return [_Icon(entity.id, entity.noun, colour, self._free_spot(entity, side, rng, canvas))]
         return [*icons, replace(icons[0], box=self._free_spot(entity, _side(icons[0]), rng, canvas))]
 
     def _free_spot(self, entity: Entity, side: int, rng: random.Random, canvas: Image.Image) -> PixelBox:
@@ -242,7 +261,7 @@ class _Sketch:
         # Summed-area table: the busy pixels inside any rectangle in O(1).
         table = np.zeros((busy.shape[0] + 1, busy.shape[1] + 1), dtype=np.int64)
         table[1:, 1:] = busy.cumsum(0).cumsum(1)
-        own = self.layout[entity.id]
+        own = self.layout[entity.id] or [(0, 0, self.width, self.height)]
         cx = sum(b[0] + b[2] for b in own) / (2 * len(own))
         cy = sum(b[1] + b[3] for b in own) / (2 * len(own))
         for s in sorted({side, round(side * 0.8), round(side * 0.6)}, reverse=True):

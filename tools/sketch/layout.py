@@ -7,8 +7,11 @@ normalised by the canvas size, as the critic sees them) for every pair of instan
 Method:
 
 1. **Relations.** "A left of B" orders A before B on the x axis, "A above B" on the y axis (y points
-   down). A relation that would close a cycle on its axis (or names one entity twice) is dropped;
-   :func:`acyclic_relations` lists the ones kept, in the scene's order.
+   down). "A next to B" puts them in neighbouring cells: ordered like "left of" (or, where that would
+   close a cycle, like "right of", "above", "below"), and judged by distance instead. A relation
+   that would close a cycle on its axis (or names one entity twice) is dropped;
+   :func:`acyclic_relations` lists the ones kept, in the scene's order. "in front of" and "behind"
+   are not placed (a flat sketch has no depth), and entities of count 0 get no boxes.
 2. **Ranks.** Entities related on one axis are pulled onto one line of the other axis when nothing
    orders them there (A left of B puts A and B in one row), so a relation is not also a diagonal.
    The x rank of an entity is then its longest path over the left/right constraints, its y rank
@@ -44,8 +47,8 @@ import random
 from collections.abc import Iterable, Sequence
 from functools import cache, lru_cache
 
-from strokegraph.agents.critic import relation_holds
-from strokegraph.schema import Relation, SceneGraph
+from strokegraph.agents.critic import failing_pairs
+from strokegraph.schema import POSITION_PREDICATES, Relation, SceneGraph
 
 __all__ = [
     "JITTER",
@@ -103,27 +106,38 @@ def _reaches(edges: dict[str, set[str]], start: str, goal: str) -> bool:
     return False
 
 
-def _ordered(rel: Relation) -> tuple[int, str, str]:
-    """``(axis, first, second)``: the relation as "first comes before second on axis"."""
-    axis, subject_first = _AXIS_OF[rel.predicate]
-    return (axis, rel.subject, rel.object) if subject_first else (axis, rel.object, rel.subject)
+#: A placement: the relation, and the order it puts its entities in, ``(axis, first, second)``.
+_Placed = tuple[Relation, int, str, str]
+
+
+def _placements(scene: SceneGraph) -> tuple[_Placed, ...]:
+    """The relations the layout honours with the order each imposes; see :func:`acyclic_relations`."""
+    edges: tuple[dict[str, set[str]], dict[str, set[str]]] = ({}, {})
+    kept: list[_Placed] = []
+    for rel in scene.relations:
+        s, o = rel.subject, rel.object
+        if rel.predicate == "next to":
+            options = [(0, s, o), (0, o, s), (1, s, o), (1, o, s)]
+        elif rel.predicate in POSITION_PREDICATES:
+            axis, subject_first = _AXIS_OF[rel.predicate]
+            options = [(axis, s, o) if subject_first else (axis, o, s)]
+        else:
+            continue
+        for axis, first, second in options:
+            if first != second and not _reaches(edges[axis], second, first):
+                edges[axis].setdefault(first, set()).add(second)
+                kept.append((rel, axis, first, second))
+                break
+    return tuple(kept)
 
 
 def acyclic_relations(scene: SceneGraph) -> tuple[Relation, ...]:
-    """The relations the layout honours: all but those that close a cycle on their axis.
+    """The relations the layout honours: GenEval's four and "next to", but those that close a cycle.
 
     Relations are taken in the scene's order, so of "A left of B" and a later "B left of A" the
     later is dropped. A relation of an entity to itself is dropped too.
     """
-    edges: tuple[dict[str, set[str]], dict[str, set[str]]] = ({}, {})
-    kept = []
-    for rel in scene.relations:
-        axis, first, second = _ordered(rel)
-        if first == second or _reaches(edges[axis], second, first):
-            continue
-        edges[axis].setdefault(first, set()).add(second)
-        kept.append(rel)
-    return tuple(kept)
+    return tuple(p[0] for p in _placements(scene))
 
 
 def _ranks(
@@ -221,26 +235,23 @@ def _edges(weights: Sequence[float], start: float, end: float) -> list[float]:
 def _failures(
     boxes: dict[str, list[PixelBox]], relations: Sequence[Relation], margin: float, width: int, height: int
 ) -> int:
-    """Pairs of instances whose relation misses ``margin`` past GenEval's cut-off, judged as the critic judges."""
+    """Failing pairs of instances (:func:`~strokegraph.agents.critic.failing_pairs` with ``margin``),
+    judged as the critic judges."""
     # The critic sees boxes normalised per axis, which on a canvas that is not square changes the
     # direction of an offset: normalise the same way.
     unit = {i: [(b[0] / width, b[1] / height, b[2] / width, b[3] / height) for b in bs] for i, bs in boxes.items()}
-    return sum(
-        not relation_holds(a, b, rel.predicate, margin)
-        for rel in relations
-        for a in unit[rel.subject]
-        for b in unit[rel.object]
-    )
+    return sum(len(failing_pairs(rel.predicate, unit[rel.subject], unit[rel.object], margin)) for rel in relations)
 
 
 @lru_cache(maxsize=256)
 def _solve(
-    width: int, height: int, counts: tuple[tuple[str, int], ...], relations: tuple[Relation, ...]
+    width: int, height: int, counts: tuple[tuple[str, int], ...], placed: tuple[_Placed, ...]
 ) -> tuple[tuple[str, tuple[PixelBox, ...], _Cell], ...]:
     """The unjittered layout: per entity its boxes and its cell."""
     ids = [i for i, _ in counts]
     count_of = dict(counts)
-    ordered = [_ordered(r) for r in relations]
+    relations = [p[0] for p in placed]
+    ordered = [p[1:] for p in placed]
     on_axis = [[(a, b) for axis, a, b in ordered if axis == k] for k in (0, 1)]
     # x ranks keep y-related pairs in one column; y ranks keep x-related pairs in one row.
     x_rank = _ranks(ids, on_axis[0], on_axis[1])
@@ -295,9 +306,11 @@ def _solve(
     # Pushing an entity's grid to the side of its cell that its relations point to moves it away
     # from the entities it is related to, which keeps wide grids within a relation's cone.
     toward = {i: [0, 0] for i in ids}
-    for axis, first, second in ordered:
-        toward[first][axis] -= 1
-        toward[second][axis] += 1
+    for rel, axis, first, second in placed:
+        # "next to" wants the opposite: the two grids pushed towards each other.
+        sign = -1 if rel.predicate == "next to" else 1
+        toward[first][axis] -= sign
+        toward[second][axis] += sign
     push = {i: (float((x > 0) - (x < 0)), float((y > 0) - (y < 0))) for i, (x, y) in toward.items()}
     shapes = {i: _shapes(count_of[i]) for i in ids}
     # Per entity: (grid shape, scale, push strength). Start from the shape with the largest icons.
@@ -379,7 +392,7 @@ def _jittered(
 
 
 def solve_layout(scene: SceneGraph, width: int, height: int, seed: int) -> dict[str, list[PixelBox]]:
-    """One square pixel box per instance of every entity, keyed by entity id.
+    """One square pixel box per instance of every entity, keyed by entity id (none for count 0).
 
     Deterministic in its inputs; ``seed`` only moves the jitter. Every relation of
     :func:`acyclic_relations` holds under GenEval's rule for every pair of instances
@@ -387,7 +400,8 @@ def solve_layout(scene: SceneGraph, width: int, height: int, seed: int) -> dict[
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"canvas size must be positive, got width={width!r}, height={height!r}")
-    relations = acyclic_relations(scene)
-    counts = tuple((e.id, e.count) for e in scene.entities)
-    solved = _solve(width, height, counts, relations)
-    return _jittered(solved, relations, seed, width, height)
+    placed = _placements(scene)
+    counts = tuple((e.id, e.count) for e in scene.entities if e.count > 0)
+    solved = _solve(width, height, counts, placed)
+    boxes = _jittered(solved, [p[0] for p in placed], seed, width, height)
+    return {e.id: boxes.get(e.id, []) for e in scene.entities}
