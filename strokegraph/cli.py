@@ -480,7 +480,15 @@ def _resume_hint(exc: BaseException) -> str:
     run_dir = getattr(exc, "run_dir", None)  # set by generate and resume once the run directory exists
     if run_dir is None or not (run_dir / "run.json").is_file():
         return ""
-    return f"; resume with: strokegraph resume {shlex.quote(str(run_dir))}"
+    try:
+        backends = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["backends"]
+        # resume takes no model-backed backend on run.json's word: the hint names them again.
+        again = "".join(
+            f" --{role} {shlex.quote(safe(i))}" for role, i in backends.items() if not i.startswith(("builtin:", "custom:"))
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        again = ""
+    return f"; resume with: strokegraph resume {shlex.quote(str(run_dir))}{again}"
 
 
 if __name__ == "__main__":

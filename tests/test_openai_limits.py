@@ -258,10 +258,6 @@ def _strokegraph(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs strokegraph/run.py to call openai_api.cancel_requests() on SIGINT (see the issue 8 report)",
-)
 def test_ctrl_c_during_a_hung_request_exits_130_at_once_and_the_run_resumes(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     with FakeOpenAI(fallback=any_prompt_replies()) as fake:
