@@ -483,9 +483,8 @@ def _resume_hint(exc: BaseException) -> str:
     try:
         backends = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["backends"]
         # resume takes no model-backed backend on run.json's word: the hint names them again.
-        again = "".join(
-            f" --{role} {shlex.quote(safe(i))}" for role, i in backends.items() if not i.startswith(("builtin:", "custom:"))
-        )
+        named = {role: i for role, i in backends.items() if not i.startswith(("builtin:", "custom:"))}
+        again = "".join(f" --{role} {shlex.quote(safe(i))}" for role, i in named.items())
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         again = ""
     return f"; resume with: strokegraph resume {shlex.quote(str(run_dir))}{again}"
