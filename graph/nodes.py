@@ -19,8 +19,9 @@ from strokegraph.agents.drafter import DraftRequest
 from strokegraph.agents.planner import single_pass_plan
 from strokegraph.agents.refiner import RefineRequest
 from strokegraph.errors import RunError, StrokegraphError, UsageError
+from strokegraph.graph import progress
 from strokegraph.graph.state import RunContext, RunState
-from strokegraph.schema import Event, ImageRef, Plan, Violation
+from strokegraph.schema import Event, Plan, Violation
 
 __all__ = [
     "Progress",
@@ -36,11 +37,11 @@ __all__ = [
 
 
 class Progress(TypedDict):
-    """A progress event, streamed through LangGraph's ``custom`` stream mode.
+    """A progress event, sent to ``RunContext.on_progress`` and LangGraph's ``custom`` stream mode.
 
     ``start`` and ``end`` frame every stage; a critique's ``end`` also carries ``violations`` (how
     many were found). Backends that sample (diffusers) add ``{"kind": "progress", "stage", "step",
-    "total"}`` events for each denoising step.
+    "total"}`` events for each denoising step (through :func:`strokegraph.graph.progress.emit`).
     """
 
     kind: Literal["start", "end"]
@@ -52,18 +53,23 @@ class Progress(TypedDict):
     violations: NotRequired[int]
 
 
-def _emit(runtime: Runtime[RunContext], **event) -> None:
-    if runtime.stream_writer is not None:
-        runtime.stream_writer(Progress(**event))
+def _writer(runtime: Runtime[RunContext]) -> progress.Writer | None:
+    """Where this node's progress goes: the context's ``on_progress``, then LangGraph's ``custom`` stream."""
+    return progress.writer_for(runtime.context.on_progress, runtime.stream_writer)
 
 
-def _run(node: str, step: int, fn):
-    """Call a backend and collect the usage it records.
+def _emit(writer: progress.Writer | None, **event) -> None:
+    if writer is not None:
+        writer(Progress(**event))
+
+
+def _run(node: str, step: int, fn, writer: progress.Writer | None):
+    """Call a backend, collect the usage it records and route the progress it emits to ``writer``.
 
     Anything it raises that is not ours becomes a RunError naming the node and step.
     """
     try:
-        with usage.collect() as collected:
+        with usage.collect() as collected, progress.listening(writer):
             result = fn()
     except StrokegraphError:
         raise
@@ -73,31 +79,31 @@ def _run(node: str, step: int, fn):
 
 
 def planner(state: RunState, runtime: Runtime[RunContext]) -> dict:
-    ctx = runtime.context
-    _emit(runtime, kind="start", stage="plan", step=-1, round=0, message=state.prompt, duration_s=0.0)
+    ctx, writer = runtime.context, _writer(runtime)
+    _emit(writer, kind="start", stage="plan", step=-1, round=0, message=state.prompt, duration_s=0.0)
     t0 = time.perf_counter()
-    (scene, plan), used = _run("planner", -1, lambda: ctx.planner.plan(state.prompt))
+    (scene, plan), used = _run("planner", -1, lambda: ctx.planner.plan(state.prompt), writer)
     if state.single_pass:
         plan = single_pass_plan(scene)
     dt = time.perf_counter() - t0
     text = "\n".join(f"<ins>{s.instruction}</ins> <des>{s.description}</des>" for s in plan.steps)
-    _emit(runtime, kind="end", stage="plan", step=-1, round=0, message=f"{len(plan.steps)} step(s)", duration_s=dt)
+    _emit(writer, kind="end", stage="plan", step=-1, round=0, message=f"{len(plan.steps)} step(s)", duration_s=dt)
     event = Event(stage="plan", step=-1, text=text, duration_s=dt, backend=ctx.ids.get("planner", ""), usage=used)
     return {"scene": scene, "plan": plan, "trajectory": [event]}
 
 
 def drafter(state: RunState, runtime: Runtime[RunContext]) -> dict:
-    ctx = runtime.context
+    ctx, writer = runtime.context, _writer(runtime)
     step = state.step + 1
     plan_step = state.plan.steps[step]
-    _emit(runtime, kind="start", stage="draft", step=step, round=0, message=plan_step.instruction, duration_s=0.0)
+    _emit(writer, kind="start", stage="draft", step=step, round=0, message=plan_step.instruction, duration_s=0.0)
     t0 = time.perf_counter()
-    current = state.image.open(ctx.run_dir) if state.image else None
+    current = ctx.images.open(state.image, ctx.run_dir) if state.image else None
     request = DraftRequest(scene=state.scene, plan=state.plan, step=step, image=current, seed=ctx.seed)
-    result, used = _run("drafter", step, lambda: ctx.drafter.draft(request))
-    image = ImageRef.save(result.image, ctx.run_dir, f"step{step + 1:02d}-draft.png")
+    result, used = _run("drafter", step, lambda: ctx.drafter.draft(request), writer)
+    image = ctx.images.save(result.image, ctx.run_dir, f"step{step + 1:02d}-draft.png")
     dt = time.perf_counter() - t0
-    _emit(runtime, kind="end", stage="draft", step=step, round=0, message=image.path, duration_s=dt)
+    _emit(writer, kind="end", stage="draft", step=step, round=0, message=image.path, duration_s=dt)
     event = Event(
         stage="draft",
         step=step,
@@ -119,26 +125,26 @@ def drafter(state: RunState, runtime: Runtime[RunContext]) -> dict:
 
 
 def critic(state: RunState, runtime: Runtime[RunContext]) -> dict:
-    ctx = runtime.context
+    ctx, writer = runtime.context, _writer(runtime)
     last = state.step == len(state.plan.steps) - 1
     # Not drawn yet is not drawn wrong: judge only what steps <= k introduced; the last step
     # is judged against the whole prompt.
     scope = frozenset(e.id for e in state.scene.entities) if last else state.plan.introduced_until(state.step)
-    _emit(runtime, kind="start", stage="critique", step=state.step, round=state.round, message="", duration_s=0.0)
+    _emit(writer, kind="start", stage="critique", step=state.step, round=state.round, message="", duration_s=0.0)
     t0 = time.perf_counter()
     plan_step = state.plan.steps[state.step]
     request = CritiqueRequest(
         scene=state.scene,
         scope=scope,
-        image=state.image.open(ctx.run_dir),
+        image=ctx.images.open(state.image, ctx.run_dir),
         instruction=plan_step.instruction,
         description=plan_step.description,
     )
-    critique, used = _run("critic", state.step, lambda: ctx.critic.critique(request))
+    critique, used = _run("critic", state.step, lambda: ctx.critic.critique(request), writer)
     dt = time.perf_counter() - t0
     summary = "no violations" if critique.passed else "; ".join(v.message for v in critique.violations)
     _emit(
-        runtime,
+        writer,
         kind="end",
         stage="critique",
         step=state.step,
@@ -162,25 +168,23 @@ def critic(state: RunState, runtime: Runtime[RunContext]) -> dict:
 
 
 def refiner(state: RunState, runtime: Runtime[RunContext]) -> dict:
-    ctx = runtime.context
+    ctx, writer = runtime.context, _writer(runtime)
     rnd = state.round + 1
-    _emit(runtime, kind="start", stage="refine", step=state.step, round=rnd, message="", duration_s=0.0)
+    _emit(writer, kind="start", stage="refine", step=state.step, round=rnd, message="", duration_s=0.0)
     t0 = time.perf_counter()
     request = RefineRequest(
         scene=state.scene,
         plan=state.plan,
         step=state.step,
         round=rnd,
-        image=state.image.open(ctx.run_dir),
+        image=ctx.images.open(state.image, ctx.run_dir),
         critique=state.critique,
         seed=ctx.seed,
     )
-    result, used = _run("refiner", state.step, lambda: ctx.refiner.refine(request))
-    image = ImageRef.save(result.image, ctx.run_dir, f"step{state.step + 1:02d}-refine{rnd}.png")
+    result, used = _run("refiner", state.step, lambda: ctx.refiner.refine(request), writer)
+    image = ctx.images.save(result.image, ctx.run_dir, f"step{state.step + 1:02d}-refine{rnd}.png")
     dt = time.perf_counter() - t0
-    _emit(
-        runtime, kind="end", stage="refine", step=state.step, round=rnd, message=result.refinement.text, duration_s=dt
-    )
+    _emit(writer, kind="end", stage="refine", step=state.step, round=rnd, message=result.refinement.text, duration_s=dt)
     event = Event(
         stage="refine",
         step=state.step,

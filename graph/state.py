@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-from pydantic import BaseModel, ConfigDict, Field
+import ormsgpack
+from langgraph.checkpoint.serde.jsonplus import EXT_PYDANTIC_V1, EXT_PYDANTIC_V2, JsonPlusSerializer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from strokegraph import schema
+from strokegraph.errors import UsageError
 from strokegraph.schema import Critique, Event, ImageRef, Plan, SceneGraph
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from strokegraph.agents.critic import Critic
     from strokegraph.agents.drafter import Drafter
     from strokegraph.agents.planner import Planner
     from strokegraph.agents.refiner import Refiner
 
-__all__ = ["Budget", "RunContext", "RunState", "checkpoint_serializer"]
+__all__ = ["Budget", "CheckpointError", "ImageCache", "RunContext", "RunState", "checkpoint_serializer"]
 
 
 class Budget(BaseModel):
@@ -66,6 +72,38 @@ class RunState(BaseModel):
         )
 
 
+class ImageCache:
+    """The last image a run wrote or read, kept decoded so that the next node need not read it back.
+
+    A hit needs the same path and sha256 as an image that passed through :meth:`save` or
+    :meth:`open` here, so that it was written by this process or read and checked by
+    :meth:`ImageRef.open <strokegraph.schema.ImageRef.open>` (containment, no symlink, sha256): a
+    reference from a checkpoint is never trusted without that check. Each hit returns a copy, so a
+    backend that draws on the image it is given cannot change what the next node sees.
+    """
+
+    def __init__(self) -> None:
+        # One (key, image) tuple, replaced in one assignment: a context shared by two threads
+        # can at worst miss, never pair one image's key with another's pixels.
+        self._last: tuple[tuple[str, str], Image.Image] | None = None
+
+    def save(self, image: Image.Image, run_dir: Path, name: str) -> ImageRef:
+        """:meth:`ImageRef.save <strokegraph.schema.ImageRef.save>`, keeping the image as RGB."""
+        ref = ImageRef.save(image, run_dir, name)
+        # PNG is lossless, so these are the pixels ImageRef.open would read back.
+        self._last = ((ref.path, ref.sha256), image.convert("RGB"))
+        return ref
+
+    def open(self, ref: ImageRef, run_dir: Path) -> Image.Image:
+        """The image ``ref`` names as RGB: from memory on a hit, else by ``ref.open(run_dir)``."""
+        last = self._last
+        if last is not None and last[0] == (ref.path, ref.sha256):
+            return last[1].copy()
+        image = ref.open(run_dir)
+        self._last = ((ref.path, ref.sha256), image.copy())
+        return image
+
+
 @dataclass
 class RunContext:
     """Per-run dependencies, passed as LangGraph runtime context (never checkpointed)."""
@@ -78,15 +116,76 @@ class RunContext:
     seed: int = 0
     ids: dict[str, str] = field(default_factory=dict)
     """The backend id of each role, recorded in the trajectory."""
+    on_progress: Callable[[dict[str, Any]], None] | None = None
+    """Called with each progress event (:class:`strokegraph.graph.nodes.Progress`, and backends'
+    ``progress`` events) in the thread that runs the node, besides LangGraph's ``custom`` stream."""
+    images: ImageCache = field(default_factory=ImageCache, init=False, repr=False, compare=False)
+    """The run's last image, decoded (see :class:`ImageCache`); each context starts empty."""
 
 
-def checkpoint_serializer():
-    """A checkpoint serializer that loads strokegraph's own state types without warnings."""
-    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+class CheckpointError(UsageError):
+    """A checkpoint that does not hold valid strokegraph state: corrupt, or written by someone else."""
 
+
+def checkpoint_serializer() -> JsonPlusSerializer:
+    """A checkpoint serializer for strokegraph's state that loads only what validates.
+
+    It writes as LangGraph's ``JsonPlusSerializer`` does. On load, every pydantic model must be one
+    of strokegraph's state types and pass its validation; anything else raises
+    :class:`CheckpointError`, where LangGraph would fall back to ``model_construct`` (an unvalidated
+    object) or to the raw data. Our models' validators are what keeps a checkpoint's image paths
+    inside the run directory, so a tampered checkpoint must not get around them.
+    """
     types = [
         RunState,
         Budget,
         *(getattr(schema, name) for name in schema.__all__ if isinstance(getattr(schema, name), type)),
     ]
-    return JsonPlusSerializer(allowed_msgpack_modules=[t for t in types if issubclass(t, BaseModel)])
+    return _StrictSerializer([t for t in types if issubclass(t, BaseModel)])
+
+
+class _StrictSerializer(JsonPlusSerializer):
+    def __init__(self, models: list[type[BaseModel]]) -> None:
+        super().__init__(allowed_msgpack_modules=models)
+        self._models = {(m.__module__, m.__name__): m for m in models}
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        kind, payload = data
+        if kind in ("null", "bytes", "bytearray"):
+            return super().loads_typed(data)
+        if kind != "msgpack":  # we write nothing else; "json" and "pickle" revive objects by other rules
+            raise CheckpointError(f"corrupt checkpoint: it holds a value of type {str(kind)[:40]!r}, not msgpack")
+        problems: list[str] = []
+        try:
+            return ormsgpack.unpackb(payload, ext_hook=self._strict_hook(problems), option=ormsgpack.OPT_NON_STR_KEYS)
+        except (ValueError, TypeError) as exc:  # ormsgpack turns an exception in ext_hook into a ValueError
+            raise CheckpointError(f"corrupt checkpoint: {problems[0] if problems else str(exc)[:200]}") from None
+
+    def _strict_hook(self, problems: list[str]) -> Callable[[int, bytes], Any]:
+        lenient = self._unpack_ext_hook
+
+        def fail(problem: str) -> NoReturn:
+            problems.append(problem)
+            raise ValueError(problem)
+
+        def hook(code: int, blob: bytes) -> Any:
+            inner = ormsgpack.unpackb(blob, ext_hook=hook, option=ormsgpack.OPT_NON_STR_KEYS)
+            if code not in (EXT_PYDANTIC_V1, EXT_PYDANTIC_V2):
+                # Any model nested in it went through this hook just now, strictly; what is left
+                # (sets, datetimes, LangGraph's own types) LangGraph rebuilds by its allowlist.
+                return lenient(code, blob)
+            if not (isinstance(inner, list | tuple) and len(inner) >= 3):
+                fail("it holds a malformed pydantic model")
+            module, name, fields = inner[0], inner[1], inner[2]
+            cls = self._models.get((module, name)) if code == EXT_PYDANTIC_V2 else None
+            if cls is None:
+                fail(f"it holds a {str(module)[:80]}.{str(name)[:80]}, which is not a strokegraph state type")
+            try:
+                return cls.model_validate(fields)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(map(str, first["loc"]))[:200] or "top level"
+                problem = f"{exc.error_count()} problem(s), first at {where}: {first['msg'][:200]}"
+                fail(f"its {name} fails validation ({problem})")
+
+        return hook
