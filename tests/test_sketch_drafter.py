@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from importlib import resources
 
 import numpy as np
 import pytest
@@ -15,9 +16,11 @@ from strokegraph.agents.drafter import Drafter, DraftRequest
 from strokegraph.agents.refiner import Refiner, RefineRequest
 from strokegraph.errors import UsageError
 from strokegraph.schema import Critique, Entity, Plan, PlanStep, Relation, SceneGraph, Violation
+from strokegraph.tools.sketch import codebook
 from strokegraph.tools.sketch.codebook import (
     BACKGROUND,
     PALETTE,
+    all_codes,
     code_bits,
     codes_for,
     draw_icon,
@@ -140,6 +143,21 @@ def region_mask(region, size: int = SIZE) -> np.ndarray:
     mask = np.zeros((size, size), dtype=bool)
     mask[y0:y1, x0:x1] = True
     return mask
+
+
+# ---------------------------------------------------------------------------------------------
+# The codebook's shipped table
+# ---------------------------------------------------------------------------------------------
+
+
+def test_the_shipped_code_table_is_what_the_codebook_would_choose():
+    # The table ships so that no command spends a quarter second choosing the codes; it must not go stale.
+    assert all_codes() == codebook._choose_codes()
+    shipped = resources.files("strokegraph.tools.sketch").joinpath("glyph_codes.txt").read_text(encoding="ascii")
+    assert shipped == codebook._table_text()
+    codes = all_codes()
+    assert len(codes) == 512
+    assert min((a ^ b).bit_count() for a, b in itertools.combinations(codes, 2)) >= 3
 
 
 # ---------------------------------------------------------------------------------------------

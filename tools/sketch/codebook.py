@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from functools import cache
+from importlib import resources
 from math import cos, pi, sin
 
 from PIL import ImageDraw
@@ -74,12 +75,31 @@ def fixed_nouns() -> tuple[str, ...]:
     return known_nouns()
 
 
+#: The shipped table of :func:`all_codes`, one code a line in hex; see :func:`_table_text`.
+_TABLE = "glyph_codes.txt"
+_N_CODES = 512
+
+
 @cache
 def all_codes() -> tuple[int, ...]:
-    """The first 512 usable 16-bit glyph patterns, in code order (greedy, min Hamming distance 3)."""
+    """The first 512 usable 16-bit glyph patterns, in code order (greedy, min Hamming distance 3).
+
+    Read from the table shipped with the package: choosing them (:func:`_choose_codes`) takes a
+    quarter of a second, which every command that draws or reads a sketch would pay. A test checks
+    that the table holds exactly what :func:`_choose_codes` picks.
+    """
+    text = resources.files("strokegraph.tools.sketch").joinpath(_TABLE).read_text(encoding="ascii")
+    codes = tuple(int(line, 16) for line in text.splitlines() if line and not line.startswith("#"))
+    if len(codes) != _N_CODES or not all(0 <= c < 1 << 16 for c in codes):
+        raise RuntimeError(f"the sketch world's {_TABLE} is damaged; reinstall strokegraph")
+    return codes
+
+
+def _choose_codes() -> tuple[int, ...]:
+    """What :func:`all_codes` holds: the 16-bit patterns taken greedily in numeric order."""
     chosen: list[int] = []
     for bits in range(1 << 16):
-        if len(chosen) == 512:
+        if len(chosen) == _N_CODES:
             break
         if not _full_frame(bits):
             continue
@@ -89,6 +109,19 @@ def all_codes() -> tuple[int, ...]:
         if all((bits ^ c).bit_count() >= 3 for c in chosen):
             chosen.append(bits)
     return tuple(chosen)
+
+
+def _table_text() -> str:
+    """The text of the shipped table. Regenerate it with
+    ``python -c "from strokegraph.tools.sketch.codebook import _table_text as t; print(t(), end='')"
+    > tools/sketch/glyph_codes.txt``.
+    """
+    head = (
+        "# The sketch world's glyph codes (strokegraph.tools.sketch.codebook.all_codes): code i is line i\n"
+        "# (comments skipped), a 16-bit hole pattern in hex. Written by _table_text(); a test checks it\n"
+        "# equals what _choose_codes() picks.\n"
+    )
+    return head + "".join(f"{c:04x}\n" for c in _choose_codes())
 
 
 def _full_frame(bits: int) -> bool:
