@@ -40,7 +40,8 @@ from strokegraph.agents.refiner import Refiner
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget
 from strokegraph.run import build_backends, generate
-from strokegraph.scoring import Judge, check_judge, clauses_for, load_judge, summarize
+from strokegraph.schema import Detection
+from strokegraph.scoring import Judge, check_judge, clauses_for, evaluate, inexpressible, load_judge, summarize
 
 __all__ = [
     "BENCHMARKS",
@@ -154,8 +155,8 @@ def t2i_compbench_prompts(
         else:
             nouns = [e.noun for e in scene.entities]
             others = [f"{a} {e.noun}" for e in scene.entities for a in e.attributes]
-            if scene.constraints:
-                skip = ("free text", "; ".join(scene.constraints))
+            if free := inexpressible(scene):  # free text, and relations GenEval has no rule for
+                skip = ("free text", "; ".join(free))
             elif others:
                 skip = ("other attribute", ", ".join(others))
             elif len(set(nouns)) < len(nouns):
@@ -252,11 +253,13 @@ def run_bench(
     _check_out(out, manifest)
 
     self_judged = judge == ids["critic"]
+    reuse = False  # whether the judge may take the critic's final detections instead of detecting again
     if self_judged and (judge_settings or {}) == settings.get("critic", {}):
         backends, _ = build_backends(roles, settings)
         # The critic's own detector, so that its model is loaded once.
         critic_ = backends["critic"]
-        judge_ = Judge(critic_.detector) if isinstance(critic_, DetectorCritic) else load_judge(judge, judge_settings)
+        reuse = isinstance(critic_, DetectorCritic)
+        judge_ = Judge(critic_.detector) if reuse else load_judge(judge, judge_settings)
     else:
         judge_ = load_judge(judge, judge_settings)
         backends, _ = build_backends(roles, settings)
@@ -286,7 +289,7 @@ def run_bench(
                     resumed += 1
                 else:
                     keep = "all" if keep_runs else "image" if (item.tag, item.index) in samples and k == 0 else None
-                    record = _draw_and_judge(item, mode, k, run_dir, backends, judge_, seed, budget, keep)
+                    record = _draw_and_judge(item, mode, k, run_dir, backends, judge_, seed, budget, keep, reuse)
                     record["benchmark"] = benchmark
                     tmp = run_dir / (_RECORD + ".tmp")
                     tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
@@ -316,8 +319,13 @@ def _draw_and_judge(
     seed: int,
     budget: Budget,
     keep: Literal["all", "image"] | None,
+    reuse: bool = False,
 ) -> dict[str, Any]:
-    """Draw one image of ``item`` into ``run_dir``, judge it and return its record."""
+    """Draw one image of ``item`` into ``run_dir``, judge it and return its record.
+
+    With ``reuse`` (the judge's detector is the critic's own), the judge takes the detections of the
+    critique of the final image when the critic asked for the same nouns, instead of detecting again.
+    """
     from PIL import Image
 
     if run_dir.exists():
@@ -334,8 +342,12 @@ def _draw_and_judge(
 
     started = time.perf_counter()
     if result is not None and result.final_image is not None:
+        detections = _final_detections(result, item.metadata) if reuse else None
         with Image.open(result.final_image) as im:
-            score = judge.score(im.convert("RGB"), item.metadata)
+            if detections is not None:
+                score = evaluate(item.metadata, detections, size=im.size)
+            else:
+                score = judge.score(im.convert("RGB"), item.metadata)
         correct, reasons = score.correct, list(score.reasons)
         classes = {c["class"] for c in item.metadata.get("include", []) + item.metadata.get("exclude", [])}
         detected = {c: [d.model_dump() for d in ds] for c, ds in score.detected.items() if c in classes}
@@ -370,6 +382,25 @@ def _draw_and_judge(
         "image": "final.png" if (run_dir / "final.png").is_file() else None,
         "peak_rss_mib": _peak_rss_mib(),
     }
+
+
+def _final_detections(result, metadata: dict[str, Any]) -> tuple[Detection, ...] | None:
+    """The detections the critic made on the final image, if it asked for exactly the judge's nouns.
+
+    A detector's answer may depend on every noun it is asked for (the sketch world's codes for
+    unknown nouns, Grounding DINO's joined query), so they are reused only for the same set of nouns;
+    the order of the query is the critic's, which GenEval leaves open. None: detect again.
+    """
+    if not result.trajectory or result.scene is None:
+        return None
+    last = result.trajectory[-1]
+    drawn = [e for e in result.trajectory if e.stage in ("draft", "refine")]
+    if last.stage != "critique" or last.critique is None or not drawn or last.image != drawn[-1].image:
+        return None
+    clauses = [*metadata.get("include", []), *metadata.get("exclude", [])]
+    if {c["class"] for c in clauses} != {e.noun for e in result.scene.entities}:
+        return None
+    return last.critique.detections
 
 
 def _mean(values: list[float]) -> float | None:
