@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from strokegraph.cli import EXIT_BUDGET, EXIT_USAGE, main
+from strokegraph.cli import EXIT_BUDGET, EXIT_UNJUDGED, EXIT_USAGE, main
 from strokegraph.schema import Critique
 
 PROMPT = "two red apples to the left of a blue cup"
@@ -202,3 +202,28 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path, capsys, text, needle):
 def test_missing_config_file(tmp_path, capsys):
     assert main(["generate", "a cat", "--config", str(tmp_path / "nope.toml")]) == EXIT_USAGE
     assert "cannot read config" in capsys.readouterr().err
+
+
+def test_a_prompt_with_unjudged_parts_never_exits_as_a_plain_pass(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["generate", "a dog in front of a house", "--out", str(out), "--faults", "0"]) == EXIT_UNJUDGED
+    captured = capsys.readouterr()
+    assert captured.out.startswith("passed what was judged; 1 part(s)")
+    assert "not judged: the dog in front of the house" in captured.err
+    doc = json.loads((out / "trajectory.json").read_text())
+    assert doc["final_critique"]["unjudged"] == ["the dog in front of the house"]
+
+
+def test_strict_refuses_unjudged_parts_after_planning(tmp_path, capsys):
+    from strokegraph.errors import UsageError
+    from strokegraph.run import generate
+
+    out = tmp_path / "r"
+    assert main(["generate", "a dog in front of a house", "--out", str(out), "--strict", "-q"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--strict" in err and "the dog in front of the house" in err
+    assert not list((out / "images").glob("*.png"))  # nothing drawn
+    with pytest.raises(UsageError, match="would not be judged"):
+        generate("a dog in front of a house", out=tmp_path / "r2", strict=True)
+    # A prompt that is judged whole runs as usual under --strict.
+    assert main(["generate", "a red cat below a blue kite", "--out", str(tmp_path / "r3"), "--strict", "-q"]) == 0
