@@ -98,7 +98,7 @@ _PREPOSITIONS = set(
 )
 #: Words that start free text running to the next comma, link or "and a ...".
 _STOP = set(
-    "for during while that which who whose where when than as like or but because so though although if "
+    "for during while that which who whose where when as like or because so though although if "
     "was were being made is are be to between not".split()
 )
 #: Words that are never the noun of a phrase: where things are, and how big.
@@ -141,7 +141,7 @@ _VERBS = {
         "hang float run swim graze chew cut cook brush wash hunt drag guard sniff bring share drop"
     ).split()
     for form in _verb_forms(base)
-} | {"has", "have", "having", "holds"}
+} | {"has", "have", "having", "ridden", "held", "worn", "carried", "eaten", "chased", "pulled", "pushed", "driven"}
 
 
 def _table(phrases) -> dict[tuple[str, ...], object]:
@@ -196,6 +196,7 @@ def _can_be_noun(word: str) -> bool:
         and word not in _NOT_NOUNS
         and word not in _STOP
         and word not in _PREPOSITIONS
+        and word not in _BE
         and (word,) not in _COUNTS
         and (word,) not in _ZERO
     )
@@ -235,7 +236,7 @@ def _read_phrase(words: list[str]) -> _Phrase | None:
                 return _Phrase(noun, count, surface != noun, definite, determined, tuple(words[i : end - n]), end)
     end = len(words)
     # "a man walking": the noun is the word before a trailing verb.
-    if end - i >= 2 and words[-1] in _VERBS and _can_be_noun(words[-2]):
+    if end - i >= 2 and (words[-1] in _VERBS or words[-1] in _BE) and _can_be_noun(words[-2]):
         end -= 1
     last = words[end - 1] if end > i else ""
     modifiers = tuple(words[i : end - 1])
@@ -333,17 +334,15 @@ class _Scene:
     def mention(self, toks: list[_Token], other_side: list[_Mention], zero: str | None) -> str | None:
         """Resolve one noun phrase to an entity id, or None (text kept) when it names no noun.
 
-        A definite phrase may reuse an earlier entity; a pronoun is the latest entity not in ``other_side``.
+        A definite phrase may reuse an earlier entity; a pronoun is the latest entity not in ``other_side``
+        (never one of count 0); a pronoun with none names nothing (the link it is in keeps its text).
         ``zero`` forces count 0: ``"always"``, or ``"bare"`` when the phrase has no determiner of its own.
         """
         if len(toks) == 1 and toks[0].word in _PRONOUNS:
             skip = {m.eid for m in other_side}
-            eid = next((e for e in reversed(self.mentioned) if e not in skip), None)
-            if eid is None:
-                self.keep_text(toks)
-            return eid
+            return next((e for e in reversed(self.mentioned) if e not in skip), None)
         eid = self._resolve(toks, zero)
-        if eid is not None:
+        if eid is not None and self.count_of(eid) > 0:
             self.mentioned.append(eid)
         return eid
 
@@ -385,6 +384,7 @@ class _Sentence:
         self.toks = toks
         self.words = [t.word for t in toks]
         self.groups: list[list[_Mention]] = [[]]
+        self.spans: list[list[int]] = [[]]  # per group, the character positions of all its phrases
         self.links: list[_Link] = []
         self.buf = _Buffer()
         # "always": the next phrase has count 0 ("without"); "bare": the next one without a
@@ -410,8 +410,9 @@ class _Sentence:
 
     def is_verb(self, i: int) -> bool:
         """Whether ``words[i]`` is a verb here: one of ours, not starting a known noun, with something after it."""
+        nxt = self.words[i + 1] if i + 1 < len(self.words) else ""
         return (
-            self.words[i] in _VERBS
+            (self.words[i] in _VERBS or (self.words[i] in _BE and nxt in _PREPOSITIONS))  # "sitting at"
             and _match(_nouns(), self.words, i) is None
             and (self.buf.has_noun() or (not self.buf.toks and bool(self.groups[-1])))
             and (
@@ -448,8 +449,12 @@ class _Sentence:
         toks = self.buf.take()
         if not toks:
             return
-        zero, self.zero = self.zero, None
+        self.spans[-1] += (toks[0].start, toks[-1].end)
         words = [t.word for t in toks]
+        if by == "," and all(w in COLOURS or _determiner(words, k) for k, w in enumerate(words)):
+            self.buf.add(toks)  # "a red, shiny apple": one phrase
+            return
+        zero, self.zero = self.zero, None
         # "both red", "all blue": the colour of the phrase before.
         colours = [w for w in words if w not in _QUIET]
         if len(colours) == 1 and colours[0] in COLOURS and self.groups[-1]:
@@ -467,6 +472,7 @@ class _Sentence:
         self.close()
         self.links.append(_Link(predicate, tuple(toks)))
         self.groups.append([])
+        self.spans.append([])
 
     def free_text(self, i: int, start: int | None = None, after: int | None = None) -> int:
         """Keep ``words[i:end]`` (from character ``start`` if given) as a constraint; return ``end``.
@@ -496,7 +502,7 @@ class _Sentence:
             elif (w in _BE or w in _WH) and self.skippable(i):
                 self.close()
                 i += 1
-            elif w in _VERBS and self.is_verb(i):
+            elif (w in _VERBS or w in _BE) and self.is_verb(i):
                 i = self.verb(i)
             elif w == "without" or (w == "with" and i + 1 < len(words) and _match(_ZERO, words, i + 1)):
                 self.close()
@@ -504,9 +510,12 @@ class _Sentence:
                 i += 1
             elif w in _PREPOSITIONS:
                 i = self.preposition(i, toks[i : i + 1])
-            elif w in (",", "and"):
+            elif w in (",", "and", "but"):
                 self.close(by=w)
                 i += 1
+            elif i + 1 < len(words) and words[i + 1] == "than" and self.buf.has_noun():
+                self.link(None, toks[i : i + 2])  # "a cat bigger than a dog"
+                i += 2
             elif w in _STOP and not _determiner(words, i):  # "not a single car" is a count
                 i = self.free_text(i)
             else:
@@ -527,6 +536,8 @@ class _Sentence:
         j = i
         while j < len(self.words) and (self.words[j] in _BE or self.words[j] in _WH):
             j += 1
+        if j < len(self.words) and self.words[j] in COLOURS and self.words[j - 1] in ("is", "are"):
+            return self.ends_clause(j + 1) and j - 1 > i  # "a cup that is red": the "is red" after it
         return self.relation_at(j) is not None or (j < len(self.words) and self.words[j] in _VERBS and self.is_verb(j))
 
     def verb(self, i: int) -> int:
@@ -546,7 +557,9 @@ class _Sentence:
         """A preposition at ``i`` (with the verb before it in ``link_toks``): a link when what follows
         names a known noun, else free text."""
         end = self.window(i + 1)
-        if self.names_known(i + 1, end) and _match(_ZERO, self.words, i + 1) is None:
+        # After a verb, "with", "at" and "by" take any phrase: "playing with a ball", "ridden by an astronaut".
+        taken = len(link_toks) > 1 and self.words[i] in ("with", "at", "by") and self.phrase_starts(i + 1)
+        if (taken or self.names_known(i + 1, end)) and _match(_ZERO, self.words, i + 1) is None:
             self.link(None, link_toks)
             return i + 1
         # "a bowl of fruit": the whole phrase is the constraint, not "of fruit".
@@ -596,10 +609,8 @@ class _Sentence:
                 if subjects and objects:
                     scene.keep_span(min(s for s, _ in spans), max(e for _, e in spans))
                 else:
-                    group = [*groups[k], *groups[k + 1]]
-                    first = min([link.toks[0].start, *(m.start for m in group)])
-                    last = max([link.toks[-1].end, *(m.end for m in group)])
-                    scene.keep_span(first, last)
+                    where = [link.toks[0].start, link.toks[-1].end, *self.spans[k], *self.spans[k + 1]]
+                    scene.keep_span(min(where), max(where))
                 continue
             for s in subjects:
                 for o in objects:
