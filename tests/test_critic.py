@@ -27,6 +27,7 @@ from strokegraph.agents.critic import (
 )
 from strokegraph.errors import UsageError
 from strokegraph.schema import COLOURS, POSITION_PREDICATES, Detection, Entity, Relation, SceneGraph
+from strokegraph.tools.rules_planner import parse
 from strokegraph.tools.sketch.codebook import (
     BACKGROUND,
     codes_for,
@@ -478,3 +479,60 @@ def test_detector_critic_judges_what_it_sees():
     assert [(v.kind, v.observed) for v in critique.violations] == [("relation", "right of"), ("extra", "a green car")]
     (relation, extra) = critique.violations
     assert np.allclose(np.array(relation.box) * 512, (330, 180, 451, 301), atol=3)
+
+
+# -- count 0 and "next to" -------------------------------------------------------------------
+
+
+def test_an_entity_of_count_0_is_judged_absent():
+    scene = parse("a dog and no cats")
+    scope = frozenset({"e0", "e1"})
+    assert judge(scene, scope, [det("dog", "brown", 0.3, 0.5)]).passed
+    critique = judge(
+        scene, scope, [det("dog", "brown", 0.3, 0.5), det("cat", "orange", 0.7, 0.5), det("cat", None, 0.7, 0.2)]
+    )
+    (extra,) = critique.violations
+    assert (extra.kind, extra.entity_ids, extra.expected, extra.observed) == ("extra", ("e1",), "none", "two cats")
+    assert extra.message == "expected no cats, found two cats"
+    assert extra.box == pytest.approx((0.65, 0.15, 0.75, 0.55))
+
+
+def test_next_to_is_judged_by_the_gap_between_boxes():
+    a = box_at(0.2, 0.5)  # 0.1 wide
+    assert relation_holds(a, box_at(0.35, 0.5), "next to")  # gap 0.05
+    assert relation_holds(a, box_at(0.39, 0.5), "next to")  # gap 0.09: under one side
+    assert not relation_holds(a, box_at(0.41, 0.5), "next to")
+    assert not relation_holds(a, box_at(0.39, 0.5), "next to", margin=0.2)
+    assert relation_holds(a, box_at(0.2, 0.5), "next to")  # overlapping boxes are next to each other
+    with pytest.raises(UsageError, match="cannot be judged from boxes"):
+        relation_holds(a, a, "behind")
+
+
+def test_next_to_asks_each_subject_instance_for_some_object_instance_nearby():
+    scene = parse("two cats next to two dogs")
+    scope = frozenset({"e0", "e1"})
+    near = [
+        det("cat", None, 0.1, 0.5),
+        det("cat", None, 0.7, 0.5),
+        det("dog", None, 0.25, 0.5),
+        det("dog", None, 0.85, 0.5),
+    ]
+    assert judge(scene, scope, near).passed
+    far = [
+        det("cat", None, 0.1, 0.5),
+        det("cat", None, 0.5, 0.9),
+        det("dog", None, 0.25, 0.5),
+        det("dog", None, 0.85, 0.5),
+    ]
+    (v,) = judge(scene, scope, far).violations
+    assert (v.kind, v.expected, v.observed) == ("relation", "next to", "not next to")
+    assert v.message == "expected the cats next to the dogs, found a cat far from a dog"
+    assert v.box == pytest.approx(box_at(0.5, 0.9))
+
+
+def test_in_front_of_and_behind_are_never_violations_but_are_listed_unjudged():
+    scene = parse("a dog in front of a house; a cat behind the house")
+    far_apart = [det("dog", None, 0.1, 0.1), det("house", None, 0.9, 0.9), det("cat", None, 0.1, 0.9)]
+    critique = judge(scene, frozenset({"e0", "e1", "e2"}), far_apart)
+    assert critique.passed
+    assert critique.unjudged == ("the dog in front of the house", "the cat behind the house")

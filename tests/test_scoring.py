@@ -13,6 +13,7 @@ from strokegraph.scoring import (
     THRESHOLD,
     clauses_for,
     evaluate,
+    inexpressible,
     keep_detections,
     load_judge,
     summarize,
@@ -224,3 +225,28 @@ def test_a_critic_without_a_detector_cannot_judge(judge_id):
 def test_an_unknown_judge_id_is_a_usage_error():
     with pytest.raises(UsageError, match="did you mean 'builtin:pixels'"):
         load_judge("builtin:pixel")
+
+
+def test_an_absent_entity_is_an_exclude_clause_as_in_geneval():
+    meta = clauses_for(parse("a street with no cars"), "two_object")
+    assert meta["include"] == [{"class": "street", "count": 1}]
+    assert meta["exclude"] == [{"class": "car", "count": 1}]
+    assert evaluate(meta, [det("street")]).correct
+    assert evaluate(meta, [det("street"), det("car")]).reasons == ("expected car<1, found 1",)
+    counting = clauses_for(parse("three bags and no pens"), "counting")
+    assert counting["exclude"] == [{"class": "pen", "count": 1}, {"class": "bag", "count": 4}]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "said"),
+    [
+        ("a cat next to a dog", ("the cat next to the dog",)),
+        ("a dog in front of a house, at night", ("at night", "the dog in front of the house")),
+    ],
+)
+def test_relations_geneval_has_no_clause_for_are_inexpressible(prompt, said):
+    scene = parse(prompt)
+    assert inexpressible(scene) == said
+    with pytest.raises(UsageError, match="GenEval's clauses have no"):
+        clauses_for(scene, "position")
+    assert inexpressible(parse("a cat left of a small dog")) == ()

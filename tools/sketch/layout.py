@@ -34,7 +34,9 @@ Method:
 Scenes that no such grid satisfies (two relations between one pair of many-instance entities, or
 crossing chains such as A left of B, A above C, C above B) get the placement with the fewest
 failing pairs. On 1,000 random planner-like scenes (1-5 entities, counts 1-4, each entity related
-to an earlier one) none failed; with relations between arbitrary pairs, about 6% did. Icons are
+to an earlier one) none failed; with relations between arbitrary pairs, about 6% did. With "next to"
+as one of five equally likely predicates, 2.6% of those planner-like scenes fail one (1.3% with one
+instance per entity): entities that share a cell, placed beside something else, can end up a cell away. Icons are
 48-170 px on a 512 px canvas unless a scene holds more than about a dozen instances; sizes scale
 with the canvas.
 """
@@ -113,11 +115,17 @@ _Placed = tuple[Relation, int, str, str]
 def _placements(scene: SceneGraph) -> tuple[_Placed, ...]:
     """The relations the layout honours with the order each imposes; see :func:`acyclic_relations`."""
     edges: tuple[dict[str, set[str]], dict[str, set[str]]] = ({}, {})
+    has_pred: tuple[set[str], set[str]] = (set(), set())
     kept: list[_Placed] = []
-    for rel in scene.relations:
+    # "next to" may take any side, so it chooses after the relations that may not.
+    rank = {rel: k for k, rel in enumerate(scene.relations)}
+    for rel in sorted(scene.relations, key=lambda r: (r.predicate == "next to", rank[r])):
         s, o = rel.subject, rel.object
         if rel.predicate == "next to":
             options = [(0, s, o), (0, o, s), (1, s, o), (1, o, s)]
+            # Best at the ends of a line: "A next to B and C" puts C on A's free side, not beside B.
+            free = [(a, f, g) for a, f, g in options if f not in edges[a] and g not in has_pred[a]]
+            options = free + options
         elif rel.predicate in POSITION_PREDICATES:
             axis, subject_first = _AXIS_OF[rel.predicate]
             options = [(axis, s, o) if subject_first else (axis, o, s)]
@@ -126,9 +134,10 @@ def _placements(scene: SceneGraph) -> tuple[_Placed, ...]:
         for axis, first, second in options:
             if first != second and not _reaches(edges[axis], second, first):
                 edges[axis].setdefault(first, set()).add(second)
+                has_pred[axis].add(second)
                 kept.append((rel, axis, first, second))
                 break
-    return tuple(kept)
+    return tuple(sorted(kept, key=lambda p: rank[p[0]]))
 
 
 def acyclic_relations(scene: SceneGraph) -> tuple[Relation, ...]:
