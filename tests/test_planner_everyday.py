@@ -377,3 +377,10 @@ def test_plan_scene_of_a_scene_with_only_absent_entities_is_refused():
     scene = SceneGraph(prompt="x", entities=(Entity(id="e0", noun="car", count=0),))
     with pytest.raises(UsageError):
         plan_scene(scene)
+
+
+def test_free_text_is_cut_from_the_prompt_as_written():
+    # "İ" lower-cases to two characters; the text kept must still be the prompt's own.
+    scene = parse("İstanbul: a cat in the Kitchen, a dog at Sunset")
+    assert scene.constraints == ("stanbul", "in the Kitchen", "at Sunset")
+    assert [(e.noun, e.attributes) for e in scene.entities] == [("cat", ()), ("dog", ())]

@@ -109,7 +109,8 @@ _NOT_NOUNS = set(
 )
 _PRONOUNS = {"it", "them", "they", "itself", "themselves"}
 _ENDS = {".", ";", "!", "?"}
-_TOKEN = re.compile(r"[a-z]+(?:['-][a-z]+)*|\d+|[,.;!?]")
+# Matched on the prompt as written (lower-casing can change a string's length), so spans stay exact.
+_TOKEN = re.compile(r"[A-Za-z]+(?:['-][A-Za-z]+)*|[0-9]+|[,.;!?]")
 
 
 def _verb_forms(base: str) -> tuple[str, ...]:
@@ -366,7 +367,7 @@ class _Scene:
         # A bare plural ("the apples") asks for more than one; two is the least that reads right.
         if count is None:
             count = 2 if phrase.plural else 1
-        attributes = tuple(w for w in phrase.modifiers if w != colour and w not in _QUIET)
+        attributes = tuple(w for w in phrase.modifiers if w != colour and not _determiner([w], 0))
         return self.add_entity(noun=phrase.noun, count=count, colour=colour, attributes=attributes)
 
     def count_of(self, eid: str) -> int:
@@ -523,6 +524,8 @@ class _Sentence:
                 n = hit[2] if hit else 1
                 if hit and self.buf.has_noun():  # "a cat a dog": a determiner after a noun starts a new phrase
                     self.close()
+                elif hit and self.buf.toks and not (self.buf.determined or self.buf.coloured):
+                    self.scene.keep_text(self.buf.take())  # "wow, a cat": words before it are not its adjectives
                 self.buf.add(toks[i : i + n])
                 i += n
         self.close()
@@ -624,7 +627,7 @@ def parse(prompt: str) -> SceneGraph:
     """
     if not prompt.strip():
         raise UsageError("prompt is empty: name at least one object to draw")
-    toks = [_Token(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(prompt.lower())]
+    toks = [_Token(m.group().lower(), m.start(), m.end()) for m in _TOKEN.finditer(prompt)]
     scene = _Scene(prompt)
     sentence: list[_Token] = []
     for tok in [*toks, _Token(".", len(prompt), len(prompt))]:
