@@ -11,7 +11,7 @@ import pytest
 from strokegraph._text import MAX_PROMPT_CHARS
 from strokegraph.errors import UsageError
 from strokegraph.schema import MAX_COUNT, Entity, Relation, SceneGraph
-from strokegraph.tools.rules_planner import MAX_STEPS, RulesPlanner, parse, plan_scene
+from strokegraph.tools.rules_planner import MAX_PAIRS, MAX_STEPS, RulesPlanner, parse, plan_scene
 
 EVERYDAY = [
     ("an astronaut riding a horse", [("astronaut", 1, None), ("horse", 1, None)], [], ["an astronaut riding a horse"]),
@@ -384,3 +384,12 @@ def test_free_text_is_cut_from_the_prompt_as_written():
     scene = parse("İstanbul: a cat in the Kitchen, a dog at Sunset")
     assert scene.constraints == ("stanbul", "in the Kitchen", "at Sunset")
     assert [(e.noun, e.attributes) for e in scene.entities] == [("cat", ()), ("dog", ())]
+
+
+def test_a_relation_between_two_long_lists_is_said_not_multiplied():
+    four = "a cat, a dog, a bird and a cow left of a cup, a bowl, a vase and a bus"
+    assert len(parse(four).relations) == MAX_PAIRS == 16
+    five = "a cat, a dog, a bird, a cow and a kite left of a cup, a bowl, a vase, a bus and a car"
+    scene = parse(five)
+    assert len(scene.entities) == 10 and scene.relations == ()
+    assert scene.unjudged() == (five,)

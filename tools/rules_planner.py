@@ -14,7 +14,8 @@ The grammar, per sentence (sentences end at ``.``, ``;``, ``!`` or ``?``)::
   "in front of", "behind") relate every subject phrase to every object phrase. In a chain
   ``A rel B rel C`` a one-phrase middle group is the object of one relation and the subject of the
   next; in ``A rel B and C rel D`` the first phrase of the middle group closes the first relation
-  and the rest open the second. "is", "sits", "standing", ... before a relation are skipped.
+  and the rest open the second. "is", "sits", "standing", ... before a relation are skipped. A
+  relation word that would relate more than :data:`MAX_PAIRS` pairs is kept as free text instead.
 - **Verbs** ("riding", "holds", "playing with") and **prepositions naming a known noun** ("a dog in a
   car", "a bowl of apples", "a man with an umbrella") keep the nouns on both sides as entities and
   the phrase, word for word, as a free-text constraint; after a verb the next relation is the verb's
@@ -45,11 +46,14 @@ from strokegraph.errors import UsageError
 from strokegraph.schema import COLOURS, MAX_COUNT, Entity, Plan, PlanStep, Relation, SceneGraph
 from strokegraph.vocab import known_nouns
 
-__all__ = ["MAX_STEPS", "RulesPlanner", "parse", "plan_scene"]
+__all__ = ["MAX_PAIRS", "MAX_STEPS", "RulesPlanner", "parse", "plan_scene"]
 
 #: The most steps a plan has. Beyond it, steps draw several entities each: one step per entity of
 #: a long prompt would make the plan's text (every step describes the whole scene) quadratic.
 MAX_STEPS = 8
+#: The most pairs one relation word may relate ("A, B, C and D left of E, F, G and H" relates 16);
+#: beyond it the phrase is kept as free text, so that relations stay linear in the prompt's length.
+MAX_PAIRS = 16
 
 _SIDES = {
     f"{pre}{side}{suf} of": f"{side} of"
@@ -384,6 +388,14 @@ class _Sentence:
         self.scene = scene
         self.toks = toks
         self.words = [t.word for t in toks]
+        # Where the run of "is"/"sitting"/... words (and of those or "that"/"who") from each word ends,
+        # so that a long run costs its length once, not once per word.
+        n = len(self.words)
+        self.be_end, self.link_end = [n] * (n + 1), [n] * (n + 1)
+        for k in range(n - 1, -1, -1):
+            w = self.words[k]
+            self.be_end[k] = self.be_end[k + 1] if w in _BE else k
+            self.link_end[k] = self.link_end[k + 1] if w in _BE or w in _WH else k
         self.groups: list[list[_Mention]] = [[]]
         self.spans: list[list[int]] = [[]]  # per group, the character positions of all its phrases
         self.links: list[_Link] = []
@@ -396,9 +408,7 @@ class _Sentence:
 
     def relation_at(self, i: int) -> tuple[str, int] | None:
         """The relation starting at ``i``, after any "is"/"sits"/... words: (predicate, end index)."""
-        j = i
-        while j < len(self.words) and self.words[j] in _BE:
-            j += 1
+        j = self.be_end[i]
         hit = _match(_RELATION_TABLE, self.words, j)
         return (hit[0], j + hit[1]) if hit else None
 
@@ -536,9 +546,7 @@ class _Sentence:
 
     def skippable(self, i: int) -> bool:
         """Whether the "is"/"that"/"sitting" at ``i`` only leads into a relation or a verb after it."""
-        j = i
-        while j < len(self.words) and (self.words[j] in _BE or self.words[j] in _WH):
-            j += 1
+        j = self.link_end[i]
         if j < len(self.words) and self.words[j] in COLOURS and self.words[j - 1] in ("is", "are"):
             return self.ends_clause(j + 1) and j - 1 > i  # "a cup that is red": the "is red" after it
         return self.relation_at(j) is not None or (j < len(self.words) and self.words[j] in _VERBS and self.is_verb(j))
@@ -607,7 +615,9 @@ class _Sentence:
             if absent and not (subjects and objects):
                 continue  # "no cars on the street": absence is judged anywhere
             same = {m.eid for m in subjects} & {m.eid for m in objects}
-            if link.predicate is None or not subjects or not objects or same:
+            # Many phrases on both sides would relate every pair (quadratic): say it instead.
+            crowded = len(subjects) * len(objects) > MAX_PAIRS
+            if link.predicate is None or not subjects or not objects or same or crowded:
                 spans = [(m.start, m.end) for m in (*subjects, *objects)] + [(t.start, t.end) for t in link.toks]
                 if subjects and objects:
                     scene.keep_span(min(s for s, _ in spans), max(e for _, e in spans))
