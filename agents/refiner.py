@@ -50,7 +50,15 @@ class Refiner(Protocol):
     def refine(self, request: RefineRequest) -> RefineResult: ...
 
 
-_PREDICATE_WORDS = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below"}
+_PREDICATE_WORDS = {
+    "left of": "to the left of",
+    "right of": "to the right of",
+    "above": "above",
+    "below": "below",
+    "next to": "next to",
+    "in front of": "in front of",
+    "behind": "behind",
+}
 
 
 def _words(entity: Entity, *, colour: bool = True) -> str:

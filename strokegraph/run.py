@@ -7,13 +7,12 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import stat
 import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +28,7 @@ from strokegraph.agents.drafter import Drafter
 from strokegraph.agents.planner import Planner
 from strokegraph.agents.refiner import Refiner
 from strokegraph.errors import RunError, UsageError
-from strokegraph.graph import Budget, RunContext, RunState, build_graph, checkpoint_serializer, recursion_limit
+from strokegraph.graph import Budget, RunContext, RunState, engine, recursion_limit
 from strokegraph.graph.nodes import review_answer
 from strokegraph.schema import Critique, Event, Plan, SceneGraph, write_new
 
@@ -130,7 +129,9 @@ def build_backends(
     return built, ids
 
 
-_STREAM_MODE = ["custom", "values"]
+# Progress reaches ``on_progress`` through ``RunContext.on_progress``, which the nodes call; streaming
+# ``custom`` as well would make LangGraph run every node in a worker thread to interleave its events.
+_STREAM_MODE = ["values"]
 
 # Every node's checkpoint is on disk before the next node starts, so a killed run loses at most
 # the node in flight and :func:`resume` never runs a finished node again.
@@ -301,7 +302,6 @@ class _Run:
     context: RunContext
     state_in: RunState
     config: dict[str, Any]
-    on_progress: Callable[[dict], None] | None
     lock: _Lock
     strict: bool = False
     """Refuse, right after planning, a scene with parts the critics cannot judge."""
@@ -315,7 +315,7 @@ class _Run:
         return self.run_dir / "checkpoints.sqlite"
 
     def observe(self, mode: str, data: Any) -> None:
-        """Take one ``(mode, data)`` item of the graph's stream."""
+        """Take one ``(mode, data)`` item of the graph's stream (only ``values`` is streamed)."""
         if mode == "values":
             if "__interrupt__" in data:  # a review (``review=True``) the graph stops at
                 data = {k: v for k, v in data.items() if k != "__interrupt__"}
@@ -329,8 +329,6 @@ class _Run:
                         f"--strict: {len(unjudged)} part(s) of the prompt would not be judged: {'; '.join(unjudged)}"
                     )
             self.last = data
-        elif self.on_progress is not None:
-            self.on_progress(data)
 
     def state(self) -> RunState:
         return _load_state(self.last) if self.last is not None else self.state_in
@@ -386,10 +384,9 @@ def _prepare(
     return _Run(
         run_dir=run_dir,
         existed=existed,
-        context=RunContext(**backends, run_dir=run_dir, seed=seed, ids=ids),
+        context=RunContext(**backends, run_dir=run_dir, seed=seed, ids=ids, on_progress=on_progress),
         state_in=RunState(prompt=prompt, single_pass=single_pass, budget=budget),
         config=_config(record.thread_id, budget, review),
-        on_progress=on_progress,
         lock=lock,
         strict=strict,
     )
@@ -498,8 +495,6 @@ def generate(
     ``Result.unjudged`` lists the parts of the prompt it could not judge. With ``strict=True`` a
     prompt with such parts is refused right after planning, with a :class:`UsageError`.
     """
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
     roles = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
     run = _prepare(
         prompt,
@@ -515,8 +510,8 @@ def generate(
     )
     error: BaseException | None = None
     try:
-        with closing(sqlite3.connect(run.checkpoints, check_same_thread=False)) as conn:
-            graph = build_graph(checkpointer=SqliteSaver(conn, serde=checkpoint_serializer()), review=review)
+        with engine.checkpointer(run.checkpoints) as saver:
+            graph = engine.graph(saver, review=review)
             _stream(graph, run, run.state_in)
             if review:
                 run.check_interrupt(graph)
@@ -552,10 +547,10 @@ async def agenerate(
     the state reached so far and re-raises; a backend call already running cannot be stopped and
     finishes in its thread (its image may still land in ``images/``).
     """
-    import aiosqlite
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
     roles = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
+    # The nodes run in the executor's threads; each event is handed to the event loop's thread.
+    loop = asyncio.get_running_loop()
+    relay = None if on_progress is None else (lambda event: loop.call_soon_threadsafe(on_progress, event))
     # Building a backend may load a model for a long while, and writing the report reads every
     # image; neither may stall the other runs sharing the event loop.
     run = await asyncio.to_thread(
@@ -567,12 +562,12 @@ async def agenerate(
         seed=seed,
         budget=budget,
         single_pass=single_pass,
-        on_progress=on_progress,
+        on_progress=relay,
     )
     error: BaseException | None = None
     try:
-        async with aiosqlite.connect(run.checkpoints) as conn:
-            graph = build_graph(checkpointer=AsyncSqliteSaver(conn, serde=checkpoint_serializer()))
+        async with engine.acheckpointer(run.checkpoints) as saver:
+            graph = engine.graph(saver)
             async for mode, data in graph.astream(
                 run.state_in, run.config, context=run.context, stream_mode=_STREAM_MODE, durability=_DURABILITY
             ):
@@ -697,12 +692,10 @@ def resume(
 
 
 def _resume_locked(run_dir, record, roles, role_settings, lock, max_rounds, on_progress, answer) -> Result:
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
     state_in = RunState(prompt=record.prompt, single_pass=record.single_pass, budget=record.budget)
     config = _config(record.thread_id, record.budget, record.review)
-    with closing(sqlite3.connect(run_dir / "checkpoints.sqlite", check_same_thread=False)) as conn:
-        graph = build_graph(checkpointer=SqliteSaver(conn, serde=checkpoint_serializer()), review=record.review)
+    with engine.checkpointer(run_dir / "checkpoints.sqlite") as saver:
+        graph = engine.graph(saver, review=record.review)
         try:
             snapshot = graph.get_state(config)
             # A checkpoint without the prompt was taken before the input was committed: nothing ran.
@@ -722,8 +715,8 @@ def _resume_locked(run_dir, record, roles, role_settings, lock, max_rounds, on_p
         elif answer is not None:
             raise UsageError("this run is not waiting for a review; it takes no answer")
         backends, ids = build_backends(roles, {r: s for r, s in role_settings.items() if s})
-        context = RunContext(**backends, run_dir=run_dir, seed=record.seed, ids=ids)
-        run = _Run(run_dir, True, context, state_in, config, on_progress, lock)
+        context = RunContext(**backends, run_dir=run_dir, seed=record.seed, ids=ids, on_progress=on_progress)
+        run = _Run(run_dir, True, context, state_in, config, lock)
         run.last = snapshot.values if loaded is not None else None
         error: BaseException | None = None
         try:

@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Literal
 
@@ -238,9 +239,14 @@ class ImageRef(_Model):
             raise RunError(f"image {self.path!r} is a symlink; a run directory's images must be plain files")
         try:
             # O_NOFOLLOW closes the gap between the check above and the open.
-            fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
             with os.fdopen(fd, "rb") as f:
-                data = f.read(_MAX_IMAGE_BYTES + 1)
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_IMAGE_BYTES:
+                    raise RunError(f"image {self.path!r} is not a PNG file of the run")
+                # Read what fstat promised (plus one byte to see growth), not the cap: a read of
+                # n bytes reserves n bytes first.
+                data = f.read(info.st_size + 1)
         except OSError as exc:
             raise RunError(f"cannot read image {self.path!r}: {exc.strerror or exc}") from None
         if len(data) > _MAX_IMAGE_BYTES or hashlib.sha256(data).hexdigest() != self.sha256:

@@ -34,3 +34,15 @@ def test_composite_keeps_pixels_outside_the_mask_exactly():
     keep = np.asarray(mask) == 0
     assert (out[keep] == np.asarray(original)[keep]).all()
     assert tuple(out[24, 30]) == (255, 0, 0)
+
+
+def test_every_predicate_has_a_correction_sentence():
+    from strokegraph.agents.refiner import correction
+    from strokegraph.schema import PREDICATES, Entity, Relation, SceneGraph
+
+    scene = SceneGraph(prompt="p", entities=(Entity(id="e0", noun="cat"), Entity(id="e1", noun="dog")))
+    for predicate in PREDICATES:
+        rel = Relation(subject="e0", predicate=predicate, object="e1")
+        v = Violation(kind="relation", entity_ids=("e0", "e1"), relation=rel, expected="x", observed="y", message="m")
+        sentence = correction(v, scene)
+        assert sentence.startswith("Move the cat ") and sentence.endswith(f"{predicate} the dog."), sentence

@@ -47,6 +47,7 @@ from strokegraph.agents.refiner import (
     violation_region,
 )
 from strokegraph.errors import RunError, UsageError
+from strokegraph.graph import progress
 from strokegraph.schema import Refinement
 from strokegraph.tools._torch_device import DType, resolve_device
 from strokegraph.tools._torch_device import resolve_dtype as _resolve_dtype
@@ -244,13 +245,12 @@ class DiffusersModel:
             # Pipelines that take a size default to the model's, not the input image's.
             call["width"], call["height"] = work
 
-        writer = _stream_writer()
         ran = 0
 
         def on_step_end(p, i, t, callback_kwargs):
             nonlocal ran
             ran += 1
-            writer({"kind": "progress", "stage": stage, "step": ran, "total": getattr(p, "num_timesteps", None)})
+            progress.emit({"kind": "progress", "stage": stage, "step": ran, "total": getattr(p, "num_timesteps", None)})
             return callback_kwargs
 
         if self.cpu_offload and self._hooked is not pipe:
@@ -290,16 +290,6 @@ class DiffusersModel:
 
 
 _NODES = {"draft": "drafter", "refine": "refiner"}
-
-
-def _stream_writer():
-    """LangGraph's custom-stream writer when running inside a graph node, else a no-op."""
-    try:
-        from langgraph.config import get_stream_writer
-
-        return get_stream_writer()
-    except (ImportError, RuntimeError, KeyError):  # outside a graph there is no runnable context
-        return lambda _event: None
 
 
 _LOADED: weakref.WeakValueDictionary[tuple, DiffusersModel] = weakref.WeakValueDictionary()
