@@ -17,7 +17,9 @@ directory, as for any other run. ``graph.invoke({"prompt": "..."})`` works with 
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
+from strokegraph.errors import UsageError
 from strokegraph.graph.state import Budget
 from strokegraph.run import generate, new_run_dir
 
@@ -56,11 +59,45 @@ class ServerState(BaseModel):
     """The final critique as JSON: server checkpoints then hold only plain data."""
 
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def _thread_dir(root: Path, thread: object) -> Path:
+    """The folder of a thread under ``root``: its id when that is a plain name, else a hash of it.
+
+    The thread id comes from the request, so it may never name a path (``../..``, ``/etc``).
+    """
+    name = str(thread)
+    if not _SAFE_NAME.fullmatch(name) or ".." in name:
+        name = "thread-" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return root / name
+
+
+def _allowed(ctx: ServerContext) -> None:
+    """Refuse backend ids the operator did not allow: a request may not load a model or spend a key.
+
+    The offline ``builtin:`` backends are always allowed; ``$STROKEGRAPH_SERVER_BACKENDS`` lists more,
+    comma-separated, as whole ids (``openai:gpt-4.1-mini``) or providers (``openai:``).
+    """
+    allowed = [a.strip() for a in os.environ.get("STROKEGRAPH_SERVER_BACKENDS", "").split(",") if a.strip()]
+    for role in ("planner", "drafter", "critic", "refiner"):
+        backend_id = getattr(ctx, role)
+        ok = backend_id.startswith("builtin:") or any(
+            backend_id == a or (a.endswith(":") and backend_id.startswith(a)) for a in allowed
+        )
+        if not ok:
+            raise UsageError(
+                f"{role} {backend_id!r} is not allowed on this server; its operator lists allowed ids in "
+                "$STROKEGRAPH_SERVER_BACKENDS"
+            )
+
+
 def run(state: ServerState, runtime: Runtime[ServerContext], config: RunnableConfig) -> dict:
     ctx = runtime.context or ServerContext()
+    _allowed(ctx)
     root = Path(os.environ.get("STROKEGRAPH_SERVER_ROOT") or "runs/server")
     thread = config.get("configurable", {}).get("thread_id")
-    run_dir = new_run_dir(state.prompt, root=root / str(thread) if thread else root)
+    run_dir = new_run_dir(state.prompt, root=_thread_dir(root, thread) if thread else root)
     try:
         result = generate(
             state.prompt,

@@ -284,8 +284,8 @@ def run_bench(
             for k in range(images_per_prompt):
                 run_dir = out / mode / item.tag / f"{item.index}-{k}"
                 record_path = run_dir / _RECORD
-                if record_path.is_file():
-                    record = json.loads(record_path.read_text("utf-8"))
+                record = _done_record(record_path, mode, item, k)
+                if record is not None:
                     resumed += 1
                 else:
                     keep = "all" if keep_runs else "image" if (item.tag, item.index) in samples and k == 0 else None
@@ -537,6 +537,46 @@ figure img{width:256px;height:256px;border:1px solid #ccc;display:block} .ok{col
 """
 
 
+# What a record on disk must hold for its image to count as done. A record from an older run, a
+# damaged or an edited one is drawn again rather than trusted.
+_RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "mode": str,
+    "tag": str,
+    "index": int,
+    "image_index": int,
+    "seed": int,
+    "prompt": str,
+    "correct": bool,
+    "reasons": list,
+    "critic_passed": bool,
+    "rounds": int,
+    "sampling_steps": int,
+    "wall_s": (int, float),
+    "judge_s": (int, float),
+    "image": (str, type(None)),
+}
+
+
+def _done_record(path: Path, mode: str, item: Any, k: int) -> dict[str, Any] | None:
+    """The record of an image already done, or None when there is none or it cannot be trusted."""
+    if not path.is_file() or path.is_symlink() or path.stat().st_size > 1 << 20:
+        return None
+    try:
+        record = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict) or any(
+        not isinstance(record.get(key), kind) or (kind is int and isinstance(record.get(key), bool))
+        for key, kind in _RECORD_TYPES.items()
+    ):
+        return None
+    if (record["mode"], record["tag"], record["index"], record["image_index"]) != (mode, item.tag, item.index, k):
+        return None
+    if record["image"] not in (None, "final.png") or not all(isinstance(r, str) for r in record["reasons"]):
+        return None
+    return record
+
+
 def _table_html(markdown: str) -> str:
     out = []
     for block in markdown.strip().split("\n\n"):
@@ -548,11 +588,14 @@ def _table_html(markdown: str) -> str:
 
 
 def _figure(out: Path, record: dict[str, Any]) -> str:
+    # The record was checked by _done_record; the image is read only as the run's own final.png.
     run_dir = out / record["mode"] / record["tag"] / f"{record['index']}-{record['image_index']}"
-    image = run_dir / record["image"] if record["image"] else None
-    if image is not None and image.is_file():
-        data = base64.b64encode(image.read_bytes()).decode("ascii")
-        img = f'<img src="data:image/png;base64,{data}" alt="">'
+    image = run_dir / "final.png" if record["image"] == "final.png" else None
+    data = b""
+    if image is not None and image.is_file() and not image.is_symlink():
+        data = image.read_bytes()
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        img = f'<img src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}" alt="">'
     else:
         img = "<p>(no image kept)</p>"
     verdict = (
@@ -562,7 +605,7 @@ def _figure(out: Path, record: dict[str, Any]) -> str:
     )
     return (
         f"<figure>{img}<figcaption><b>{html.escape(record['prompt'])}</b><br>{verdict}<br>"
-        f"seed {record['seed']}, {record['rounds']} refine round(s)</figcaption></figure>"
+        f"seed {int(record['seed'])}, {int(record['rounds'])} refine round(s)</figcaption></figure>"
     )
 
 
@@ -571,7 +614,9 @@ def _html(
 ) -> str:
     title = "GenEval" if summary["benchmark"] == "geneval" else "T2I-CompBench (judged by GenEval's rules)"
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{_CSS}</style></head><body>",
+        "<!doctype html><html><head><meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
+        "img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'\">",
+        f"<meta charset='utf-8'><title>{title}</title><style>{_CSS}</style></head><body>",
         f"<h1>{title}</h1>",
         _table_html(format_table(summary)),
         "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in _notes(summary)) + "</ul>",

@@ -174,3 +174,20 @@ def test_cli_bench_rejects_a_judge_without_a_detector(tmp_path, capsys):
     assert code == 2
     assert "not a detector critic" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_an_edited_record_is_drawn_again_and_never_trusted(tmp_path, calls):
+    out = tmp_path / "bench"
+    run_bench("geneval", out=out, limit=1)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"\x89PNG\r\n\x1a\nNOT-YOURS")
+    record_path = next(out.glob("loop/single_object/*/record.json"))
+    record = json.loads(record_path.read_text())
+    record.update(image=str(secret), seed="<script>alert(1)</script>", prompt="<img src=x onerror=alert(1)>")
+    record_path.write_text(json.dumps(record))
+    calls.clear()
+    again = run_bench("geneval", out=out, limit=1)
+    assert again.generated == len(calls) == 1 and again.resumed == 11  # only the edited one, drawn again
+    page = (out / "results.html").read_text()
+    assert "NOT-YOURS" not in page and "<script>" not in page and "onerror" not in page
+    assert page.index("Content-Security-Policy") < page.index("<body>")

@@ -150,3 +150,20 @@ def test_server_graph_rejects_an_unknown_backend_id(server_graph, tmp_path):
     with pytest.raises(UsageError, match="did you mean 'builtin:sketch'"):
         server_graph.invoke({"prompt": "a blue cup"}, context={"drafter": "builtin:skecth"})
     assert not any((tmp_path / "served").iterdir())
+
+
+def test_server_thread_ids_never_name_a_path(server_graph, tmp_path):
+    graph = server_graph.builder.compile(checkpointer=InMemorySaver())
+    out = graph.invoke({"prompt": "a blue cup"}, {"configurable": {"thread_id": "../../escaped"}})
+    run_dir = Path(out["run_dir"]).resolve()
+    assert run_dir.is_relative_to((tmp_path / "served").resolve())
+    assert not (tmp_path / "escaped").exists()
+
+
+def test_server_requests_load_only_backends_the_operator_allows(server_graph, tmp_path, monkeypatch):
+    with pytest.raises(UsageError, match="not allowed on this server"):
+        server_graph.invoke({"prompt": "a blue cup"}, context={"drafter": "diffusers:/anywhere/weights"})
+    monkeypatch.setenv("STROKEGRAPH_SERVER_BACKENDS", "openai:, diffusers:/srv/models/sdxl")
+    with pytest.raises(UsageError, match="not allowed on this server"):
+        server_graph.invoke({"prompt": "a blue cup"}, context={"drafter": "diffusers:/anywhere/weights"})
+    assert not (tmp_path / "served").exists() or not any((tmp_path / "served").iterdir())
