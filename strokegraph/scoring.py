@@ -10,7 +10,7 @@ The rules are those of GenEval's ``evaluation/evaluate_images.py`` and ``summary
   when there are fewer; with ``color``, fewer than ``count`` of them may not have another colour
   (the detector names each detection's colour, where GenEval asks CLIP); with
   ``position: [relation, i]``, every one of them must stand in that relation to every detection
-  that include clause ``i`` took, by :func:`~strokegraph.agents.critic.observed_relations`;
+  that include clause ``i`` took, by :func:`~strokegraph.geometry.observed_relations`;
 - an exclude clause ``{class, count}`` fails when ``count`` or more detections of its class are kept;
 - a tag's score is the share of its images that pass every clause; the overall score is the
   unweighted mean of the tag scores.
@@ -22,8 +22,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from strokegraph.agents.critic import DetectorCritic, observed_relations
+from strokegraph.agents.critic import DetectorCritic
 from strokegraph.errors import UsageError
+from strokegraph.geometry import observed_relations
 from strokegraph.schema import COLOURS, POSITION_PREDICATES, Box, Detection, SceneGraph
 
 if TYPE_CHECKING:

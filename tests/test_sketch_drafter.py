@@ -11,10 +11,10 @@ import pytest
 from PIL import Image, ImageDraw
 from pydantic import ValidationError
 
-from strokegraph.agents.critic import observed_relations, relation_holds
 from strokegraph.agents.drafter import Drafter, DraftRequest
 from strokegraph.agents.refiner import Refiner, RefineRequest
 from strokegraph.errors import UsageError
+from strokegraph.geometry import observed_relations, relation_holds
 from strokegraph.schema import Critique, Entity, Plan, PlanStep, Relation, SceneGraph, Violation
 from strokegraph.tools.sketch import codebook
 from strokegraph.tools.sketch.codebook import (

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from strokegraph.agents.critic import failing_pairs
 from strokegraph.agents.drafter import DraftRequest
 from strokegraph.errors import UsageError
+from strokegraph.geometry import failing_pairs
 from strokegraph.tools.rules_planner import RulesPlanner, parse
 from strokegraph.tools.sketch.drafter import SketchDrafter, SketchFaults
 from strokegraph.tools.sketch.layout import RELATION_MARGIN, acyclic_relations, solve_layout

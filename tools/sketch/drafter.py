@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from strokegraph.agents.critic import relation_holds
 from strokegraph.agents.drafter import DraftRequest, DraftResult
 from strokegraph.agents.refiner import RefineRequest, RefineResult, refine_text
 from strokegraph.errors import UsageError
+from strokegraph.geometry import relation_holds
 from strokegraph.schema import COLOURS, Colour, Entity, Plan, Refinement, Relation, SceneGraph, Violation
 from strokegraph.tools.sketch.codebook import BACKGROUND, codes_for, draw_icon, glyph_box, halo_width, silhouette_for
 from strokegraph.tools.sketch.layout import MIN_SIDE, RELATION_MARGIN, PixelBox, acyclic_relations, solve_layout

@@ -1,7 +1,7 @@
 """Where the sketch world puts things: one square pixel box per object instance.
 
 :func:`solve_layout` places every instance of every entity of a scene graph so that each relation
-holds under GenEval's position rule (:func:`strokegraph.agents.critic.relation_holds`, on boxes
+holds under GenEval's position rule (:func:`strokegraph.geometry.relation_holds`, on boxes
 normalised by the canvas size, as the critic sees them) for every pair of instances.
 
 Method:
@@ -49,7 +49,7 @@ import random
 from collections.abc import Iterable, Sequence
 from functools import cache, lru_cache
 
-from strokegraph.agents.critic import failing_pairs
+from strokegraph.geometry import failing_pairs
 from strokegraph.schema import POSITION_PREDICATES, Relation, SceneGraph
 
 __all__ = [
@@ -244,7 +244,7 @@ def _edges(weights: Sequence[float], start: float, end: float) -> list[float]:
 def _failures(
     boxes: dict[str, list[PixelBox]], relations: Sequence[Relation], margin: float, width: int, height: int
 ) -> int:
-    """Failing pairs of instances (:func:`~strokegraph.agents.critic.failing_pairs` with ``margin``),
+    """Failing pairs of instances (:func:`~strokegraph.geometry.failing_pairs` with ``margin``),
     judged as the critic judges."""
     # The critic sees boxes normalised per axis, which on a canvas that is not square changes the
     # direction of an offset: normalise the same way.
