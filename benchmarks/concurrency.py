@@ -30,7 +30,7 @@ from importlib import resources
 from pathlib import Path
 
 from strokegraph import agenerate, registry
-from strokegraph.run import build_backends
+from strokegraph.graph.run import build_backends
 from strokegraph.testing_openai import FakeOpenAI, any_prompt_replies
 
 CHAT, IMAGE = "openai:gpt-4.1-mini", "openai:gpt-image-1.5"

@@ -23,7 +23,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from strokegraph.run import build_backends, generate
+from strokegraph.graph.run import build_backends, generate
 
 MiB = 1024 * 1024
 

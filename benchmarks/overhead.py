@@ -58,7 +58,7 @@ from strokegraph.graph import (
     nodes,
     recursion_limit,
 )
-from strokegraph.run import build_backends, generate
+from strokegraph.graph.run import build_backends, generate
 
 N_PROMPTS = 20
 

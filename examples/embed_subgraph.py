@@ -31,7 +31,7 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
 from strokegraph.graph import RunContext, build_graph
-from strokegraph.run import build_backends
+from strokegraph.graph.run import build_backends
 from strokegraph.schema import Critique, ImageRef, SceneGraph
 
 

@@ -1,4 +1,4 @@
-"""What :func:`strokegraph.run.generate` and ``resume`` run on: the loop compiled once per process,
+"""What :func:`strokegraph.graph.run.generate` and ``resume`` run on: the loop compiled once per process,
 and each run's SQLite checkpointer, tuned for one writer.
 
 Compiling the loop takes milliseconds, as much as a sketch-world node; a compiled graph holds no

@@ -2,7 +2,7 @@
 
 A server sends state, and at most a context dict and ``configurable``; it cannot build backends. So
 this graph takes backend *ids* as its context (:class:`ServerContext`, all optional: the offline
-sketch world by default) and its one node runs :func:`strokegraph.run.generate`, which builds the
+sketch world by default) and its one node runs :func:`strokegraph.graph.run.generate`, which builds the
 backends, runs the loop and writes the usual files (``final.png``, ``trajectory.json``,
 ``report.html``) into ``<root>/<thread id>/<timestamp>-<slug>/``, one directory per run. The loop's
 progress events reach the server's ``custom`` stream mode.
@@ -29,8 +29,8 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
 from strokegraph.errors import UsageError
+from strokegraph.graph.run import generate, new_run_dir
 from strokegraph.graph.state import Budget
-from strokegraph.run import generate, new_run_dir
 
 __all__ = ["ServerContext", "ServerState", "graph"]
 

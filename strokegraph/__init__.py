@@ -9,13 +9,13 @@ __all__ = ["Budget", "Result", "agenerate", "generate"]
 
 if TYPE_CHECKING:
     from strokegraph.graph import Budget
-    from strokegraph.run import Result, agenerate, generate
+    from strokegraph.graph.run import Result, agenerate, generate
 
 
 def __getattr__(name: str) -> Any:
     # Imported on first use, so `import strokegraph` (and the CLI's start) stays fast.
     if name in ("generate", "agenerate", "Result"):
-        from strokegraph import run
+        from strokegraph.graph import run
 
         return getattr(run, name)
     if name == "Budget":

@@ -39,7 +39,7 @@ from strokegraph.agents.planner import Planner
 from strokegraph.agents.refiner import Refiner
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget
-from strokegraph.run import build_backends, generate
+from strokegraph.graph.run import build_backends, generate
 from strokegraph.schema import Detection
 from strokegraph.scoring import Judge, check_judge, clauses_for, evaluate, inexpressible, load_judge, summarize
 
@@ -216,7 +216,7 @@ def run_bench(
 ) -> BenchResult:
     """Draw ``benchmark``'s prompts in both modes, judge every image and write the results to ``out``.
 
-    Each role takes a backend id or object, as in :func:`~strokegraph.run.generate`; backends named
+    Each role takes a backend id or object, as in :func:`~strokegraph.graph.run.generate`; backends named
     by id are built once for the whole benchmark. ``judge`` is a critic id whose backend is a
     :class:`~strokegraph.agents.critic.DetectorCritic`; only its detector is used. ``out`` (default
     ``runs/bench-<benchmark>``) must be new, empty, or hold an earlier run of this benchmark with the

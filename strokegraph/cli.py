@@ -55,7 +55,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _non_negative(text: str) -> int:
-    from strokegraph.run import MAX_COUNT
+    from strokegraph.graph.run import MAX_COUNT
 
     value = int(text)
     if not 0 <= value <= MAX_COUNT:
@@ -64,7 +64,7 @@ def _non_negative(text: str) -> int:
 
 
 def _seed(text: str) -> int:
-    from strokegraph.run import MAX_SEED
+    from strokegraph.graph.run import MAX_SEED
 
     value = int(text)
     if not 0 <= value <= MAX_SEED:
@@ -208,7 +208,7 @@ def _role_choices(args, config) -> tuple[dict, dict]:
 def _generate(args) -> int:
     from strokegraph.config import RunConfig, load_config
     from strokegraph.graph import Budget
-    from strokegraph.run import generate
+    from strokegraph.graph.run import generate
 
     config = load_config(args.config) if args.config else RunConfig()
     ids, settings = _role_choices(args, config)
@@ -243,7 +243,7 @@ def _generate(args) -> int:
 
 def _resume(args) -> int:
     from strokegraph.config import RunConfig, load_config
-    from strokegraph.run import resume
+    from strokegraph.graph.run import resume
 
     config = load_config(args.config) if args.config else RunConfig()
     ids, settings = _role_choices(args, config)
@@ -323,7 +323,7 @@ def _review_loop(result, quiet: bool, chosen: dict):
 
     ``chosen`` holds the backends this command was given; the run goes on with them.
     """
-    from strokegraph.run import resume
+    from strokegraph.graph.run import resume
 
     while result.interrupt is not None:
         _show_review(result.interrupt, sys.stderr)

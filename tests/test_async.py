@@ -15,7 +15,7 @@ from PIL import Image
 from strokegraph import agenerate, registry
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import RunState, build_graph, checkpoint_serializer
-from strokegraph.run import generate
+from strokegraph.graph.run import generate
 from strokegraph.testing_openai import FakeOpenAI, any_prompt_replies
 
 PROMPT = "three purple stars above a green circle"

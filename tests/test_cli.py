@@ -216,7 +216,7 @@ def test_a_prompt_with_unjudged_parts_never_exits_as_a_plain_pass(tmp_path, caps
 
 def test_strict_refuses_unjudged_parts_after_planning(tmp_path, capsys):
     from strokegraph.errors import UsageError
-    from strokegraph.run import generate
+    from strokegraph.graph.run import generate
 
     out = tmp_path / "r"
     assert main(["generate", "a dog in front of a house", "--out", str(out), "--strict", "-q"]) == EXIT_USAGE

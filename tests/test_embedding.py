@@ -14,7 +14,7 @@ from langgraph.runtime import Runtime
 
 from strokegraph.errors import UsageError
 from strokegraph.graph import RunContext, RunState, after_critic, nodes
-from strokegraph.run import build_backends
+from strokegraph.graph.run import build_backends
 from strokegraph.schema import Critique, Violation
 
 ROOT = Path(__file__).resolve().parents[1]

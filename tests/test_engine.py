@@ -18,7 +18,7 @@ from strokegraph.agents.drafter import DraftRequest, DraftResult
 from strokegraph.agents.refiner import RefineResult
 from strokegraph.errors import RunError
 from strokegraph.graph import CheckpointError, RunContext, RunState, engine, progress
-from strokegraph.run import build_backends
+from strokegraph.graph.run import build_backends
 from strokegraph.schema import Critique, Refinement, Violation
 
 PROMPT = "a red apple left of a blue cup"
@@ -70,7 +70,7 @@ KILLED_RUN = """
 import os, signal, sys
 from pathlib import Path
 from strokegraph.graph import RunContext, RunState, engine
-from strokegraph.run import build_backends
+from strokegraph.graph.run import build_backends
 
 backends, ids = build_backends()
 sketch = backends["drafter"]

@@ -21,7 +21,7 @@ from strokegraph.agents.drafter import Drafter, DraftRequest
 from strokegraph.agents.refiner import Refiner, RefineRequest, region_mask
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget
-from strokegraph.run import generate
+from strokegraph.graph.run import generate
 from strokegraph.schema import Critique, Entity, Plan, PlanStep, Relation, SceneGraph, Violation
 from strokegraph.tools import hf_diffusers
 

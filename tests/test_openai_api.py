@@ -17,7 +17,7 @@ from strokegraph.agents.critic import CritiqueRequest
 from strokegraph.agents.drafter import DraftRequest
 from strokegraph.agents.refiner import RefineRequest, region_mask
 from strokegraph.errors import RunError, UsageError
-from strokegraph.run import generate
+from strokegraph.graph.run import generate
 from strokegraph.schema import Critique, Entity, Plan, PlanStep, Relation, SceneGraph, Violation
 from strokegraph.testing_openai import FakeOpenAI, Reply, chat_reply, error_reply, image_reply
 from strokegraph.tools import openai_api

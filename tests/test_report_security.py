@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from strokegraph.graph.report import write_report
 from strokegraph.graph.state import RunState
-from strokegraph.report import write_report
 from strokegraph.schema import (
     Critique,
     Detection,

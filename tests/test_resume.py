@@ -17,7 +17,7 @@ import pytest
 from strokegraph.cli import EXIT_RUN_ERROR, EXIT_USAGE, main
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget, RunState, build_graph, checkpoint_serializer
-from strokegraph.run import generate, resume
+from strokegraph.graph.run import generate, resume
 from strokegraph.testing_openai import FakeOpenAI, any_prompt_replies
 from strokegraph.tools.sketch.drafter import SketchDrafter
 

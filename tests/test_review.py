@@ -10,7 +10,7 @@ import pytest
 from strokegraph import registry
 from strokegraph.cli import EXIT_STOPPED, main
 from strokegraph.errors import UsageError
-from strokegraph.run import generate, resume
+from strokegraph.graph.run import generate, resume
 
 PROMPT = "two red apples to the left of a blue cup"
 

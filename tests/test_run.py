@@ -11,7 +11,7 @@ from PIL import Image
 
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget
-from strokegraph.run import generate
+from strokegraph.graph.run import generate
 
 
 def _geneval(tag: str, n: int) -> list[str]:

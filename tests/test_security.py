@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from strokegraph.cli import EXIT_RUN_ERROR, EXIT_USAGE, main, safe
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget, build_graph, checkpoint_serializer
-from strokegraph.run import generate, resume
+from strokegraph.graph.run import generate, resume
 from strokegraph.schema import ImageRef
 from strokegraph.testing_openai import FakeOpenAI, any_prompt_replies, chat_reply
 from strokegraph.tools.sketch.drafter import SketchDrafter

@@ -789,7 +789,7 @@ def _result(run_dir: Path, state: RunState) -> Result:
 
 def _write_outputs(run_dir: Path, state: RunState, error: BaseException | None = None) -> None:
     """Write trajectory.json, final.png and report.html for whatever state the run reached."""
-    from strokegraph.report import write_report
+    from strokegraph.graph.report import write_report
 
     result = _result(run_dir, state)
     if state.image is not None:
