@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from importlib import resources
 from pathlib import Path
 
 from strokegraph import agenerate, registry
+from strokegraph.bench import geneval_prompts
 from strokegraph.graph.run import build_backends
 from strokegraph.testing_openai import FakeOpenAI, any_prompt_replies
 
@@ -38,8 +37,7 @@ REQUESTS_PER_RUN = 5
 
 
 def two_object_prompts() -> list[str]:
-    text = resources.files("strokegraph.data.geneval").joinpath("evaluation_metadata.jsonl").read_text()
-    return [row["prompt"] for row in map(json.loads, text.splitlines()) if row["tag"] == "two_object"]
+    return [p.prompt for p in geneval_prompts() if p.tag == "two_object"]
 
 
 ROLES = {"planner": CHAT, "critic": CHAT, "drafter": IMAGE, "refiner": IMAGE}

@@ -31,7 +31,6 @@ run that the variant's way of driving the loop would cost.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sqlite3
 import statistics
@@ -40,7 +39,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import closing
-from importlib import resources
 from pathlib import Path
 
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -48,6 +46,7 @@ from langgraph.graph import END
 from langgraph.pregel import Pregel
 from langgraph.runtime import Runtime
 
+from strokegraph.bench import geneval_prompts
 from strokegraph.graph import (
     RunContext,
     RunState,
@@ -63,11 +62,10 @@ from strokegraph.graph.run import build_backends, generate
 N_PROMPTS = 20
 
 
-def geneval_prompts(n: int = N_PROMPTS) -> list[str]:
+def spread_prompts(n: int = N_PROMPTS) -> list[str]:
     """``n`` prompts spread evenly over GenEval's 553 (every tag is represented)."""
-    text = resources.files("strokegraph.data.geneval").joinpath("evaluation_metadata.jsonl").read_text()
-    rows = [json.loads(line) for line in text.splitlines()]
-    return [rows[i * len(rows) // n]["prompt"] for i in range(n)]
+    rows = geneval_prompts()
+    return [rows[i * len(rows) // n].prompt for i in range(n)]
 
 
 def _merge(state: RunState, update: dict) -> RunState:
@@ -170,7 +168,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="passes over the prompts per variant (default 5)")
     args = parser.parse_args()
-    prompts = geneval_prompts()
+    prompts = spread_prompts()
 
     scratch = Path(tempfile.mkdtemp(prefix="strokegraph-overhead-"))
     try:

@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from strokegraph import bench
 from strokegraph.agents.critic import DetectorCritic
-from strokegraph.bench import MODES, geneval_prompts, run_bench, t2i_compbench_prompts
+from strokegraph.bench import COMPBENCH_CATEGORIES, MODES, geneval_prompts, harness, run_bench, t2i_compbench_prompts
 from strokegraph.cli import main
 from strokegraph.errors import UsageError
 from strokegraph.tools.sketch.pixels import PixelDetector
@@ -18,15 +17,18 @@ TAGS = ["single_object", "two_object", "counting", "colors", "position", "color_
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Every prompt that the harness hands to ``generate``, with its seed and mode."""
+    """Every prompt that the harness hands to ``generate``, with its seed and mode.
+
+    Patched where the harness looks ``generate`` up when it draws, so every image it draws is seen.
+    """
     seen = []
-    real = bench.generate
+    real = harness.generate
 
     def counting(prompt, **kwargs):
         seen.append((prompt, kwargs["seed"], kwargs["single_pass"]))
         return real(prompt, **kwargs)
 
-    monkeypatch.setattr(bench, "generate", counting)
+    monkeypatch.setattr(harness, "generate", counting)
     return seen
 
 
@@ -120,7 +122,7 @@ def test_keep_runs_keeps_every_file(tmp_path):
 def test_t2i_compbench_judges_what_the_rules_can_express():
     judged, skipped = t2i_compbench_prompts(lambda noun: True, limit=10)
     by_category = {
-        c: ([p for p in judged if p.tag == c], [s for s in skipped if s.tag == c]) for c in bench.COMPBENCH_CATEGORIES
+        c: ([p for p in judged if p.tag == c], [s for s in skipped if s.tag == c]) for c in COMPBENCH_CATEGORIES
     }
     for category, (yes, no) in by_category.items():
         assert len(yes) + len(no) == 10, category
@@ -148,7 +150,7 @@ def test_t2i_compbench_report_counts_judged_and_skipped(tmp_path, calls):
     result = run_bench("t2i-compbench", out=out, limit=2)
     judged, skipped = t2i_compbench_prompts(lambda noun: True, limit=2)
     counts = result.summary["prompts"]
-    for category in bench.COMPBENCH_CATEGORIES:
+    for category in COMPBENCH_CATEGORIES:
         assert counts[category]["judged"] == sum(p.tag == category for p in judged)
         assert counts[category]["skipped"] == sum(s.tag == category for s in skipped)
         assert counts[category]["judged"] + counts[category]["skipped"] == 2

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BARE = ("agents", "graph", "tools", "prompts")
+BARE = ("agents", "graph", "tools", "prompts", "bench")
 
 
 @pytest.mark.parametrize("name", BARE)
@@ -42,7 +42,14 @@ def test_package_data_is_installed():
 
     from strokegraph import prompts
 
-    data = resources.files("strokegraph.data.geneval")
-    assert len(data.joinpath("evaluation_metadata.jsonl").read_text().splitlines()) == 553
-    assert "MIT License" in data.joinpath("LICENSE").read_text()
+    # The foundation's nouns and the benchmarks' prompts, each with the licence it was copied under.
+    nouns = resources.files("strokegraph.data.geneval")
+    assert len(nouns.joinpath("object_names.txt").read_text().splitlines()) == 80
+    geneval = resources.files("strokegraph.bench.data.geneval")
+    assert len(geneval.joinpath("evaluation_metadata.jsonl").read_text().splitlines()) == 553
+    compbench = resources.files("strokegraph.bench.data.t2i_compbench")
+    assert len(compbench.joinpath("spatial_val.txt").read_text().splitlines()) == 300
+    for data, licence in ((nouns, "LICENSE"), (geneval, "LICENSE"), (compbench, "License.txt")):
+        assert "MIT License" in data.joinpath(licence).read_text()
+        assert data.joinpath("SOURCE.md").is_file()
     assert set(prompts.names()) == {"planner", "critic", "refiner"}

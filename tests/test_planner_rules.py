@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import re
-from importlib import resources
 
 import pytest
 
 from strokegraph.agents.planner import Planner
+from strokegraph.bench import geneval_prompts
 from strokegraph.errors import UsageError
 from strokegraph.schema import Entity, Relation, SceneGraph
 from strokegraph.tools.rules_planner import RulesPlanner, parse, plan_scene
 
 
 def _geneval() -> list[dict]:
-    text = resources.files("strokegraph.data.geneval").joinpath("evaluation_metadata.jsonl").read_text("utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [p.metadata for p in geneval_prompts()]
 
 
 GENEVAL = _geneval()

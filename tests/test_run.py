@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-from importlib import resources
 
 import pytest
 from conftest import FailingDrafter
 from PIL import Image
 
+from strokegraph.bench import geneval_prompts
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget
 from strokegraph.graph.run import generate
 
 
 def _geneval(tag: str, n: int) -> list[str]:
-    text = resources.files("strokegraph.data.geneval").joinpath("evaluation_metadata.jsonl").read_text()
-    prompts = [row["prompt"] for row in map(json.loads, text.splitlines()) if row["tag"] == tag]
+    prompts = [p.prompt for p in geneval_prompts() if p.tag == tag]
     return [prompts[i * len(prompts) // n] for i in range(n)]
 
 

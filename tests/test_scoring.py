@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from strokegraph.errors import UsageError
-from strokegraph.schema import Detection, Entity, SceneGraph
-from strokegraph.scoring import (
+from strokegraph.bench.scoring import (
     COUNTING_THRESHOLD,
     MAX_OBJECTS,
     THRESHOLD,
@@ -18,6 +16,8 @@ from strokegraph.scoring import (
     load_judge,
     summarize,
 )
+from strokegraph.errors import UsageError
+from strokegraph.schema import Detection, Entity, SceneGraph
 from strokegraph.tools.rules_planner import parse
 from strokegraph.tools.sketch.pixels import PixelDetector
 

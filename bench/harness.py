@@ -2,7 +2,7 @@
 
 :func:`run_bench` draws every prompt ``images_per_prompt`` times in each mode (image ``k`` with seed
 ``seed + k``), each run in ``DIR/<mode>/<tag>/<prompt index>-<image index>/``, judges each final image
-by GenEval's rules (:mod:`strokegraph.scoring`) with the judge's detector, and writes a record per
+by GenEval's rules (:mod:`strokegraph.bench.scoring`) with the judge's detector, and writes a record per
 image (``record.json`` in its run directory) and, for the whole set, ``results.json``,
 ``results.md`` and ``results.html`` in ``DIR``. An image whose record exists is not drawn again, so
 an interrupted benchmark resumes where it stopped. Unless ``keep_runs``, each run directory keeps only
@@ -37,11 +37,11 @@ from strokegraph.agents.critic import Critic, DetectorCritic
 from strokegraph.agents.drafter import Drafter
 from strokegraph.agents.planner import Planner
 from strokegraph.agents.refiner import Refiner
+from strokegraph.bench.scoring import Judge, check_judge, clauses_for, evaluate, inexpressible, load_judge, summarize
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget
 from strokegraph.graph.run import build_backends, generate
 from strokegraph.schema import Detection
-from strokegraph.scoring import Judge, check_judge, clauses_for, evaluate, inexpressible, load_judge, summarize
 
 __all__ = [
     "BENCHMARKS",
@@ -119,7 +119,7 @@ def _first(items: list, limit: int | None) -> list:
 
 def geneval_prompts(limit: int | None = None) -> list[BenchPrompt]:
     """GenEval's 553 prompts with their metadata, or the first ``limit`` of each tag."""
-    text = resources.files("strokegraph.data.geneval").joinpath("evaluation_metadata.jsonl").read_text("utf-8")
+    text = resources.files("strokegraph.bench.data.geneval").joinpath("evaluation_metadata.jsonl").read_text("utf-8")
     items = []
     for i, line in enumerate(text.splitlines()):
         meta = json.loads(line)
@@ -137,7 +137,7 @@ def t2i_compbench_prompts(
     """
     from strokegraph.tools.rules_planner import parse
 
-    data = resources.files("strokegraph.data.t2i_compbench")
+    data = resources.files("strokegraph.bench.data.t2i_compbench")
     lines = []
     for category in COMPBENCH_CATEGORIES:
         text = data.joinpath(f"{category}_val.txt").read_text("utf-8")

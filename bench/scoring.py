@@ -1,7 +1,7 @@
 """GenEval's scorer: detections to a correct / incorrect verdict per image, by GenEval's rules.
 
 The rules are those of GenEval's ``evaluation/evaluate_images.py`` and ``summary_scores.py`` (see
-``strokegraph/data/geneval/SOURCE.md``), applied to the detections of any
+``bench/data/geneval/SOURCE.md``), applied to the detections of any
 :class:`~strokegraph.agents.critic.Detector` instead of Mask2Former's:
 
 - per class, detections scoring above :data:`THRESHOLD` (:data:`COUNTING_THRESHOLD` for the
