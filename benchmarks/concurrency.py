@@ -1,7 +1,7 @@
 """How well runs overlap: 1, 4 and 16 prompts at once through ``agenerate`` on API backends.
 
 The planner and critic are ``openai:gpt-4.1-mini`` and the drafter and refiner ``openai:gpt-image-1.5``,
-all pointed at the loopback OpenAI-compatible server of :mod:`strokegraph.testing_openai`, which
+all pointed at the loopback OpenAI-compatible server of :mod:`strokegraph.testing.openai_server`, which
 serves requests concurrently and waits ``--latency`` seconds before every reply. Its replies fit any
 prompt: the planner gets the rules planner's reading, the critic finds nothing wrong, images are
 blank 64 px PNGs (the backends resize them to the 256 px canvas). Every prompt is a GenEval
@@ -30,7 +30,7 @@ from pathlib import Path
 from strokegraph import agenerate, registry
 from strokegraph.bench import geneval_prompts
 from strokegraph.graph.run import build_backends
-from strokegraph.testing_openai import FakeOpenAI, any_prompt_replies
+from strokegraph.testing.openai_server import FakeOpenAI, any_prompt_replies
 
 CHAT, IMAGE = "openai:gpt-4.1-mini", "openai:gpt-image-1.5"
 REQUESTS_PER_RUN = 5

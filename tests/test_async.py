@@ -16,7 +16,7 @@ from strokegraph import agenerate, registry
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import RunState, build_graph, checkpoint_serializer
 from strokegraph.graph.run import generate
-from strokegraph.testing_openai import FakeOpenAI, any_prompt_replies
+from strokegraph.testing.openai_server import FakeOpenAI, any_prompt_replies
 
 PROMPT = "three purple stars above a green circle"
 

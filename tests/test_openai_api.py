@@ -19,7 +19,7 @@ from strokegraph.agents.refiner import RefineRequest, region_mask
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph.run import generate
 from strokegraph.schema import Critique, Entity, Plan, PlanStep, Relation, SceneGraph, Violation
-from strokegraph.testing_openai import FakeOpenAI, Reply, chat_reply, error_reply, image_reply
+from strokegraph.testing.openai_server import FakeOpenAI, Reply, chat_reply, error_reply, image_reply
 from strokegraph.tools import openai_api
 
 SECRET = "sk-test-secret"

@@ -23,7 +23,7 @@ from PIL import Image
 from strokegraph.agents.drafter import DraftRequest
 from strokegraph.errors import RunError
 from strokegraph.schema import Entity, Plan, PlanStep, SceneGraph
-from strokegraph.testing_openai import (
+from strokegraph.testing.openai_server import (
     FakeOpenAI,
     Reply,
     any_prompt_replies,

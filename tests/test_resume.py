@@ -18,7 +18,7 @@ from strokegraph.cli import EXIT_RUN_ERROR, EXIT_USAGE, main
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget, RunState, build_graph, checkpoint_serializer
 from strokegraph.graph.run import generate, resume
-from strokegraph.testing_openai import FakeOpenAI, any_prompt_replies
+from strokegraph.testing.openai_server import FakeOpenAI, any_prompt_replies
 from strokegraph.tools.sketch.drafter import SketchDrafter
 
 PROMPT = "two red apples left of a blue cup and a green bird"

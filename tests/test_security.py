@@ -28,7 +28,7 @@ from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget, build_graph, checkpoint_serializer
 from strokegraph.graph.run import generate, resume
 from strokegraph.schema import ImageRef
-from strokegraph.testing_openai import FakeOpenAI, any_prompt_replies, chat_reply
+from strokegraph.testing.openai_server import FakeOpenAI, any_prompt_replies, chat_reply
 from strokegraph.tools.sketch.drafter import SketchDrafter
 
 PROMPT = "a red cat below a blue kite"

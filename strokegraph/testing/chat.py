@@ -1,4 +1,4 @@
-"""Test doubles that ship with strokegraph, for testing graphs and backends without a model."""
+"""A scripted chat model: the chat roles (planner, critic) without a model."""
 
 from __future__ import annotations
 
