@@ -40,7 +40,7 @@ from strokegraph.agents.refiner import Refiner
 from strokegraph.bench.scoring import Judge, check_judge, clauses_for, evaluate, inexpressible, load_judge, summarize
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget
-from strokegraph.graph.run import build_backends, generate
+from strokegraph.graph.run import generate
 from strokegraph.schema import Detection
 
 __all__ = [
@@ -232,13 +232,7 @@ def run_bench(
     budget = budget or Budget()
     settings = settings or {}
     roles = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
-    ids = {}
-    for role, backend in roles.items():  # every id, before any model loads
-        if isinstance(backend, str) or backend is None:
-            ids[role] = backend or registry.DEFAULT_IDS[role]
-            registry.check(role, ids[role], settings.get(role))
-        else:
-            ids[role] = f"custom:{type(backend).__name__}"
+    ids = registry.backend_ids(roles, settings)  # every id and setting, before any model loads
     check_judge(judge, judge_settings)
     out = Path(out) if out is not None else Path("runs") / f"bench-{benchmark}"
     manifest = {
@@ -255,14 +249,14 @@ def run_bench(
     self_judged = judge == ids["critic"]
     reuse = False  # whether the judge may take the critic's final detections instead of detecting again
     if self_judged and (judge_settings or {}) == settings.get("critic", {}):
-        backends, _ = build_backends(roles, settings)
+        backends, _ = registry.build_backends(roles, settings)
         # The critic's own detector, so that its model is loaded once.
-        critic_ = backends["critic"]
+        critic_ = backends.critic
         reuse = isinstance(critic_, DetectorCritic)
         judge_ = Judge(critic_.detector) if reuse else load_judge(judge, judge_settings)
     else:
         judge_ = load_judge(judge, judge_settings)
-        backends, _ = build_backends(roles, settings)
+        backends, _ = registry.build_backends(roles, settings)
     if benchmark == "geneval":
         prompts, skipped = geneval_prompts(limit), []
     else:
@@ -314,7 +308,7 @@ def _draw_and_judge(
     mode: Mode,
     k: int,
     run_dir: Path,
-    backends: dict[str, Any],
+    backends: registry.Backends,
     judge: Judge,
     seed: int,
     budget: Budget,
@@ -333,7 +327,12 @@ def _draw_and_judge(
     started = time.perf_counter()
     try:
         result = generate(
-            item.prompt, out=run_dir, **backends, seed=seed + k, budget=budget, single_pass=mode == "single_pass"
+            item.prompt,
+            out=run_dir,
+            **backends.by_role(),
+            seed=seed + k,
+            budget=budget,
+            single_pass=mode == "single_pass",
         )
         error = None
     except RunError as exc:
@@ -505,11 +504,10 @@ def format_table(summary: dict[str, Any]) -> str:
 
 
 def _notes(summary: dict[str, Any]) -> list[str]:
-    b = summary["backends"]
+    backends = ", ".join(f"{role} {summary['backends'][role]}" for role in registry.ROLES)
     images = summary["modes"]["loop"]["images"]
     notes = [
-        f"planner {b['planner']}, drafter {b['drafter']}, critic {b['critic']}, refiner {b['refiner']}; "
-        f"judge {summary['judge']}; {summary['images_per_prompt']} image(s) per prompt, seeds from "
+        f"{backends}; judge {summary['judge']}; {summary['images_per_prompt']} image(s) per prompt, seeds from "
         f"{summary['seed']}; {images} image(s) per mode.",
         "Scores: the share of correct images per tag by GenEval's rules; overall is the mean of the tag scores.",
         f"Peak RSS: {summary['memory']} (a process's peak never goes down: when one process drew both modes, "

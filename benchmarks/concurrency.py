@@ -29,7 +29,6 @@ from pathlib import Path
 
 from strokegraph import agenerate, registry
 from strokegraph.bench import geneval_prompts
-from strokegraph.graph.run import build_backends
 from strokegraph.testing.openai_server import FakeOpenAI, any_prompt_replies
 
 CHAT, IMAGE = "openai:gpt-4.1-mini", "openai:gpt-image-1.5"
@@ -40,7 +39,7 @@ def two_object_prompts() -> list[str]:
     return [p.prompt for p in geneval_prompts() if p.tag == "two_object"]
 
 
-ROLES = {"planner": CHAT, "critic": CHAT, "drafter": IMAGE, "refiner": IMAGE}
+IDS = {"planner": CHAT, "critic": CHAT, "drafter": IMAGE, "refiner": IMAGE}
 
 
 def api_settings(server: FakeOpenAI) -> dict[str, dict]:
@@ -56,7 +55,7 @@ async def run_all(prompts: list[str], server: FakeOpenAI, root: Path, threads: i
     settings = api_settings(server)
     t0 = time.perf_counter()
     results = await asyncio.gather(
-        *(agenerate(p, out=root / str(i), **ROLES, settings=settings) for i, p in enumerate(prompts))
+        *(agenerate(p, out=root / str(i), **IDS, settings=settings) for i, p in enumerate(prompts))
     )
     elapsed = time.perf_counter() - t0
     failed = [r.run_dir for r in results if not r.passed]
@@ -84,7 +83,7 @@ def main() -> None:
             asyncio.run(run_all(prompts[:1], server, scratch / "warmup", args.threads))  # imports, first clients
             t0 = time.perf_counter()
             for _ in range(5):
-                build_backends(ROLES, api_settings(server))
+                registry.build_backends(IDS, api_settings(server))
             build_ms = (time.perf_counter() - t0) / 5 * 1e3
             for n in args.counts:
                 before = len(server.requests)

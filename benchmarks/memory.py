@@ -23,7 +23,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from strokegraph.graph.run import build_backends, generate
+from strokegraph.graph.run import generate
+from strokegraph.registry import build_backends
 
 MiB = 1024 * 1024
 

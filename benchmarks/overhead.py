@@ -57,7 +57,8 @@ from strokegraph.graph import (
     nodes,
     recursion_limit,
 )
-from strokegraph.graph.run import build_backends, generate
+from strokegraph.graph.run import generate
+from strokegraph.registry import build_backends
 
 N_PROMPTS = 20
 
@@ -133,7 +134,7 @@ def one_pass(run, prompts: list[str], root: Path) -> tuple[float, list[RunState]
     for i, prompt in enumerate(prompts):
         run_dir = root / f"p{i:02d}"
         run_dir.mkdir(parents=True)
-        context = RunContext(**backends, run_dir=run_dir, seed=i, ids=ids)
+        context = RunContext(backends, run_dir=run_dir, seed=i, ids=ids)
         t0 = time.perf_counter()
         states.append(run(RunState(prompt=prompt), context))
         elapsed += time.perf_counter() - t0
@@ -158,7 +159,7 @@ def generate_pass(prompts: list[str], root: Path) -> tuple[float, float]:
     try:
         t0 = time.perf_counter()
         for i, prompt in enumerate(prompts):
-            generate(prompt, out=root / f"p{i:02d}", seed=i, **backends)
+            generate(prompt, out=root / f"p{i:02d}", seed=i, **backends.by_role())
         return time.perf_counter() - t0, in_stream
     finally:
         Pregel.stream = stream

@@ -31,7 +31,7 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
 from strokegraph.graph import RunContext, build_graph
-from strokegraph.graph.run import build_backends
+from strokegraph.registry import build_backends
 from strokegraph.schema import Critique, ImageRef, SceneGraph
 
 
@@ -83,7 +83,7 @@ def build_parent():
 def offline_context(run_dir: Path, seed: int = 0) -> RunContext:
     """The default offline backends, writing their images under ``run_dir``."""
     backends, ids = build_backends()
-    return RunContext(**backends, run_dir=run_dir, seed=seed, ids=ids)
+    return RunContext(backends, run_dir=run_dir, seed=seed, ids=ids)
 
 
 def main(request: str) -> dict:

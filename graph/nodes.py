@@ -82,7 +82,7 @@ def planner(state: RunState, runtime: Runtime[RunContext]) -> dict:
     ctx, writer = runtime.context, _writer(runtime)
     _emit(writer, kind="start", stage="plan", step=-1, round=0, message=state.prompt, duration_s=0.0)
     t0 = time.perf_counter()
-    (scene, plan), used = _run("planner", -1, lambda: ctx.planner.plan(state.prompt), writer)
+    (scene, plan), used = _run("planner", -1, lambda: ctx.backends.planner.plan(state.prompt), writer)
     if state.single_pass:
         plan = single_pass_plan(scene)
     dt = time.perf_counter() - t0
@@ -100,7 +100,7 @@ def drafter(state: RunState, runtime: Runtime[RunContext]) -> dict:
     t0 = time.perf_counter()
     current = ctx.images.open(state.image, ctx.run_dir) if state.image else None
     request = DraftRequest(scene=state.scene, plan=state.plan, step=step, image=current, seed=ctx.seed)
-    result, used = _run("drafter", step, lambda: ctx.drafter.draft(request), writer)
+    result, used = _run("drafter", step, lambda: ctx.backends.drafter.draft(request), writer)
     image = ctx.images.save(result.image, ctx.run_dir, f"step{step + 1:02d}-draft.png")
     dt = time.perf_counter() - t0
     _emit(writer, kind="end", stage="draft", step=step, round=0, message=image.path, duration_s=dt)
@@ -140,7 +140,7 @@ def critic(state: RunState, runtime: Runtime[RunContext]) -> dict:
         instruction=plan_step.instruction,
         description=plan_step.description,
     )
-    critique, used = _run("critic", state.step, lambda: ctx.critic.critique(request), writer)
+    critique, used = _run("critic", state.step, lambda: ctx.backends.critic.critique(request), writer)
     dt = time.perf_counter() - t0
     summary = "no violations" if critique.passed else "; ".join(v.message for v in critique.violations)
     _emit(
@@ -181,7 +181,7 @@ def refiner(state: RunState, runtime: Runtime[RunContext]) -> dict:
         critique=state.critique,
         seed=ctx.seed,
     )
-    result, used = _run("refiner", state.step, lambda: ctx.refiner.refine(request), writer)
+    result, used = _run("refiner", state.step, lambda: ctx.backends.refiner.refine(request), writer)
     image = ctx.images.save(result.image, ctx.run_dir, f"step{state.step + 1:02d}-refine{rnd}.png")
     dt = time.perf_counter() - t0
     _emit(writer, kind="end", stage="refine", step=state.step, round=rnd, message=result.refinement.text, duration_s=dt)

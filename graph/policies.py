@@ -17,10 +17,12 @@ from __future__ import annotations
 from langgraph.types import RetryPolicy
 
 from strokegraph.errors import StrokegraphError, UsageError
+from strokegraph.registry import ROLES
 
 __all__ = ["is_transient", "retry_policy"]
 
-NODES = ("planner", "drafter", "critic", "refiner")
+#: The loop's nodes: one per role.
+NODES = ROLES
 
 
 def is_transient(exc: BaseException) -> bool:

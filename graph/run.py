@@ -32,7 +32,7 @@ from strokegraph.graph import Budget, RunContext, RunState, engine, recursion_li
 from strokegraph.graph.nodes import review_answer
 from strokegraph.schema import Critique, Event, Plan, SceneGraph, write_new
 
-__all__ = ["Result", "agenerate", "build_backends", "generate", "new_run_dir", "resume"]
+__all__ = ["Result", "agenerate", "generate", "new_run_dir", "resume"]
 
 
 @dataclass(frozen=True)
@@ -95,38 +95,6 @@ def _claim(base: Path) -> Path:
             path = base.with_name(f"{base.name}-{n}")
         except OSError as exc:
             raise UsageError(f"cannot write to output directory {str(path)!r}: {exc.strerror or exc}") from exc
-
-
-def build_backends(
-    backends: dict[str, Any] | None = None, settings: dict[str, dict[str, Any]] | None = None
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Each role's backend and the id it is recorded under.
-
-    A role maps to an id (``"builtin:sketch"``), to a backend object of your own (anything with the
-    role's one method), or to None for the default. Every id is parsed before any is built, so a
-    typo fails before anything loads.
-    """
-    chosen = {**registry.DEFAULT_IDS, **{k: v for k, v in (backends or {}).items() if v is not None}}
-    unknown = set(chosen) - set(registry.ROLES)
-    if unknown:
-        raise UsageError(f"unknown role(s) {sorted(unknown)!r}; expected {', '.join(registry.ROLES)}")
-    settings = settings or {}
-    unknown = set(settings) - set(registry.ROLES)
-    if unknown:
-        raise UsageError(f"settings for unknown role(s) {sorted(unknown)!r}; expected {', '.join(registry.ROLES)}")
-    for role, value in chosen.items():
-        if isinstance(value, str):
-            registry.check(role, value, settings.get(role))
-        elif settings.get(role):
-            raise UsageError(f"settings for {role} apply to backends named by id, not to a backend object")
-    built = {
-        role: registry.build(role, value, **settings.get(role, {})) if isinstance(value, str) else value
-        for role, value in chosen.items()
-    }
-    ids = {
-        role: value if isinstance(value, str) else f"custom:{type(value).__name__}" for role, value in chosen.items()
-    }
-    return built, ids
 
 
 # Progress reaches ``on_progress`` through ``RunContext.on_progress``, which the nodes call; streaming
@@ -360,7 +328,7 @@ def _prepare(
     check_prompt(prompt)
     budget = budget or Budget()
     _check_limits(seed, budget)
-    backends, ids = build_backends(roles, settings)
+    backends, ids = registry.build_backends(roles, settings)
     existed = out is not None and Path(out).exists()
     run_dir = new_run_dir(prompt, out)
     lock = _Lock(run_dir)
@@ -384,7 +352,7 @@ def _prepare(
     return _Run(
         run_dir=run_dir,
         existed=existed,
-        context=RunContext(**backends, run_dir=run_dir, seed=seed, ids=ids, on_progress=on_progress),
+        context=RunContext(backends, run_dir=run_dir, seed=seed, ids=ids, on_progress=on_progress),
         state_in=RunState(prompt=prompt, single_pass=single_pass, budget=budget),
         config=_config(record.thread_id, budget, review),
         lock=lock,
@@ -681,9 +649,7 @@ def resume(
         raise UsageError("this run was not made with review=True; it takes no answer")
     given = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
     roles, role_settings = _choose_backends(record, given, settings or {}, trust_record=trust_record, confirm=confirm)
-    for role, value in roles.items():  # every id and setting is checked before anything runs
-        if isinstance(value, str):
-            registry.check(role, value, role_settings.get(role))
+    registry.backend_ids(roles, role_settings)  # every id and setting is checked before anything runs
     lock = _Lock(run_dir)
     try:
         return _resume_locked(run_dir, record, roles, role_settings, lock, max_rounds, on_progress, answer)
@@ -714,8 +680,8 @@ def _resume_locked(run_dir, record, roles, role_settings, lock, max_rounds, on_p
             review_answer(loaded, snapshot.interrupts[0].value["kind"], answer)
         elif answer is not None:
             raise UsageError("this run is not waiting for a review; it takes no answer")
-        backends, ids = build_backends(roles, {r: s for r, s in role_settings.items() if s})
-        context = RunContext(**backends, run_dir=run_dir, seed=record.seed, ids=ids, on_progress=on_progress)
+        backends, ids = registry.build_backends(roles, {r: s for r, s in role_settings.items() if s})
+        context = RunContext(backends, run_dir=run_dir, seed=record.seed, ids=ids, on_progress=on_progress)
         run = _Run(run_dir, True, context, state_in, config, lock)
         run.last = snapshot.values if loaded is not None else None
         error: BaseException | None = None

@@ -31,18 +31,19 @@ from pydantic import BaseModel
 from strokegraph.errors import UsageError
 from strokegraph.graph.run import generate, new_run_dir
 from strokegraph.graph.state import Budget
+from strokegraph.registry import DEFAULT_IDS, ROLES
 
 __all__ = ["ServerContext", "ServerState", "graph"]
 
 
 @dataclass
 class ServerContext:
-    """What a server request may choose: the backend ids and the seed."""
+    """What a server request may choose: each role's backend id (a field per role) and the seed."""
 
-    planner: str = "builtin:rules"
-    drafter: str = "builtin:sketch"
-    critic: str = "builtin:pixels"
-    refiner: str = "builtin:sketch"
+    planner: str = DEFAULT_IDS["planner"]
+    drafter: str = DEFAULT_IDS["drafter"]
+    critic: str = DEFAULT_IDS["critic"]
+    refiner: str = DEFAULT_IDS["refiner"]
     seed: int = 0
 
 
@@ -80,7 +81,7 @@ def _allowed(ctx: ServerContext) -> None:
     comma-separated, as whole ids (``openai:gpt-4.1-mini``) or providers (``openai:``).
     """
     allowed = [a.strip() for a in os.environ.get("STROKEGRAPH_SERVER_BACKENDS", "").split(",") if a.strip()]
-    for role in ("planner", "drafter", "critic", "refiner"):
+    for role in ROLES:
         backend_id = getattr(ctx, role)
         ok = backend_id.startswith("builtin:") or any(
             backend_id == a or (a.endswith(":") and backend_id.startswith(a)) for a in allowed
@@ -102,10 +103,7 @@ def run(state: ServerState, runtime: Runtime[ServerContext], config: RunnableCon
         result = generate(
             state.prompt,
             out=run_dir,
-            planner=ctx.planner,
-            drafter=ctx.drafter,
-            critic=ctx.critic,
-            refiner=ctx.refiner,
+            **{role: getattr(ctx, role) for role in ROLES},
             seed=ctx.seed,
             budget=state.budget,
             single_pass=state.single_pass,

@@ -19,10 +19,7 @@ from strokegraph.schema import Critique, Event, ImageRef, Plan, SceneGraph
 if TYPE_CHECKING:
     from PIL import Image
 
-    from strokegraph.agents.critic import Critic
-    from strokegraph.agents.drafter import Drafter
-    from strokegraph.agents.planner import Planner
-    from strokegraph.agents.refiner import Refiner
+    from strokegraph.registry import Backends
 
 __all__ = ["Budget", "CheckpointError", "ImageCache", "RunContext", "RunState", "checkpoint_serializer"]
 
@@ -108,10 +105,8 @@ class ImageCache:
 class RunContext:
     """Per-run dependencies, passed as LangGraph runtime context (never checkpointed)."""
 
-    planner: Planner
-    drafter: Drafter
-    critic: Critic
-    refiner: Refiner
+    backends: Backends
+    """Each role's backend (:func:`strokegraph.registry.build_backends` builds them from ids)."""
     run_dir: Path
     seed: int = 0
     ids: dict[str, str] = field(default_factory=dict)

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 
 from strokegraph import __version__
 from strokegraph.errors import RunError, StrokegraphError, UsageError
-
-ROLES = ("planner", "drafter", "critic", "refiner")
+from strokegraph.registry import DEFAULT_IDS, ROLES
 
 __all__ = ["EXIT_BUDGET", "EXIT_RUN_ERROR", "EXIT_STOPPED", "EXIT_UNJUDGED", "EXIT_USAGE", "main"]
 
@@ -94,13 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="generate an image for PROMPT through the loop")
     g.add_argument("prompt", help="what to draw, e.g. 'two red apples to the left of a blue cup'")
     g.add_argument("--out", help="run directory (default: runs/<timestamp>-<slug>/); must not exist or be empty")
-    for role, default in (
-        ("planner", "builtin:rules"),
-        ("drafter", "builtin:sketch"),
-        ("critic", "builtin:pixels"),
-        ("refiner", "builtin:sketch"),
-    ):
-        g.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id (default: {default})")
+    for role in ROLES:
+        g.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id (default: {DEFAULT_IDS[role]})")
     g.add_argument("--config", metavar="FILE", help="TOML file with per-role ids and settings; flags override it")
     g.add_argument("--max-rounds", type=_non_negative, metavar="N", help="refine rounds in all (12)")
     g.add_argument("--rounds-per-step", type=_non_negative, metavar="N", help="refine rounds per plan step (3)")
@@ -151,13 +145,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="K",
         help="images per prompt, seeds SEED..SEED+K-1 (1)",
     )
-    for role, default in (
-        ("planner", "builtin:rules"),
-        ("drafter", "builtin:sketch"),
-        ("critic", "builtin:pixels"),
-        ("refiner", "builtin:sketch"),
-    ):
-        b.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id (default: {default})")
+    for role in ROLES:
+        b.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id (default: {DEFAULT_IDS[role]})")
     b.add_argument(
         "--judge", metavar="ID", default="builtin:pixels", help="critic id whose detector judges (builtin:pixels)"
     )
@@ -412,11 +401,10 @@ def _bench(args) -> int:
     config = load_config(args.config) if args.config else RunConfig()
     if config.single_pass is not None:
         raise UsageError("bench runs both modes; remove single_pass from the config")
-    ids = {role: getattr(args, role) or getattr(config, role).id for role in ROLES}
-    settings = {role: getattr(config, role).settings for role in ROLES}
+    ids, settings = _role_choices(args, config)
     limits = ("max_rounds", "rounds_per_step", "max_sampling_steps")
     budget = Budget(**{k: v for k in limits if (v := getattr(config, k)) is not None})
-    critic_id = ids["critic"] or "builtin:pixels"
+    critic_id = ids["critic"] or DEFAULT_IDS["critic"]
     started = time.perf_counter()
     result = run_bench(
         args.benchmark,

@@ -1,25 +1,63 @@
-"""Backend ids: ``provider:model`` strings, parsed in one place and built lazily.
+"""The roles and their backends: ``provider:model`` ids, parsed in one place and built lazily.
 
-Each role (planner, drafter, critic, refiner) picks its backend by an id such as ``builtin:rules``.
+The roles are the fields of :class:`Backends`, one record for a run's four backends; :data:`ROLES`
+lists them, and everything else that goes per role (command-line flags, ``run.json``, the server's
+allow-list, benchmarks) iterates it. Each role picks its backend by an id such as ``builtin:rules``.
 Nothing heavy is imported until :func:`build` is called for that id.
 """
 
 from __future__ import annotations
 
-import difflib
+import dataclasses
 import importlib
 import importlib.util
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from strokegraph.errors import UsageError
 
-__all__ = ["DEFAULT_IDS", "Role", "build", "check", "known_ids", "parse_id"]
+if TYPE_CHECKING:
+    from strokegraph.agents.critic import Critic
+    from strokegraph.agents.drafter import Drafter
+    from strokegraph.agents.planner import Planner
+    from strokegraph.agents.refiner import Refiner
+
+__all__ = [
+    "DEFAULT_IDS",
+    "ROLES",
+    "Backends",
+    "Role",
+    "backend_ids",
+    "build",
+    "build_backends",
+    "check",
+    "known_ids",
+    "parse_id",
+]
+
+
+@dataclass(frozen=True)
+class Backends:
+    """A run's backends, one per role: anything with the role's one method (see :mod:`strokegraph.agents`).
+
+    Its fields are the roles, in the loop's order; a new role is a new field here (and in :data:`Role`).
+    """
+
+    planner: Planner
+    drafter: Drafter
+    critic: Critic
+    refiner: Refiner
+
+    def by_role(self) -> dict[Role, Any]:
+        """The backends keyed by role, e.g. to pass on as ``generate(prompt, **backends.by_role())``."""
+        return {role: getattr(self, role) for role in ROLES}
+
 
 Role = Literal["planner", "drafter", "critic", "refiner"]
-ROLES: tuple[Role, ...] = ("planner", "drafter", "critic", "refiner")
+#: The roles, in the loop's order: the fields of :class:`Backends`.
+ROLES: tuple[Role, ...] = tuple(f.name for f in dataclasses.fields(Backends))
 
 
 @dataclass(frozen=True)
@@ -80,6 +118,8 @@ def parse_id(role: Role, backend_id: str) -> tuple[str, str]:
     provider, sep, model = backend_id.strip().partition(":")
     entry = _BACKENDS.get((role, provider))
     if not sep or not model or entry is None or (entry.models is not None and model not in entry.models):
+        import difflib
+
         valid = known_ids(role)
         close = difflib.get_close_matches(backend_id, valid, n=3, cutoff=0.4)
         hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
@@ -122,3 +162,50 @@ def build(role: Role, backend_id: str, **settings: Any) -> Any:
     check(role, backend_id, settings)
     provider, model = parse_id(role, backend_id)
     return _factory(_BACKENDS[(role, provider)])(model, **settings)
+
+
+def backend_ids(
+    chosen: Mapping[str, Any] | None = None, settings: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[Role, str]:
+    """Each role's id as a run records it, with every id and setting checked and nothing built.
+
+    ``chosen`` maps a role to an id (``"builtin:sketch"``), to a backend object of your own (recorded
+    as ``custom:<its type>``), or to None for :data:`DEFAULT_IDS`; ``settings`` maps a role to its
+    backend's settings, which only a backend named by id takes. Raises :class:`UsageError` naming the
+    first problem: an unknown role, a bad id or setting, settings for a backend object.
+    """
+    chosen, settings = chosen or {}, settings or {}
+    for what, given in (("role(s)", chosen), ("settings for role(s)", settings)):
+        unknown = sorted(set(given) - set(ROLES))
+        if unknown:
+            raise UsageError(f"unknown {what} {', '.join(map(repr, unknown))}; expected {', '.join(ROLES)}")
+    ids: dict[Role, str] = {}
+    for role in ROLES:
+        value = chosen.get(role)
+        if value is None or isinstance(value, str):
+            ids[role] = value or DEFAULT_IDS[role]
+            check(role, ids[role], dict(settings.get(role) or {}))
+        elif settings.get(role):
+            raise UsageError(f"settings for {role} apply to backends named by id, not to a backend object")
+        else:
+            ids[role] = f"custom:{type(value).__name__}"
+    return ids
+
+
+def build_backends(
+    chosen: Mapping[str, Any] | None = None, settings: Mapping[str, Mapping[str, Any]] | None = None
+) -> tuple[Backends, dict[Role, str]]:
+    """Each role's backend, and the id it is recorded under (see :func:`backend_ids`).
+
+    Every id is checked before any is built, so a typo fails before anything loads; a backend
+    object is used as it is.
+    """
+    ids = backend_ids(chosen, settings)
+    chosen, settings = chosen or {}, settings or {}
+    built = {
+        role: value
+        if (value := chosen.get(role)) is not None and not isinstance(value, str)
+        else build(role, ids[role], **(settings.get(role) or {}))
+        for role in ROLES
+    }
+    return Backends(**built), ids

@@ -14,7 +14,7 @@ from langgraph.runtime import Runtime
 
 from strokegraph.errors import UsageError
 from strokegraph.graph import RunContext, RunState, after_critic, nodes
-from strokegraph.graph.run import build_backends
+from strokegraph.registry import build_backends
 from strokegraph.schema import Critique, Violation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ def load(path: Path, name: str):
 
 def offline_context(run_dir: Path) -> RunContext:
     backends, ids = build_backends()
-    return RunContext(**backends, run_dir=run_dir, ids=ids)
+    return RunContext(backends, run_dir=run_dir, ids=ids)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from contextlib import closing
+from dataclasses import replace
 
 import pytest
 from PIL import Image
@@ -18,7 +19,7 @@ from strokegraph.agents.drafter import DraftRequest, DraftResult
 from strokegraph.agents.refiner import RefineResult
 from strokegraph.errors import RunError
 from strokegraph.graph import CheckpointError, RunContext, RunState, engine, progress
-from strokegraph.graph.run import build_backends
+from strokegraph.registry import Backends, build_backends
 from strokegraph.schema import Critique, Refinement, Violation
 
 PROMPT = "a red apple left of a blue cup"
@@ -29,9 +30,10 @@ def config(thread: str = "t") -> dict:
     return {"configurable": {"thread_id": thread}, "recursion_limit": 100}
 
 
-def sketch_context(run_dir, **kwargs) -> RunContext:
+def sketch_context(run_dir, on_progress=None, **roles) -> RunContext:
+    """The sketch world's context, with the backends of ``roles`` swapped in."""
     backends, ids = build_backends()
-    return RunContext(**{**backends, **kwargs}, run_dir=run_dir, seed=1, ids=ids)
+    return RunContext(replace(backends, **roles), run_dir=run_dir, seed=1, ids=ids, on_progress=on_progress)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,12 +70,13 @@ def test_the_checkpointer_is_wal_with_normal_sync_and_refuses_a_file_that_is_no_
 
 KILLED_RUN = """
 import os, signal, sys
+from dataclasses import replace
 from pathlib import Path
 from strokegraph.graph import RunContext, RunState, engine
-from strokegraph.graph.run import build_backends
+from strokegraph.registry import build_backends
 
 backends, ids = build_backends()
-sketch = backends["drafter"]
+sketch = backends.drafter
 
 class KillsItselfOnTheSecondDraft:
     calls = 0
@@ -85,8 +88,7 @@ class KillsItselfOnTheSecondDraft:
         return sketch.draft(request)
 
 run_dir = Path(sys.argv[1])
-backends["drafter"] = KillsItselfOnTheSecondDraft()
-context = RunContext(**backends, run_dir=run_dir, seed=1, ids=ids)
+context = RunContext(replace(backends, drafter=KillsItselfOnTheSecondDraft()), run_dir=run_dir, seed=1, ids=ids)
 with engine.checkpointer(run_dir / "checkpoints.sqlite") as saver:
     config = {"configurable": {"thread_id": "t"}}
     for _ in engine.graph(saver).stream(RunState(prompt=sys.argv[2]), config, context=context, durability="sync"):
@@ -192,7 +194,7 @@ class EmittingDrafter:
 def test_nodes_and_backends_report_progress_to_the_context_and_to_the_custom_stream(tmp_path):
     calls = []
     backends, _ = build_backends()
-    context = sketch_context(tmp_path, drafter=EmittingDrafter(backends["drafter"]), on_progress=calls.append)
+    context = sketch_context(tmp_path, drafter=EmittingDrafter(backends.drafter), on_progress=calls.append)
     streamed = [
         data
         for mode, data in engine.compiled().stream(
@@ -215,7 +217,7 @@ def test_nodes_and_backends_report_progress_to_the_context_and_to_the_custom_str
 def test_progress_reaches_the_context_without_the_custom_stream_and_goes_nowhere_outside_a_node(tmp_path):
     calls = []
     backends, _ = build_backends()
-    context = sketch_context(tmp_path, drafter=EmittingDrafter(backends["drafter"]), on_progress=calls.append)
+    context = sketch_context(tmp_path, drafter=EmittingDrafter(backends.drafter), on_progress=calls.append)
     for _ in engine.compiled().stream(RunState(prompt=PROMPT), config(), context=context, stream_mode="values"):
         pass
     drafts = sum(1 for e in calls if e["kind"] == "start" and e["stage"] == "draft")
@@ -271,10 +273,12 @@ def test_a_backend_that_draws_on_its_input_cannot_change_what_the_next_node_sees
     backends, _ = build_backends()
     refiner = RecordingRefiner()
     context = RunContext(
-        planner=PlainPlanner(backends["planner"]),
-        drafter=RedSquareDrafter(),
-        critic=ScribblingCritic(),
-        refiner=refiner,
+        Backends(
+            planner=PlainPlanner(backends.planner),
+            drafter=RedSquareDrafter(),
+            critic=ScribblingCritic(),
+            refiner=refiner,
+        ),
         run_dir=tmp_path,
     )
     engine.compiled().invoke(RunState(prompt=PROMPT), config(), context=context)

@@ -12,6 +12,7 @@ from strokegraph.agents.critic import CritiqueRequest
 from strokegraph.agents.drafter import DraftRequest, DraftResult
 from strokegraph.agents.refiner import RefineRequest, RefineResult
 from strokegraph.graph import Budget, RunContext, RunState, after_critic, build_graph, checkpoint_serializer
+from strokegraph.registry import Backends
 from strokegraph.schema import Critique, Entity, Plan, PlanStep, Refinement, Relation, SceneGraph, Violation
 
 SCENE = SceneGraph(
@@ -76,7 +77,9 @@ class CountingRefiner:
 
 def run(tmp_path, failures, budget=None, single_pass=False, checkpointer=None):
     critic, refiner, drafter = ScriptedCritic(failures), CountingRefiner(), SolidDrafter()
-    ctx = RunContext(planner=ScriptedPlanner(), drafter=drafter, critic=critic, refiner=refiner, run_dir=tmp_path)
+    ctx = RunContext(
+        Backends(planner=ScriptedPlanner(), drafter=drafter, critic=critic, refiner=refiner), run_dir=tmp_path
+    )
     graph = build_graph(checkpointer=checkpointer)
     config = {"configurable": {"thread_id": "t"}, "recursion_limit": 100}
     state_in = RunState(prompt=SCENE.prompt, budget=budget or Budget(), single_pass=single_pass)
@@ -183,10 +186,7 @@ def test_usage_that_backends_record_lands_in_their_events(tmp_path):
             return super().critique(request)
 
     ctx = RunContext(
-        planner=ScriptedPlanner(),
-        drafter=SolidDrafter(),
-        critic=PayingCritic({}),
-        refiner=CountingRefiner(),
+        Backends(planner=ScriptedPlanner(), drafter=SolidDrafter(), critic=PayingCritic({}), refiner=CountingRefiner()),
         run_dir=tmp_path,
     )
     out = build_graph().invoke(RunState(prompt="x"), {"recursion_limit": 50}, context=ctx)

@@ -43,6 +43,44 @@ def test_unknown_role():
         registry.parse_id("painter", "builtin:sketch")
 
 
+def test_every_surface_that_names_a_role_names_every_role():
+    """One record (``Backends``) lists the roles; the surfaces that take one argument per role follow it."""
+    import inspect
+    import typing
+
+    from strokegraph.bench import run_bench
+    from strokegraph.cli import _parser
+    from strokegraph.config import RunConfig
+    from strokegraph.graph.run import agenerate, generate, resume
+    from strokegraph.graph.server import ServerContext
+
+    roles = set(registry.ROLES)
+    assert typing.get_args(registry.Role) == registry.ROLES and set(registry.DEFAULT_IDS) == roles
+    for function in (generate, agenerate, resume, run_bench):
+        assert roles <= set(inspect.signature(function).parameters), function.__name__
+    assert roles <= set(RunConfig.model_fields) and roles <= set(ServerContext.__dataclass_fields__)
+    commands = _parser()._subparsers._group_actions[0].choices
+    for command in ("generate", "resume", "bench"):
+        assert roles <= {a.dest for a in commands[command]._actions}, command
+
+
+def test_build_backends_fills_in_defaults_and_records_objects_by_type():
+    class MyCritic:
+        def critique(self, request): ...
+
+    mine = MyCritic()
+    backends, ids = registry.build_backends({"critic": mine, "drafter": "builtin:sketch"}, {"drafter": {"size": 64}})
+    assert backends.critic is mine and backends.drafter.size == 64
+    assert ids == {**registry.DEFAULT_IDS, "critic": "custom:MyCritic"}
+    assert list(backends.by_role()) == list(registry.ROLES)
+    with pytest.raises(UsageError, match="unknown role.*'painter'"):
+        registry.build_backends({"painter": "builtin:sketch"})
+    with pytest.raises(UsageError, match="unknown settings for role.*'painter'"):
+        registry.backend_ids(settings={"painter": {}})
+    with pytest.raises(UsageError, match="apply to backends named by id"):
+        registry.backend_ids({"critic": mine}, {"critic": {"threshold": 0.5}})
+
+
 def test_backends_satisfy_their_role_protocols():
     from strokegraph.agents.critic import Critic
     from strokegraph.agents.drafter import Drafter
