@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -27,7 +27,6 @@ from strokegraph.schema import (
     Plan,
     PlanStep,
     Predicate,
-    Refinement,
     Relation,
     SceneGraph,
     Violation,
@@ -38,7 +37,6 @@ __all__ = [
     "ChatModel",
     "CriticReply",
     "PlannerReply",
-    "RefinerReply",
     "ask_json",
     "image_part",
     "text_part",
@@ -179,16 +177,6 @@ class CriticReply(_Reply):
             judged_entity_ids=tuple(sorted(scope)),
             unjudged=scene.unjudged(),
         )
-
-
-class RefinerReply(_Reply):
-    text: str
-    operation: Literal["regenerate", "inpaint", "global_edit"]
-    region: list[float] | None
-
-    def to_domain(self, violations: tuple[Violation, ...]) -> Refinement:
-        region = _box(self.region) if self.region else None
-        return Refinement(text=self.text, operation=self.operation, region=region, violations=violations)
 
 
 def _box(values: list[float]) -> tuple[float, float, float, float]:

@@ -11,8 +11,7 @@ of each tag).
 
 T2I-CompBench's prompts have no GenEval metadata: each is parsed by the rules planner and judged
 only when its parse is expressible in GenEval's clauses (counts, colours, the four 2D relations; no
-free text, no other adjectives, no noun twice) and the judge can detect every noun; the others are
-counted as skipped, with the reason.
+free text, no other adjectives, no noun twice); the others are counted as skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -90,7 +89,7 @@ class SkippedPrompt:
     tag: str
     index: int
     prompt: str
-    reason: Literal["unparsed", "free text", "other attribute", "repeated noun", "undetectable noun"]
+    reason: Literal["unparsed", "free text", "other attribute", "repeated noun"]
     detail: str
 
 
@@ -127,9 +126,7 @@ def geneval_prompts(limit: int | None = None) -> list[BenchPrompt]:
     return _first(items, limit)
 
 
-def t2i_compbench_prompts(
-    can_detect: Callable[[str], bool], limit: int | None = None
-) -> tuple[list[BenchPrompt], list[SkippedPrompt]]:
+def t2i_compbench_prompts(limit: int | None = None) -> tuple[list[BenchPrompt], list[SkippedPrompt]]:
     """The judged and the skipped prompts of T2I-CompBench's spatial, color, shape and numeracy ``_val`` sets.
 
     ``limit`` takes the first prompts of each category, judged and skipped together. Numeracy prompts
@@ -161,8 +158,6 @@ def t2i_compbench_prompts(
                 skip = ("other attribute", ", ".join(others))
             elif len(set(nouns)) < len(nouns):
                 skip = ("repeated noun", ", ".join(sorted({n for n in nouns if nouns.count(n) > 1})))
-            elif missing := [n for n in nouns if not can_detect(n)]:
-                skip = ("undetectable noun", ", ".join(missing))
         if skip is None:
             meta = clauses_for(scene, "counting" if category == "numeracy" else category)
             judged.append(BenchPrompt(tag=category, index=i, prompt=prompt, metadata=meta))
@@ -260,7 +255,7 @@ def run_bench(
     if benchmark == "geneval":
         prompts, skipped = geneval_prompts(limit), []
     else:
-        prompts, skipped = t2i_compbench_prompts(judge_.can_detect, limit)
+        prompts, skipped = t2i_compbench_prompts(limit)
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / _MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")

@@ -206,19 +206,10 @@ def clauses_for(scene: SceneGraph, tag: str) -> dict[str, Any]:
 
 
 class Judge:
-    """Scores images by GenEval's rules with a :class:`~strokegraph.agents.critic.Detector`.
-
-    A detector with a closed vocabulary lists its nouns in a ``vocabulary`` attribute; one without
-    it (the sketch world's pixel detector reads any noun's glyph code, OWL and Grounding DINO are
-    open-vocabulary) is taken to detect any noun it is asked for.
-    """
+    """Scores images by GenEval's rules with a :class:`~strokegraph.agents.critic.Detector`."""
 
     def __init__(self, detector: Detector) -> None:
         self.detector = detector
-
-    def can_detect(self, noun: str) -> bool:
-        vocabulary = getattr(self.detector, "vocabulary", None)
-        return vocabulary is None or noun in vocabulary
 
     def score(self, image: Image.Image, metadata: Mapping[str, Any]) -> ImageScore:
         """Detect the classes the clauses name and judge them (boxes in pixels, as GenEval's)."""

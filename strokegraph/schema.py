@@ -336,7 +336,7 @@ class Critique(_Model):
         return data
 
 
-RefineOp = Literal["regenerate", "inpaint", "global_edit"]
+RefineOp = Literal["regenerate", "inpaint"]
 
 
 class Refinement(_Model):

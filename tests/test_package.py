@@ -52,4 +52,4 @@ def test_package_data_is_installed():
     for data, licence in ((nouns, "LICENSE"), (geneval, "LICENSE"), (compbench, "License.txt")):
         assert "MIT License" in data.joinpath(licence).read_text()
         assert data.joinpath("SOURCE.md").is_file()
-    assert set(prompts.names()) == {"planner", "critic", "refiner"}
+    assert set(prompts.names()) == {"planner", "critic"}

@@ -210,7 +210,6 @@ def test_clauses_cannot_tell_two_entities_of_one_noun_apart():
 def test_judge_uses_the_critic_detector_and_pixel_boxes():
     judge = load_judge("builtin:pixels")
     assert isinstance(judge.detector, PixelDetector)
-    assert judge.can_detect("wine glass") and judge.can_detect("teardrop")
     blank = Image.new("RGB", (64, 64), (153, 153, 153))
     score = judge.score(blank, {"tag": "single_object", "include": [{"class": "cow", "count": 1}]})
     assert not score.correct and score.detected == {}
