@@ -69,6 +69,7 @@ def test_geneval_writes_both_modes_and_every_file(tmp_path, calls):
     assert sorted(p.name for p in (out / "loop" / "position" / "353-0").iterdir()) == ["final.png", "record.json"]
 
 
+@pytest.mark.slow
 def test_rerun_skips_images_already_done(tmp_path, calls):
     out = tmp_path / "bench"
     run_bench("geneval", out=out, limit=1, images_per_prompt=2, seed=5)

@@ -46,6 +46,7 @@ def test_a_self_judged_benchmark_detects_each_final_image_once(tmp_path, detecti
     assert detections[0] == critiques  # the judge asked the detector nothing more
 
 
+@pytest.mark.slow
 def test_reused_detections_judge_exactly_as_a_fresh_detection_does(tmp_path):
     run_bench("geneval", out=tmp_path / "self", limit=2)
     # The same detector as an object of its own: not self-judged, so the judge detects again.

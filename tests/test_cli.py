@@ -133,6 +133,7 @@ def test_unwritable_and_occupied_out_dirs(tmp_path, capsys):
     assert (occupied / "keep.txt").read_text() == "precious"
 
 
+@pytest.mark.slow
 def test_console_entry_point_runs_as_a_module(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "strokegraph", "generate", "a blue cup", "--out", str(tmp_path / "r"), "--faults", "0"],

@@ -109,6 +109,7 @@ def _canvas(size=(SIZE, SIZE)):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_first_step_is_text_to_image_and_later_steps_image_to_image(drafter):
     first = _draft(drafter)
     assert isinstance(first.image, Image.Image) and first.image.mode == "RGB"
@@ -126,6 +127,7 @@ def test_width_and_height_set_the_first_draft_size(tiny_dir):
     assert _draft(small).image.size == (48, 32)
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_pixels(drafter):
     a, b = _draft(drafter, seed=7), _draft(drafter, seed=7)
     assert a.image.tobytes() == b.image.tobytes()

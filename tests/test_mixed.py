@@ -29,6 +29,7 @@ def offline(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
 
 
+@pytest.mark.slow
 def test_openai_planner_diffusers_drafter_detector_critic_from_a_config_file(tmp_path, offline, capsys):
     sd = save_tiny_sd(tmp_path / "sd")
     owl = save_tiny_owlv2(tmp_path / "owl")

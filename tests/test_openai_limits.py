@@ -100,6 +100,7 @@ def test_a_server_that_trickles_its_reply_times_out_at_the_deadline(server):
     assert info.value.transient
 
 
+@pytest.mark.slow
 def test_every_try_gets_the_whole_timeout_and_the_retries_are_named(server):
     padded = chat_reply("{}").body | {"padding": "x" * 600}
     server.script("chat/completions", Reply(body=padded, drip=0.05), Reply(body=padded, drip=0.05))
@@ -258,6 +259,7 @@ def _strokegraph(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen
     )
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_hung_request_exits_130_at_once_and_the_run_resumes(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     with FakeOpenAI(fallback=any_prompt_replies()) as fake:

@@ -23,6 +23,7 @@ def _geneval(tag: str, n: int) -> list[str]:
 LOOP_PROMPTS = _geneval("two_object", 13) + _geneval("position", 14) + _geneval("color_attr", 13)
 
 
+@pytest.mark.slow
 def test_the_loop_repairs_the_drafters_mistakes(tmp_path):
     passed, repaired = 0, 0
     for i, prompt in enumerate(LOOP_PROMPTS):
@@ -37,6 +38,7 @@ def test_the_loop_repairs_the_drafters_mistakes(tmp_path):
     assert passed >= 0.95 * len(LOOP_PROMPTS)
 
 
+@pytest.mark.slow
 def test_single_pass_fails_more_often_than_the_loop(tmp_path):
     single = sum(generate(p, out=tmp_path / f"s{i}", single_pass=True).passed for i, p in enumerate(LOOP_PROMPTS))
     loop = sum(generate(p, out=tmp_path / f"l{i}").passed for i, p in enumerate(LOOP_PROMPTS))

@@ -337,6 +337,7 @@ def _limit_file_size(limit: int):
     return apply
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_the_run_stays_resumable(tmp_path):
     run = tmp_path / "run"
     done = _cli("generate", PROMPT, "--out", str(run), "--faults", "3.33", "-q", preexec=_limit_file_size(40_000))
@@ -421,6 +422,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_a_password_in_base_url_reaches_no_file_of_the_run(tmp_path):
     run = tmp_path / "run"
     url = f"http://alice:hunter2-secret@127.0.0.1:{_closed_port()}/v1"
