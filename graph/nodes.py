@@ -13,13 +13,12 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import ValidationError
 
-from strokegraph import usage
+from strokegraph import progress, usage
 from strokegraph.agents.critic import CritiqueRequest
 from strokegraph.agents.drafter import DraftRequest
 from strokegraph.agents.planner import single_pass_plan
 from strokegraph.agents.refiner import RefineRequest
 from strokegraph.errors import RunError, StrokegraphError, UsageError
-from strokegraph.graph import progress
 from strokegraph.graph.state import RunContext, RunState
 from strokegraph.schema import Event, Plan, Violation
 
@@ -41,7 +40,7 @@ class Progress(TypedDict):
 
     ``start`` and ``end`` frame every stage; a critique's ``end`` also carries ``violations`` (how
     many were found). Backends that sample (diffusers) add ``{"kind": "progress", "stage", "step",
-    "total"}`` events for each denoising step (through :func:`strokegraph.graph.progress.emit`).
+    "total"}`` events for each denoising step (through :func:`strokegraph.progress.emit`).
     """
 
     kind: Literal["start", "end"]

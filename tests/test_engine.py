@@ -15,10 +15,11 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
+from strokegraph import progress
 from strokegraph.agents.drafter import DraftRequest, DraftResult
 from strokegraph.agents.refiner import RefineResult
 from strokegraph.errors import RunError
-from strokegraph.graph import CheckpointError, RunContext, RunState, engine, progress
+from strokegraph.graph import CheckpointError, RunContext, RunState, engine
 from strokegraph.registry import Backends, build_backends
 from strokegraph.schema import Critique, Refinement, Violation
 
@@ -181,7 +182,7 @@ def test_a_checkpoint_value_that_is_not_msgpack_fails_to_load(tmp_path):
 
 
 class EmittingDrafter:
-    """The sketch drafter, reporting one sampling step through strokegraph.graph.progress as it works."""
+    """The sketch drafter, reporting one sampling step through strokegraph.progress as it works."""
 
     def __init__(self, sketch):
         self.sketch = sketch

@@ -53,3 +53,32 @@ def test_package_data_is_installed():
         assert "MIT License" in data.joinpath(licence).read_text()
         assert data.joinpath("SOURCE.md").is_file()
     assert set(prompts.names()) == {"planner", "critic"}
+
+
+# The layers, bottom up: a module imports, at its top, only from its own layer and those below.
+# (The CLI reaches the graph and the benchmarks inside its commands, so its import stays light.)
+LAYERS = {"strokegraph": 0, "prompts": 0, "agents": 1, "tools": 2, "graph": 3, "bench": 4}
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != "strokegraph":
+        return None
+    return LAYERS.get(parts[1], 0) if len(parts) > 1 else 0
+
+
+def test_each_folder_imports_only_the_layers_below_it():
+    offenders = []
+    for folder, layer in LAYERS.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.parse(path.read_text(encoding="utf-8")).body:  # module level only
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module == "strokegraph":
+                    names = [f"strokegraph.{a.name}" for a in node.names]  # from strokegraph import graph
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if (_layer(n) or 0) > layer]
+    assert offenders == []

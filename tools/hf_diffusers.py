@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from strokegraph import usage
+from strokegraph import progress, usage
 from strokegraph.agents.drafter import DraftRequest, DraftResult
 from strokegraph.agents.refiner import (
     RefineRequest,
@@ -47,7 +47,6 @@ from strokegraph.agents.refiner import (
     violation_region,
 )
 from strokegraph.errors import RunError, UsageError
-from strokegraph.graph import progress
 from strokegraph.schema import Refinement
 from strokegraph.tools._torch_device import DType, resolve_device
 from strokegraph.tools._torch_device import resolve_dtype as _resolve_dtype
