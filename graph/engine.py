@@ -1,5 +1,6 @@
 """What :func:`strokegraph.graph.run.generate` and ``resume`` run on: the loop compiled once per process,
-and each run's SQLite checkpointer, tuned for one writer.
+and each run's checkpointer: SQLite in the run directory (tuned for one writer), or a PostgreSQL
+database that runs on several machines share (the ``postgres`` extra).
 
 Compiling the loop takes milliseconds, as much as a sketch-world node; a compiled graph holds no
 run's data, so every run of a process shares one per ``review`` flag and gets its own checkpointer
@@ -8,6 +9,7 @@ through a shallow copy (:meth:`Pregel.copy <langgraph.pregel.Pregel.copy>`), whi
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, closing, contextmanager
@@ -15,16 +17,15 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from strokegraph.errors import UsageError
 from strokegraph.graph.builder import build_graph
 from strokegraph.graph.state import CheckpointError, checkpoint_serializer
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
-    from langgraph.checkpoint.sqlite import SqliteSaver
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
     from langgraph.graph.state import CompiledStateGraph
 
-__all__ = ["acheckpointer", "checkpointer", "compiled", "graph"]
+__all__ = ["acheckpointer", "checkpoint_url", "checkpointer", "compiled", "describe", "graph", "is_postgres"]
 
 # WAL with synchronous=NORMAL: a commit appends to the write-ahead log without waiting for the
 # disk, and SQLite syncs the log when it copies it back into the database (at the latest when the
@@ -50,14 +51,48 @@ def graph(checkpointer: BaseCheckpointSaver | None, *, review: bool = False) -> 
     return compiled(review).copy({"checkpointer": checkpointer})
 
 
-@contextmanager
-def checkpointer(path: str | Path) -> Iterator[SqliteSaver]:
-    """A ``SqliteSaver`` on the database ``path`` (created if missing), closed when the block ends.
+_POSTGRES = re.compile(r"postgres(?:ql)?://", re.IGNORECASE)
+_USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
 
-    One connection, in WAL mode with ``synchronous=NORMAL``, and the serializer of
-    :func:`~strokegraph.graph.checkpoint_serializer`. A file that is not a SQLite database raises
-    :class:`~strokegraph.graph.CheckpointError`.
+
+def is_postgres(where: str | Path) -> bool:
+    """Whether ``where`` (a checkpointer's path or URL) names a PostgreSQL database."""
+    return isinstance(where, str) and _POSTGRES.match(where) is not None
+
+
+def checkpoint_url(spec: str | None) -> str | None:
+    """The PostgreSQL URL ``spec`` names, or None for SQLite in the run directory (``None`` or ``"sqlite"``)."""
+    if spec is None or spec == "sqlite":
+        return None
+    if not is_postgres(spec):
+        raise UsageError(f"checkpoint {_redacted(str(spec))[:200]!r} is neither 'sqlite' nor a postgres:// URL")
+    return spec
+
+
+def describe(where: str | Path) -> str:
+    """``where`` as messages show it: a URL without its password."""
+    return _redacted(str(where))
+
+
+def _redacted(url: str) -> str:
+    return _USERINFO.sub("***@", url)
+
+
+@contextmanager
+def checkpointer(path: str | Path) -> Iterator[BaseCheckpointSaver]:
+    """A checkpointer on ``path``, closed when the block ends.
+
+    A path is a SQLite database (created if missing): a ``SqliteSaver`` on one connection, in WAL
+    mode with ``synchronous=NORMAL``. A ``postgres://`` URL is a ``PostgresSaver`` on one
+    autocommit connection, so that each checkpoint is committed when it is written. Both use the
+    serializer of :func:`~strokegraph.graph.checkpoint_serializer`. A file that is not a SQLite
+    database raises :class:`~strokegraph.graph.CheckpointError`; a database that cannot be reached,
+    a :class:`~strokegraph.errors.UsageError` that names it without its password.
     """
+    if is_postgres(path):
+        with _postgres(str(path)) as saver:
+            yield saver
+        return
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     with closing(sqlite3.connect(path, check_same_thread=False)) as conn:
@@ -73,8 +108,13 @@ def checkpointer(path: str | Path) -> Iterator[SqliteSaver]:
 
 
 @asynccontextmanager
-async def acheckpointer(path: str | Path) -> AsyncIterator[AsyncSqliteSaver]:
-    """:func:`checkpointer` for async runs: an ``AsyncSqliteSaver`` on one ``aiosqlite`` connection."""
+async def acheckpointer(path: str | Path) -> AsyncIterator[BaseCheckpointSaver]:
+    """:func:`checkpointer` for async runs: an ``AsyncSqliteSaver`` on one ``aiosqlite`` connection, or an
+    ``AsyncPostgresSaver`` on one autocommit connection."""
+    if is_postgres(path):
+        async with _apostgres(str(path)) as saver:
+            yield saver
+        return
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
@@ -87,4 +127,66 @@ async def acheckpointer(path: str | Path) -> AsyncIterator[AsyncSqliteSaver]:
             await conn.execute(_RUN_PRAGMA)
         except sqlite3.DatabaseError as exc:
             raise CheckpointError(f"corrupt checkpoint database {str(path)!r}: {exc}") from None
+        yield saver
+
+
+def _postgres_modules():
+    try:
+        import psycopg
+        from langgraph.checkpoint.postgres import PostgresSaver
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        from psycopg.rows import dict_row
+    except ImportError:
+        raise UsageError("postgres:// checkpoints need psycopg: pip install 'strokegraph[postgres]'") from None
+    return psycopg, PostgresSaver, AsyncPostgresSaver, dict_row
+
+
+# Each database gets LangGraph's schema once per process: setup() checks its migrations table,
+# a round trip per run that would otherwise run for every generate.
+_SET_UP: set[str] = set()
+
+# Autocommit, or a checkpoint stays in an open transaction until the connection commits, and a
+# killed run loses all of them; prepare_threshold=0 keeps it usable behind pgbouncer; dict rows are
+# what the savers read.
+_CONNECT = {"autocommit": True, "prepare_threshold": 0}
+
+
+def _connect_error(url: str, exc: Exception) -> UsageError:
+    reason = _redacted(" ".join(str(exc).split()))[:300]
+    return UsageError(f"cannot use the checkpoint database {_redacted(url)!r}: {reason}")
+
+
+@contextmanager
+def _postgres(url: str) -> Iterator[BaseCheckpointSaver]:
+    psycopg, PostgresSaver, _, dict_row = _postgres_modules()
+    try:
+        conn = psycopg.Connection.connect(url, **_CONNECT, row_factory=dict_row)
+    except psycopg.Error as exc:
+        raise _connect_error(url, exc) from None
+    with conn:
+        saver = PostgresSaver(conn, serde=checkpoint_serializer())
+        if url not in _SET_UP:
+            try:
+                saver.setup()
+            except psycopg.Error as exc:
+                raise _connect_error(url, exc) from None
+            _SET_UP.add(url)
+        yield saver
+
+
+@asynccontextmanager
+async def _apostgres(url: str) -> AsyncIterator[BaseCheckpointSaver]:
+    psycopg, _, AsyncPostgresSaver, dict_row = _postgres_modules()
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, **_CONNECT, row_factory=dict_row)
+    except psycopg.Error as exc:
+        raise _connect_error(url, exc) from None
+    async with conn:
+        saver = AsyncPostgresSaver(conn, serde=checkpoint_serializer())
+        if url not in _SET_UP:
+            try:
+                await saver.setup()
+            except psycopg.Error as exc:
+                raise _connect_error(url, exc) from None
+            _SET_UP.add(url)
         yield saver

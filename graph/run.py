@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import signal
 import stat
 import sys
@@ -27,9 +28,11 @@ from strokegraph.agents.critic import Critic
 from strokegraph.agents.drafter import Drafter
 from strokegraph.agents.planner import Planner
 from strokegraph.agents.refiner import Refiner
+from strokegraph.artifacts import ArtifactStore, check_thread, open_store, record_key
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget, RunContext, RunState, engine, recursion_limit
 from strokegraph.graph.nodes import review_answer
+from strokegraph.graph.state import ImageCache
 from strokegraph.schema import Critique, Event, Plan, SceneGraph, write_new
 
 __all__ = ["Result", "agenerate", "generate", "new_run_dir", "resume"]
@@ -142,6 +145,12 @@ class _RunRecord(BaseModel):
     budget: Budget
     single_pass: bool
     review: bool = False
+    checkpoint: Literal["sqlite", "postgres"] = "sqlite"
+    """Where the checkpoints are: ``checkpoints.sqlite`` in the run directory, or a PostgreSQL
+    database (never its URL: resume is given that again)."""
+    store: str | None = None
+    """The artifact store the run's images also go to, as given (it holds no credentials); resume
+    is given it again and never opens one on this record's word."""
 
 
 def redact_url(text: str) -> str:
@@ -181,13 +190,21 @@ def _read_small(path: Path, limit: int) -> bytes:
     return data
 
 
-def _read_record(run_dir: Path) -> _RunRecord:
-    """The run's record; anything that is not a run directory of this version is a :class:`UsageError`."""
+def _read_record(run_dir: Path, postgres: bool = False) -> _RunRecord:
+    """The run's record; anything that is not a run directory of this version is a :class:`UsageError`.
+
+    ``postgres``: the checkpoints are in a PostgreSQL database, so the directory holds no
+    ``checkpoints.sqlite``, and the record must say so.
+    """
     if not run_dir.is_dir():
         raise UsageError(f"run directory {str(run_dir)!r} does not exist")
     path = run_dir / _RUN_FILE
     checkpoints = run_dir / "checkpoints.sqlite"
-    if not (path.is_file() or path.is_symlink()) or not checkpoints.is_file():
+    if not (path.is_file() or path.is_symlink()) or not (postgres or checkpoints.is_file()):
+        if (path.is_file() or path.is_symlink()) and _recorded_checkpoint(path) == "postgres":
+            raise UsageError(
+                f"{str(run_dir)!r} keeps its checkpoints in PostgreSQL: give --checkpoint postgres://... again"
+            )
         raise UsageError(f"{str(run_dir)!r} is not a strokegraph run directory (no {_RUN_FILE} or checkpoints.sqlite)")
     for name in (_RUN_FILE, "checkpoints.sqlite", "images"):
         if (run_dir / name).is_symlink():
@@ -207,7 +224,33 @@ def _read_record(run_dir: Path) -> _RunRecord:
             raise UsageError(f"unknown role(s) {sorted(unknown)!r}")
     except UsageError as exc:
         raise UsageError(f"{str(path)!r} is not a run record strokegraph can resume: {exc}") from None
+    if record.checkpoint != ("postgres" if postgres else "sqlite"):
+        raise UsageError(
+            "this run's checkpoints are in PostgreSQL: give --checkpoint postgres://... again"
+            if record.checkpoint == "postgres"
+            else "this run's checkpoints are in its run directory: resume it without --checkpoint"
+        )
     return record
+
+
+def _recorded_checkpoint(path: Path) -> str | None:
+    """What a record says of its checkpoints, for an error message only (the record may be anything)."""
+    try:
+        return json.loads(_read_small(path, _MAX_RECORD_BYTES)).get("checkpoint")
+    except (UsageError, ValueError, AttributeError, RecursionError):
+        return None
+
+
+def _thread_id(run_dir: Path, shared: bool) -> str:
+    """A new run's thread: its directory's name, as always, when only its own files hold it.
+
+    A run whose checkpoints or images go to a place other runs share (a database, a store) gets a
+    plain name with a random suffix, so that runs on two machines never share one.
+    """
+    if not shared:
+        return run_dir.name
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", run_dir.name).strip("-._")[:100] or "run"
+    return check_thread(f"{name}-{secrets.token_hex(6)}")
 
 
 class _Lock:
@@ -277,10 +320,13 @@ class _Run:
     """The latest state the graph streamed."""
     interrupt: dict[str, Any] | None = None
     """The payload of the review the graph stopped at, if any."""
+    checkpoint_url: str | None = None
+    """The PostgreSQL database of the checkpoints; None: ``checkpoints.sqlite`` in the run directory."""
 
     @property
-    def checkpoints(self) -> Path:
-        return self.run_dir / "checkpoints.sqlite"
+    def checkpoints(self) -> str | Path:
+        """What :func:`engine.checkpointer <strokegraph.graph.engine.checkpointer>` opens."""
+        return self.checkpoint_url or self.run_dir / "checkpoints.sqlite"
 
     def observe(self, mode: str, data: Any) -> None:
         """Take one ``(mode, data)`` item of the graph's stream (only ``values`` is streamed)."""
@@ -323,11 +369,15 @@ def _prepare(
     on_progress: Callable[[dict], None] | None,
     review: bool = False,
     strict: bool = False,
+    checkpoint: str | None = None,
+    store: str | os.PathLike | ArtifactStore | None = None,
 ) -> _Run:
-    """Check the input, build the backends, claim and lock the run directory."""
+    """Check the input, build the backends, open the store, claim and lock the run directory."""
     check_prompt(prompt)
     budget = budget or Budget()
     _check_limits(seed, budget)
+    url = engine.checkpoint_url(checkpoint)
+    store = open_store(store)
     backends, ids = registry.build_backends(roles, settings)
     existed = out is not None and Path(out).exists()
     run_dir = new_run_dir(prompt, out)
@@ -336,7 +386,7 @@ def _prepare(
         record = _RunRecord(
             format=1,
             strokegraph=__version__,
-            thread_id=run_dir.name,
+            thread_id=_thread_id(run_dir, shared=url is not None or store is not None),
             prompt=prompt,
             backends=ids,
             settings=_public(settings),
@@ -344,27 +394,52 @@ def _prepare(
             budget=budget,
             single_pass=single_pass,
             review=review,
+            checkpoint="postgres" if url else "sqlite",
+            store=store.url if store is not None else None,
         )
-        write_new(run_dir / _RUN_FILE, record.model_dump_json(indent=2).encode())
+        data = record.model_dump_json(indent=2).encode()
+        write_new(run_dir / _RUN_FILE, data)
+        # The record goes to the store before any checkpoint: a run resumed elsewhere gets it there,
+        # checked against the sha256 every checkpoint of the thread carries in its metadata.
+        record_sha = store.put(record_key(record.thread_id), data) if store is not None else None
     except BaseException:
         lock.release()
         raise
+    context = RunContext(
+        backends,
+        run_dir=run_dir,
+        seed=seed,
+        ids=ids,
+        on_progress=on_progress,
+        store=store,
+        thread_id=record.thread_id,
+    )
     return _Run(
         run_dir=run_dir,
         existed=existed,
-        context=RunContext(backends, run_dir=run_dir, seed=seed, ids=ids, on_progress=on_progress),
+        context=context,
         state_in=RunState(prompt=prompt, single_pass=single_pass, budget=budget),
-        config=_config(record.thread_id, budget, review),
+        config=_config(record.thread_id, budget, review, record_sha),
         lock=lock,
         strict=strict,
+        checkpoint_url=url,
     )
 
 
-def _config(thread_id: str, budget: Budget, review: bool = False) -> dict[str, Any]:
-    return {
+# The checkpoint metadata key of the sha256 of the run's record in the store.
+_RECORD_SHA = "strokegraph_record_sha256"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _config(thread_id: str, budget: Budget, review: bool = False, record_sha: str | None = None) -> dict[str, Any]:
+    config: dict[str, Any] = {
         "configurable": {"thread_id": thread_id},
         "recursion_limit": recursion_limit(budget.max_rounds, review=review),
     }
+    if record_sha is not None:
+        # LangGraph copies string metadata into every checkpoint it writes with this config.
+        config["metadata"] = {_RECORD_SHA: record_sha}
+    return config
 
 
 def _finish(run: _Run, error: BaseException | None) -> None:
@@ -377,13 +452,14 @@ def _finish(run: _Run, error: BaseException | None) -> None:
     try:
         if isinstance(error, UsageError) and (run.last is None or run.last.get("plan") is None):
             # The prompt could not be planned, so nothing was made: leave no empty run behind.
-            run.checkpoints.unlink(missing_ok=True)
+            if run.checkpoint_url is None:
+                run.run_dir.joinpath("checkpoints.sqlite").unlink(missing_ok=True)
             (run.run_dir / _RUN_FILE).unlink(missing_ok=True)
             (run.run_dir / _LOCK_FILE).unlink(missing_ok=True)
             if not run.existed and not any(run.run_dir.iterdir()):
                 run.run_dir.rmdir()
         if run.run_dir.exists():
-            _write_outputs(run.run_dir, run.state(), error)
+            _write_outputs(run.run_dir, run.state(), error, run.context.images)
     except (OSError, RunError, ValidationError) as exc:
         if error is None:
             raise
@@ -442,6 +518,8 @@ def generate(
     on_progress: Callable[[dict], None] | None = None,
     review: bool = False,
     strict: bool = False,
+    checkpoint: str | None = None,
+    store: str | os.PathLike | ArtifactStore | None = None,
 ) -> Result:
     """Run the plan -> draft -> critique -> refine loop on ``prompt`` and write its files.
 
@@ -462,6 +540,13 @@ def generate(
     ``Result.passed`` says the final critique found no violation in what it judged;
     ``Result.unjudged`` lists the parts of the prompt it could not judge. With ``strict=True`` a
     prompt with such parts is refused right after planning, with a :class:`UsageError`.
+
+    ``checkpoint`` is ``"sqlite"`` (the default: ``checkpoints.sqlite`` in the run directory) or a
+    ``postgres://`` URL (the ``postgres`` extra). ``store`` is an artifact store each image also goes
+    to before its node's checkpoint is written (:func:`strokegraph.artifacts.open_store`: ``s3://bucket/prefix``
+    or a directory; default none). With both, the run can be resumed on another machine from the
+    database and the store alone (:func:`resume` with ``thread=``), and its thread id (in ``run.json``)
+    gets a random suffix so that no two machines share one.
     """
     roles = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
     run = _prepare(
@@ -475,6 +560,8 @@ def generate(
         on_progress=on_progress,
         review=review,
         strict=strict,
+        checkpoint=checkpoint,
+        store=store,
     )
     error: BaseException | None = None
     try:
@@ -505,6 +592,8 @@ async def agenerate(
     budget: Budget | None = None,
     single_pass: bool = False,
     on_progress: Callable[[dict], None] | None = None,
+    checkpoint: str | None = None,
+    store: str | os.PathLike | ArtifactStore | None = None,
 ) -> Result:
     """:func:`generate` as a coroutine, so that several prompts can run at once in one event loop.
 
@@ -531,6 +620,8 @@ async def agenerate(
         budget=budget,
         single_pass=single_pass,
         on_progress=relay,
+        checkpoint=checkpoint,
+        store=store,
     )
     error: BaseException | None = None
     try:
@@ -619,6 +710,9 @@ def resume(
     confirm: Callable[[str], bool] | None = None,
     on_progress: Callable[[dict], None] | None = None,
     answer: dict[str, Any] | None = None,
+    checkpoint: str | None = None,
+    store: str | os.PathLike | ArtifactStore | None = None,
+    thread: str | None = None,
 ) -> Result:
     """Continue the run in ``run_dir`` from its last checkpoint, and write its files again.
 
@@ -639,10 +733,35 @@ def resume(
     :func:`strokegraph.graph.nodes.review_answer`) and runs on to the next review or the end; without
     an answer it returns the pending review again. An invalid answer is a :class:`UsageError` raised
     before anything runs.
+
+    ``checkpoint`` and ``store`` are given again as they were to :func:`generate` (a run's files
+    never choose a database or a store): a run made with a ``postgres://`` checkpoint needs its URL,
+    a run made with a store needs that store. ``thread`` resumes a run made with both on another
+    machine: ``run_dir`` is then a new (absent or empty) directory, or one an earlier resume of the
+    same thread wrote; ``run.json`` comes from the store, checked against the sha256 the thread's
+    checkpoints carry, and each image the run needs is fetched from the store and checked likewise.
     """
 
     run_dir = Path(run_dir)
-    record = _read_record(run_dir)
+    url = engine.checkpoint_url(checkpoint)
+    store = open_store(store)
+    if thread is not None:
+        check_thread(thread)
+        if url is None or store is None:
+            raise UsageError(
+                "resuming a thread elsewhere needs the database of its checkpoints (--checkpoint postgres://...) "
+                "and its store (--store)"
+            )
+        _fetch_record(run_dir, thread, url, store)
+    record = _read_record(run_dir, postgres=url is not None)
+    if thread is not None and record.thread_id != thread:
+        raise UsageError(f"the record of thread {thread!r} names thread {record.thread_id[:80]!r}")
+    if record.store is not None and store is None:
+        raise UsageError(f"this run's images also go to the store {record.store!r}: give --store again")
+    if record.store is None and store is not None:
+        raise UsageError("this run keeps its images in its run directory only: resume it without --store")
+    if store is not None:
+        check_thread(record.thread_id)
     if max_rounds is not None and not (isinstance(max_rounds, int) and 0 <= max_rounds <= MAX_COUNT):
         raise UsageError(f"max_rounds must be from 0 to {MAX_COUNT}, got {max_rounds!r}")
     if answer is not None and not record.review:
@@ -652,15 +771,50 @@ def resume(
     registry.backend_ids(roles, role_settings)  # every id and setting is checked before anything runs
     lock = _Lock(run_dir)
     try:
-        return _resume_locked(run_dir, record, roles, role_settings, lock, max_rounds, on_progress, answer)
+        where = url or run_dir / "checkpoints.sqlite"
+        return _resume_locked(
+            run_dir, record, roles, role_settings, lock, max_rounds, on_progress, answer, where, store
+        )
     finally:
         lock.release()
 
 
-def _resume_locked(run_dir, record, roles, role_settings, lock, max_rounds, on_progress, answer) -> Result:
+def _fetch_record(run_dir: Path, thread: str, url: str, store: ArtifactStore) -> None:
+    """Write ``thread``'s run.json into ``run_dir`` from ``store``, checked against its checkpoints' sha256."""
+    if run_dir.is_symlink() or (run_dir.exists() and not run_dir.is_dir()):
+        raise UsageError(f"{str(run_dir)!r} is not a directory to resume thread {thread!r} into")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        here = run_dir / _RUN_FILE
+        try:
+            mine = json.loads(_read_small(here, _MAX_RECORD_BYTES)).get("thread_id") if here.is_file() else None
+        except (ValueError, AttributeError, RecursionError):
+            mine = None
+        if mine != thread:
+            raise UsageError(
+                f"{str(run_dir)!r} is not empty and holds no earlier resume of thread {thread!r}; choose another --out"
+            )
+    with engine.checkpointer(url) as saver:
+        found = saver.get_tuple({"configurable": {"thread_id": thread, "checkpoint_ns": ""}})
+    if found is None:
+        raise UsageError(f"the checkpoint database holds no thread {thread!r}")
+    sha = (found.metadata or {}).get(_RECORD_SHA)
+    if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+        raise UsageError(f"thread {thread!r} was made without an artifact store; resume it in its run directory")
+    try:
+        data = store.get(record_key(thread), sha, max_bytes=_MAX_RECORD_BYTES)
+    except RunError as exc:
+        raise UsageError(f"cannot resume thread {thread!r}: {exc}") from None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_new(run_dir / _RUN_FILE, data)
+
+
+def _resume_locked(
+    run_dir, record, roles, role_settings, lock, max_rounds, on_progress, answer, where, store
+) -> Result:
     state_in = RunState(prompt=record.prompt, single_pass=record.single_pass, budget=record.budget)
     config = _config(record.thread_id, record.budget, record.review)
-    with engine.checkpointer(run_dir / "checkpoints.sqlite") as saver:
+    described = engine.describe(where)
+    with engine.checkpointer(where) as saver:
         graph = engine.graph(saver, review=record.review)
         try:
             snapshot = graph.get_state(config)
@@ -668,9 +822,14 @@ def _resume_locked(run_dir, record, roles, role_settings, lock, max_rounds, on_p
             loaded = _load_state(snapshot.values) if "prompt" in snapshot.values else None
         except Exception as exc:  # noqa: BLE001 - whatever a damaged file makes the loader raise
             raise UsageError(
-                f"{str(run_dir / 'checkpoints.sqlite')!r} cannot be loaded ({type(exc).__name__}: "
+                f"{described!r} cannot be loaded ({type(exc).__name__}: "
                 f"{' '.join(str(exc).split())[:200]}); the run's files are left as they were"
             ) from None
+        # Checkpoints written from here on carry the record's sha256 on, so the thread stays resumable elsewhere.
+        record_sha = (snapshot.metadata or {}).get(_RECORD_SHA)
+        if not (isinstance(record_sha, str) and _SHA256.fullmatch(record_sha)):
+            record_sha = None
+        config = _config(record.thread_id, record.budget, record.review, record_sha)
         if record.review and snapshot.interrupts:
             if max_rounds is not None:
                 raise UsageError("this run waits on a review; answer it before giving max_rounds")
@@ -681,8 +840,18 @@ def _resume_locked(run_dir, record, roles, role_settings, lock, max_rounds, on_p
         elif answer is not None:
             raise UsageError("this run is not waiting for a review; it takes no answer")
         backends, ids = registry.build_backends(roles, {r: s for r, s in role_settings.items() if s})
-        context = RunContext(backends, run_dir=run_dir, seed=record.seed, ids=ids, on_progress=on_progress)
-        run = _Run(run_dir, True, context, state_in, config, lock)
+        context = RunContext(
+            backends,
+            run_dir=run_dir,
+            seed=record.seed,
+            ids=ids,
+            on_progress=on_progress,
+            store=store,
+            thread_id=record.thread_id,
+        )
+        run = _Run(
+            run_dir, True, context, state_in, config, lock, checkpoint_url=where if engine.is_postgres(where) else None
+        )
         run.last = snapshot.values if loaded is not None else None
         error: BaseException | None = None
         try:
@@ -697,7 +866,7 @@ def _resume_locked(run_dir, record, roles, role_settings, lock, max_rounds, on_p
                 budget = loaded.budget
                 if max_rounds is not None:
                     budget = Budget(**{**budget.model_dump(), "max_rounds": max_rounds})
-                    run.config = _config(record.thread_id, budget, record.review)
+                    run.config = _config(record.thread_id, budget, record.review, record_sha)
                 if budget != loaded.budget:
                     _set_budget(graph, run.config, snapshot, budget)
                     snapshot = graph.get_state(run.config)
@@ -753,11 +922,28 @@ def _result(run_dir: Path, state: RunState) -> Result:
     )
 
 
-def _write_outputs(run_dir: Path, state: RunState, error: BaseException | None = None) -> None:
-    """Write trajectory.json, final.png and report.html for whatever state the run reached."""
+def _write_outputs(
+    run_dir: Path, state: RunState, error: BaseException | None = None, images: ImageCache | None = None
+) -> None:
+    """Write trajectory.json, final.png and report.html for whatever state the run reached.
+
+    With ``images`` (the run's :class:`ImageCache`), images the run made elsewhere (a run resumed on
+    another machine) are fetched from its store first; one that cannot be fetched is shown as
+    missing in the report, and fails the call when it is the final image.
+    """
     from strokegraph.graph.report import write_report
 
     result = _result(run_dir, state)
+    if images is not None:
+        refs = {e.image.path: e.image for e in state.trajectory if e.image is not None}
+        for ref in refs.values():
+            if ref != state.image:
+                try:
+                    images.fetch(ref, run_dir)
+                except RunError:
+                    pass  # the report says the image cannot be shown, and why reading it fails
+        if state.image is not None:
+            images.fetch(state.image, run_dir)
     if state.image is not None:
         # read_bytes checks the image is the run's own (contained, no symlink, same sha256).
         write_new(run_dir / "final.png", state.image.read_bytes(run_dir))

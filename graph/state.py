@@ -13,6 +13,7 @@ from langgraph.checkpoint.serde.jsonplus import EXT_PYDANTIC_V1, EXT_PYDANTIC_V2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from strokegraph import schema
+from strokegraph.artifacts import ArtifactStore, image_key
 from strokegraph.errors import UsageError
 from strokegraph.schema import Critique, Event, ImageRef, Plan, SceneGraph
 
@@ -79,26 +80,48 @@ class ImageCache:
     backend that draws on the image it is given cannot change what the next node sees.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, store: ArtifactStore | None = None, thread_id: str = "") -> None:
         # One (key, image) tuple, replaced in one assignment: a context shared by two threads
         # can at worst miss, never pair one image's key with another's pixels.
         self._last: tuple[tuple[str, str], Image.Image] | None = None
+        self.store = store
+        self.thread_id = thread_id
 
     def save(self, image: Image.Image, run_dir: Path, name: str) -> ImageRef:
-        """:meth:`ImageRef.save <strokegraph.schema.ImageRef.save>`, keeping the image as RGB."""
+        """:meth:`ImageRef.save <strokegraph.schema.ImageRef.save>`, keeping the image as RGB.
+
+        With a store the image is in the store too before this returns, so before the node's
+        checkpoint names it: a run resumed elsewhere finds every image its checkpoints name.
+        """
         ref = ImageRef.save(image, run_dir, name)
+        if self.store is not None:
+            self.store.put(image_key(self.thread_id, ref.path), ref.read_bytes(run_dir))
         # PNG is lossless, so these are the pixels ImageRef.open would read back.
         self._last = ((ref.path, ref.sha256), image.convert("RGB"))
         return ref
 
     def open(self, ref: ImageRef, run_dir: Path) -> Image.Image:
-        """The image ``ref`` names as RGB: from memory on a hit, else by ``ref.open(run_dir)``."""
+        """The image ``ref`` names as RGB: from memory on a hit, else by ``ref.open(run_dir)`` after
+        :meth:`fetch`."""
         last = self._last
         if last is not None and last[0] == (ref.path, ref.sha256):
             return last[1].copy()
+        self.fetch(ref, run_dir)
         image = ref.open(run_dir)
         self._last = ((ref.path, ref.sha256), image.copy())
         return image
+
+    def fetch(self, ref: ImageRef, run_dir: Path) -> None:
+        """Copy the image ``ref`` names from the store into ``run_dir`` when it is not there (a run
+        resumed on another machine); the store hands back only bytes of the recorded sha256.
+
+        Without a store, or with the file already there, this does nothing: a file that is there but
+        differs stays an error of :meth:`ImageRef.read_bytes`, never silently replaced.
+        """
+        target = Path(run_dir) / ref.path
+        if self.store is None or target.exists() or target.is_symlink():
+            return
+        ref.restore(run_dir, self.store.get(image_key(self.thread_id, ref.path), ref.sha256))
 
 
 @dataclass
@@ -114,8 +137,15 @@ class RunContext:
     on_progress: Callable[[dict[str, Any]], None] | None = None
     """Called with each progress event (:class:`strokegraph.graph.nodes.Progress`, and backends'
     ``progress`` events) in the thread that runs the node, besides LangGraph's ``custom`` stream."""
-    images: ImageCache = field(default_factory=ImageCache, init=False, repr=False, compare=False)
-    """The run's last image, decoded (see :class:`ImageCache`); each context starts empty."""
+    store: ArtifactStore | None = None
+    """Where the run's images go besides ``run_dir`` (:mod:`strokegraph.artifacts`); None: nowhere else."""
+    thread_id: str = ""
+    """The run's thread; with a store, it names the run's folder there."""
+    images: ImageCache = field(init=False, repr=False, compare=False)
+    """The run's images: the last one decoded, and the store (see :class:`ImageCache`); each context starts empty."""
+
+    def __post_init__(self) -> None:
+        self.images = ImageCache(self.store, self.thread_id)
 
 
 class CheckpointError(UsageError):

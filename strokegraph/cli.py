@@ -85,6 +85,25 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _add_scale_out(parser: argparse.ArgumentParser) -> None:
+    """The flags that say where checkpoints and images go (see README, "Scaling out")."""
+    parser.add_argument(
+        "--checkpoint",
+        metavar="WHERE",
+        help="'sqlite' (checkpoints.sqlite in the run directory, the default) or a postgres:// URL",
+    )
+    parser.add_argument(
+        "--store",
+        metavar="WHERE",
+        help="artifact store every image also goes to: s3://BUCKET[/PREFIX] or a directory (default: none)",
+    )
+    parser.add_argument(
+        "--store-endpoint",
+        metavar="URL",
+        help="endpoint of an S3-compatible service (MinIO, R2...; default: $AWS_ENDPOINT_URL, else AWS)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="strokegraph", description="Process-driven image generation: plan, draft, critique, refine.")
     p.add_argument("--version", action="version", version=f"strokegraph {__version__}")
@@ -117,9 +136,16 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="refuse a prompt with parts no critic here judges, right after planning (exit 2)",
     )
+    _add_scale_out(g)
 
     r = sub.add_parser("resume", help="continue a run that stopped (failed, interrupted, or out of budget)")
-    r.add_argument("run_dir", metavar="RUN_DIR", help="the run directory of a 'strokegraph generate' run")
+    r.add_argument("run_dir", metavar="RUN_DIR", nargs="?", help="the run directory of a 'strokegraph generate' run")
+    r.add_argument(
+        "--thread",
+        metavar="ID",
+        help="resume this thread (its run.json's thread_id) on this machine, from --checkpoint and --store only",
+    )
+    r.add_argument("--out", metavar="DIR", help="with --thread: the new run directory (default: runs/<thread id>)")
     r.add_argument(
         "--max-rounds", type=_non_negative, metavar="N", help="refine rounds in all, raised to refine further"
     )
@@ -129,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
         "--config", metavar="FILE", help="TOML file naming the model-backed backends (its role tables are read)"
     )
     r.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    _add_scale_out(r)
 
     pl = sub.add_parser("plan", help="print the scene graph and plan for PROMPT")
     pl.add_argument("prompt")
@@ -216,6 +243,7 @@ def _generate(args) -> int:
         max_sampling_steps=config.max_sampling_steps,
     )
     chosen = {"settings": {role: s for role, s in settings.items() if s}, **{r: i for r, i in ids.items() if i}}
+    chosen.update(_where(args))
     result = generate(
         args.prompt,
         out=args.out,
@@ -234,17 +262,37 @@ def _resume(args) -> int:
     from strokegraph.config import RunConfig, load_config
     from strokegraph.graph.run import resume
 
+    if args.thread is None and args.run_dir is None:
+        raise UsageError("resume needs RUN_DIR, or --thread ID (with --checkpoint and --store) to resume elsewhere")
+    if args.thread is not None and args.run_dir is not None:
+        raise UsageError("give RUN_DIR or --thread with --out, not both")
+    if args.thread is None and args.out is not None:
+        raise UsageError("--out applies to --thread only; a run resumes in its own RUN_DIR")
     config = load_config(args.config) if args.config else RunConfig()
     ids, settings = _role_choices(args, config)
     chosen = {"settings": {role: s for role, s in settings.items() if s}, **{r: i for r, i in ids.items() if i}}
+    chosen.update(_where(args))
+    run_dir = args.run_dir
+    if args.thread is not None:
+        from strokegraph.artifacts import check_thread
+
+        run_dir = args.out or f"runs/{check_thread(args.thread)}"
     result = resume(
-        args.run_dir,
+        run_dir,
         max_rounds=args.max_rounds,
+        thread=args.thread,
         **chosen,
         confirm=_confirm if sys.stdin.isatty() and sys.stderr.isatty() else None,
         on_progress=None if args.quiet else _progress_printer(sys.stderr),
     )
     return _outcome(_review_loop(result, args.quiet, {**chosen, "trust_record": True}))
+
+
+def _where(args) -> dict:
+    """The checkpointer and the (opened) store the flags name: generate's and resume's ``checkpoint``/``store``."""
+    from strokegraph.artifacts import open_store
+
+    return {"checkpoint": args.checkpoint, "store": open_store(args.store, endpoint_url=args.store_endpoint)}
 
 
 def _confirm(named: str) -> bool:
@@ -450,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RunError, StrokegraphError) as exc:
         print(f"strokegraph: run failed: {_line(exc)}{_resume_hint(exc)}", file=sys.stderr)
         return EXIT_RUN_ERROR
-    except sqlite3.Error as exc:  # the checkpoint database could not be written (a full disk...)
+    except _database_errors() as exc:  # the checkpoint database could not be written (a full disk, a lost server)
         print(f"strokegraph: run failed: checkpoints: {_line(exc)}{_resume_hint(exc)}", file=sys.stderr)
         return EXIT_RUN_ERROR
     except OSError as exc:  # a full disk, a file that vanished: the system's reason, in one line
@@ -463,16 +511,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _database_errors() -> tuple[type[BaseException], ...]:
+    """SQLite's errors, and psycopg's once a postgres:// checkpoint has loaded it."""
+    psycopg = sys.modules.get("psycopg")
+    return (sqlite3.Error, psycopg.Error) if psycopg is not None else (sqlite3.Error,)
+
+
 def _resume_hint(exc: BaseException) -> str:
     """How to continue the run ``exc`` stopped, when it stopped one that can be resumed."""
     run_dir = getattr(exc, "run_dir", None)  # set by generate and resume once the run directory exists
     if run_dir is None or not (run_dir / "run.json").is_file():
         return ""
     try:
-        backends = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["backends"]
+        record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        backends = record["backends"]
         # resume takes no model-backed backend on run.json's word: the hint names them again.
         named = {role: i for role, i in backends.items() if not i.startswith(("builtin:", "custom:"))}
         again = "".join(f" --{role} {shlex.quote(safe(i))}" for role, i in named.items())
+        # Nor a database or a store: the hint names them for the person to give again (never a password).
+        if record.get("checkpoint") == "postgres":
+            again += " --checkpoint POSTGRES_URL"
+        if isinstance(record.get("store"), str):
+            again += f" --store {shlex.quote(safe(record['store']))}"
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         again = ""
     return f"; resume with: strokegraph resume {shlex.quote(str(run_dir))}{again}"

@@ -213,17 +213,33 @@ class ImageRef(_Model):
 
         An existing file or symlink of that name is replaced, never written through.
         """
-        rel = f"images/{name}"
-        cls._contained(rel)
-        target = Path(run_dir) / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.parent.is_symlink():
-            raise RunError(f"{str(target.parent)!r} is a symlink; refusing to write images through it")
+        cls._contained(f"images/{name}")
         buf = io.BytesIO()
         image.save(buf, format="PNG")
         data = buf.getvalue()
+        ref = cls(
+            path=f"images/{name}", sha256=hashlib.sha256(data).hexdigest(), width=image.width, height=image.height
+        )
+        ref._write(run_dir, data)
+        return ref
+
+    def restore(self, run_dir: Path, data: bytes) -> None:
+        """Write ``data`` as this image's file in ``run_dir`` (an image fetched from an artifact store).
+
+        Raises :class:`RunError` unless ``data`` has the recorded sha256; the file is written as
+        :meth:`save` writes it, never through a symlink.
+        """
+        if len(data) > _MAX_IMAGE_BYTES or hashlib.sha256(data).hexdigest() != self.sha256:
+            raise RunError(f"image {self.path!r} from the store differs from the one recorded (sha256 mismatch)")
+        self._write(run_dir, data)
+
+    def _write(self, run_dir: Path, data: bytes) -> None:
+        self._contained(self.path)
+        target = Path(run_dir) / self.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent.is_symlink():
+            raise RunError(f"{str(target.parent)!r} is a symlink; refusing to write images through it")
         write_new(target, data)
-        return cls(path=rel, sha256=hashlib.sha256(data).hexdigest(), width=image.width, height=image.height)
 
     def read_bytes(self, run_dir: Path) -> bytes:
         """The file's bytes, once they are shown to be this image.
