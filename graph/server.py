@@ -12,12 +12,18 @@ directory). It is the operator's choice, not part of the context, so that a requ
 where the server writes.
 
 The server's own checkpoints hold only this small state; the loop's checkpoints stay in the run
-directory, as for any other run. ``graph.invoke({"prompt": "..."})`` works with no context at all.
+directory, as for any other run, unless the operator sets ``$STROKEGRAPH_SERVER_CHECKPOINT`` (a
+``postgres://`` URL) and ``$STROKEGRAPH_SERVER_STORE`` (``s3://bucket/prefix`` or a directory; the
+endpoint from ``$AWS_ENDPOINT_URL``): then each run's checkpoints and images go there, and its
+``thread_id`` (in the returned state) resumes it on any machine with ``strokegraph resume --thread``.
+Like the root, these come from the operator's environment, never from a request.
+``graph.invoke({"prompt": "..."})`` works with no context at all.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -58,6 +64,8 @@ class ServerState(BaseModel):
     rounds: int | None = None
     critique: dict | None = None
     """The final critique as JSON: server checkpoints then hold only plain data."""
+    thread_id: str | None = None
+    """The loop's thread (its run.json's ``thread_id``), which ``strokegraph resume --thread`` takes."""
 
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -108,6 +116,8 @@ def run(state: ServerState, runtime: Runtime[ServerContext], config: RunnableCon
             budget=state.budget,
             single_pass=state.single_pass,
             on_progress=runtime.stream_writer,
+            checkpoint=os.environ.get("STROKEGRAPH_SERVER_CHECKPOINT") or None,
+            store=os.environ.get("STROKEGRAPH_SERVER_STORE") or None,
         )
     except BaseException:
         # A bad id fails before generate writes anything: leave no empty run directory behind.
@@ -120,6 +130,7 @@ def run(state: ServerState, runtime: Runtime[ServerContext], config: RunnableCon
         "passed": result.passed,
         "rounds": result.rounds,
         "critique": result.critique.model_dump(mode="json") if result.critique else None,
+        "thread_id": json.loads((result.run_dir / "run.json").read_text(encoding="utf-8"))["thread_id"],
     }
 
 
