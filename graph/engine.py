@@ -25,7 +25,16 @@ if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
     from langgraph.graph.state import CompiledStateGraph
 
-__all__ = ["acheckpointer", "checkpoint_url", "checkpointer", "compiled", "describe", "graph", "is_postgres"]
+__all__ = [
+    "acheckpointer",
+    "checkpoint_url",
+    "checkpointer",
+    "compiled",
+    "describe",
+    "graph",
+    "is_postgres",
+    "lock_thread",
+]
 
 # WAL with synchronous=NORMAL: a commit appends to the write-ahead log without waiting for the
 # disk, and SQLite syncs the log when it copies it back into the database (at the latest when the
@@ -154,6 +163,22 @@ _CONNECT = {"autocommit": True, "prepare_threshold": 0}
 def _connect_error(url: str, exc: Exception) -> UsageError:
     reason = _redacted(" ".join(str(exc).split()))[:300]
     return UsageError(f"cannot use the checkpoint database {_redacted(url)!r}: {reason}")
+
+
+def lock_thread(saver: BaseCheckpointSaver, thread_id: str) -> None:
+    """Hold ``thread_id`` for this process while ``saver`` (a ``PostgresSaver``) stays open.
+
+    A run directory's lock keeps two runs of one machine apart; a thread in a shared database can be
+    resumed from any machine, so the database holds the lock: a session advisory lock, which the
+    server drops when the connection closes, a killed process's too. Raises :class:`UsageError`
+    when another process holds it.
+    """
+    with saver.lock:
+        row = saver.conn.execute(
+            "select pg_try_advisory_lock(hashtextextended(%s, 0)) as locked", (f"strokegraph:{thread_id}",)
+        ).fetchone()
+    if not row["locked"]:
+        raise UsageError(f"thread {thread_id!r} is in use by another strokegraph run; wait until it ends")
 
 
 @contextmanager

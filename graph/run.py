@@ -815,6 +815,8 @@ def _resume_locked(
     config = _config(record.thread_id, record.budget, record.review)
     described = engine.describe(where)
     with engine.checkpointer(where) as saver:
+        if engine.is_postgres(where):
+            engine.lock_thread(saver, record.thread_id)
         graph = engine.graph(saver, review=record.review)
         try:
             snapshot = graph.get_state(config)

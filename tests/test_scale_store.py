@@ -425,3 +425,15 @@ def test_the_server_takes_its_database_and_store_from_its_operator(pg, s3, s3_en
     again = resume(tmp_path / "b", thread=out["thread_id"], checkpoint=pg, store=s3)
     assert again.passed == out["passed"]
     assert (tmp_path / "b" / "final.png").read_bytes() == Path(out["final_image"]).read_bytes()
+
+
+def test_a_thread_runs_on_one_machine_at_a_time(pg, s3, tmp_path):
+    import psycopg
+
+    thread = _stopped_run(pg, s3, tmp_path / "a")
+    with psycopg.connect(pg, autocommit=True) as other_machine:
+        other_machine.execute("select pg_advisory_lock(hashtextextended(%s, 0))", (f"strokegraph:{thread}",))
+        with pytest.raises(UsageError, match="in use by another strokegraph run"):
+            resume(tmp_path / "b", thread=thread, checkpoint=pg, store=s3, drafter=SketchDrafter())
+    # Released with the other machine's connection.
+    assert resume(tmp_path / "b", thread=thread, checkpoint=pg, store=s3, drafter=SketchDrafter()).final_image
