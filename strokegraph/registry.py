@@ -12,6 +12,7 @@ import dataclasses
 import importlib
 import importlib.util
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,6 +34,7 @@ __all__ = [
     "build",
     "build_backends",
     "check",
+    "clear_cache",
     "known_ids",
     "parse_id",
 ]
@@ -162,6 +164,19 @@ def build(role: Role, backend_id: str, **settings: Any) -> Any:
     check(role, backend_id, settings)
     provider, model = parse_id(role, backend_id)
     return _factory(_BACKENDS[(role, provider)])(model, **settings)
+
+
+def clear_cache() -> None:
+    """Forget the loaded models and API clients that backends share across builds in this process.
+
+    :func:`build` reuses them for the same id and the settings that shape them (model, device,
+    dtype; endpoint, key, limits); after this the next build loads or makes them anew (a model
+    directory saved again, memory to free). Backends already built keep what they hold.
+    """
+    # Imported with the first backend that shares anything; before that there is nothing to forget.
+    cache = sys.modules.get("strokegraph.tools._cache")
+    if cache is not None:
+        cache.clear()
 
 
 def backend_ids(

@@ -10,10 +10,13 @@ relation, the union of the boxes is inpainted (mask white = repaint) and composi
 pixel outside the mask stays byte-identical; otherwise (nothing to point at, or something must move)
 the whole image is regenerated with image-to-image at ``regen_strength``.
 
-**Weights.** :func:`load` loads a model once per (model, device, dtype, offload): a drafter and a
-refiner of the same id share one text-to-image pipeline, and the image-to-image and inpainting
-pipelines are made from it with ``AutoPipelineFor*.from_pipe``, which shares its modules and keeps
-their dtype. The cache holds models only while a backend uses them; :func:`clear_cache` empties it.
+**Weights.** :func:`load` loads a model once per (model, device, dtype, offload) and keeps it
+across runs: a drafter and a refiner of the same id share one text-to-image pipeline, and so do the
+backends of later runs, or of runs at once (they take turns to sample). The image-to-image and
+inpainting pipelines are made per backend from it with ``AutoPipelineFor*.from_pipe``, which shares
+its modules and keeps their dtype. The process keeps the few models used last, and any a backend
+still uses; :func:`clear_cache` (or :func:`strokegraph.registry.clear_cache`) forgets them, which
+also makes a directory saved anew load again.
 
 **Progress.** Inside a graph, each denoising step is reported on LangGraph's custom stream as
 ``{"kind": "progress", "stage": "draft" | "refine", "step": i, "total": n}`` (``i`` counts from 1);
@@ -29,8 +32,8 @@ import difflib
 import hashlib
 import importlib.util
 import inspect
+import threading
 import warnings
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +51,7 @@ from strokegraph.agents.refiner import (
 )
 from strokegraph.errors import RunError, UsageError
 from strokegraph.schema import Refinement
+from strokegraph.tools import _cache
 from strokegraph.tools._torch_device import DType, resolve_device
 from strokegraph.tools._torch_device import resolve_dtype as _resolve_dtype
 
@@ -138,7 +142,8 @@ def _is_oom(exc: BaseException) -> bool:
 class DiffusersModel:
     """One diffusers model loaded once on one device, and the task pipelines that share its modules.
 
-    Build it with :func:`load`, which shares it between backends.
+    Build it with :func:`load`, which shares it between backends. :meth:`sample` runs one pipeline
+    at a time, whichever backend or thread calls it.
     """
 
     def __init__(self, model: str, *, device: str, dtype: torch.dtype, cpu_offload: bool) -> None:
@@ -161,6 +166,10 @@ class DiffusersModel:
         self.base = base
         """The text-to-image pipeline that owns the weights."""
         self._hooked: Any = None
+        # Runs at once share these modules: the offload hooks move them between devices per pipeline,
+        # the tokenizer is not safe to call from two threads, and two samplings at once would only
+        # split the accelerator and double the peak memory.
+        self._sampling = threading.Lock()
 
     @property
     def size_multiple(self) -> int:
@@ -252,12 +261,13 @@ class DiffusersModel:
             progress.emit({"kind": "progress", "stage": stage, "step": ran, "total": getattr(p, "num_timesteps", None)})
             return callback_kwargs
 
-        if self.cpu_offload and self._hooked is not pipe:
-            # Offload hooks belong to one pipeline object; move them to the one about to run.
-            pipe.enable_model_cpu_offload(device=self.device)
-            self._hooked = pipe
-        with self._oom_guard(f"sampling {work[0]}x{work[1]}", node=_NODES[stage], step=step):
-            out = pipe(**call, callback_on_step_end=on_step_end).images[0]
+        with self._sampling:
+            if self.cpu_offload and self._hooked is not pipe:
+                # Offload hooks belong to one pipeline object; move them to the one about to run.
+                pipe.enable_model_cpu_offload(device=self.device)
+                self._hooked = pipe
+            with self._oom_guard(f"sampling {work[0]}x{work[1]}", node=_NODES[stage], step=step):
+                out = pipe(**call, callback_on_step_end=on_step_end).images[0]
         usage.record(images=1)
         if out.size != tuple(size):
             out = out.resize(size, Image.Resampling.LANCZOS)
@@ -291,11 +301,8 @@ class DiffusersModel:
 _NODES = {"draft": "drafter", "refine": "refiner"}
 
 
-_LOADED: weakref.WeakValueDictionary[tuple, DiffusersModel] = weakref.WeakValueDictionary()
-
-
 def load(model: str, *, device: str = "auto", dtype: str = "auto", cpu_offload: bool = False) -> DiffusersModel:
-    """The :class:`DiffusersModel` for ``model``, loaded now or shared with a backend that already uses it.
+    """The :class:`DiffusersModel` for ``model``, loaded now or the one loaded before with these settings.
 
     ``device``: ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:<n>"`` or ``"mps"``.
     ``dtype``: ``"auto"`` (float16 on CUDA, float32 elsewhere) or a :data:`DType`.
@@ -313,17 +320,15 @@ def load(model: str, *, device: str = "auto", dtype: str = "auto", cpu_offload: 
         raise UsageError("cpu_offload needs accelerate, which is not installed; run: pip install accelerate")
     path = Path(model).expanduser()
     name = str(path.resolve()) if path.is_dir() else model
-    key = (name, resolved, str(torch_dtype), cpu_offload)
-    loaded = _LOADED.get(key)
-    if loaded is None:
-        loaded = DiffusersModel(name, device=resolved, dtype=torch_dtype, cpu_offload=cpu_offload)
-        _LOADED[key] = loaded
-    return loaded
+    return _cache.MODELS.get(
+        ("diffusers", name, resolved, str(torch_dtype), cpu_offload),
+        lambda: DiffusersModel(name, device=resolved, dtype=torch_dtype, cpu_offload=cpu_offload),
+    )
 
 
 def clear_cache() -> None:
-    """Forget every shared model (backends that hold one keep it)."""
-    _LOADED.clear()
+    """Forget every shared model, diffusers and transformers alike (backends that hold one keep it)."""
+    _cache.MODELS.clear()
 
 
 def _generator(*keys: object) -> torch.Generator:

@@ -7,6 +7,9 @@ nouns; their detections are judged by GenEval's rules in :func:`strokegraph.agen
 
 Models load when the backend is built, so a bad id fails before the run starts, with a one-line
 :class:`~strokegraph.errors.UsageError`. ``torch`` and ``transformers`` are imported only then.
+A model is loaded once per (kind, directory or hub id, device, dtype) and kept across runs: later
+builds, and runs at once, share its weights and take turns to call it. The process keeps the few
+models used last, and any a backend still uses; :func:`strokegraph.registry.clear_cache` forgets them.
 Generation is greedy unless ``temperature`` is above 0, so a run is repeatable.
 
 Detections get a colour from the pixels of their box (:func:`region_colour`), named among GenEval's
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,6 +33,7 @@ from strokegraph.agents.critic import ChatCritic, DetectorCritic
 from strokegraph.agents.planner import ChatPlanner
 from strokegraph.errors import UsageError
 from strokegraph.schema import COLOURS, Colour, Detection
+from strokegraph.tools import _cache
 from strokegraph.tools._torch_device import DType, resolve_device
 from strokegraph.tools._torch_device import resolve_dtype as _resolve_dtype
 
@@ -68,17 +73,41 @@ def resolve_dtype(dtype: DType, device: str) -> torch.dtype:
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
-def _load(what: str, model_id: str, loader: Callable[[str], T]) -> T:
-    """``loader(directory or hub id)``, with any failure turned into a one-line :class:`UsageError`."""
-    source = os.path.expanduser(model_id)
-    if not os.path.isdir(source):
-        if not _HUB_ID.match(model_id):
-            raise UsageError(f"model {model_id!r}: no such directory, and not a hub id such as 'owner/name'")
-        source = model_id
+def _source(model_id: str) -> str:
+    """The directory (resolved) or hub id ``model_id`` names; a :class:`UsageError` if it names neither."""
+    path = os.path.expanduser(model_id)
+    if os.path.isdir(path):
+        return os.path.realpath(path)
+    if not _HUB_ID.match(model_id):
+        raise UsageError(f"model {model_id!r}: no such directory, and not a hub id such as 'owner/name'")
+    return model_id
+
+
+def _load(what: str, model_id: str, source: str, loader: Callable[[str], T]) -> T:
+    """``loader(source)``, with any failure turned into a one-line :class:`UsageError` naming ``model_id``."""
     try:
         return loader(source)
     except Exception as exc:  # noqa: BLE001 - whatever stops a model loading is reported in one line
         raise UsageError(f"cannot load {what} {model_id!r}: {_one_line(exc)}") from exc
+
+
+class _Weights:
+    """A loaded model and its tokenizer or processor, shared by every backend built on them.
+
+    ``lock`` is held for each call: a fast tokenizer can raise "Already borrowed" when two threads
+    use it at once (transformers#47085), and calls sharing an accelerator gain little from overlapping.
+    """
+
+    def __init__(self, model: Any, preprocessor: Any) -> None:
+        self.model = model
+        self.preprocessor = preprocessor
+        self.lock = threading.Lock()
+
+
+def _shared(kind: str, model_id: str, device: str, dtype: torch.dtype, load: Callable[[str], _Weights]) -> _Weights:
+    """The weights ``load(source)`` gives for ``model_id``, loaded now or the ones loaded before alike."""
+    source = _source(model_id)
+    return _cache.MODELS.get(("transformers", kind, source, device, str(dtype)), lambda: load(source))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -142,24 +171,33 @@ class TransformersChat:
         self.dtype = resolve_dtype(dtype, self.device)
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
-        self.tokenizer = _load("tokenizer", model_id, AutoTokenizer.from_pretrained)
-        if not self.tokenizer.chat_template:
-            raise UsageError(f"tokenizer {model_id!r} has no chat template; use a chat (instruct) model")
-        self.model = _load(
-            "chat model",
-            model_id,
-            lambda p: AutoModelForCausalLM.from_pretrained(p, dtype=self.dtype).to(self.device).eval(),
-        )
+
+        def load(source: str) -> _Weights:
+            tokenizer = _load("tokenizer", model_id, source, AutoTokenizer.from_pretrained)
+            if not tokenizer.chat_template:
+                raise UsageError(f"tokenizer {model_id!r} has no chat template; use a chat (instruct) model")
+            model = _load(
+                "chat model",
+                model_id,
+                source,
+                lambda p: AutoModelForCausalLM.from_pretrained(p, dtype=self.dtype).to(self.device).eval(),
+            )
+            return _Weights(model, tokenizer)
+
+        self._weights = _shared("causal-lm", model_id, self.device, self.dtype, load)
+        self.tokenizer = self._weights.preprocessor
+        self.model = self._weights.model
 
     def complete(self, messages: list[dict], *, schema: type[BaseModel] | None = None) -> str:
         # Text-only chat templates (Llama, Qwen) expect each message's content as one string.
         chat = [{"role": m["role"], "content": self._text(m["content"])} for m in messages]
-        inputs = self.tokenizer.apply_chat_template(
-            chat, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
-        ).to(self.device)
-        return _generate(
-            self.model, inputs, self.tokenizer, max_new_tokens=self.max_new_tokens, temperature=self.temperature
-        )
+        with self._weights.lock:
+            inputs = self.tokenizer.apply_chat_template(
+                chat, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+            ).to(self.device)
+            return _generate(
+                self.model, inputs, self.tokenizer, max_new_tokens=self.max_new_tokens, temperature=self.temperature
+            )
 
     def _text(self, content: str | list[dict]) -> str:
         if isinstance(content, str):
@@ -203,27 +241,36 @@ class TransformersVLMChat:
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.max_pixels = max_pixels
-        self.processor = _load("processor", model_id, AutoProcessor.from_pretrained)
-        if not getattr(self.processor, "chat_template", None):
-            raise UsageError(f"processor {model_id!r} has no chat template; use a chat (instruct) VLM")
-        self.model = _load(
-            "vision-language model",
-            model_id,
-            lambda p: AutoModelForImageTextToText.from_pretrained(p, dtype=self.dtype).to(self.device).eval(),
-        )
+
+        def load(source: str) -> _Weights:
+            processor = _load("processor", model_id, source, AutoProcessor.from_pretrained)
+            if not getattr(processor, "chat_template", None):
+                raise UsageError(f"processor {model_id!r} has no chat template; use a chat (instruct) VLM")
+            model = _load(
+                "vision-language model",
+                model_id,
+                source,
+                lambda p: AutoModelForImageTextToText.from_pretrained(p, dtype=self.dtype).to(self.device).eval(),
+            )
+            return _Weights(model, processor)
+
+        self._weights = _shared("image-text-to-text", model_id, self.device, self.dtype, load)
+        self.processor = self._weights.preprocessor
+        self.model = self._weights.model
 
     def complete(self, messages: list[dict], *, schema: type[BaseModel] | None = None) -> str:
         chat = [{"role": m["role"], "content": self._content(m["content"])} for m in messages]
-        inputs = self.processor.apply_chat_template(
-            chat, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
-        ).to(self.device, dtype=self.dtype)  # casts the pixel values only, not the token ids
-        return _generate(
-            self.model,
-            inputs,
-            self.processor.tokenizer,
-            max_new_tokens=self.max_new_tokens,
-            temperature=self.temperature,
-        )
+        with self._weights.lock:
+            inputs = self.processor.apply_chat_template(
+                chat, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+            ).to(self.device, dtype=self.dtype)  # casts the pixel values only, not the token ids
+            return _generate(
+                self.model,
+                inputs,
+                self.processor.tokenizer,
+                max_new_tokens=self.max_new_tokens,
+                temperature=self.temperature,
+            )
 
     def _content(self, content: str | list[dict]) -> list[dict]:
         if isinstance(content, str):
@@ -376,17 +423,28 @@ class ZeroShotDetector:
         self.nms_iou = nms_iou
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.processor = _load("processor", model_id, AutoProcessor.from_pretrained)
-        self.model = _load(
-            "detector",
-            model_id,
-            lambda p: AutoModelForZeroShotObjectDetection.from_pretrained(p, dtype=self.dtype).to(self.device).eval(),
-        )
-        self.model_type = self.model.config.model_type
-        if self.model_type not in _DETECTORS:
-            raise UsageError(
-                f"detector {model_id!r} is a {self.model_type!r} model; supported: {', '.join(map(repr, _DETECTORS))}"
+
+        def load(source: str) -> _Weights:
+            processor = _load("processor", model_id, source, AutoProcessor.from_pretrained)
+            model = _load(
+                "detector",
+                model_id,
+                source,
+                lambda p: (
+                    AutoModelForZeroShotObjectDetection.from_pretrained(p, dtype=self.dtype).to(self.device).eval()
+                ),
             )
+            kind = model.config.model_type
+            if kind not in _DETECTORS:
+                raise UsageError(
+                    f"detector {model_id!r} is a {kind!r} model; supported: {', '.join(map(repr, _DETECTORS))}"
+                )
+            return _Weights(model, processor)
+
+        self._weights = _shared("zero-shot-object-detection", model_id, self.device, self.dtype, load)
+        self.processor = self._weights.preprocessor
+        self.model = self._weights.model
+        self.model_type = self.model.config.model_type
 
     def detect(self, image: Image.Image, nouns: tuple[str, ...]) -> list[Detection]:
         nouns = tuple(dict.fromkeys(nouns))
@@ -394,10 +452,11 @@ class ZeroShotDetector:
             return []
         image = image.convert("RGB")
         w, h = image.size
-        if self.model_type == "grounding-dino":
-            scores, labels, boxes = self._grounding_dino(image, nouns)
-        else:
-            scores, labels, boxes = self._owl(image, nouns)
+        with self._weights.lock:
+            if self.model_type == "grounding-dino":
+                scores, labels, boxes = self._grounding_dino(image, nouns)
+            else:
+                scores, labels, boxes = self._owl(image, nouns)
         scores, boxes = scores.float(), boxes.float()
         boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
