@@ -11,15 +11,23 @@ last byte; a reply may hold at most :data:`MAX_CHAT_REPLY_BYTES` or :data:`MAX_I
 and a reply image at most :data:`MAX_IMAGE_PIXELS` pixels (or the requested ``size``, if larger).
 :func:`cancel_requests` ends the calls in flight at once, e.g. from a SIGINT handler.
 
+Backends with the same endpoint, key, ``timeout`` and ``max_retries`` share one client across
+roles and runs (it is thread-safe and holds no run's state): it is costly to make (its TLS context)
+and keeps its connections open for the next call. The cache knows a client by a keyed hash of its
+endpoint and key, never by the key itself.
+
 The ``openai`` package is imported only when a backend is built or called.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import io
 import os
 import re
+import secrets
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -448,12 +456,18 @@ class OpenAIRefiner(_ImageAPI):
 # ---------------------------------------------------------------------------------------------
 
 
+# Keys the client cache's hash of an endpoint and its key: without a secret of this process, a
+# leaked cache key (a debugger, a dump) would let anyone test guesses of the API key against it.
+_CLIENT_SALT = secrets.token_bytes(32)
+
+
 def _client(
     base_url: str | None, api_key: str | None, timeout: float, max_retries: int, max_reply_bytes: int
 ) -> OpenAI:
     """An OpenAI client whose request attempts each take at most ``timeout`` s and ``max_reply_bytes``.
 
-    Raises :class:`UsageError` before any call when no key can be found.
+    The same arguments give the same client, made once per process (while it stays among the recent
+    ones or a backend uses it). Raises :class:`UsageError` before any call when no key can be found.
     """
     if not timeout > 0:
         raise UsageError(f"timeout must be a positive number of seconds, got {timeout!r}")
@@ -468,14 +482,20 @@ def _client(
                 "(or a 'base_url' for a local OpenAI-compatible server)"
             )
         api_key = PLACEHOLDER_KEY
+    from strokegraph.tools import _cache
     from strokegraph.tools._openai_transport import BoundedClient, CancellableOpenAI
 
-    return CancellableOpenAI(
-        api_key=api_key,
-        base_url=base_url,
-        timeout=float(timeout),
-        max_retries=max_retries,
-        http_client=BoundedClient(timeout=float(timeout), max_reply_bytes=max_reply_bytes),
+    # The endpoint goes into the hash too: it may hold a user name and password.
+    endpoint = hmac.new(_CLIENT_SALT, f"{base_url}\0{api_key}".encode(), hashlib.sha256).hexdigest()
+    return _cache.CLIENTS.get(
+        ("openai", endpoint, float(timeout), max_retries, max_reply_bytes),
+        lambda: CancellableOpenAI(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=float(timeout),
+            max_retries=max_retries,
+            http_client=BoundedClient(timeout=float(timeout), max_reply_bytes=max_reply_bytes),
+        ),
     )
 
 
