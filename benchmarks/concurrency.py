@@ -10,8 +10,11 @@ One run therefore waits at least 5 x latency; if runs overlapped perfectly, any 
 would take that long too.
 
 The backends are synchronous, so LangGraph runs them in the event loop's default executor, whose
-thread count (Python's default: min(32, CPUs + 4)) caps how many requests are in flight at once;
-``--threads`` sets a larger executor on the loop.
+thread count caps how many requests are in flight at once: ``agenerate`` gives a loop without one
+an executor sized for backends that wait (``strokegraph.graph.run.IO_THREADS``; Python's own has
+min(32, CPUs + 4) threads), and ``--threads`` sets one of that size on the loop first instead.
+The OpenAI clients are shared across roles and runs (one per endpoint, key and limits); it prints
+how many the runs made, and what building one run's backends costs with and without them made.
 
     python benchmarks/concurrency.py [--latency 0.2] [--counts 1 4 16] [--threads N]
 """
@@ -26,6 +29,8 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import httpx2
 
 from strokegraph import agenerate, registry
 from strokegraph.bench import geneval_prompts
@@ -49,9 +54,11 @@ def api_settings(server: FakeOpenAI) -> dict[str, dict]:
     return settings
 
 
-async def run_all(prompts: list[str], server: FakeOpenAI, root: Path, threads: int | None) -> float:
+async def run_all(prompts: list[str], server: FakeOpenAI, root: Path, threads: int | None) -> tuple[float, int]:
+    """Seconds for the runs at once, and the threads of the executor they ran in."""
+    loop = asyncio.get_running_loop()
     if threads is not None:
-        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=threads))
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=threads))
     settings = api_settings(server)
     t0 = time.perf_counter()
     results = await asyncio.gather(
@@ -61,7 +68,32 @@ async def run_all(prompts: list[str], server: FakeOpenAI, root: Path, threads: i
     failed = [r.run_dir for r in results if not r.passed]
     if failed:
         raise SystemExit(f"runs did not pass: {failed}")
-    return elapsed
+    # asyncio has no getter for the default executor; CPython keeps it here.
+    return elapsed, loop._default_executor._max_workers
+
+
+def count_http_clients() -> list[int]:
+    """A list that gets an entry for every HTTP client made from now on (each OpenAI client makes one)."""
+    made: list[int] = []
+    real = httpx2.Client.__init__
+
+    def counting(self, *args, **kwargs):
+        made.append(1)
+        real(self, *args, **kwargs)
+
+    httpx2.Client.__init__ = counting
+    return made
+
+
+def build_ms(server: FakeOpenAI, *, shared: bool, repeats: int = 5) -> float:
+    """Milliseconds to build one run's four backends, with the clients shared or made anew."""
+    registry.build_backends(IDS, api_settings(server))
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        if not shared:
+            registry.clear_cache()
+        registry.build_backends(IDS, api_settings(server))
+    return (time.perf_counter() - t0) / repeats * 1e3
 
 
 def main() -> None:
@@ -74,27 +106,29 @@ def main() -> None:
         os.environ.pop(name, None)
 
     prompts = two_object_prompts()
-    threads = args.threads or min(32, (os.cpu_count() or 1) + 4)
     floor = REQUESTS_PER_RUN * args.latency
     scratch = Path(tempfile.mkdtemp(prefix="strokegraph-concurrency-"))
     rows = []
     try:
         with FakeOpenAI(latency=args.latency, fallback=any_prompt_replies()) as server:
-            asyncio.run(run_all(prompts[:1], server, scratch / "warmup", args.threads))  # imports, first clients
-            t0 = time.perf_counter()
-            for _ in range(5):
-                registry.build_backends(IDS, api_settings(server))
-            build_ms = (time.perf_counter() - t0) / 5 * 1e3
+            asyncio.run(run_all(prompts[:1], server, scratch / "warmup", args.threads))  # imports
+            cold_ms, warm_ms = build_ms(server, shared=False), build_ms(server, shared=True)
+            registry.clear_cache()
+            clients = count_http_clients()
             for n in args.counts:
                 before = len(server.requests)
-                elapsed = asyncio.run(run_all(prompts[:n], server, scratch / f"n{n}", args.threads))
+                elapsed, threads = asyncio.run(run_all(prompts[:n], server, scratch / f"n{n}", args.threads))
                 rows.append((n, len(server.requests) - before, elapsed))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
     print(f"concurrency: agenerate on openai:* backends, loopback server with {args.latency * 1e3:.0f} ms per request")
     print(f"{REQUESTS_PER_RUN} requests per run, so one run waits >= {floor:.2f} s; executor threads: {threads}")
-    print(f"CPUs: {os.cpu_count()}; building one run's 4 backends (4 OpenAI clients, CPU-bound): {build_ms:.0f} ms")
+    print(
+        f"CPUs: {os.cpu_count()}; building one run's 4 backends: {cold_ms:.0f} ms making their 2 OpenAI clients, "
+        f"{warm_ms:.1f} ms sharing them"
+    )
+    print(f"OpenAI clients made by the {sum(args.counts)} runs below: {len(clients)}")
     print()
     one = rows[0][2] if rows[0][0] == 1 else None
     print(f"{'prompts':>7}{'requests':>10}{'total s':>9}{'x 1 prompt':>12}{'s per prompt':>14}{'x floor':>9}")
