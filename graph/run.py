@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -579,6 +580,22 @@ def generate(
     return run.result()
 
 
+#: The threads :func:`agenerate` gives an event loop for its backend calls: they wait on a server or
+#: an accelerator, not on the CPUs, so this bounds how many runs can wait at once, not the work.
+IO_THREADS = 64
+
+
+def _size_executor(loop: asyncio.AbstractEventLoop) -> None:
+    """Give ``loop`` a default executor of :data:`IO_THREADS` threads, unless it has one already."""
+    # LangGraph runs sync nodes in the loop's default executor, with no per-run choice. Python makes
+    # that one on first use with min(32, CPUs + 4) threads (6 on 2 CPUs), so 16 runs at once would wait
+    # for each other's requests. An executor the application set, or one already in use, is kept.
+    # asyncio has no getter for it: CPython's loop keeps it in _default_executor (a loop without
+    # that attribute is left alone).
+    if getattr(loop, "_default_executor", False) is None:
+        loop.set_default_executor(ThreadPoolExecutor(IO_THREADS, thread_name_prefix="strokegraph"))
+
+
 async def agenerate(
     prompt: str,
     *,
@@ -599,7 +616,9 @@ async def agenerate(
 
     Takes the same arguments, writes the same files (the same images for the same seed) and raises
     the same errors. The backends are synchronous: LangGraph calls them in the event loop's default
-    executor, so that executor's thread count bounds how many backend calls run at once.
+    executor, so that executor's thread count bounds how many backend calls run at once; a loop
+    that has none yet gets one of :data:`IO_THREADS` threads (set your own before the first call to
+    choose another size).
     ``on_progress`` is called on the event loop's thread. Cancelling the task writes the files for
     the state reached so far and re-raises; a backend call already running cannot be stopped and
     finishes in its thread (its image may still land in ``images/``).
@@ -607,6 +626,7 @@ async def agenerate(
     roles = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
     # The nodes run in the executor's threads; each event is handed to the event loop's thread.
     loop = asyncio.get_running_loop()
+    _size_executor(loop)
     relay = None if on_progress is None else (lambda event: loop.call_soon_threadsafe(on_progress, event))
     # Building a backend may load a model for a long while, and writing the report reads every
     # image; neither may stall the other runs sharing the event loop.
