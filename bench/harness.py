@@ -9,6 +9,9 @@ an interrupted benchmark resumes where it stopped. Unless ``keep_runs``, each ru
 its record, and the sample images the HTML page shows (image 0 of the first :data:`SAMPLES` prompts
 of each tag).
 
+A run is planned (every image, less those with a record), executed (in this process, or on Ray
+actors: :mod:`strokegraph.bench.executor`) and written by this process alone, record last.
+
 T2I-CompBench's prompts have no GenEval metadata: each is parsed by the rules planner and judged
 only when its parse is expressible in GenEval's clauses (counts, colours, the four 2D relations; no
 free text, no other adjectives, no noun twice); the others are counted as skipped, with the reason.
@@ -17,30 +20,30 @@ free text, no other adjectives, no noun twice); the others are counted as skippe
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import html
 import json
 import os
+import re
 import shutil
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from strokegraph import registry, usage
-from strokegraph.agents.critic import Critic, DetectorCritic
+from strokegraph import registry
+from strokegraph.agents.critic import Critic
 from strokegraph.agents.drafter import Drafter
 from strokegraph.agents.planner import Planner
 from strokegraph.agents.refiner import Refiner
-from strokegraph.bench.scoring import Judge, check_judge, clauses_for, evaluate, inexpressible, load_judge, summarize
+from strokegraph.bench.executor import Drawn, Job, Setup, Worker, execute_ray, execute_serial, ray_session
+from strokegraph.bench.scoring import check_judge, clauses_for, inexpressible, summarize
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget
-from strokegraph.graph.run import generate
-from strokegraph.schema import Detection
 
 __all__ = [
     "BENCHMARKS",
@@ -101,6 +104,8 @@ class BenchResult:
     summary: dict[str, Any]
     generated: int
     resumed: int
+    nodes: dict[str, int] = field(default_factory=dict)
+    """Images drawn per Ray node id; empty when none was drawn on Ray."""
 
 
 def _first(items: list, limit: int | None) -> list:
@@ -166,16 +171,6 @@ def t2i_compbench_prompts(limit: int | None = None) -> tuple[list[BenchPrompt], 
     return judged, skipped
 
 
-def _peak_rss_mib() -> float | None:
-    """This process's peak resident set size so far (``getrusage`` ``ru_maxrss``), None where there is none."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
-
-
 def _check_out(out: Path, manifest: dict[str, Any]) -> None:
     """Check that ``out`` is new, empty, or holds a benchmark run with the same settings (to resume)."""
     path = out / _MANIFEST
@@ -208,6 +203,10 @@ def run_bench(
     budget: Budget | None = None,
     keep_runs: bool = False,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ray: str | None = None,
+    workers: int = 1,
+    gpus_per_worker: float = 0,
+    shard: tuple[int, int] | None = None,
 ) -> BenchResult:
     """Draw ``benchmark``'s prompts in both modes, judge every image and write the results to ``out``.
 
@@ -217,6 +216,13 @@ def run_bench(
     ``runs/bench-<benchmark>``) must be new, empty, or hold an earlier run of this benchmark with the
     same backends, settings, judge, seed and budget, which is resumed. ``on_progress`` gets a dict
     (``mode``, ``done``, ``total``, ``resumed``) after each image.
+
+    ``ray`` draws on ``workers`` Ray actors of 1 CPU and ``gpus_per_worker`` GPUs each, every actor
+    building the backends (named by id) and the judge once: ``"local"`` starts Ray on this machine, any
+    other value is a running cluster's address. The records are those of a run in this process but for
+    their timings and memory; only this process writes ``out``. ``shard=(i, n)`` draws only the images
+    whose place in the full run's order is ``i`` modulo ``n``, and its results cover that shard; a later
+    run without ``shard`` over the same ``out`` draws the rest and summarises them all.
     """
     if benchmark not in BENCHMARKS:
         raise UsageError(f"unknown benchmark {benchmark!r}; expected one of {', '.join(BENCHMARKS)}")
@@ -224,11 +230,21 @@ def run_bench(
         raise UsageError(f"limit must be 1 or more, got {limit}")
     if images_per_prompt < 1:
         raise UsageError(f"images_per_prompt must be 1 or more, got {images_per_prompt}")
+    if workers < 1:
+        raise UsageError(f"workers must be 1 or more, got {workers}")
+    if not gpus_per_worker >= 0:  # also refuses NaN
+        raise UsageError(f"gpus_per_worker must be 0 or more, got {gpus_per_worker}")
+    if ray is None and (workers != 1 or gpus_per_worker):
+        raise UsageError("workers and gpus_per_worker need ray (--ray local or --ray ADDRESS)")
+    if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
+        raise UsageError(f"shard must be I/N with 0 <= I < N, got {'/'.join(map(str, shard))}")
     budget = budget or Budget()
     settings = settings or {}
     roles = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
     ids = registry.backend_ids(roles, settings)  # every id and setting, before any model loads
     check_judge(judge, judge_settings)
+    if ray is not None and (objects := [r for r, v in roles.items() if v is not None and not isinstance(v, str)]):
+        raise UsageError(f"with ray, name every backend by id; {', '.join(objects)} is an object")
     out = Path(out) if out is not None else Path("runs") / f"bench-{benchmark}"
     manifest = {
         "benchmark": benchmark,
@@ -240,161 +256,120 @@ def run_bench(
         "budget": budget.model_dump(),
     }
     _check_out(out, manifest)
+    setup = Setup(roles, settings, judge, judge_settings, seed, budget)
 
+    with ray_session(ray, workers, gpus_per_worker) if ray is not None else contextlib.nullcontext():
+        # In this process the backends are built before anything is written; on Ray, by each actor.
+        worker = Worker(setup) if ray is None else None
+        if benchmark == "geneval":
+            prompts, skipped = geneval_prompts(limit), []
+        else:
+            prompts, skipped = t2i_compbench_prompts(limit)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / _MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write to {str(out)!r}: {exc.strerror or exc}") from exc
+
+        started = time.perf_counter()
+        samples = {(p.tag, p.index) for p in _first(prompts, SAMPLES)}
+        planned = _plan(out, prompts, images_per_prompt, keep_runs, samples, shard)
+        todo = [job for job, record in planned if record is None]
+        if worker is not None:
+            results = execute_serial(worker, todo, out)
+        else:
+            results = execute_ray(todo, setup, workers, gpus_per_worker)
+        done = generated = resumed = 0
+        nodes: dict[str, int] = {}
+        records: dict[Path, dict[str, Any]] = {}
+        # Walking the plan keeps the progress of a run in this process in its order; Ray's images land
+        # in any order, and each is counted as it lands.
+        for job, record in planned:
+            if record is not None:
+                resumed += 1
+            else:
+                drawn = next(results)
+                job, record = drawn.job, _write(out, drawn, benchmark)
+                generated += 1
+                if drawn.node is not None:
+                    nodes[drawn.node] = nodes.get(drawn.node, 0) + 1
+            records[job.rel] = record
+            done += 1
+            if on_progress is not None:
+                on_progress({"mode": job.mode, "done": done, "total": len(planned), "resumed": resumed})
+
+    by_mode = {mode: [records[job.rel] for job, _ in planned if job.mode == mode] for mode in MODES}
     self_judged = judge == ids["critic"]
-    reuse = False  # whether the judge may take the critic's final detections instead of detecting again
-    if self_judged and (judge_settings or {}) == settings.get("critic", {}):
-        backends, _ = registry.build_backends(roles, settings)
-        # The critic's own detector, so that its model is loaded once.
-        critic_ = backends.critic
-        reuse = isinstance(critic_, DetectorCritic)
-        judge_ = Judge(critic_.detector) if reuse else load_judge(judge, judge_settings)
-    else:
-        judge_ = load_judge(judge, judge_settings)
-        backends, _ = registry.build_backends(roles, settings)
-    if benchmark == "geneval":
-        prompts, skipped = geneval_prompts(limit), []
-    else:
-        prompts, skipped = t2i_compbench_prompts(limit)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / _MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot write to {str(out)!r}: {exc.strerror or exc}") from exc
-
-    started = time.perf_counter()
-    samples = {(p.tag, p.index) for p in _first(prompts, SAMPLES)}
-    total = len(MODES) * len(prompts) * images_per_prompt
-    done = generated = resumed = 0
-    records: dict[str, list[dict[str, Any]]] = {}
-    for mode in MODES:
-        records[mode] = []
-        for item in prompts:
-            for k in range(images_per_prompt):
-                run_dir = out / mode / item.tag / f"{item.index}-{k}"
-                record_path = run_dir / _RECORD
-                record = _done_record(record_path, mode, item, k)
-                if record is not None:
-                    resumed += 1
-                else:
-                    keep = "all" if keep_runs else "image" if (item.tag, item.index) in samples and k == 0 else None
-                    record = _draw_and_judge(item, mode, k, run_dir, backends, judge_, seed, budget, keep, reuse)
-                    record["benchmark"] = benchmark
-                    tmp = run_dir / (_RECORD + ".tmp")
-                    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
-                    tmp.replace(record_path)  # a record on disk means the image is done
-                    generated += 1
-                records[mode].append(record)
-                done += 1
-                if on_progress is not None:
-                    on_progress({"mode": mode, "done": done, "total": total, "resumed": resumed})
-
-    summary = _summary(benchmark, manifest, prompts, skipped, records, self_judged, limit, images_per_prompt)
+    summary = _summary(benchmark, manifest, prompts, skipped, by_mode, self_judged, limit, images_per_prompt)
+    summary["executor"] = {
+        "ray": ray is not None,
+        "workers": workers,
+        "gpus_per_worker": gpus_per_worker,
+        "nodes": len(nodes),
+    }
+    if ray is not None:
+        summary["memory"] = "resource.getrusage ru_maxrss of the Ray worker that drew the image, the mode's largest"
+    summary["shard"] = None
+    if shard is not None:
+        summary["shard"] = {"index": shard[0], "count": shard[1], "images": len(planned)}
     summary["wall_s"] = round(time.perf_counter() - started, 3)
     summary["generated"], summary["resumed"] = generated, resumed
     (out / "results.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     (out / "results.md").write_text(_markdown(summary), encoding="utf-8")
-    (out / "results.html").write_text(_html(summary, out, records, samples), encoding="utf-8")
-    return BenchResult(out=out, summary=summary, generated=generated, resumed=resumed)
+    (out / "results.html").write_text(_html(summary, out, by_mode, samples), encoding="utf-8")
+    return BenchResult(out=out, summary=summary, generated=generated, resumed=resumed, nodes=nodes)
 
 
-def _draw_and_judge(
-    item: BenchPrompt,
-    mode: Mode,
-    k: int,
-    run_dir: Path,
-    backends: registry.Backends,
-    judge: Judge,
-    seed: int,
-    budget: Budget,
-    keep: Literal["all", "image"] | None,
-    reuse: bool = False,
-) -> dict[str, Any]:
-    """Draw one image of ``item`` into ``run_dir``, judge it and return its record.
+def _plan(
+    out: Path,
+    prompts: list[BenchPrompt],
+    images_per_prompt: int,
+    keep_runs: bool,
+    samples: set[tuple[str, int]],
+    shard: tuple[int, int] | None,
+) -> list[tuple[Job, dict[str, Any] | None]]:
+    """Every image of the run (or of its shard) in order, each with its record when it is already done."""
+    planned = []
+    n = 0
+    for mode in MODES:
+        for item in prompts:
+            for k in range(images_per_prompt):
+                keep = "all" if keep_runs else "image" if (item.tag, item.index) in samples and k == 0 else None
+                job = Job(item, mode, k, keep)
+                n += 1
+                if shard is None or (n - 1) % shard[1] == shard[0]:
+                    planned.append((job, _done_record(out / job.rel / _RECORD, mode, item, k)))
+    return planned
 
-    With ``reuse`` (the judge's detector is the critic's own), the judge takes the detections of the
-    critique of the final image when the critic asked for the same nouns, instead of detecting again.
+
+# A kept file's path in a run directory, as a worker names it: a file, or a file in one folder (images/).
+_KEPT_NAME = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}/)?\.?[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def _write(out: Path, drawn: Drawn, benchmark: str) -> dict[str, Any]:
+    """Write a drawn job's kept files (unless drawn in place), then its record last, and return the record.
+
+    A worker's reply is untrusted like any other: a kept file's name must be a plain relative path of at
+    most two parts, and nothing is written outside the job's run directory.
     """
-    from PIL import Image
-
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # a run interrupted before its record was written: draw it again
-    started = time.perf_counter()
-    try:
-        result = generate(
-            item.prompt,
-            out=run_dir,
-            **backends.by_role(),
-            seed=seed + k,
-            budget=budget,
-            single_pass=mode == "single_pass",
-        )
-        error = None
-    except RunError as exc:
-        result, error = None, str(exc)
-    wall_s = time.perf_counter() - started
-
-    started = time.perf_counter()
-    if result is not None and result.final_image is not None:
-        detections = _final_detections(result, item.metadata) if reuse else None
-        with Image.open(result.final_image) as im:
-            if detections is not None:
-                score = evaluate(item.metadata, detections, size=im.size)
-            else:
-                score = judge.score(im.convert("RGB"), item.metadata)
-        correct, reasons = score.correct, list(score.reasons)
-        classes = {c["class"] for c in item.metadata.get("include", []) + item.metadata.get("exclude", [])}
-        detected = {c: [d.model_dump() for d in ds] for c, ds in score.detected.items() if c in classes}
-    else:
-        correct, reasons, detected = False, [f"no image: {error or 'the run made none'}"], {}
-    judge_s = time.perf_counter() - started
-
-    used = usage.total(e.usage for e in result.trajectory) if result is not None else None
-    if keep != "all":
-        for child in run_dir.iterdir():
-            if keep == "image" and child.name == "final.png":
-                continue
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-    return {
-        "mode": mode,
-        "tag": item.tag,
-        "index": item.index,
-        "image_index": k,
-        "seed": seed + k,
-        "prompt": item.prompt,
-        "metadata": item.metadata,
-        "correct": correct,
-        "reasons": reasons,
-        "detected": detected,
-        "critic_passed": result.passed if result is not None else False,
-        "rounds": result.rounds if result is not None else 0,
-        "sampling_steps": result.sampling_steps if result is not None else 0,
-        "wall_s": round(wall_s, 4),
-        "judge_s": round(judge_s, 4),
-        "usage": used.model_dump() if used is not None else None,
-        "error": error,
-        "image": "final.png" if (run_dir / "final.png").is_file() else None,
-        "peak_rss_mib": _peak_rss_mib(),
-    }
-
-
-def _final_detections(result, metadata: dict[str, Any]) -> tuple[Detection, ...] | None:
-    """The detections the critic made on the final image, if it asked for exactly the judge's nouns.
-
-    A detector's answer may depend on every noun it is asked for (the sketch world's codes for
-    unknown nouns, Grounding DINO's joined query), so they are reused only for the same set of nouns;
-    the order of the query is the critic's, which GenEval leaves open. None: detect again.
-    """
-    if not result.trajectory or result.scene is None:
-        return None
-    last = result.trajectory[-1]
-    drawn = [e for e in result.trajectory if e.stage in ("draft", "refine")]
-    if last.stage != "critique" or last.critique is None or not drawn or last.image != drawn[-1].image:
-        return None
-    clauses = [*metadata.get("include", []), *metadata.get("exclude", [])]
-    if {c["class"] for c in clauses} != {e.noun for e in result.scene.entities}:
-        return None
-    return last.critique.detections
+    run_dir = out / drawn.job.rel
+    if drawn.files is not None:
+        bad = [name for name in drawn.files if not _KEPT_NAME.fullmatch(name) or name.startswith(_RECORD)]
+        if bad:
+            raise RunError(f"a worker sent a file named {bad[0][:80]!r} for {drawn.job.rel.as_posix()}")
+        if run_dir.exists():
+            shutil.rmtree(run_dir)  # a run interrupted before its record was written
+        run_dir.mkdir(parents=True)
+        for name, data in drawn.files.items():
+            path = run_dir / name
+            path.parent.mkdir(exist_ok=True)
+            with open(path, "xb") as f:  # never through a link, never over another file
+                f.write(data)
+    record = {**drawn.record, "benchmark": benchmark}
+    tmp = run_dir / (_RECORD + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    tmp.replace(run_dir / _RECORD)  # a record on disk means the image is done
+    return record
 
 
 def _mean(values: list[float]) -> float | None:
@@ -508,6 +483,13 @@ def _notes(summary: dict[str, Any]) -> list[str]:
         f"Peak RSS: {summary['memory']} (a process's peak never goes down: when one process drew both modes, "
         "the loop's figure covers both).",
     ]
+    if summary.get("shard"):
+        shard = summary["shard"]
+        notes.append(
+            f"Shard {shard['index']}/{shard['count']}: these results cover {shard['images']} image(s), those whose "
+            f"place in the run's order is {shard['index']} modulo {shard['count']}; a run without a shard over the "
+            "same directory draws the rest and summarises them all."
+        )
     if summary["self_judged"]:
         notes.append(
             "self-judged: the judge is the loop's critic, so the loop is scored by the detector that steered it."

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from strokegraph.agents.critic import DetectorCritic
-from strokegraph.bench import COMPBENCH_CATEGORIES, MODES, geneval_prompts, harness, run_bench, t2i_compbench_prompts
+from strokegraph.bench import COMPBENCH_CATEGORIES, MODES, executor, geneval_prompts, run_bench, t2i_compbench_prompts
 from strokegraph.cli import main
 from strokegraph.errors import UsageError
 from strokegraph.tools.sketch.pixels import PixelDetector
@@ -19,16 +19,17 @@ TAGS = ["single_object", "two_object", "counting", "colors", "position", "color_
 def calls(monkeypatch):
     """Every prompt that the harness hands to ``generate``, with its seed and mode.
 
-    Patched where the harness looks ``generate`` up when it draws, so every image it draws is seen.
+    Patched where the executor looks ``generate`` up when it draws in this process, so every image the
+    harness draws is seen.
     """
     seen = []
-    real = harness.generate
+    real = executor.generate
 
     def counting(prompt, **kwargs):
         seen.append((prompt, kwargs["seed"], kwargs["single_pass"]))
         return real(prompt, **kwargs)
 
-    monkeypatch.setattr(harness, "generate", counting)
+    monkeypatch.setattr(executor, "generate", counting)
     return seen
 
 

@@ -1,0 +1,337 @@
+"""Drawing and judging a benchmark's images: in this process, or on the actors of a Ray cluster.
+
+The harness (:mod:`strokegraph.bench.harness`) plans the jobs and is the only writer of the output
+directory. A :class:`Worker` builds the backends and the judge once (a GPU worker holds one loaded
+model) and draws jobs: in this process it draws each run in place, in its run directory; as a Ray
+actor it draws in a scratch directory of its own and hands back the record and the bytes of the files
+the run keeps, so that nothing but the driver ever writes the output directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from strokegraph import registry, usage
+from strokegraph.agents.critic import DetectorCritic
+from strokegraph.bench.scoring import Judge, evaluate, load_judge
+from strokegraph.errors import RunError, StrokegraphError, UsageError
+from strokegraph.graph import Budget
+from strokegraph.graph.run import generate
+from strokegraph.schema import Detection
+
+if TYPE_CHECKING:
+    from strokegraph.bench.harness import BenchPrompt, Mode
+
+__all__ = ["Drawn", "Job", "Setup", "Worker", "execute_ray", "execute_serial", "ray_session"]
+
+Keep = Literal["all", "image"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to draw: everything a worker needs, nothing that points into the output directory."""
+
+    item: BenchPrompt
+    mode: Mode
+    k: int
+    """Image index: the run's seed is the benchmark's seed plus ``k``."""
+    keep: Keep | None
+    """What the run directory keeps besides the record: every file, the final image, or nothing."""
+
+    @property
+    def rel(self) -> Path:
+        """The run directory, relative to the output directory."""
+        return Path(self.mode, self.item.tag, f"{self.item.index}-{self.k}")
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """A drawn job: its record, and the files its run keeps unless they were drawn in place."""
+
+    job: Job
+    record: dict[str, Any]
+    files: dict[str, bytes] | None
+    """Path relative to the run directory (``/``-separated) to bytes; None when drawn in place."""
+    node: str | None
+    """The Ray node that drew it; None in this process."""
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a worker builds its backends and judge from (ids and settings only, for a Ray actor)."""
+
+    roles: dict[str, Any]
+    settings: dict[str, dict[str, Any]]
+    judge: str
+    judge_settings: dict[str, Any] | None
+    seed: int
+    budget: Budget
+
+
+class Worker:
+    """Builds the backends and the judge once, then draws and judges jobs one at a time."""
+
+    def __init__(self, setup: Setup) -> None:
+        roles, settings = setup.roles, setup.settings
+        ids = registry.backend_ids(roles, settings)
+        # The judge may take the critic's final detections instead of detecting again only when it is
+        # the critic itself, with the same settings; then the critic's own detector judges, loaded once.
+        self.reuse = False
+        if setup.judge == ids["critic"] and (setup.judge_settings or {}) == settings.get("critic", {}):
+            self.backends, _ = registry.build_backends(roles, settings)
+            critic = self.backends.critic
+            self.reuse = isinstance(critic, DetectorCritic)
+            self.judge = Judge(critic.detector) if self.reuse else load_judge(setup.judge, setup.judge_settings)
+        else:
+            self.judge = load_judge(setup.judge, setup.judge_settings)
+            self.backends, _ = registry.build_backends(roles, settings)
+        self.seed, self.budget = setup.seed, setup.budget
+
+    def draw(self, job: Job, out: Path | None = None) -> Drawn:
+        """Draw and judge ``job``: in place under ``out``, or (``out`` None) in a scratch directory whose kept
+        files come back as bytes and which is removed afterwards."""
+        if out is not None:
+            record = _draw_and_judge(job, out / job.rel, self.backends, self.judge, self.seed, self.budget, self.reuse)
+            return Drawn(job, record, None, None)
+        with tempfile.TemporaryDirectory(prefix="sg-bench-") as scratch:
+            # The run directory's name is its checkpoints' thread id: the same as it would be in place.
+            run_dir = Path(scratch) / job.rel.name
+            record = _draw_and_judge(job, run_dir, self.backends, self.judge, self.seed, self.budget, self.reuse)
+            files = {}
+            if run_dir.is_dir():
+                files = {
+                    p.relative_to(run_dir).as_posix(): p.read_bytes()
+                    for p in sorted(run_dir.rglob("*"))
+                    if p.is_file() and not p.is_symlink()
+                }
+        return Drawn(job, record, files, _ray_node())
+
+
+def _ray_node() -> str | None:
+    """The id of the Ray node this process runs on, None outside Ray."""
+    if "ray" not in sys.modules:
+        return None
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
+def execute_serial(worker: Worker, jobs: list[Job], out: Path) -> Iterator[Drawn]:
+    """Draw ``jobs`` one after the other in this process, in place under ``out``, in their order."""
+    for job in jobs:
+        yield worker.draw(job, out)
+
+
+@contextmanager
+def ray_session(address: str, workers: int, gpus_per_worker: float) -> Iterator[None]:
+    """Connected to Ray for the duration: ``"local"`` starts a Ray on this machine (stopped afterwards),
+    anything else is the address of a running cluster. Raises :class:`UsageError` when Ray is not
+    installed, cannot be reached, or has no room for ``workers`` actors of 1 CPU and ``gpus_per_worker``
+    GPUs each: Ray would otherwise wait for room without a word."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise UsageError("--ray needs Ray: pip install 'strokegraph[ray]'") from exc
+
+    # Ray's own INFO lines ("Started a local Ray instance") would interleave with the progress lines.
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if address == "local":
+        # A benchmark on this machine reports nothing home unless the user has said otherwise.
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        # address="local" always starts a new Ray, even where one already runs on this machine.
+        ray.init(address="local", num_cpus=max(workers, os.cpu_count() or 1), include_dashboard=False, **quiet)
+    else:
+        _check_reachable(address)
+        try:
+            ray.init(address=address, **quiet)
+        except (ConnectionError, ValueError) as exc:
+            raise UsageError(f"cannot connect to Ray at {address!r}: {_first_line(exc)}") from exc
+    try:
+        room = _room(ray.nodes(), gpus_per_worker)
+        if room < workers:
+            total = ray.cluster_resources()
+            each = "1 CPU" + (f" and {gpus_per_worker:g} GPU" if gpus_per_worker else "")
+            raise UsageError(
+                f"the Ray cluster has room for {room} worker(s) of {each}, not {workers} "
+                f"(it has {total.get('CPU', 0):g} CPU and {total.get('GPU', 0):g} GPU in all)"
+            )
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Raise :class:`UsageError` when ``address`` is ``HOST:PORT`` and nothing answers there: Ray itself
+    would retry for many minutes. Other forms (``auto``, ``ray://...``) are left to Ray."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "/" in host or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot reach Ray at {address!r}: {exc.strerror or exc}") from exc
+
+
+def _room(nodes: list[dict[str, Any]], gpus_per_worker: float) -> int:
+    """How many actors of 1 CPU and ``gpus_per_worker`` GPUs the live nodes hold (an actor fits on one node)."""
+    room = 0
+    for node in nodes:
+        if not node.get("Alive"):
+            continue
+        have = node.get("Resources", {})
+        fit = int(have.get("CPU", 0))
+        if gpus_per_worker:
+            fit = min(fit, int(have.get("GPU", 0) / gpus_per_worker + 1e-9))
+        room += fit
+    return room
+
+
+def execute_ray(jobs: list[Job], setup: Setup, workers: int, gpus_per_worker: float) -> Iterator[Drawn]:
+    """Draw ``jobs`` on a pool of ``workers`` Ray actors, yielding each as it lands (in any order).
+
+    Needs a :func:`ray_session`. A worker's :class:`~strokegraph.errors.StrokegraphError` is raised as
+    it is; a worker that dies is a :class:`~strokegraph.errors.RunError`.
+    """
+    if not jobs:
+        return
+    import ray
+    from ray.util import ActorPool
+
+    actor = ray.remote(num_cpus=1, num_gpus=gpus_per_worker)(Worker)
+    pool = ActorPool([actor.remote(setup) for _ in range(min(workers, len(jobs)))])
+    results = pool.map_unordered(lambda a, job: a.draw.remote(job), jobs)
+    while True:
+        try:
+            drawn = next(results)
+        except StopIteration:
+            return
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, StrokegraphError):
+                raise exc.cause from None
+            raise RunError(f"a Ray worker failed: {_first_line(exc.cause)}") from None
+        except ray.exceptions.RayActorError as exc:
+            raise RunError(f"a Ray worker died: {_first_line(exc)}") from None
+        yield drawn
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _peak_rss_mib() -> float | None:
+    """This process's peak resident set size so far (``getrusage`` ``ru_maxrss``), None where there is none."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def _draw_and_judge(
+    job: Job,
+    run_dir: Path,
+    backends: registry.Backends,
+    judge: Judge,
+    seed: int,
+    budget: Budget,
+    reuse: bool = False,
+) -> dict[str, Any]:
+    """Draw one image of ``job`` into ``run_dir``, judge it and return its record.
+
+    With ``reuse`` (the judge's detector is the critic's own), the judge takes the detections of the
+    critique of the final image when the critic asked for the same nouns, instead of detecting again.
+    """
+    from PIL import Image
+
+    item, mode, k = job.item, job.mode, job.k
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # a run interrupted before its record was written: draw it again
+    started = time.perf_counter()
+    try:
+        result = generate(
+            item.prompt,
+            out=run_dir,
+            **backends.by_role(),
+            seed=seed + k,
+            budget=budget,
+            single_pass=mode == "single_pass",
+        )
+        error = None
+    except RunError as exc:
+        result, error = None, str(exc)
+    wall_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    if result is not None and result.final_image is not None:
+        detections = _final_detections(result, item.metadata) if reuse else None
+        with Image.open(result.final_image) as im:
+            if detections is not None:
+                score = evaluate(item.metadata, detections, size=im.size)
+            else:
+                score = judge.score(im.convert("RGB"), item.metadata)
+        correct, reasons = score.correct, list(score.reasons)
+        classes = {c["class"] for c in item.metadata.get("include", []) + item.metadata.get("exclude", [])}
+        detected = {c: [d.model_dump() for d in ds] for c, ds in score.detected.items() if c in classes}
+    else:
+        correct, reasons, detected = False, [f"no image: {error or 'the run made none'}"], {}
+    judge_s = time.perf_counter() - started
+
+    used = usage.total(e.usage for e in result.trajectory) if result is not None else None
+    if job.keep != "all":
+        for child in run_dir.iterdir():
+            if job.keep == "image" and child.name == "final.png":
+                continue
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    return {
+        "mode": mode,
+        "tag": item.tag,
+        "index": item.index,
+        "image_index": k,
+        "seed": seed + k,
+        "prompt": item.prompt,
+        "metadata": item.metadata,
+        "correct": correct,
+        "reasons": reasons,
+        "detected": detected,
+        "critic_passed": result.passed if result is not None else False,
+        "rounds": result.rounds if result is not None else 0,
+        "sampling_steps": result.sampling_steps if result is not None else 0,
+        "wall_s": round(wall_s, 4),
+        "judge_s": round(judge_s, 4),
+        "usage": used.model_dump() if used is not None else None,
+        "error": error,
+        "image": "final.png" if (run_dir / "final.png").is_file() else None,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
+
+
+def _final_detections(result, metadata: dict[str, Any]) -> tuple[Detection, ...] | None:
+    """The detections the critic made on the final image, if it asked for exactly the judge's nouns.
+
+    A detector's answer may depend on every noun it is asked for (the sketch world's codes for
+    unknown nouns, Grounding DINO's joined query), so they are reused only for the same set of nouns;
+    the order of the query is the critic's, which GenEval leaves open. None: detect again.
+    """
+    if not result.trajectory or result.scene is None:
+        return None
+    last = result.trajectory[-1]
+    drawn = [e for e in result.trajectory if e.stage in ("draft", "refine")]
+    if last.stage != "critique" or last.critique is None or not drawn or last.image != drawn[-1].image:
+        return None
+    clauses = [*metadata.get("include", []), *metadata.get("exclude", [])]
+    if {c["class"] for c in clauses} != {e.noun for e in result.scene.entities}:
+        return None
+    return last.critique.detections

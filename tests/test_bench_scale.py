@@ -1,0 +1,211 @@
+"""The benchmark scaled out: shards without Ray, and Ray actors on a 2-node local cluster, each drawing
+what a run in one process draws; and the scale-out options checked before anything runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from strokegraph.agents.critic import DetectorCritic
+from strokegraph.bench import geneval_prompts, harness, run_bench
+from strokegraph.bench.executor import Drawn, Job
+from strokegraph.errors import RunError, UsageError
+from strokegraph.tools.sketch.pixels import PixelDetector
+
+# What may differ between two runs of the same images: times, and the memory of whichever process drew.
+TIMINGS = {"wall_s", "judge_s", "peak_rss_mib"}
+MODE_TIMINGS = {"wall_s_per_image", "judge_s_per_image", "peak_rss_mib"}
+
+
+def _records(out: Path) -> dict[str, dict]:
+    return {
+        p.parent.relative_to(out).as_posix(): {k: v for k, v in json.loads(p.read_text()).items() if k not in TIMINGS}
+        for p in out.rglob("record.json")
+    }
+
+
+def _images(out: Path) -> dict[str, bytes]:
+    return {p.parent.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("final.png")}
+
+
+def _files(out: Path) -> set[str]:
+    return {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and not p.name.startswith("results")}
+
+
+def _modes(summary: dict) -> dict:
+    return {mode: {k: v for k, v in m.items() if k not in MODE_TIMINGS} for mode, m in summary["modes"].items()}
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory) -> Path:
+    """GenEval's first 2 prompts of each tag, drawn in this process: what every other way must draw."""
+    out = tmp_path_factory.mktemp("serial") / "bench"
+    run_bench("geneval", out=out, limit=2)
+    return out
+
+
+@pytest.mark.slow
+def test_shards_together_draw_what_one_run_draws(serial, tmp_path):
+    out = tmp_path / "bench"
+    first = run_bench("geneval", out=out, limit=2, shard=(0, 2))
+    assert (first.generated, first.resumed) == (12, 0)
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["shard"] == {"index": 0, "count": 2, "images": 12}
+    assert sum(m["images"] for m in summary["modes"].values()) == 12  # its results cover its shard only
+    assert "Shard 0/2: these results cover 12 image(s)" in (out / "results.md").read_text()
+    # Job n of the full run's order is shard n % 2's: the first job (single pass, first prompt) is shard 0's.
+    assert (out / "single_pass" / "single_object" / "0-0" / "record.json").is_file()
+    assert not (out / "single_pass" / "single_object" / "1-0").exists()
+
+    second = run_bench("geneval", out=out, limit=2, shard=(1, 2))
+    assert (second.generated, second.resumed) == (12, 0)  # the other shard's records are not its own
+    assert _records(out) == _records(serial) and _images(out) == _images(serial)
+
+    # A run without a shard over the same directory finds everything done and summarises it all.
+    whole = run_bench("geneval", out=out, limit=2)
+    assert (whole.generated, whole.resumed) == (0, 24)
+    assert whole.summary["shard"] is None
+    assert _modes(whole.summary) == _modes(json.loads((serial / "results.json").read_text()))
+
+
+@pytest.mark.slow
+def test_a_shard_rerun_without_shard_draws_the_rest(tmp_path):
+    out = tmp_path / "bench"
+    run_bench("geneval", out=out, limit=1, shard=(2, 3))
+    rest = run_bench("geneval", out=out, limit=1)
+    assert (rest.generated, rest.resumed) == (8, 4)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"workers": 2}, "need ray"),
+        ({"gpus_per_worker": 1}, "need ray"),
+        ({"ray": "local", "workers": 0}, "workers must be 1 or more"),
+        ({"ray": "local", "gpus_per_worker": -1}, "gpus_per_worker must be 0 or more"),
+        ({"ray": "local", "gpus_per_worker": float("nan")}, "gpus_per_worker must be 0 or more"),
+        ({"shard": (2, 2)}, "shard must be I/N"),
+        ({"shard": (0, 0)}, "shard must be I/N"),
+        ({"ray": "local", "critic": DetectorCritic(PixelDetector())}, "critic is an object"),
+    ],
+)
+def test_scale_options_are_checked_before_anything_runs(tmp_path, options, message):
+    with pytest.raises(UsageError, match=message):
+        run_bench("geneval", out=tmp_path / "bench", limit=1, **options)
+    assert not (tmp_path / "bench").exists()
+
+
+def test_ray_not_installed_is_a_usage_error_naming_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where Ray is not installed
+    with pytest.raises(UsageError, match=r"pip install 'strokegraph\[ray\]'"):
+        run_bench("geneval", out=tmp_path / "bench", limit=1, ray="local")
+    assert not (tmp_path / "bench").exists()
+
+
+def test_a_ray_address_where_nothing_answers_is_a_usage_error(tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'strokegraph[ray]')")
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there now
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(UsageError, match=f"cannot reach Ray at '127.0.0.1:{port}'"):
+        run_bench("geneval", out=tmp_path / "bench", limit=1, ray=f"127.0.0.1:{port}")
+    assert not (tmp_path / "bench").exists()
+
+
+@pytest.mark.parametrize("name", ["../escape.png", "/tmp/abs.png", "a/b/c.png", "images/../x", "record.json", ""])
+def test_a_workers_file_names_stay_in_its_run_directory(tmp_path, name):
+    item = geneval_prompts(1)[0]
+    job = Job(item, "loop", 0, "all")
+    record = {"mode": "loop", "tag": item.tag, "index": item.index, "image_index": 0}
+    with pytest.raises(RunError, match="a worker sent a file named"):
+        harness._write(tmp_path / "bench", Drawn(job, record, {"final.png": b"ok", name: b"x"}, "node"), "geneval")
+    assert not (tmp_path / "bench").exists() and not (tmp_path / "escape.png").exists()
+
+
+def test_a_workers_kept_files_are_written_and_the_record_last(tmp_path):
+    item = geneval_prompts(1)[0]
+    job = Job(item, "loop", 0, "all")
+    record = {"mode": "loop", "tag": item.tag, "index": item.index, "image_index": 0}
+    files = {"final.png": b"png", "images/step01-draft.png": b"draft", ".lock": b""}
+    written = harness._write(tmp_path / "bench", Drawn(job, record, files, "node"), "geneval")
+    run_dir = tmp_path / "bench" / "loop" / item.tag / f"{item.index}-0"
+    assert sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()) == [
+        ".lock",
+        "final.png",
+        "images/step01-draft.png",
+        "record.json",
+    ]
+    assert json.loads((run_dir / "record.json").read_text()) == written == {**record, "benchmark": "geneval"}
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """The address of a local Ray cluster of two nodes, each of 1 CPU and 1 declared (not real) GPU:
+    room for one worker of 1 GPU per node. Nothing here connects to it; run_bench does."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'strokegraph[ray]')")
+    from ray.cluster_utils import Cluster
+
+    # Ray's unix sockets live under RAY_TMPDIR and a socket path has at most 107 bytes, so it is short;
+    # it is ours too, since the cluster writes its address file there whatever temp_dir says.
+    temp = tempfile.mkdtemp(prefix="sgray-")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_TMPDIR", temp)
+        env.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        node = {"num_cpus": 1, "num_gpus": 1, "object_store_memory": 75 << 20}  # Ray's smallest store
+        cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+        try:
+            cluster.add_node(**node)
+            cluster.wait_for_nodes()
+            yield cluster.address
+        finally:
+            cluster.shutdown()
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_ray_workers_on_two_nodes_draw_what_one_process_draws(ray_cluster, serial, tmp_path):
+    out = tmp_path / "bench"
+    result = run_bench("geneval", out=out, limit=2, ray=ray_cluster, workers=2, gpus_per_worker=1)
+    assert (result.generated, result.resumed) == (24, 0)
+    assert len(result.nodes) == 2 and sum(result.nodes.values()) == 24  # both nodes drew
+    assert _records(out) == _records(serial)  # field for field, but for timings and memory
+    assert _images(out) == _images(serial) and len(_images(out)) == 24  # every image is a sample here
+    assert _files(out) == _files(serial)  # the driver wrote what a run in one process keeps, nothing else
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["executor"] == {"ray": True, "workers": 2, "gpus_per_worker": 1, "nodes": 2}
+    assert _modes(summary) == _modes(json.loads((serial / "results.json").read_text()))
+    # The page shows the samples in the run's order, whatever order the workers finished in.
+    assert _figures(out) == _figures(serial)
+
+    again = run_bench("geneval", out=out, limit=2, ray=ray_cluster, workers=2)
+    assert (again.generated, again.resumed, again.nodes) == (0, 24, {})
+
+
+def _figures(out: Path) -> str:
+    """The sample figures of a results page (what follows its table and notes)."""
+    page = (out / "results.html").read_text()
+    return page[page.index("</ul>") :]
+
+
+@pytest.mark.slow
+def test_ray_keeps_every_file_a_run_in_one_process_keeps(ray_cluster, tmp_path):
+    serial = run_bench("geneval", out=tmp_path / "serial", limit=1, keep_runs=True).out
+    ray = run_bench("geneval", out=tmp_path / "ray", limit=1, keep_runs=True, ray=ray_cluster, workers=2)
+    assert _files(ray.out) == _files(serial)
+    assert any(name.endswith("images/step01-draft.png") for name in _files(serial))
+    assert _records(ray.out) == _records(serial)
+
+
+@pytest.mark.slow  # for its cluster
+def test_more_gpus_than_the_cluster_has_is_refused_before_anything_runs(ray_cluster, tmp_path):
+    with pytest.raises(UsageError, match=r"room for 0 worker\(s\) of 1 CPU and 2 GPU, not 1"):
+        run_bench("geneval", out=tmp_path / "bench", limit=1, ray=ray_cluster, gpus_per_worker=2)
+    with pytest.raises(UsageError, match=r"room for 2 worker\(s\) of 1 CPU and 1 GPU, not 3"):
+        run_bench("geneval", out=tmp_path / "bench", limit=1, ray=ray_cluster, workers=3, gpus_per_worker=1)
+    assert not (tmp_path / "bench").exists()
