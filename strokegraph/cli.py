@@ -78,6 +78,20 @@ def _positive(text: str) -> int:
     return value
 
 
+def _gpus(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 64.0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be from 0 to 64, got {text}")
+    return value
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    if not (sep and index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise argparse.ArgumentTypeError(f"must be I/N with 0 <= I < N, e.g. 0/2, got {text!r}")
+    return int(index), int(count)
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0 / 0.3:  # the largest default rate is 0.3, so this keeps every rate <= 1
@@ -181,6 +195,21 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out", metavar="DIR", help="results and runs (default: runs/bench-BENCHMARK/); reruns resume")
     b.add_argument("--seed", type=_seed, metavar="N", help="seed of each prompt's first image (0)")
     b.add_argument("--keep-runs", action="store_true", help="keep every run's files, not only records and samples")
+    b.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="draw on Ray workers: 'local' starts Ray here, else a running cluster's address (extra: ray)",
+    )
+    b.add_argument("--workers", type=_positive, default=1, metavar="N", help="Ray workers, 1 CPU each (1; needs --ray)")
+    b.add_argument(
+        "--gpus-per-worker", type=_gpus, default=0, metavar="G", help="GPUs each Ray worker holds (0; needs --ray)"
+    )
+    b.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="draw only the images whose place in the run is I modulo N; a rerun without it draws the rest",
+    )
     b.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
     cb = sub.add_parser("codebook", help="draw the sketch world's icon codebook, labelled, to an image")
@@ -467,10 +496,17 @@ def _bench(args) -> int:
         budget=budget,
         keep_runs=args.keep_runs,
         on_progress=None if args.quiet else _bench_progress(sys.stderr),
+        ray=args.ray,
+        workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
+        shard=args.shard,
     )
     print(format_table(result.summary), end="")
+    where = f" on {len(result.nodes)} Ray node(s)" if result.nodes else ""
+    shard = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
     print(
-        f"{result.generated} image(s) drawn, {result.resumed} resumed, in {time.perf_counter() - started:.1f} s; "
+        f"{result.generated} image(s) drawn{where}, {result.resumed} resumed{shard}, in "
+        f"{time.perf_counter() - started:.1f} s; "
         f"results: {result.out / 'results.md'}, {result.out / 'results.json'}, {result.out / 'results.html'}"
     )
     return 0
