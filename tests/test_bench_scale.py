@@ -15,6 +15,7 @@ import pytest
 from strokegraph.agents.critic import DetectorCritic
 from strokegraph.bench import geneval_prompts, harness, run_bench
 from strokegraph.bench.executor import Drawn, Job
+from strokegraph.cli import main
 from strokegraph.errors import RunError, UsageError
 from strokegraph.tools.sketch.pixels import PixelDetector
 
@@ -116,6 +117,32 @@ def test_a_ray_address_where_nothing_answers_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match=f"cannot reach Ray at '127.0.0.1:{port}'"):
         run_bench("geneval", out=tmp_path / "bench", limit=1, ray=f"127.0.0.1:{port}")
     assert not (tmp_path / "bench").exists()
+
+
+@pytest.mark.slow
+def test_cli_bench_shards_then_completes(tmp_path, capsys):
+    out = str(tmp_path / "bench")
+    assert main(["bench", "geneval", "--limit", "1", "--out", out, "--shard", "1/2", "-q"]) == 0
+    assert "6 image(s) drawn, 0 resumed (shard 1/2)" in capsys.readouterr().out
+    assert main(["bench", "geneval", "--limit", "1", "--out", out, "-q"]) == 0
+    assert "6 image(s) drawn, 6 resumed," in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--shard", "2/2"], "must be I/N with 0 <= I < N"),
+        (["--shard", "x"], "must be I/N with 0 <= I < N"),
+        (["--gpus-per-worker", "nan"], "must be from 0 to 64"),
+    ],
+)
+def test_cli_bench_refuses_bad_scale_out_flags(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as raised:
+        main(["bench", "geneval", "--out", str(tmp_path / "b"), *flags])
+    assert raised.value.code == 2 and message in capsys.readouterr().err
+    assert main(["bench", "geneval", "--out", str(tmp_path / "b"), "--workers", "2"]) == 2
+    assert "need ray" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
 
 
 @pytest.mark.parametrize("name", ["../escape.png", "/tmp/abs.png", "a/b/c.png", "images/../x", "record.json", ""])
