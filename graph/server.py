@@ -17,6 +17,11 @@ directory, as for any other run, unless the operator sets ``$STROKEGRAPH_SERVER_
 endpoint from ``$AWS_ENDPOINT_URL``): then each run's checkpoints and images go there, and its
 ``thread_id`` (in the returned state) resumes it on any machine with ``strokegraph resume --thread``.
 Like the root, these come from the operator's environment, never from a request.
+
+The returned state names the images twice: as paths on the server (``final_image``) and as URLs a
+remote client can fetch (``final_image_url``, ``image_urls``), paths under :data:`IMAGE_ROUTE` that
+``graph/webapp.py`` serves when ``langgraph.json``'s ``http.app`` mounts it. A client prefixes them
+with the server's base URL (``base.rstrip("/") + url``).
 ``graph.invoke({"prompt": "..."})`` works with no context at all.
 """
 
@@ -28,6 +33,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
@@ -39,7 +45,11 @@ from strokegraph.graph.run import generate, new_run_dir
 from strokegraph.graph.state import Budget
 from strokegraph.registry import DEFAULT_IDS, ROLES
 
-__all__ = ["ServerContext", "ServerState", "graph"]
+__all__ = ["IMAGE_ROUTE", "ServerContext", "ServerState", "graph", "server_root"]
+
+#: Where ``graph/webapp.py`` serves a run's PNGs: ``<route>/<run dir under the root>/final.png`` and
+#: ``<route>/<run dir under the root>/images/<name>.png``.
+IMAGE_ROUTE = "/strokegraph/images"
 
 
 @dataclass
@@ -66,6 +76,20 @@ class ServerState(BaseModel):
     """The final critique as JSON: server checkpoints then hold only plain data."""
     thread_id: str | None = None
     """The loop's thread (its run.json's ``thread_id``), which ``strokegraph resume --thread`` takes."""
+    final_image_url: str | None = None
+    """``final.png`` as a path under :data:`IMAGE_ROUTE`, for a client to prefix with the server's URL."""
+    image_urls: list[str] = []
+    """Each image of the trajectory (plan, drafts, refinements), in order, as such a path."""
+
+
+def server_root() -> Path:
+    """Where the server writes its runs: ``$STROKEGRAPH_SERVER_ROOT``, else ``runs/server``."""
+    return Path(os.environ.get("STROKEGRAPH_SERVER_ROOT") or "runs/server")
+
+
+def _url(root: Path, run_dir: Path, file: str) -> str:
+    """``file`` of ``run_dir`` (a folder under ``root``) as a path under :data:`IMAGE_ROUTE`."""
+    return quote(f"{IMAGE_ROUTE}/{run_dir.relative_to(root).as_posix()}/{file}")
 
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -104,7 +128,7 @@ def _allowed(ctx: ServerContext) -> None:
 def run(state: ServerState, runtime: Runtime[ServerContext], config: RunnableConfig) -> dict:
     ctx = runtime.context or ServerContext()
     _allowed(ctx)
-    root = Path(os.environ.get("STROKEGRAPH_SERVER_ROOT") or "runs/server")
+    root = server_root()
     thread = config.get("configurable", {}).get("thread_id")
     run_dir = new_run_dir(state.prompt, root=_thread_dir(root, thread) if thread else root)
     try:
@@ -131,6 +155,8 @@ def run(state: ServerState, runtime: Runtime[ServerContext], config: RunnableCon
         "rounds": result.rounds,
         "critique": result.critique.model_dump(mode="json") if result.critique else None,
         "thread_id": json.loads((result.run_dir / "run.json").read_text(encoding="utf-8"))["thread_id"],
+        "final_image_url": _url(root, run_dir, "final.png") if result.final_image else None,
+        "image_urls": list(dict.fromkeys(_url(root, run_dir, e.image.path) for e in result.trajectory if e.image)),
     }
 
 

@@ -127,6 +127,11 @@ def test_server_graph_runs_with_state_alone(server_graph, tmp_path):
     assert run_dir.parent == tmp_path / "served"
     assert Path(out["final_image"]) == run_dir / "final.png" and (run_dir / "final.png").is_file()
     assert (run_dir / "trajectory.json").is_file()
+    # What a remote client fetches from graph/webapp.py (tests/test_webapp.py serves it).
+    assert out["final_image_url"] == f"/strokegraph/images/{run_dir.name}/final.png"
+    assert out["image_urls"] and all(
+        u.startswith(f"/strokegraph/images/{run_dir.name}/images/") for u in out["image_urls"]
+    )
     assert out["critique"]["passed"] == out["passed"]
 
 
