@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from strokegraph._text import number_word, pluralize
-from strokegraph.schema import Critique, Entity, Plan, Refinement, SceneGraph, Violation
+from strokegraph.schema import PREDICATE_PHRASES, Critique, Entity, Plan, Refinement, SceneGraph, Violation
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -50,17 +50,6 @@ class Refiner(Protocol):
     def refine(self, request: RefineRequest) -> RefineResult: ...
 
 
-_PREDICATE_WORDS = {
-    "left of": "to the left of",
-    "right of": "to the right of",
-    "above": "above",
-    "below": "below",
-    "next to": "next to",
-    "in front of": "in front of",
-    "behind": "behind",
-}
-
-
 def _words(entity: Entity, *, colour: bool = True) -> str:
     """``'red apples'`` / ``'cup'``: the entity's noun, plural when it has several, without a count."""
     noun = entity.noun if entity.count == 1 else pluralize(entity.noun)
@@ -73,7 +62,7 @@ def correction(violation: Violation, scene: SceneGraph) -> str:
     rel = violation.relation
     if violation.kind == "relation" and rel is not None:
         subject, obj = (_words(scene.entity(i), colour=False) for i in (rel.subject, rel.object))
-        return f"Move the {subject} {_PREDICATE_WORDS[rel.predicate]} the {obj}."
+        return f"Move the {subject} {PREDICATE_PHRASES[rel.predicate]} the {obj}."
     if not known:
         if violation.kind == "extra":
             thing = re.sub(r"^(a|an|the|one|1)\s+", "", violation.observed.strip())

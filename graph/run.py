@@ -8,7 +8,6 @@ import os
 import re
 import secrets
 import signal
-import stat
 import sys
 import tempfile
 import threading
@@ -34,7 +33,7 @@ from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget, RunContext, RunState, engine, recursion_limit
 from strokegraph.graph.nodes import review_answer
 from strokegraph.graph.state import ImageCache
-from strokegraph.schema import Critique, Event, Plan, SceneGraph, write_new
+from strokegraph.schema import Critique, Event, Plan, SceneGraph, read_plain, write_new
 
 __all__ = ["Result", "agenerate", "generate", "new_run_dir", "resume"]
 
@@ -177,18 +176,11 @@ def _check_limits(seed: int, budget: Budget) -> None:
 
 
 def _read_small(path: Path, limit: int) -> bytes:
-    """A regular file's bytes, refusing symlinks and anything larger than ``limit``."""
+    """A record's bytes: a regular file, no symlink, at most ``limit`` bytes; else a :class:`UsageError`."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        return read_plain(path, limit)
     except OSError as exc:
         raise UsageError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UsageError(f"{str(path)!r} is not a regular file")
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise UsageError(f"{str(path)!r} is larger than {limit} bytes; it is not a strokegraph record")
-    return data
 
 
 def _read_record(run_dir: Path, postgres: bool = False) -> _RunRecord:

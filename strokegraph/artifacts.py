@@ -16,12 +16,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import stat
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from strokegraph.errors import RunError, UsageError
-from strokegraph.schema import write_new
+from strokegraph.schema import read_plain, write_new
 
 __all__ = [
     "MAX_BYTES",
@@ -128,12 +127,7 @@ class LocalDirStore:
     def get(self, key: str, sha256: str, *, max_bytes: int = MAX_BYTES) -> bytes:
         target = self._target(key)
         try:
-            fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-            with os.fdopen(fd, "rb") as f:
-                info = os.fstat(fd)
-                if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
-                    raise RunError(f"artifact {key!r} is not a file of at most {max_bytes} bytes")
-                data = f.read(info.st_size + 1)
+            data = read_plain(target, max_bytes)
         except OSError as exc:
             raise RunError(f"cannot read artifact {key!r} from {self.url!r}: {exc.strerror or exc}") from None
         return _verified(key, data, sha256, max_bytes)

@@ -7,6 +7,7 @@ an :class:`ImageRef` points at a file inside the run directory.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -25,6 +26,7 @@ __all__ = [
     "MAX_COUNT",
     "POSITION_PREDICATES",
     "PREDICATES",
+    "PREDICATE_PHRASES",
     "Box",
     "Colour",
     "Critique",
@@ -42,6 +44,7 @@ __all__ = [
     "Usage",
     "Violation",
     "ViolationKind",
+    "read_plain",
     "write_new",
 ]
 
@@ -56,6 +59,17 @@ POSITION_PREDICATES: tuple[str, ...] = PREDICATES[:4]
 #: The predicates the built-in and detector critics judge: GenEval's four and "next to" (by distance).
 #: "in front of" and "behind" need depth, which a 2-D box does not give; they stay unjudged.
 JUDGED_PREDICATES: tuple[str, ...] = (*POSITION_PREDICATES, "next to")
+
+#: How each predicate reads in a sentence: "the cup is {phrase} the plate".
+PREDICATE_PHRASES: dict[str, str] = {
+    "left of": "to the left of",
+    "right of": "to the right of",
+    "above": "above",
+    "below": "below",
+    "next to": "next to",
+    "in front of": "in front of",
+    "behind": "behind",
+}
 
 #: The most instances one entity may ask for: far beyond any benchmark's counts (GenEval's go to
 #: four), and small enough that laying them out stays quick whatever a prompt says.
@@ -254,15 +268,7 @@ class ImageRef(_Model):
         if target.is_symlink() or target.parent.is_symlink():
             raise RunError(f"image {self.path!r} is a symlink; a run directory's images must be plain files")
         try:
-            # O_NOFOLLOW closes the gap between the check above and the open.
-            fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-            with os.fdopen(fd, "rb") as f:
-                info = os.fstat(fd)
-                if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_IMAGE_BYTES:
-                    raise RunError(f"image {self.path!r} is not a PNG file of the run")
-                # Read what fstat promised (plus one byte to see growth), not the cap: a read of
-                # n bytes reserves n bytes first.
-                data = f.read(info.st_size + 1)
+            data = read_plain(target, _MAX_IMAGE_BYTES)  # O_NOFOLLOW closes the gap after the check above
         except OSError as exc:
             raise RunError(f"cannot read image {self.path!r}: {exc.strerror or exc}") from None
         if len(data) > _MAX_IMAGE_BYTES or hashlib.sha256(data).hexdigest() != self.sha256:
@@ -282,6 +288,24 @@ class ImageRef(_Model):
 
 #: A run's images are PNGs of at most 65536 px a side; anything near this size is not one of ours.
 _MAX_IMAGE_BYTES = 256 << 20
+
+
+def read_plain(path: Path, limit: int) -> bytes:
+    """The bytes of the regular file ``path``, opened without following a symlink.
+
+    Raises :class:`OSError` when it cannot be opened, is a link, a device, a FIFO or a folder, or
+    holds more than ``limit`` bytes; only what ``fstat`` promised (plus one byte, to see growth) is
+    read, since a read of n bytes reserves n bytes first.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        data = f.read(min(info.st_size, limit) + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+    return data
 
 
 def write_new(target: Path, data: bytes) -> None:

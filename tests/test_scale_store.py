@@ -329,7 +329,7 @@ def test_local_dir_store_hands_back_only_the_bytes_it_stored(tmp_path):
     (tmp_path / "store" / "run-1" / "images" / "a.png").write_bytes(b"other bytes")
     with pytest.raises(RunError, match="sha256 mismatch"):
         store.get(key, sha)
-    with pytest.raises(RunError, match="at most 4 bytes"):
+    with pytest.raises(RunError, match="larger than 4 bytes"):
         store.get(key, sha, max_bytes=4)
     with pytest.raises(RunError, match="cannot read"):
         store.get(image_key("run-1", "images/missing.png"), sha)

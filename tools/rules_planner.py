@@ -43,7 +43,7 @@ from functools import cache
 
 from strokegraph._text import NUMBER_WORDS, check_prompt, join_words, pluralize, singularize
 from strokegraph.errors import UsageError
-from strokegraph.schema import COLOURS, MAX_COUNT, Entity, Plan, PlanStep, Relation, SceneGraph
+from strokegraph.schema import COLOURS, MAX_COUNT, PREDICATE_PHRASES, Entity, Plan, PlanStep, Relation, SceneGraph
 from strokegraph.vocab import known_nouns
 
 __all__ = ["MAX_PAIRS", "MAX_STEPS", "RulesPlanner", "parse", "plan_scene"]
@@ -662,17 +662,6 @@ def parse(prompt: str) -> SceneGraph:
     )
 
 
-_SAY = {
-    "left of": "to the left of",
-    "right of": "to the right of",
-    "above": "above",
-    "below": "below",
-    "next to": "next to",
-    "in front of": "in front of",
-    "behind": "behind",
-}
-
-
 def _the(e: Entity) -> str:
     return " ".join(
         ["the", *e.attributes, *([e.colour] if e.colour else []), e.noun if e.count == 1 else pluralize(e.noun)]
@@ -730,7 +719,7 @@ def _describe(scene: SceneGraph, drawn: list[str], drawn_set: set[str], final: b
         if r.subject in drawn_set and r.object in drawn_set:
             subject = by_id[r.subject]
             verb = "is" if subject.count == 1 else "are"
-            clauses.append(f"{_the(subject)} {verb} {_SAY[r.predicate]} {_the(by_id[r.object])}")
+            clauses.append(f"{_the(subject)} {verb} {PREDICATE_PHRASES[r.predicate]} {_the(by_id[r.object])}")
     if clauses:
         text += f" {_cap(join_words(clauses))}."
     absent = [e.phrase() for e in scene.entities if e.count == 0]
@@ -767,7 +756,9 @@ def plan_scene(scene: SceneGraph) -> Plan:
         parts = []
         for eid in chunk:
             anchors = [
-                f"{_SAY[r.predicate]} {_the(by_id[r.object])}" for r in anchors_of.get(eid, ()) if r.object in drawn_set
+                f"{PREDICATE_PHRASES[r.predicate]} {_the(by_id[r.object])}"
+                for r in anchors_of.get(eid, ())
+                if r.object in drawn_set
             ]
             drawn.append(eid)
             drawn_set.add(eid)
