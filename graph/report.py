@@ -257,7 +257,7 @@ def _verdict(state: RunState, passed: bool) -> _Html:
         verdict = _Html('<b class="bad">not finished</b>')
     if unjudged:
         verdict = _h(
-            '{} · <span class="warn">{} constraint(s) not judged: {}</span>',
+            '{} · <span class="warn">{} part(s) of the prompt not judged: {}</span>',
             verdict,
             _num(len(unjudged), "d"),
             _join((_h("“{}”", c) for c in unjudged), "; "),

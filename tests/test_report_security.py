@@ -364,7 +364,7 @@ def test_unjudged_constraints_are_named_next_to_the_verdict(tmp_path):
     state = RunState(
         prompt=scene.prompt, scene=scene, plan=_PLAN, step=1, critique=Critique(unjudged=scene.constraints)
     )
-    expected = "passed what was judged · 2 constraint(s) not judged: “in the style of Monet”; “at dusk”"
+    expected = "passed what was judged · 2 part(s) of the prompt not judged: “in the style of Monet”; “at dusk”"
     # Whether or not the caller counts such a run as passed, the header says what was judged.
     assert _verdict(tmp_path / "a", state, passed=True) == expected
     assert _verdict(tmp_path / "b", state, passed=False) == expected
@@ -379,7 +379,8 @@ def test_each_way_a_run_ends_has_its_own_verdict(tmp_path):
     assert _verdict(tmp_path / "stopped", stopped, passed=False) == "stopped in review"
     bad = Violation(kind="missing", expected="a cat", observed="nothing", message="no cat")
     left = done.model_copy(update={"critique": Critique(violations=(bad,), unjudged=("at dusk",))})
-    assert _verdict(tmp_path / "left", left, passed=False) == "violations left · 1 constraint(s) not judged: “at dusk”"
+    expected_left = "violations left · 1 part(s) of the prompt not judged: “at dusk”"
+    assert _verdict(tmp_path / "left", left, passed=False) == expected_left
     # Interrupted after step 1 of 2 was judged clean: that is not a pass.
     halfway = done.model_copy(update={"step": 0})
     assert _verdict(tmp_path / "halfway", halfway, passed=False) == "not finished"
