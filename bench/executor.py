@@ -145,7 +145,7 @@ def ray_session(address: str, workers: int, gpus_per_worker: float) -> Iterator[
         raise UsageError("--ray needs Ray: pip install 'strokegraph[ray]'") from exc
 
     # Ray's own INFO lines ("Started a local Ray instance") would interleave with the progress lines.
-    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+    quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address == "local":
         # A benchmark on this machine reports nothing home unless the user has said otherwise.
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

@@ -17,6 +17,7 @@ def after_critic(state: RunState) -> Literal["refiner", "drafter", "__end__"]:
     """Refine while violations remain and budget is left; then the next step, or the end."""
     if state.stopped:
         return END
+    assert state.critique is not None and state.plan is not None  # this edge follows the critic
     if not state.critique.passed and state.budget_left():
         return "refiner"
     if state.step + 1 < len(state.plan.steps):

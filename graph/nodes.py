@@ -7,7 +7,7 @@ The nodes are public so custom graphs can reuse them next to nodes of their own.
 from __future__ import annotations
 
 import time
-from typing import Literal, NotRequired, TypedDict
+from typing import Literal, NotRequired, TypedDict, cast
 
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
@@ -59,7 +59,7 @@ def _writer(runtime: Runtime[RunContext]) -> progress.Writer | None:
 
 def _emit(writer: progress.Writer | None, **event) -> None:
     if writer is not None:
-        writer(Progress(**event))
+        writer(cast(Progress, event))  # a TypedDict is a plain dict at run time
 
 
 def _run(node: str, step: int, fn, writer: progress.Writer | None):
@@ -93,6 +93,7 @@ def planner(state: RunState, runtime: Runtime[RunContext]) -> dict:
 
 def drafter(state: RunState, runtime: Runtime[RunContext]) -> dict:
     ctx, writer = runtime.context, _writer(runtime)
+    assert state.scene is not None and state.plan is not None  # the graph runs the planner first
     step = state.step + 1
     plan_step = state.plan.steps[step]
     _emit(writer, kind="start", stage="draft", step=step, round=0, message=plan_step.instruction, duration_s=0.0)
@@ -125,6 +126,8 @@ def drafter(state: RunState, runtime: Runtime[RunContext]) -> dict:
 
 def critic(state: RunState, runtime: Runtime[RunContext]) -> dict:
     ctx, writer = runtime.context, _writer(runtime)
+    # The graph runs the planner and a drafter first.
+    assert state.scene is not None and state.plan is not None and state.image is not None
     last = state.step == len(state.plan.steps) - 1
     # Not drawn yet is not drawn wrong: judge only what steps <= k introduced; the last step
     # is judged against the whole prompt.
@@ -168,6 +171,9 @@ def critic(state: RunState, runtime: Runtime[RunContext]) -> dict:
 
 def refiner(state: RunState, runtime: Runtime[RunContext]) -> dict:
     ctx, writer = runtime.context, _writer(runtime)
+    # The graph runs the planner, a drafter and the critic first.
+    assert state.scene is not None and state.plan is not None and state.image is not None
+    assert state.critique is not None
     rnd = state.round + 1
     _emit(writer, kind="start", stage="refine", step=state.step, round=rnd, message="", duration_s=0.0)
     t0 = time.perf_counter()
@@ -215,7 +221,9 @@ def refiner(state: RunState, runtime: Runtime[RunContext]) -> dict:
 def review_payload(state: RunState, kind: str) -> dict:
     """What the person is shown: the plan, or the latest critique of step ``state.step``."""
     if kind == "plan":
+        assert state.scene is not None and state.plan is not None  # a plan review follows the planner
         return {"kind": "plan", "scene": state.scene.model_dump(), "plan": state.plan.model_dump()}
+    assert state.critique is not None  # a critique review follows the critic
     return {
         "kind": "critique",
         "step": state.step,
@@ -262,17 +270,20 @@ def review_answer(state: RunState, kind: str, answer) -> dict:
                 raise _invalid('"violations" must be a list')
             violations = tuple(Violation.model_validate(v) for v in answer["violations"])
         else:
+            assert state.critique is not None  # a critique review follows the critic
             violations = (*state.critique.violations, Violation.model_validate(answer["violation"]))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(map(str, first["loc"])) or "top level"
         raise _invalid(f"{exc.error_count()} problem(s), first at {where}: {first['msg']}") from None
     if kind == "plan":
+        assert state.scene is not None  # a plan review follows the planner
         known = {e.id for e in state.scene.entities}
         covered = set(plan.introduced_until(len(plan.steps) - 1))
         if covered != known:
             raise _invalid(f"the plan must cover the entities {sorted(known)}, it covers {sorted(covered)}")
         return {"plan": plan, "reviews": [record]}
+    assert state.critique is not None  # a critique review follows the critic
     return {"critique": state.critique.model_copy(update={"violations": violations}), "reviews": [record]}
 
 

@@ -179,6 +179,7 @@ def _critique_html(c: Critique) -> _Html:
 
 def _step_section(run_dir: Path, state: RunState, step: int, events: list[Event]) -> _Html:
     """The step's plan, then one card per image (draft, refinements) with its critique on it."""
+    assert state.plan is not None  # a step section is drawn only for a planned run
     plan_step = state.plan.steps[step]
     cards: list[dict] = []
     for e in events:
@@ -247,7 +248,7 @@ def _verdict(state: RunState, passed: bool) -> _Html:
     elif not judged_last:
         # Interrupted, failed or waiting: the last step was never judged, whatever the last critique said.
         verdict = _Html('<b class="bad">not finished</b>')
-    elif not c.passed:
+    elif c is not None and not c.passed:  # judged_last says c is not None
         verdict = _Html('<b class="bad">violations left</b>')
     elif unjudged:
         verdict = _Html('<b class="warn">passed what was judged</b>')

@@ -15,7 +15,7 @@ import inspect
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from strokegraph.errors import UsageError
 
@@ -59,7 +59,7 @@ class Backends:
 
 Role = Literal["planner", "drafter", "critic", "refiner"]
 #: The roles, in the loop's order: the fields of :class:`Backends`.
-ROLES: tuple[Role, ...] = tuple(f.name for f in dataclasses.fields(Backends))
+ROLES: tuple[Role, ...] = tuple(cast(Role, f.name) for f in dataclasses.fields(Backends))
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,9 @@ class _Entry:
     """Modules that must be importable, checked before anything is built."""
 
 
-_DIFFUSERS = {"extra": "diffusers", "requires": ("torch", "diffusers", "transformers")}
-_TRANSFORMERS = {"extra": "transformers", "requires": ("torch", "transformers")}
-_OPENAI = {"extra": "openai", "requires": ("openai",)}
+_DIFFUSERS: dict[str, Any] = {"extra": "diffusers", "requires": ("torch", "diffusers", "transformers")}
+_TRANSFORMERS: dict[str, Any] = {"extra": "transformers", "requires": ("torch", "transformers")}
+_OPENAI: dict[str, Any] = {"extra": "openai", "requires": ("openai",)}
 
 # (role, provider) -> how to build it. Providers that take any model name list no models.
 _BACKENDS: dict[tuple[Role, str], _Entry] = {

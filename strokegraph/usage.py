@@ -37,15 +37,15 @@ def record(
 
 def total(items: Iterable[Usage | None]) -> Usage | None:
     """The sum of ``items`` (Nones skipped), or None when there is nothing to add up."""
-    items = [u for u in items if u is not None]
-    if not items:
+    present = [u for u in items if u is not None]
+    if not present:
         return None
-    costs = [u.cost_usd for u in items if u.cost_usd is not None]
+    costs = [u.cost_usd for u in present if u.cost_usd is not None]
     return Usage(
-        calls=sum(u.calls for u in items),
-        prompt_tokens=sum(u.prompt_tokens for u in items),
-        completion_tokens=sum(u.completion_tokens for u in items),
-        images=sum(u.images for u in items),
+        calls=sum(u.calls for u in present),
+        prompt_tokens=sum(u.prompt_tokens for u in present),
+        completion_tokens=sum(u.completion_tokens for u in present),
+        images=sum(u.images for u in present),
         cost_usd=sum(costs) if costs else None,
     )
 

@@ -402,7 +402,7 @@ class DiffusersDrafter:
 
     def draft(self, request: DraftRequest) -> DraftResult:
         extra = {"negative_prompt": self.negative_prompt} if self.negative_prompt else {}
-        common = {
+        common: dict[str, Any] = {
             "stage": "draft",
             "step": request.step,
             "prompt": request.plan.steps[request.step].description,
@@ -469,7 +469,7 @@ class DiffusersRefiner:
         # A wrong relation means something must move: redraw all of it, not one box.
         local = region is not None and not any(v.kind == "relation" for v in violations)
         extra = {"negative_prompt": self.negative_prompt} if self.negative_prompt else {}
-        common = {
+        common: dict[str, Any] = {
             "stage": "refine",
             "step": request.step,
             # The correction first: CLIP-based models keep only 77 tokens, and the scene description
