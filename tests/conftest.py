@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from strokegraph.agents.drafter import DraftRequest, DraftResult
+from strokegraph.testing.openai_server import FakeOpenAI
 from strokegraph.tools.sketch.drafter import SketchDrafter
 
 PROMPT = "a red cat below a blue kite"
@@ -56,3 +59,17 @@ class FailingDrafter:
         if request.step == 1:
             raise MemoryError("out of memory")
         return self.sketch.draft(request)
+
+
+@pytest.fixture
+def no_ambient_openai_env(monkeypatch):
+    """No OPENAI_* variable of the machine leaks into a test of the OpenAI backends."""
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def server():
+    """A loopback OpenAI-compatible server with nothing scripted yet."""
+    with FakeOpenAI() as fake:
+        yield fake

@@ -18,15 +18,11 @@ from strokegraph.graph.run import generate
 from strokegraph.testing.openai_server import FakeOpenAI, Reply, any_prompt_replies
 from strokegraph.tools import _cache, openai_api
 
+pytestmark = pytest.mark.usefixtures("no_ambient_openai_env")
+
 SECRET = "sk-test-very-secret-key"
 CHAT, IMAGE = "openai:gpt-4.1-mini", "openai:gpt-image-1.5"
 IDS = {"planner": CHAT, "critic": CHAT, "drafter": IMAGE, "refiner": IMAGE}
-
-
-@pytest.fixture(autouse=True)
-def _no_ambient_openai_env(monkeypatch):
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

@@ -19,8 +19,10 @@ from strokegraph.agents.refiner import RefineRequest, region_mask
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph.run import generate
 from strokegraph.schema import Critique, Entity, Plan, PlanStep, Relation, SceneGraph, Violation
-from strokegraph.testing.openai_server import FakeOpenAI, Reply, chat_reply, error_reply, image_reply
+from strokegraph.testing.openai_server import Reply, chat_reply, error_reply, image_reply
 from strokegraph.tools import openai_api
+
+pytestmark = pytest.mark.usefixtures("no_ambient_openai_env")
 
 SECRET = "sk-test-secret"
 CHAT, IMAGE = "gpt-4.1-mini", "gpt-image-1.5"
@@ -74,18 +76,6 @@ WRONG_CUP = {
     "box": CUP_BOX,
     "message": "expected a blue cup, found a green cup",
 }
-
-
-@pytest.fixture
-def server():
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture(autouse=True)
-def _no_ambient_openai_env(monkeypatch):
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS"):
-        monkeypatch.delenv(name, raising=False)
 
 
 def _settings(server, **more):

@@ -34,23 +34,13 @@ from strokegraph.testing.openai_server import (
 )
 from strokegraph.tools import openai_api
 
+pytestmark = pytest.mark.usefixtures("no_ambient_openai_env")
+
 SECRET = "sk-test-secret"
 CHAT, IMAGE = "gpt-4.1-mini", "gpt-image-1.5"
 PROMPT = "a red apple"
 SCENE = SceneGraph(prompt=PROMPT, entities=(Entity(id="e0", noun="apple", colour="red"),))
 PLAN = Plan(steps=(PlanStep(instruction="Draw a red apple.", description="A red apple.", entity_ids=("e0",)),))
-
-
-@pytest.fixture
-def server():
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture(autouse=True)
-def _no_ambient_openai_env(monkeypatch):
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS"):
-        monkeypatch.delenv(name, raising=False)
 
 
 def _planner(server, **settings):
