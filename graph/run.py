@@ -7,13 +7,9 @@ import json
 import os
 import re
 import secrets
-import signal
-import sys
 import tempfile
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -461,39 +457,13 @@ def _finish(run: _Run, error: BaseException | None) -> None:
         run.lock.release()
 
 
-@contextmanager
-def _ctrl_c_cancels_requests() -> Iterator[None]:
-    """While the graph runs, Ctrl-C also ends the API requests in flight.
-
-    LangGraph runs nodes in worker threads and, once a KeyboardInterrupt reaches the main thread,
-    waits for them to finish: a request to a hung server, with its retries, held the exit for
-    minutes. Only the main thread may set a handler, and a handler the application set stays.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield
-        return
-
-    def on_sigint(signum, frame):
-        if "strokegraph.tools.openai_api" in sys.modules:  # no API backend loaded: nothing to cancel
-            sys.modules["strokegraph.tools.openai_api"].cancel_requests()
-        signal.default_int_handler(signum, frame)
-
-    signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
 def _stream(graph, run: _Run, todo: Any) -> None:
-    with _ctrl_c_cancels_requests():
-        for mode, data in graph.stream(
-            todo, run.config, context=run.context, stream_mode=_STREAM_MODE, durability=_DURABILITY
-        ):
-            run.observe(mode, data)
+    # Only ``values`` is streamed, so LangGraph runs each node in this thread: Ctrl-C interrupts the
+    # node's request at once (an API call in flight included), with nothing to wait for.
+    for mode, data in graph.stream(
+        todo, run.config, context=run.context, stream_mode=_STREAM_MODE, durability=_DURABILITY
+    ):
+        run.observe(mode, data)
 
 
 def generate(
