@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING
 
 from strokegraph.errors import UsageError
 from strokegraph.graph.builder import build_graph
-from strokegraph.graph.state import CheckpointError, checkpoint_serializer
+from strokegraph.graph.state import CheckpointError, RunContext, RunState, checkpoint_serializer
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
     from langgraph.graph.state import CompiledStateGraph
+
+    Loop = CompiledStateGraph[RunState, RunContext, RunState, RunState]
 
 __all__ = [
     "acheckpointer",
@@ -50,12 +52,12 @@ _SETUP_PRAGMAS = ("PRAGMA synchronous=OFF", "PRAGMA journal_mode=WAL")
 
 
 @cache
-def compiled(review: bool = False) -> CompiledStateGraph:
+def compiled(review: bool = False) -> Loop:
     """The loop (:func:`~strokegraph.graph.build_graph`) without a checkpointer, compiled once per process."""
     return build_graph(review=review)
 
 
-def graph(checkpointer: BaseCheckpointSaver | None, *, review: bool = False) -> CompiledStateGraph:
+def graph(checkpointer: BaseCheckpointSaver | None, *, review: bool = False) -> Loop:
     """The compiled loop with ``checkpointer``: a copy of :func:`compiled` that shares its nodes and channels."""
     return compiled(review).copy({"checkpointer": checkpointer})
 
@@ -173,6 +175,9 @@ def lock_thread(saver: BaseCheckpointSaver, thread_id: str) -> None:
     server drops when the connection closes, a killed process's too. Raises :class:`UsageError`
     when another process holds it.
     """
+    _, PostgresSaver, _, _ = _postgres_modules()
+    if not isinstance(saver, PostgresSaver):
+        raise TypeError(f"lock_thread needs a PostgresSaver, not {type(saver).__name__}")
     with saver.lock:
         row = saver.conn.execute(
             "select pg_try_advisory_lock(hashtextextended(%s, 0)) as locked", (f"strokegraph:{thread_id}",)

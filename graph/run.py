@@ -15,7 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from langgraph.types import Command
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import Command, Durability, StreamMode
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from strokegraph import __version__, registry, usage
@@ -98,11 +99,11 @@ def _claim(base: Path) -> Path:
 
 # Progress reaches ``on_progress`` through ``RunContext.on_progress``, which the nodes call; streaming
 # ``custom`` as well would make LangGraph run every node in a worker thread to interleave its events.
-_STREAM_MODE = ["values"]
+_STREAM_MODE: list[StreamMode] = ["values"]
 
 # Every node's checkpoint is on disk before the next node starts, so a killed run loses at most
 # the node in flight and :func:`resume` never runs a finished node again.
-_DURABILITY = "sync"
+_DURABILITY: Durability = "sync"
 
 _RUN_FILE = "run.json"
 _LOCK_FILE = ".lock"
@@ -135,7 +136,7 @@ class _RunRecord(BaseModel):
     strokegraph: str
     thread_id: str
     prompt: str
-    backends: dict[str, str]
+    backends: dict[registry.Role, str]
     settings: dict[str, dict[str, Any]]
     seed: int
     budget: Budget
@@ -251,6 +252,7 @@ class _Lock:
     """
 
     def __init__(self, run_dir: Path) -> None:
+        self.fd: int | None = None
         try:
             # Taking the lock needs a file we may write; this is also the check that we may write here.
             fd = os.open(run_dir / _LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
@@ -301,7 +303,7 @@ class _Run:
     existed: bool
     context: RunContext
     state_in: RunState
-    config: dict[str, Any]
+    config: RunnableConfig
     lock: _Lock
     strict: bool = False
     """Refuse, right after planning, a scene with parts the critics cannot judge."""
@@ -420,8 +422,8 @@ _RECORD_SHA = "strokegraph_record_sha256"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-def _config(thread_id: str, budget: Budget, review: bool = False, record_sha: str | None = None) -> dict[str, Any]:
-    config: dict[str, Any] = {
+def _config(thread_id: str, budget: Budget, review: bool = False, record_sha: str | None = None) -> RunnableConfig:
+    config: RunnableConfig = {
         "configurable": {"thread_id": thread_id},
         "recursion_limit": recursion_limit(budget.max_rounds, review=review),
     }
@@ -429,6 +431,12 @@ def _config(thread_id: str, budget: Budget, review: bool = False, record_sha: st
         # LangGraph copies string metadata into every checkpoint it writes with this config.
         config["metadata"] = {_RECORD_SHA: record_sha}
     return config
+
+
+def _keep_run_dir(exc: BaseException, run_dir: Path) -> BaseException:
+    """``exc``, marked with the run directory it leaves behind: the CLI names it in the error line."""
+    setattr(exc, "run_dir", run_dir)  # noqa: B010 - any exception may carry it, so no class declares it
+    return exc
 
 
 def _finish(run: _Run, error: BaseException | None) -> None:
@@ -534,8 +542,7 @@ def generate(
             if review:
                 run.check_interrupt(graph)
     except BaseException as exc:
-        error = exc
-        exc.run_dir = run.run_dir
+        error = _keep_run_dir(exc, run.run_dir)
         raise
     finally:
         _finish(run, error)
@@ -589,7 +596,15 @@ async def agenerate(
     # The nodes run in the executor's threads; each event is handed to the event loop's thread.
     loop = asyncio.get_running_loop()
     _size_executor(loop)
-    relay = None if on_progress is None else (lambda event: loop.call_soon_threadsafe(on_progress, event))
+    relay: Callable[[dict], None] | None = None
+    if on_progress is not None:
+        report = on_progress
+
+        def relay_event(event: dict) -> None:
+            loop.call_soon_threadsafe(report, event)
+
+        relay = relay_event
+
     # Building a backend may load a model for a long while, and writing the report reads every
     # image; neither may stall the other runs sharing the event loop.
     run = await asyncio.to_thread(
@@ -614,8 +629,7 @@ async def agenerate(
             ):
                 run.observe(mode, data)
     except BaseException as exc:
-        error = exc
-        exc.run_dir = run.run_dir
+        error = _keep_run_dir(exc, run.run_dir)
         raise
     finally:
         await asyncio.to_thread(_finish, run, error)
@@ -814,7 +828,7 @@ def _resume_locked(
         if not (isinstance(record_sha, str) and _SHA256.fullmatch(record_sha)):
             record_sha = None
         config = _config(record.thread_id, record.budget, record.review, record_sha)
-        if record.review and snapshot.interrupts:
+        if record.review and snapshot.interrupts and loaded is not None:
             if max_rounds is not None:
                 raise UsageError("this run waits on a review; answer it before giving max_rounds")
             if answer is None:
@@ -861,15 +875,14 @@ def _resume_locked(
             if record.review:
                 run.check_interrupt(graph)
         except BaseException as exc:
-            error = exc
-            exc.run_dir = run.run_dir
+            error = _keep_run_dir(exc, run.run_dir)
             raise
         finally:
             _finish(run, error)
     return run.result()
 
 
-def _set_budget(graph, config: dict[str, Any], snapshot, budget: Budget) -> None:
+def _set_budget(graph, config: RunnableConfig, snapshot, budget: Budget) -> None:
     """Give the stopped run ``budget`` through a checkpoint update that runs no node again.
 
     The loop runs one node at a time, so the last checkpoint has at most one task, and a snapshot
@@ -894,7 +907,9 @@ def _result(run_dir: Path, state: RunState) -> Result:
     return Result(
         run_dir=run_dir,
         final_image=final,
-        passed=bool(state.critique and state.critique.passed and state.step == len(state.plan.steps) - 1),
+        passed=bool(
+            state.critique and state.critique.passed and state.plan and state.step == len(state.plan.steps) - 1
+        ),
         critique=state.critique,
         scene=state.scene,
         plan=state.plan,
