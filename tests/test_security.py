@@ -118,6 +118,18 @@ def test_a_recorded_offline_backend_resumes_as_before(tmp_path):
     assert resume(run).final_image.is_file()
 
 
+def test_a_record_naming_an_unknown_role_is_refused_and_nothing_changes(tmp_path):
+    run = tmp_path / "run"
+    _run_stopped_at_planning(run)
+    record = json.loads((run / "run.json").read_text())
+    record["backends"]["painter"] = "builtin:sketch"
+    (run / "run.json").write_text(json.dumps(record))
+    before = _snapshot(run)
+    with pytest.raises(UsageError, match="run.json"):
+        resume(run)
+    assert _snapshot(run) == before
+
+
 # ---------------------------------------------------------------------------------------------
 # Paths: nothing outside the run directory is read, copied or written
 # ---------------------------------------------------------------------------------------------
