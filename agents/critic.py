@@ -188,8 +188,7 @@ def _entity_violations(e: Entity, found: Sequence[Detection]) -> list[Violation]
                 message=f"expected {e.phrase()}, found {number_word(len(found))} ({which})",
             )
         )
-    wrong = [d for d in found if e.colour is not None and d.colour is not None and d.colour != e.colour]
-    if wrong:
+    if e.colour is not None and (wrong := [d for d in found if d.colour is not None and d.colour != e.colour]):
         observed = _colour_words(d.colour for d in wrong)
         out.append(
             Violation(

@@ -14,7 +14,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
@@ -50,15 +50,15 @@ __all__ = [
 
 Colour = Literal["red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white"]
 #: GenEval's ten colour names, in its order.
-COLOURS: tuple[str, ...] = Colour.__args__  # type: ignore[attr-defined]
+COLOURS: tuple[Colour, ...] = get_args(Colour)
 
 Predicate = Literal["left of", "right of", "above", "below", "next to", "in front of", "behind"]
-PREDICATES: tuple[str, ...] = Predicate.__args__  # type: ignore[attr-defined]
+PREDICATES: tuple[Predicate, ...] = get_args(Predicate)
 #: GenEval's four position predicates, judged by its position rule.
-POSITION_PREDICATES: tuple[str, ...] = PREDICATES[:4]
+POSITION_PREDICATES: tuple[Predicate, ...] = PREDICATES[:4]
 #: The predicates the built-in and detector critics judge: GenEval's four and "next to" (by distance).
 #: "in front of" and "behind" need depth, which a 2-D box does not give; they stay unjudged.
-JUDGED_PREDICATES: tuple[str, ...] = (*POSITION_PREDICATES, "next to")
+JUDGED_PREDICATES: tuple[Predicate, ...] = (*POSITION_PREDICATES, "next to")
 
 #: How each predicate reads in a sentence: "the cup is {phrase} the plate".
 PREDICATE_PHRASES: dict[str, str] = {

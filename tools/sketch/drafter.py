@@ -255,8 +255,8 @@ class _Sketch:
         """
         busy = (np.asarray(canvas.convert("RGB")) != np.array(BACKGROUND, dtype=np.uint8)).any(axis=-1)
         for boxes in self.layout.values():
-            for b in boxes:
-                x0, y0, x1, y1 = (round(v) for v in _grown(b, self.halo))
+            for box in boxes:
+                x0, y0, x1, y1 = (round(v) for v in _grown(box, self.halo))
                 busy[max(0, y0) : y1 + 1, max(0, x0) : x1 + 1] = True
         # Summed-area table: the busy pixels inside any rectangle in O(1).
         table = np.zeros((busy.shape[0] + 1, busy.shape[1] + 1), dtype=np.int64)

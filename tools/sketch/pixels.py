@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from strokegraph.schema import COLOURS, Detection
+from strokegraph.schema import COLOURS, Colour, Detection
 from strokegraph.tools.sketch.codebook import BACKGROUND, PALETTE, codes_for, decode, fixed_nouns
 
 if TYPE_CHECKING:
@@ -254,7 +254,7 @@ class _Regions:
         wall = region | (edge & ~holeish & ~solid[labels])
         return _read_glyph(wall, holeish)
 
-    def colour(self, i: int) -> str:
+    def colour(self, i: int) -> Colour:
         median = np.median(self.rgb.reshape(-1, 3)[self.pixels[i]], axis=0)
         return COLOURS[int(((_REFS[: len(COLOURS)] - median) ** 2).sum(axis=1).argmin())]
 
@@ -280,7 +280,7 @@ class PixelDetector:
                 Detection(
                     noun=noun or UNKNOWN_NOUN,
                     box=(x0 / w, y0 / h, x1 / w, y1 / h),
-                    score=0.5 if noun is None else 1.0 - 0.25 * glyph[1],
+                    score=0.5 if glyph is None or noun is None else 1.0 - 0.25 * glyph[1],
                     colour=regions.colour(i),
                 )
             )
