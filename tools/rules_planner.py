@@ -38,12 +38,24 @@ from __future__ import annotations
 
 import heapq
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from typing import TypeVar
 
 from strokegraph._text import NUMBER_WORDS, check_prompt, join_words, pluralize, singularize
 from strokegraph.errors import UsageError
-from strokegraph.schema import COLOURS, MAX_COUNT, PREDICATE_PHRASES, Entity, Plan, PlanStep, Relation, SceneGraph
+from strokegraph.schema import (
+    COLOURS,
+    MAX_COUNT,
+    PREDICATE_PHRASES,
+    Entity,
+    Plan,
+    PlanStep,
+    Predicate,
+    Relation,
+    SceneGraph,
+)
 from strokegraph.vocab import known_nouns
 
 __all__ = ["MAX_PAIRS", "MAX_STEPS", "RulesPlanner", "parse", "plan_scene"]
@@ -55,14 +67,17 @@ MAX_STEPS = 8
 #: beyond it the phrase is kept as free text, so that relations stay linear in the prompt's length.
 MAX_PAIRS = 16
 
-_SIDES = {
-    f"{pre}{side}{suf} of": f"{side} of"
-    for side in ("left", "right")
-    for pre in ("", "to the ", "on the ", "at the ")
-    for suf in ("", " side", " hand side")
-}
-_RELATIONS: dict[str, str] = {
-    **_SIDES,
+
+def _side_phrases(side: str) -> list[str]:
+    """``'left of'``, ``'to the left hand side of'``, ...: the phrases that name one side."""
+    return [
+        f"{pre}{side}{suf} of" for pre in ("", "to the ", "on the ", "at the ") for suf in ("", " side", " hand side")
+    ]
+
+
+_RELATIONS: dict[str, Predicate] = {
+    **dict.fromkeys(_side_phrases("left"), "left of"),
+    **dict.fromkeys(_side_phrases("right"), "right of"),
     **dict.fromkeys(("above", "over", "on", "upon", "on top of", "atop", "on the top of", "at the top of"), "above"),
     **dict.fromkeys(("below", "under", "beneath", "underneath", "on the bottom of", "at the bottom of"), "below"),
     **dict.fromkeys(
@@ -149,7 +164,10 @@ _VERBS = {
 } | {"has", "have", "having", "ridden", "held", "worn", "carried", "eaten", "chased", "pulled", "pushed", "driven"}
 
 
-def _table(phrases) -> dict[tuple[str, ...], object]:
+_V = TypeVar("_V")
+
+
+def _table(phrases: Iterable[tuple[str, _V]]) -> dict[tuple[str, ...], _V]:
     return {tuple(p.split()): v for p, v in phrases}
 
 
@@ -167,7 +185,7 @@ def _nouns() -> dict[tuple[str, ...], str]:
     return table
 
 
-def _match(table: dict, words: list[str], i: int) -> tuple[object, int] | None:
+def _match(table: Mapping[tuple[str, ...], _V], words: list[str], i: int) -> tuple[_V, int] | None:
     """The longest entry of ``table`` starting at ``words[i]``, with its length in words."""
     for n in range(min(6, len(words) - i), 0, -1):
         if (key := tuple(words[i : i + n])) in table:
@@ -291,7 +309,7 @@ class _Mention:
 
 @dataclass(frozen=True)
 class _Link:
-    predicate: str | None  # None: a verb or preposition, kept as free text
+    predicate: Predicate | None  # None: a verb or preposition, kept as free text
     toks: tuple[_Token, ...]
 
 
@@ -406,7 +424,7 @@ class _Sentence:
 
     # -- looking ahead ----------------------------------------------------------------------
 
-    def relation_at(self, i: int) -> tuple[str, int] | None:
+    def relation_at(self, i: int) -> tuple[Predicate, int] | None:
         """The relation starting at ``i``, after any "is"/"sits"/... words: (predicate, end index)."""
         j = self.be_end[i]
         hit = _match(_RELATION_TABLE, self.words, j)
@@ -479,7 +497,7 @@ class _Sentence:
         if by == "and" and self.scene.count_of(eid) == 0:
             self.zero = "bare"
 
-    def link(self, predicate: str | None, toks: list[_Token]) -> None:
+    def link(self, predicate: Predicate | None, toks: list[_Token]) -> None:
         self.close()
         self.links.append(_Link(predicate, tuple(toks)))
         self.groups.append([])
