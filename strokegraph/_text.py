@@ -120,8 +120,7 @@ def singular_candidates(word: str) -> list[str]:
     if word.endswith("s") and not word.endswith("ss"):
         out.append(word[:-1])
     out.append(word)
-    seen: set[str] = set()
-    return [w for w in out if w and not (w in seen or seen.add(w))]
+    return list(dict.fromkeys(w for w in out if w))  # in order, each once
 
 
 def singularize(word: str) -> str:

@@ -116,5 +116,6 @@ def failing_pairs(
     out = []
     for i, a in enumerate(subjects):
         if objects and not any(relation_holds(a, b, predicate, margin) for b in objects):
-            out.append((i, min(range(len(objects)), key=lambda j, a=a: box_gap(a, objects[j]))))
+            gaps = [box_gap(a, b) for b in objects]
+            out.append((i, min(range(len(gaps)), key=gaps.__getitem__)))
     return out

@@ -46,8 +46,8 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Iterable, Sequence
-from functools import cache, lru_cache
+from collections.abc import Callable, Iterable, Sequence
+from functools import cache, lru_cache, partial
 
 from strokegraph.geometry import failing_pairs
 from strokegraph.schema import POSITION_PREDICATES, Relation, SceneGraph
@@ -195,6 +195,7 @@ def _ranks(
 
 _Cell = tuple[float, float, float, float]
 _Shape = tuple[int, int]  # (grid rows, grid columns)
+_Choice = tuple[_Shape, float, float]  # an entity's grid shape, scale and push strength
 
 
 def _shapes(count: int) -> list[_Shape]:
@@ -323,7 +324,7 @@ def _solve(
     push = {i: (float((x > 0) - (x < 0)), float((y > 0) - (y < 0))) for i, (x, y) in toward.items()}
     shapes = {i: _shapes(count_of[i]) for i in ids}
     # Per entity: (grid shape, scale, push strength). Start from the shape with the largest icons.
-    choice = {i: (max(shapes[i], key=lambda s, i=i: _side(cells[i], s, cap)), 1.0, 0.0) for i in ids}
+    choice = {i: (max(shapes[i], key=lambda s: _side(cells[i], s, cap)), 1.0, 0.0) for i in ids}
 
     def layout() -> dict[str, list[PixelBox]]:
         out = {}
@@ -338,7 +339,10 @@ def _solve(
         sides = [b[0][2] - b[0][0] for b in boxes.values()]
         return (-_failures(boxes, relations, RELATION_MARGIN, width, height), min(sides), sum(sides))
 
-    def descend(options_of) -> tuple[int, float, float]:
+    def options(i: str, scales: Iterable[float]) -> list[_Choice]:
+        return [(s, t, p) for s in shapes[i] for t in scales for p in (0.0, 1.0)]
+
+    def descend(options_of: Callable[[str], list[_Choice]]) -> tuple[int, float, float]:
         """Coordinate descent: each entity in turn takes its best option, until nothing changes."""
         best = score()
         for _ in range(4):
@@ -356,17 +360,18 @@ def _solve(
         return best
 
     # The largest common scale at which some grid shapes and pushes satisfy every relation ...
-    best_found: tuple[tuple[int, float, float], dict] | None = None
+    best_found: tuple[tuple[int, float, float], dict[str, _Choice]] | None = None
     for common in _SCALES:
         choice = {i: (shape, common, strength) for i, (shape, _, strength) in choice.items()}
-        found = descend(lambda i, t=common: [(s, t, p) for s in shapes[i] for p in (0.0, 1.0)])
+        found = descend(partial(options, scales=(common,)))
         if best_found is None or found > best_found[0]:
             best_found = (found, dict(choice))
         if found[0] == 0:
             break
+    assert best_found is not None  # _SCALES is not empty
     choice = best_found[1]
     # ... then each entity grows back as far as it stays valid.
-    descend(lambda i: [(s, t, p) for s in shapes[i] for t in _SCALES if t >= choice[i][1] for p in (0.0, 1.0)])
+    descend(lambda i: options(i, [t for t in _SCALES if t >= choice[i][1]]))
     boxes = layout()
     return tuple((i, tuple(boxes[i]), cells[i]) for i in ids)
 
