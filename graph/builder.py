@@ -15,19 +15,20 @@ __all__ = ["after_critic", "after_review_plan", "build_graph", "recursion_limit"
 
 def after_critic(state: RunState) -> Literal["refiner", "drafter", "__end__"]:
     """Refine while violations remain and budget is left; then the next step, or the end."""
+    # "__end__" is langgraph's END, spelled out: langgraph types END as a plain str, not as this Literal.
     if state.stopped:
-        return END
+        return "__end__"
     assert state.critique is not None and state.plan is not None  # this edge follows the critic
     if not state.critique.passed and state.budget_left():
         return "refiner"
     if state.step + 1 < len(state.plan.steps):
         return "drafter"
-    return END
+    return "__end__"
 
 
 def after_review_plan(state: RunState) -> Literal["drafter", "__end__"]:
     """Draw the (possibly edited) plan, unless the person stopped the run."""
-    return END if state.stopped else "drafter"
+    return "__end__" if state.stopped else "drafter"  # langgraph's END, as in after_critic
 
 
 def build_graph(checkpointer=None, *, review: bool = False):

@@ -7,7 +7,7 @@ The nodes are public so custom graphs can reuse them next to nodes of their own.
 from __future__ import annotations
 
 import time
-from typing import Literal, NotRequired, TypedDict, cast
+from typing import Any, Literal, NotRequired, TypedDict
 
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
@@ -57,9 +57,10 @@ def _writer(runtime: Runtime[RunContext]) -> progress.Writer | None:
     return progress.writer_for(runtime.context.on_progress, runtime.stream_writer)
 
 
-def _emit(writer: progress.Writer | None, **event) -> None:
+def _emit(writer: progress.Writer | None, **event: Any) -> None:
+    """Send the :class:`Progress` event made of ``event``'s keywords to ``writer``, if any."""
     if writer is not None:
-        writer(cast(Progress, event))  # a TypedDict is a plain dict at run time
+        writer(event)
 
 
 def _run(node: str, step: int, fn, writer: progress.Writer | None):

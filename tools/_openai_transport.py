@@ -227,12 +227,13 @@ class BoundedClient(DefaultHttpxClient):
         transports = [self._transport, *(t for t in self._mounts.values() if t is not None)]
         for transport in transports:
             pool = getattr(transport, "_pool", None)
-            if not isinstance(getattr(pool, "_network_backend", None), httpcore2.NetworkBackend):
+            backend = getattr(pool, "_network_backend", None)
+            if pool is None or not isinstance(backend, httpcore2.NetworkBackend):
                 raise RuntimeError(
                     f"this httpx2 ({httpx2.__version__}) builds its connection pools differently; "
                     "strokegraph cannot bound its requests"
                 )
-            pool._network_backend = _Backend(pool._network_backend)
+            pool._network_backend = _Backend(backend)
 
     def send(self, request: httpx2.Request, *, stream: bool = False, **kwargs: Any) -> httpx2.Response:
         _check_cancelled()

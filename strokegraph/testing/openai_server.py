@@ -22,8 +22,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from email.message import Message
 from email.parser import BytesParser
 from email.policy import HTTP
+from email.utils import collapse_rfc2231_value
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -315,14 +317,28 @@ class FakeOpenAI:
             pass  # the client gave up (a timeout test)
 
 
+def _form_name(part: Message) -> str:
+    """A multipart part's field name (Content-Disposition's ``name``); "" when it has none."""
+    name = part.get_param("name", "", header="content-disposition")
+    # get_param gives a (charset, language, value) tuple for an RFC 2231-encoded value (name*=...).
+    return collapse_rfc2231_value(name) if isinstance(name, tuple) else name
+
+
+def _payload(part: Message) -> bytes:
+    """A multipart part's body, transfer-decoded."""
+    payload = part.get_payload(decode=True)
+    # Decoding gives bytes for a leaf part and None for a nested multipart one, never a Message.
+    return payload if isinstance(payload, bytes) else b""
+
+
 def _parse(endpoint: str, headers: dict[str, str], raw: bytes) -> Request:
     content_type = headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
-        fields, files = {}, {}
+        fields: dict[str, str] = {}
+        files: dict[str, Upload] = {}
         for part in message.iter_parts():
-            name = part.get_param("name", header="content-disposition")
-            payload = part.get_payload(decode=True) or b""
+            name, payload = _form_name(part), _payload(part)
             if part.get_filename() is None:
                 fields[name] = payload.decode()
             else:
