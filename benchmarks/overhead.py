@@ -11,8 +11,11 @@ seed = prompt index) five ways:
   (c) the shared compiled graph without a checkpointer, streaming ``values``: the engine alone;
   (d) the graph as ``generate`` runs it: the shared compiled graph with the run's checkpointer
       from ``strokegraph.graph.engine`` (WAL, ``synchronous=NORMAL``), progress through the run
-      context, streaming only ``values``;
-  (e) (d) streaming ``custom`` too, as the LangGraph server and graphs that embed the loop do.
+      context, streaming only ``values``, saves handed to one worker thread (``max_concurrency=1``);
+  (e) (d) streaming ``custom`` too, as the LangGraph server and graphs that embed the loop do
+      (that needs LangGraph's default pool of workers);
+  (f) (d) with LangGraph's in-memory checkpointer: no database at all, the floor of what any
+      checkpointer costs when LangGraph saves in a worker thread and waits for it.
 
 The checkpointed variants run with ``durability="sync"``, as ``generate`` does, each on a fresh
 database file per prompt. Every variant does the same backend work and writes the same images
@@ -37,10 +40,11 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END
 from langgraph.pregel import Pregel
@@ -92,9 +96,10 @@ def _config(state: RunState, context: RunContext) -> dict:
     }
 
 
-def _stream(graph, state: RunState, context: RunContext, modes: list[str], **kwargs) -> RunState:
+def _stream(graph, state: RunState, context: RunContext, modes: list[str], durability=None, **config) -> RunState:
     last = None
-    for mode, data in graph.stream(state, _config(state, context), context=context, stream_mode=modes, **kwargs):
+    config = {**_config(state, context), **config}
+    for mode, data in graph.stream(state, config, context=context, stream_mode=modes, durability=durability):
         if mode == "values":
             last = data
     return RunState.model_validate(last)
@@ -110,12 +115,20 @@ def engine_only(state: RunState, context: RunContext) -> RunState:
     return _stream(engine.compiled(), state, context, ["values"])
 
 
-def as_generate(modes: list[str]) -> Callable[[RunState, RunContext], RunState]:
+def as_generate(modes: list[str], saver=engine.checkpointer) -> Callable[[RunState, RunContext], RunState]:
+    # generate hands the saves to one worker thread; a stream with ``custom`` needs LangGraph's pool.
+    workers = {"max_concurrency": 1} if modes == ["values"] else {}
+
     def run(state: RunState, context: RunContext) -> RunState:
-        with engine.checkpointer(context.run_dir / "checkpoints.sqlite") as saver:
-            return _stream(engine.graph(saver), state, context, modes, durability="sync")
+        with saver(context.run_dir / "checkpoints.sqlite") as checkpointer:
+            return _stream(engine.graph(checkpointer), state, context, modes, durability="sync", **workers)
 
     return run
+
+
+@contextmanager
+def in_memory(path: Path) -> Iterator[InMemorySaver]:
+    yield InMemorySaver(serde=checkpoint_serializer())
 
 
 VARIANTS: dict[str, Callable[[RunState, RunContext], RunState]] = {
@@ -124,6 +137,7 @@ VARIANTS: dict[str, Callable[[RunState, RunContext], RunState]] = {
     "(c) engine alone, no checkpoints": engine_only,
     "(d) as generate runs it now": as_generate(["values"]),
     "(e) (d) + custom stream": as_generate(["custom", "values"]),
+    "(f) (d), in-memory checkpoints": as_generate(["values"], in_memory),
 }
 
 

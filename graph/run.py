@@ -465,12 +465,16 @@ def _finish(run: _Run, error: BaseException | None) -> None:
         run.lock.release()
 
 
-def _stream(graph, run: _Run, todo: Any) -> None:
+def _stream(graph: engine.Loop, run: _Run, todo: Any) -> None:
     # Only ``values`` is streamed, so LangGraph runs each node in this thread: Ctrl-C interrupts the
-    # node's request at once (an API call in flight included), with nothing to wait for.
-    for mode, data in graph.stream(
-        todo, run.config, context=run.context, stream_mode=_STREAM_MODE, durability=_DURABILITY
-    ):
+    # node's request at once (an API call in flight included), with nothing to wait for. The saves
+    # are all that go to LangGraph's worker threads; one worker (max_concurrency) takes them in the
+    # order they were handed over, so a node's writes are on disk before the checkpoint after it
+    # (with a pool, the two race), and each save costs one hand-over instead of starting threads.
+    # Only with ``values`` alone: streaming ``custom``, LangGraph parks a waiter for stream events in
+    # a worker, and with one worker the node queued behind it never runs (tried: it hangs).
+    config: RunnableConfig = {**run.config, "max_concurrency": 1}
+    for mode, data in graph.stream(todo, config, context=run.context, stream_mode=_STREAM_MODE, durability=_DURABILITY):
         run.observe(mode, data)
 
 

@@ -9,7 +9,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from contextlib import closing
+import time
+from contextlib import closing, contextmanager
 from dataclasses import replace
 
 import pytest
@@ -20,6 +21,7 @@ from strokegraph.agents.drafter import DraftRequest, DraftResult
 from strokegraph.agents.refiner import RefineResult
 from strokegraph.errors import RunError
 from strokegraph.graph import CheckpointError, RunContext, RunState, engine
+from strokegraph.graph.run import generate
 from strokegraph.registry import Backends, build_backends
 from strokegraph.schema import Critique, Refinement, Violation
 
@@ -302,3 +304,41 @@ def test_an_image_from_a_checkpoint_is_read_and_checked_again_by_a_new_context(t
     with engine.checkpointer(db) as saver:
         with pytest.raises(RunError, match="sha256 mismatch"):
             engine.graph(saver).invoke(None, config(), context=sketch_context(tmp_path))
+
+
+def _record_saves(monkeypatch, events: list[tuple[str, str]]) -> None:
+    """Make every run's checkpointer log its saves in the order they reach the database, with a slow
+    ``put_writes`` (a busy disk): a save handed over later then overtakes it unless saves are serial."""
+    real = engine.checkpointer
+
+    @contextmanager
+    def recording(path):
+        with real(path) as saver:
+            put_writes, put = saver.put_writes, saver.put
+
+            def slow_put_writes(config, writes, task_id, task_path=""):
+                time.sleep(0.05)
+                put_writes(config, writes, task_id, task_path)
+                events.append(("writes", task_id))
+
+            def logged_put(config, checkpoint, metadata, new_versions):
+                saved = put(config, checkpoint, metadata, new_versions)
+                events.append(("checkpoint", checkpoint["id"]))
+                return saved
+
+            saver.put_writes, saver.put = slow_put_writes, logged_put
+            yield saver
+
+    monkeypatch.setattr(engine, "checkpointer", recording)
+
+
+def test_a_nodes_writes_reach_the_database_before_the_checkpoint_after_it(tmp_path, monkeypatch):
+    # Resuming replays a finished node's saved writes, or runs the node again if they are missing;
+    # with the checkpoint after it saved first, a crash in between would run a finished node twice.
+    events: list[tuple[str, str]] = []
+    _record_saves(monkeypatch, events)
+    generate("a red apple", out=tmp_path / "run", seed=0)
+    kinds = [kind for kind, _ in events]
+    assert kinds[0] == "checkpoint" and kinds.count("writes") >= 4, events  # the input, then plan, draft, critique...
+    # After the input's checkpoint, every node's writes come first, then the checkpoint they make.
+    assert kinds[1:] == ["writes", "checkpoint"] * (len(kinds[1:]) // 2), events
