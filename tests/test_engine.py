@@ -333,8 +333,9 @@ def _record_saves(monkeypatch, events: list[tuple[str, str]]) -> None:
 
 
 def test_a_nodes_writes_reach_the_database_before_the_checkpoint_after_it(tmp_path, monkeypatch):
-    # Resuming replays a finished node's saved writes, or runs the node again if they are missing;
-    # with the checkpoint after it saved first, a crash in between would run a finished node twice.
+    # Resuming replays a finished node's saved writes, or runs the node again if they are missing.
+    # Written in order, a crash while the next checkpoint is being saved still finds the writes; when
+    # that save may start first (LangGraph's pool), the crash can lose both and the node runs twice.
     events: list[tuple[str, str]] = []
     _record_saves(monkeypatch, events)
     generate("a red apple", out=tmp_path / "run", seed=0)
