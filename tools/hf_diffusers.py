@@ -193,12 +193,14 @@ class DiffusersModel:
         m = self.size_multiple
         return max(m, round(side / m) * m)
 
-    def pipeline(self, task: Task, scheduler: type | None = None):
+    def pipeline(self, task: Task, scheduler: type[Any] | None = None):
         """A new pipeline for ``task`` on the shared modules, with a scheduler of its own.
 
         ``scheduler`` is a scheduler class (default: the model's own); it must be one the model's
         scheduler lists as compatible.
         """
+        # type[Any]: a diffusers scheduler class is SchedulerMixin and ConfigMixin (from_config) mixed,
+        # and no one class names both.
         from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
 
         own = type(self.base.scheduler)
@@ -465,9 +467,8 @@ class DiffusersRefiner:
         violations = request.critique.violations
         text = refine_text(violations, request.scene)
         description = request.plan.steps[request.step].description
-        region = violation_region(violations)
         # A wrong relation means something must move: redraw all of it, not one box.
-        local = region is not None and not any(v.kind == "relation" for v in violations)
+        region = None if any(v.kind == "relation" for v in violations) else violation_region(violations)
         extra = {"negative_prompt": self.negative_prompt} if self.negative_prompt else {}
         common: dict[str, Any] = {
             "stage": "refine",
@@ -482,7 +483,7 @@ class DiffusersRefiner:
             "image": request.image,
             **extra,
         }
-        if local:
+        if region is not None:
             mask = region_mask(request.image.size, region, grow=self.grow, feather=self.feather)
             edited, ran = self.model.sample(self.inpaint, mask=mask, strength=self.strength, **common)
             image = composite(request.image, edited, mask)
@@ -490,8 +491,8 @@ class DiffusersRefiner:
             image, ran = self.model.sample(self.image2image, strength=self.regen_strength, **common)
         refinement = Refinement(
             text=text,
-            operation="inpaint" if local else "regenerate",
-            region=region if local else None,
+            operation="inpaint" if region is not None else "regenerate",
+            region=region,
             violations=violations,
         )
         return RefineResult(image=image, refinement=refinement, sampling_steps=ran)

@@ -176,11 +176,13 @@ class TransformersChat:
             tokenizer = _load("tokenizer", model_id, source, AutoTokenizer.from_pretrained)
             if not tokenizer.chat_template:
                 raise UsageError(f"tokenizer {model_id!r} has no chat template; use a chat (instruct) model")
+            # transformers wraps PreTrainedModel.to in functools.wraps, whose typeshed type (_Wrapped) binds no
+            # self, so mypy takes the device for the model.
             model = _load(
                 "chat model",
                 model_id,
                 source,
-                lambda p: AutoModelForCausalLM.from_pretrained(p, dtype=self.dtype).to(self.device).eval(),
+                lambda p: AutoModelForCausalLM.from_pretrained(p, dtype=self.dtype).to(self.device).eval(),  # type: ignore[arg-type]
             )
             return _Weights(model, tokenizer)
 
@@ -246,11 +248,12 @@ class TransformersVLMChat:
             processor = _load("processor", model_id, source, AutoProcessor.from_pretrained)
             if not getattr(processor, "chat_template", None):
                 raise UsageError(f"processor {model_id!r} has no chat template; use a chat (instruct) VLM")
+            # PreTrainedModel.to: see the chat model above.
             model = _load(
                 "vision-language model",
                 model_id,
                 source,
-                lambda p: AutoModelForImageTextToText.from_pretrained(p, dtype=self.dtype).to(self.device).eval(),
+                lambda p: AutoModelForImageTextToText.from_pretrained(p, dtype=self.dtype).to(self.device).eval(),  # type: ignore[arg-type]
             )
             return _Weights(model, processor)
 
@@ -293,7 +296,7 @@ class TransformersVLMChat:
 # ---------------------------------------------------------------------------------------------
 
 # Hue bands (degrees, upper bounds) of the saturated colours; red wraps around 0.
-_HUES: tuple[tuple[float, str], ...] = (
+_HUES: tuple[tuple[float, Colour], ...] = (
     (15, "red"),
     (42, "orange"),
     (70, "yellow"),

@@ -52,6 +52,7 @@ from strokegraph.schema import Refinement
 
 if TYPE_CHECKING:
     from openai import OpenAI
+    from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
     from PIL import Image
 
 __all__ = [
@@ -190,7 +191,7 @@ def _api_call(backend: str, client: OpenAI, *, node: str | None, step: int | Non
         ) from None
     except openai.APIConnectionError as exc:
         raise RunError(
-            f"{backend}: cannot connect to {redact_url(client.base_url)}{_retried(client)}: "
+            f"{backend}: cannot connect to {redact_url(str(client.base_url))}{_retried(client)}: "
             f"{_scrub(exc.__cause__ or exc, client)}",
             node=node,
             step=step,
@@ -272,14 +273,14 @@ class OpenAIChat:
             raise RunError(f"{self.backend}: {why}", node=self.node)
         return message.content
 
-    def _message(self, message: dict[str, Any]) -> dict[str, Any]:
+    def _message(self, message: dict[str, Any]) -> ChatCompletionMessageParam:
         content = message["content"]
         if isinstance(content, str):
             return {"role": message["role"], "content": content}
         if message["role"] == "assistant":
             # Assistant turns (a re-ask quotes the previous answer) take text only.
             return {"role": "assistant", "content": "".join(p["text"] for p in content if p["type"] == "text")}
-        parts = []
+        parts: list[ChatCompletionContentPartParam] = []
         for part in content:
             if part["type"] == "text":
                 parts.append({"type": "text", "text": part["text"]})
