@@ -91,8 +91,10 @@ class Worker:
         if setup.judge == ids["critic"] and (setup.judge_settings or {}) == settings.get("critic", {}):
             self.backends, _ = registry.build_backends(roles, settings)
             critic = self.backends.critic
-            self.reuse = isinstance(critic, DetectorCritic)
-            self.judge = Judge(critic.detector) if self.reuse else load_judge(setup.judge, setup.judge_settings)
+            if isinstance(critic, DetectorCritic):
+                self.reuse, self.judge = True, Judge(critic.detector)
+            else:
+                self.judge = load_judge(setup.judge, setup.judge_settings)
         else:
             self.judge = load_judge(setup.judge, setup.judge_settings)
             self.backends, _ = registry.build_backends(roles, settings)
@@ -179,8 +181,10 @@ def _check_reachable(address: str, timeout: float = 10.0) -> None:
         return
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise UsageError(f"cannot reach Ray at {address!r}: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # has no strerror
+        raise UsageError(f"cannot reach Ray at {address!r}: {exc}") from exc
 
 
 def _room(nodes: list[dict[str, Any]], gpus_per_worker: float) -> int:

@@ -40,7 +40,7 @@ from strokegraph.agents.critic import Critic
 from strokegraph.agents.drafter import Drafter
 from strokegraph.agents.planner import Planner
 from strokegraph.agents.refiner import Refiner
-from strokegraph.bench.executor import Drawn, Job, Setup, Worker, execute_ray, execute_serial, ray_session
+from strokegraph.bench.executor import Drawn, Job, Keep, Setup, Worker, execute_ray, execute_serial, ray_session
 from strokegraph.bench.scoring import check_judge, clauses_for, inexpressible, summarize
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget
@@ -85,6 +85,10 @@ class BenchPrompt:
     metadata: dict[str, Any]
 
 
+#: Why GenEval's rules cannot judge a T2I-CompBench prompt.
+SkipReason = Literal["unparsed", "free text", "other attribute", "repeated noun"]
+
+
 @dataclass(frozen=True)
 class SkippedPrompt:
     """A T2I-CompBench prompt that GenEval's rules cannot judge, and why."""
@@ -92,7 +96,7 @@ class SkippedPrompt:
     tag: str
     index: int
     prompt: str
-    reason: Literal["unparsed", "free text", "other attribute", "repeated noun"]
+    reason: SkipReason
     detail: str
 
 
@@ -149,7 +153,7 @@ def t2i_compbench_prompts(limit: int | None = None) -> tuple[list[BenchPrompt], 
     judged: list[BenchPrompt] = []
     skipped: list[SkippedPrompt] = []
     for category, i, prompt in lines:
-        skip = None
+        skip: tuple[SkipReason, str] | None = None
         try:
             scene = parse(prompt)
         except UsageError as exc:
@@ -261,6 +265,7 @@ def run_bench(
     with ray_session(ray, workers, gpus_per_worker) if ray is not None else contextlib.nullcontext():
         # In this process the backends are built before anything is written; on Ray, by each actor.
         worker = Worker(setup) if ray is None else None
+        skipped: list[SkippedPrompt]
         if benchmark == "geneval":
             prompts, skipped = geneval_prompts(limit), []
         else:
@@ -334,7 +339,9 @@ def _plan(
     for mode in MODES:
         for item in prompts:
             for k in range(images_per_prompt):
-                keep = "all" if keep_runs else "image" if (item.tag, item.index) in samples and k == 0 else None
+                keep: Keep | None = (
+                    "all" if keep_runs else "image" if (item.tag, item.index) in samples and k == 0 else None
+                )
                 job = Job(item, mode, k, keep)
                 n += 1
                 if shard is None or (n - 1) % shard[1] == shard[0]:
@@ -408,7 +415,7 @@ def _summary(
     manifest: dict[str, Any],
     prompts: list[BenchPrompt],
     skipped: list[SkippedPrompt],
-    records: dict[str, list[dict[str, Any]]],
+    records: dict[Mode, list[dict[str, Any]]],
     self_judged: bool,
     limit: int | None,
     images_per_prompt: int,
@@ -585,7 +592,7 @@ def _figure(out: Path, record: dict[str, Any]) -> str:
 
 
 def _html(
-    summary: dict[str, Any], out: Path, records: dict[str, list[dict[str, Any]]], samples: set[tuple[str, int]]
+    summary: dict[str, Any], out: Path, records: dict[Mode, list[dict[str, Any]]], samples: set[tuple[str, int]]
 ) -> str:
     title = "GenEval" if summary["benchmark"] == "geneval" else "T2I-CompBench (judged by GenEval's rules)"
     parts = [
