@@ -20,7 +20,7 @@ from strokegraph.schema import Critique, Event, ImageRef, Plan, SceneGraph
 if TYPE_CHECKING:
     from PIL import Image
 
-    from strokegraph.registry import Backends
+    from strokegraph.registry import Backends, Role
 
 __all__ = ["Budget", "CheckpointError", "ImageCache", "RunContext", "RunState", "checkpoint_serializer"]
 
@@ -132,7 +132,7 @@ class RunContext:
     """Each role's backend (:func:`strokegraph.registry.build_backends` builds them from ids)."""
     run_dir: Path
     seed: int = 0
-    ids: dict[str, str] = field(default_factory=dict)
+    ids: dict[Role, str] = field(default_factory=dict)
     """The backend id of each role, recorded in the trajectory."""
     on_progress: Callable[[dict[str, Any]], None] | None = None
     """Called with each progress event (:class:`strokegraph.graph.nodes.Progress`, and backends'
