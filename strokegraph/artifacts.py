@@ -207,7 +207,9 @@ def _boto_reason(exc: Exception) -> str:
     return re.sub(r"(?<=://)[^/?#@\s]*@", "***@", " ".join(str(exc).split()))[:200]
 
 
-def open_store(spec: str | os.PathLike | ArtifactStore | None, *, endpoint_url: str | None = None):
+def open_store(
+    spec: str | os.PathLike | ArtifactStore | None, *, endpoint_url: str | None = None
+) -> ArtifactStore | None:
     """The store ``spec`` names: None (the run directory only), ``s3://bucket[/prefix]``, or a directory."""
     if spec is None or isinstance(spec, ArtifactStore):
         if endpoint_url is not None:
