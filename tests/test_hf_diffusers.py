@@ -324,3 +324,24 @@ def test_the_loop_runs_on_the_tiny_model_and_counts_its_sampling_steps(tiny_dir,
         assert final.size == (SIZE, SIZE)
     saved = json.loads((result.run_dir / "trajectory.json").read_text())
     assert saved["sampling_steps"] == result.sampling_steps
+
+
+def test_running_out_of_memory_names_clear_cache_only_when_other_models_are_loaded(tiny_dir):
+    def oom(module, args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    def message(drafter) -> str:
+        hook = drafter.model.base.unet.register_forward_pre_hook(oom)
+        try:
+            with pytest.raises(RunError) as info:
+                _draft(drafter, step=0)
+        finally:
+            hook.remove()
+        return str(info.value)
+
+    registry.clear_cache()
+    alone = registry.build("drafter", f"diffusers:{tiny_dir}", steps=2)
+    assert "clear_cache" not in message(alone)
+    kept = registry.build("drafter", f"diffusers:{tiny_dir}", steps=2, dtype="bfloat16")  # a second model
+    assert "free the 1 other model(s) this process keeps loaded: strokegraph.registry.clear_cache()" in message(alone)
+    del kept

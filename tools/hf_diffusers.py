@@ -172,6 +172,11 @@ class DiffusersModel:
         self._sampling = threading.Lock()
 
     @property
+    def key(self) -> tuple[str, str, str, str, bool]:
+        """The key this model is shared under (:func:`load`)."""
+        return _key(self.model, self.device, self.dtype, self.cpu_offload)
+
+    @property
     def size_multiple(self) -> int:
         """Image sides must be a multiple of this: 8 for UNet models, 16 for transformer ones (Flux...)."""
         vae_scale = getattr(self.base, "vae_scale_factor", 8)
@@ -293,6 +298,13 @@ class DiffusersModel:
                 advice.append("set cpu_offload = true")
             if self.dtype == torch.float32:
                 advice.append("set dtype = 'float16'")
+            # Models of earlier builds stay loaded for the next run (tools/_cache.py): on a shared
+            # accelerator they may be what took the memory.
+            others = [key for key in _cache.MODELS.keys() if key != self.key]
+            if others:
+                advice.append(
+                    f"free the {len(others)} other model(s) this process keeps loaded: strokegraph.registry.clear_cache()"
+                )
             raise RunError(
                 f"{self.device} ran out of memory {doing} with diffusers model {self.model!r}; " + ", or ".join(advice),
                 node=node,
@@ -323,9 +335,14 @@ def load(model: str, *, device: str = "auto", dtype: str = "auto", cpu_offload: 
     path = Path(model).expanduser()
     name = str(path.resolve()) if path.is_dir() else model
     return _cache.MODELS.get(
-        ("diffusers", name, resolved, str(torch_dtype), cpu_offload),
+        _key(name, resolved, torch_dtype, cpu_offload),
         lambda: DiffusersModel(name, device=resolved, dtype=torch_dtype, cpu_offload=cpu_offload),
     )
+
+
+def _key(model: str, device: str, dtype: torch.dtype, cpu_offload: bool) -> tuple[str, str, str, str, bool]:
+    """What a loaded model is shared under: everything that makes two loads differ."""
+    return ("diffusers", model, device, str(dtype), cpu_offload)
 
 
 def clear_cache() -> None:
