@@ -46,6 +46,11 @@ def test_the_count_fault_draws_what_must_be_absent():
         "a cat right of a dog; the cat is next to the dog",
         "a red apple next to a blue cup and a green bowl",
         "a cup above a bowl; a cat next to the bowl; a dog next to the cup",
+        # A subject next to two objects, with something beside them that the line must not take in.
+        "a boy holding an umbrella next to a dog and a red bus",
+        "a girl with a kite next to a dog and a bench",
+        "a bird left of two cats; the cats are next to a dog and a cup",
+        "a cat next to a dog, a bird next to a cup, and a car",
     ],
 )
 def test_next_to_is_laid_out_near(prompt):

@@ -8,37 +8,64 @@ Method:
 
 1. **Relations.** "A left of B" orders A before B on the x axis, "A above B" on the y axis (y points
    down). "A next to B" puts them in neighbouring cells: ordered like "left of" (or, where that would
-   close a cycle, like "right of", "above", "below"), and judged by distance instead. A relation
-   that would close a cycle on its axis (or names one entity twice) is dropped;
-   :func:`acyclic_relations` lists the ones kept, in the scene's order. "in front of" and "behind"
-   are not placed (a flat sketch has no depth), and entities of count 0 get no boxes.
+   close a cycle, like "right of", "above", "below"), and judged by distance instead. It takes its
+   side after the other relations, on a side of both that nothing holds yet where there is one:
+   "A next to B and C" gives B-A-C in a line, or C below A when something is already left of A.
+   Beside an entity of several instances that has a "next to" partner on an axis, only another
+   "next to" partner holds a side of that axis, so its partners stay in one line with it (a grid
+   cannot be next to things on two axes: its far corner is too far). A relation that would close a
+   cycle on its axis (or names one entity twice) is dropped; :func:`acyclic_relations` lists the
+   ones kept, in the scene's order. "in front of" and "behind" are not placed (a flat sketch has
+   no depth), and entities of count 0 get no boxes.
 2. **Ranks.** Entities related on one axis are pulled onto one line of the other axis when nothing
    orders them there (A left of B puts A and B in one row), so a relation is not also a diagonal.
    The x rank of an entity is then its longest path over the left/right constraints, its y rank
-   the same over above/below.
+   the same over above/below; an entity with a "next to" partner after it (and none before it)
+   moves up to just before what follows it, so no rank is left empty between partners, and one
+   that shares a rank with an entity between two "next to" partners moves up as far as what
+   follows it allows, off their line. Each group of related entities that holds a "next to" gets
+   ranks of its own, beside or below the rest, so no entity of another group comes between
+   partners.
 3. **Cells.** The canvas, less a margin, splits into columns x rows by rank, each column and row
-   as wide as its entities' instance counts need (about sqrt(count) icons each way). Entities with
-   no relation take the empty cells first. Entities sharing a cell split it along x, in scene
-   order, by the same measure (along y when their relations are mostly above/below, so each stays
-   in line with what it is above or below).
+   as wide as its entities' instance counts need: about sqrt(count) icons each way, but one icon
+   along an axis on which the entity lies between "next to" partners (its instances then form a
+   line across it). Entities with no relation take the empty cells first. Entities sharing a cell
+   split it along x, by the same measure (along y when their relations are mostly above/below, so
+   each stays in line with what it is above or below; along the other axis when one of them lies
+   between "next to" partners on the split axis), in scene order, except that one with a "next to"
+   partner before it comes first and one with a partner after it last.
 4. **Instances.** The instances of an entity sit in a small grid (1x3, 2x2, 4x1, ...) in its
    cell, spaced at :data:`PITCH` times the icon side, the side as large as the cell allows (at most
    :data:`MAX_SIDE` of the canvas). Because every pair of instances counts, a wide grid can spoil
    a relation; so per entity the grid shape, a shrink factor (not below :data:`MIN_SIDE`) and
    whether the grid is pushed to the side of its cell away from its partners are searched
    (coordinate descent): first the largest common scale at which every relation holds with
-   :data:`RELATION_MARGIN` to spare, then each entity grown back as far as it stays valid.
+   :data:`RELATION_MARGIN` to spare, then each entity grown back as far as it stays valid; where no
+   common scale works, each entity may then take any scale (small icons beside a large one).
 5. **Jitter.** Each instance moves by up to :data:`JITTER` of its side, seeded and inside its cell;
    if that costs any relation its margin, the layout is returned without jitter.
 
 Scenes that no such grid satisfies (two relations between one pair of many-instance entities, or
 crossing chains such as A left of B, A above C, C above B) get the placement with the fewest
-failing pairs. On 1,000 random planner-like scenes (1-5 entities, counts 1-4, each entity related
-to an earlier one) none failed; with relations between arbitrary pairs, about 6% did. With "next to"
-as one of five equally likely predicates, 2.6% of those planner-like scenes fail one (1.3% with one
-instance per entity): entities that share a cell, placed beside something else, can end up a cell away. Icons are
-48-170 px on a 512 px canvas unless a scene holds more than about a dozen instances; sizes scale
-with the canvas.
+failing pairs. Measured on 1,000 random planner-like scenes per line below (1-5 entities, counts
+1-4, each entity after the first related to a random earlier one, in a random direction; drawn by
+``random.Random(0)``, jitter seed the scene's index; a scene fails when a relation of
+:func:`acyclic_relations` fails :func:`~strokegraph.geometry.failing_pairs` at the critic's
+cut-off on the 512 px layout):
+
+- GenEval's four predicates: none fail; with relations between arbitrary pairs, 6.9%.
+- "next to" as one of five equally likely predicates: 1.6% fail one (0.0% with one instance per
+  entity); with a quarter of those relations left out, so that some entities stand alone, 0.5%
+  (0.0%). What still fails gives an entity of 3-4 instances a "next to" and a relation that pulls
+  its grid elsewhere.
+- "A next to B and C", counts 1-3 each, alone or with one more entity (1-3 instances) left of,
+  right of, above or below any of them or standing alone (1,080 scenes): none fail. "A next to B,
+  C and D" likewise with one A (1,404 scenes): none fail. With two or three As, 2,778 of 2,808
+  fail: each A must be within a side of some B, some C and some D, which a grid of As with three
+  sides taken cannot be.
+
+Icons are 48-170 px on a 512 px canvas unless a scene holds more than about a dozen instances;
+sizes scale with the canvas.
 """
 
 from __future__ import annotations
@@ -115,7 +142,24 @@ _Placed = tuple[Relation, int, str, str]
 def _placements(scene: SceneGraph) -> tuple[_Placed, ...]:
     """The relations the layout honours with the order each imposes; see :func:`acyclic_relations`."""
     edges: tuple[dict[str, set[str]], dict[str, set[str]]] = ({}, {})
-    has_pred: tuple[set[str], set[str]] = (set(), set())
+    # Per axis, the entities with something placed after / before them, and those with a
+    # "next to" partner there.
+    after: tuple[set[str], set[str]] = (set(), set())
+    before: tuple[set[str], set[str]] = (set(), set())
+    near_after: tuple[set[str], set[str]] = (set(), set())
+    near_before: tuple[set[str], set[str]] = (set(), set())
+    several = {e.id: e.count > 1 for e in scene.entities}
+
+    def taken(axis: int, first: str, second: str) -> bool:
+        """Whether ``first`` before ``second`` on ``axis`` takes a side that something holds already."""
+        # A grid of instances cannot be next to things on two axes (its far corner is too far), so
+        # beside a grid that has a "next to" partner on an axis only another "next to" partner holds
+        # a side there: a relation that only orders (X left of A) holds beyond the partner too.
+        grid_in_line = any(several[i] and (i in near_after[axis] or i in near_before[axis]) for i in (first, second))
+        if grid_in_line:
+            return first in near_after[axis] or second in near_before[axis]
+        return first in after[axis] or second in before[axis]
+
     kept: list[_Placed] = []
     # "next to" may take any side, so it chooses after the relations that may not.
     rank = {rel: k for k, rel in enumerate(scene.relations)}
@@ -124,7 +168,7 @@ def _placements(scene: SceneGraph) -> tuple[_Placed, ...]:
         if rel.predicate == "next to":
             options = [(0, s, o), (0, o, s), (1, s, o), (1, o, s)]
             # Best at the ends of a line: "A next to B and C" puts C on A's free side, not beside B.
-            free = [(a, f, g) for a, f, g in options if f not in edges[a] and g not in has_pred[a]]
+            free = [option for option in options if not taken(*option)]
             options = free + options
         elif rel.predicate in POSITION_PREDICATES:
             axis, subject_first = _AXIS_OF[rel.predicate]
@@ -134,7 +178,11 @@ def _placements(scene: SceneGraph) -> tuple[_Placed, ...]:
         for axis, first, second in options:
             if first != second and not _reaches(edges[axis], second, first):
                 edges[axis].setdefault(first, set()).add(second)
-                has_pred[axis].add(second)
+                after[axis].add(first)
+                before[axis].add(second)
+                if rel.predicate == "next to":
+                    near_after[axis].add(first)
+                    near_before[axis].add(second)
                 kept.append((rel, axis, first, second))
                 break
     return tuple(sorted(kept, key=lambda p: rank[p[0]]))
@@ -150,9 +198,20 @@ def acyclic_relations(scene: SceneGraph) -> tuple[Relation, ...]:
 
 
 def _ranks(
-    ids: Sequence[str], before: Iterable[tuple[str, str]], together: Iterable[tuple[str, str]]
+    ids: Sequence[str],
+    before: Iterable[tuple[str, str]],
+    together: Iterable[tuple[str, str]],
+    near: Iterable[tuple[str, str]],
 ) -> dict[str, int]:
-    """Longest-path rank of each id; ``together`` pairs share a rank when nothing orders them."""
+    """Rank of each id: every ``before`` pair in increasing rank, ``together`` pairs sharing a rank
+    when nothing orders them.
+
+    Ranks are longest-path ranks, except that an id with a ``near`` pair after it (and none before
+    it) moves up to just before the nearest of what follows it, so a "next to" partner ordered
+    after it is one rank away whenever the other constraints allow; and an id in no ``near`` pair
+    that shares a rank with one between two ``near`` partners moves up as far as what follows it
+    allows.
+    """
     before = list(before)
     parent = {i: i for i in ids}
 
@@ -186,7 +245,22 @@ def _ranks(
     def rank(group: str) -> int:
         return max((rank(p) + 1 for p in preds.get(group, ())), default=0)
 
-    return {i: rank(find(i)) for i in ids}
+    ranked = {g: rank(g) for g in dict.fromkeys(find(i) for i in ids)}
+    near_after = {find(a) for a, _ in near}
+    near_before = {find(b) for _, b in near}
+    # Longest paths put every id as early as it can go, which can leave a rank between "next to"
+    # partners. The highest ranks are pulled first, so each id sees where what follows it has gone.
+    for g in sorted(ranked, key=ranked.__getitem__, reverse=True):
+        if g in near_after and g not in near_before:
+            ranked[g] = min(ranked[b] for b in edges[g]) - 1
+    # What shares a rank with an id between two "next to" partners would stand between it and one
+    # of them, or off their line: it moves up as far as what follows it allows.
+    between = near_after & near_before
+    last = max(ranked.values())
+    for g in sorted(ranked, key=ranked.__getitem__, reverse=True):
+        if g not in near_after | near_before and any(ranked[b] == ranked[g] for b in between):
+            ranked[g] = min((ranked[b] - 1 for b in edges.get(g, ())), default=last)
+    return {i: ranked[find(i)] for i in ids}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,6 +327,46 @@ def _failures(
     return sum(len(failing_pairs(rel.predicate, unit[rel.subject], unit[rel.object], margin)) for rel in relations)
 
 
+def _stack_apart(ids: Sequence[str], placed: Sequence[_Placed], x_rank: dict[str, int], y_rank: dict[str, int]) -> None:
+    """Move each group of related entities that holds a "next to" onto ranks of its own, in place.
+
+    Each group's ranks start at 0, so unmoved, two groups share cells, and an entity of one can come
+    between two "next to" partners of the other. Groups of other relations keep their ranks (an
+    entity in between spoils none of them); each group with a "next to" goes beside or below what
+    comes before it, whichever keeps the grid closer to square.
+    """
+    group = {i: i for i in ids}
+
+    def find(i: str) -> str:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    for _, _, a, b in placed:
+        group[find(b)] = find(a)
+    members: dict[str, list[str]] = {}
+    for _, _, a, b in placed:
+        for i in (a, b):
+            if i not in members.setdefault(find(i), []):
+                members[find(i)].append(i)
+    near = {find(p[2]) for p in placed if p[0].predicate == "next to"}
+    fixed = [i for g, part in members.items() if g not in near for i in part]
+    n_cols = max((x_rank[i] + 1 for i in fixed), default=0)
+    n_rows = max((y_rank[i] + 1 for i in fixed), default=0)
+    for part in (part for g, part in members.items() if g in near):
+        x0, y0 = min(x_rank[i] for i in part), min(y_rank[i] for i in part)
+        cols = max(x_rank[i] for i in part) - x0 + 1
+        rows = max(y_rank[i] for i in part) - y0 + 1
+        beside = (n_cols + cols, max(n_rows, rows))
+        below = (max(n_cols, cols), n_rows + rows)
+        # Ties go below.
+        dx, dy = (n_cols, 0) if max(beside) < max(below) else (0, n_rows)
+        for i in part:
+            x_rank[i] += dx - x0
+            y_rank[i] += dy - y0
+        n_cols, n_rows = max(n_cols, dx + cols), max(n_rows, dy + rows)
+
+
 @lru_cache(maxsize=256)
 def _solve(
     width: int, height: int, counts: tuple[tuple[str, int], ...], placed: tuple[_Placed, ...]
@@ -264,13 +378,15 @@ def _solve(
     ordered = [p[1:] for p in placed]
     on_axis = [[(a, b) for axis, a, b in ordered if axis == k] for k in (0, 1)]
     # x ranks keep y-related pairs in one column; y ranks keep x-related pairs in one row.
-    x_rank = _ranks(ids, on_axis[0], on_axis[1])
-    y_rank = _ranks(ids, on_axis[1], on_axis[0])
+    near = [[(a, b) for (rel, axis, a, b) in placed if axis == k and rel.predicate == "next to"] for k in (0, 1)]
+    x_rank = _ranks(ids, on_axis[0], on_axis[1], near[0])
+    y_rank = _ranks(ids, on_axis[1], on_axis[0], near[1])
+    _stack_apart(ids, placed, x_rank, y_rank)
+    related = {i for r in relations for i in (r.subject, r.object)}
 
     margin = _CANVAS_MARGIN * min(width, height)
     n_cols, n_rows = max(x_rank.values()) + 1, max(y_rank.values()) + 1
     sharing: dict[tuple[int, int], list[str]] = {}
-    related = {i for r in relations for i in (r.subject, r.object)}
     for i in ids:
         if i in related:
             sharing.setdefault((x_rank[i], y_rank[i]), []).append(i)
@@ -290,15 +406,40 @@ def _solve(
         cell: int(sum(on_axis_count[i][1] for i in members) > sum(on_axis_count[i][0] for i in members))
         for cell, members in sharing.items()
     }
+    # Per entity and axis, the sides its "next to" partners lie on: -1 before it, 1 after, 0 level.
+    partners: dict[str, list[str]] = {i: [] for i in ids}
+    for rel, _, first, second in placed:
+        if rel.predicate == "next to":
+            partners[first].append(second)
+            partners[second].append(first)
+    sides = {
+        i: [{(rank[p] > rank[i]) - (rank[p] < rank[i]) for p in partners[i]} for rank in (x_rank, y_rank)] for i in ids
+    }
+    between = {i: [{-1, 1} <= on_axis_sides for on_axis_sides in sides[i]] for i in ids}
+    for cell, members in sharing.items():
+        # A member between partners along the split axis needs both edges of its cell, which a
+        # neighbour would take from it: split the other way, unless a member needs that too.
+        if len(members) > 1:
+            both = [any(between[i][axis] for i in members) for axis in (0, 1)]
+            if both[split[cell]] and not both[1 - split[cell]]:
+                split[cell] = 1 - split[cell]
+        # Along the split, members with a partner before them come first and those with a partner
+        # after them last, so nothing sharing the cell comes between a member and its partner.
+        members.sort(key=lambda i: (1 in sides[i][split[cell]]) - (-1 in sides[i][split[cell]]))
     # Columns and rows get room in proportion to what they hold: an entity needs about
-    # sqrt(count) icon sides each way.
-    need = {i: math.sqrt(count_of[i]) for i in ids}
+    # sqrt(count) icon sides each way. One between partners along one axis only is near both only
+    # as a line across that axis: one icon along it, count icons across.
+    need = {i: (math.sqrt(count_of[i]), math.sqrt(count_of[i])) for i in ids}
+    for i in ids:
+        if between[i][0] != between[i][1]:
+            need[i] = (1.0, float(count_of[i])) if between[i][0] else (float(count_of[i]), 1.0)
     col_need, row_need = [0.0] * n_cols, [0.0] * n_rows
     for (col, row), members in sharing.items():
-        along, across = sum(need[i] for i in members), max(need[i] for i in members)
         stacked = split[(col, row)] == 1
-        col_need[col] = max(col_need[col], across if stacked else along)
-        row_need[row] = max(row_need[row], along if stacked else across)
+        x_need = [need[i][0] for i in members]
+        y_need = [need[i][1] for i in members]
+        col_need[col] = max(col_need[col], max(x_need) if stacked else sum(x_need))
+        row_need[row] = max(row_need[row], sum(y_need) if stacked else max(y_need))
     col_edge = _edges(col_need, margin, width - margin)
     row_edge = _edges(row_need, margin, height - margin)
     cells: dict[str, _Cell] = {}
@@ -306,9 +447,9 @@ def _solve(
         lo = [col_edge[col], row_edge[row]]
         hi = [col_edge[col + 1], row_edge[row + 1]]
         axis = split[(col, row)]
-        unit = (hi[axis] - lo[axis]) / sum(need[i] for i in members)
+        unit = (hi[axis] - lo[axis]) / sum(need[i][axis] for i in members)
         for i in members:
-            hi[axis] = lo[axis] + unit * need[i]
+            hi[axis] = lo[axis] + unit * need[i][axis]
             cells[i] = (lo[0], lo[1], hi[0], hi[1])
             lo[axis] = hi[axis]
 
@@ -371,7 +512,11 @@ def _solve(
     assert best_found is not None  # _SCALES is not empty
     choice = best_found[1]
     # ... then each entity grows back as far as it stays valid.
-    descend(lambda i: options(i, [t for t in _SCALES if t >= choice[i][1]]))
+    grown = descend(lambda i: options(i, [t for t in _SCALES if t >= choice[i][1]]))
+    if grown[0] < 0:
+        # No common scale works when a relation needs sizes apart: a subject whose instances must
+        # all be "next to" one large object shrinks while the object stays large.
+        descend(partial(options, scales=_SCALES))
     boxes = layout()
     return tuple((i, tuple(boxes[i]), cells[i]) for i in ids)
 
