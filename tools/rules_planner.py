@@ -14,7 +14,8 @@ The grammar, per sentence (sentences end at ``.``, ``;``, ``!`` or ``?``)::
   "in front of", "behind") relate every subject phrase to every object phrase. In a chain
   ``A rel B rel C`` a one-phrase middle group is the object of one relation and the subject of the
   next; in ``A rel B and C rel D`` the first phrase of the middle group closes the first relation
-  and the rest open the second. "is", "sits", "standing", ... before a relation are skipped. A
+  and the rest open the second, but a list ending in "and" closes at the comma after it
+  (``A rel B and C, D rel E``). "is", "sits", "standing", ... before a relation are skipped. A
   relation word that would relate more than :data:`MAX_PAIRS` pairs is kept as free text instead.
 - **Verbs** ("riding", "holds", "playing with") and **prepositions naming a known noun** ("a dog in a
   car", "a bowl of apples", "a man with an umbrella") keep the nouns on both sides as entities and
@@ -305,6 +306,7 @@ class _Mention:
     eid: str
     start: int  # character span in the prompt
     end: int
+    then: str = ""  # the "," or "and" that ended the phrase, if one did
 
 
 @dataclass(frozen=True)
@@ -493,7 +495,7 @@ class _Sentence:
         eid = self.scene.mention(toks, other_side, zero)
         if eid is None:
             return
-        self.groups[-1].append(_Mention(eid, toks[0].start, toks[-1].end))
+        self.groups[-1].append(_Mention(eid, toks[0].start, toks[-1].end, by))
         if by == "and" and self.scene.count_of(eid) == 0:
             self.zero = "bare"
 
@@ -619,8 +621,9 @@ class _Sentence:
         scene, groups = self.scene, self.groups
         previous: list[_Mention] = []
         for k, link in enumerate(self.links):
-            subjects = groups[k] if k == 0 or len(groups[k]) == 1 else groups[k][1:]
-            objects = groups[k + 1] if k + 1 == len(self.links) or len(groups[k + 1]) == 1 else groups[k + 1][:1]
+            subjects = groups[k] if k == 0 or len(groups[k]) == 1 else groups[k][_second(groups[k]) :]
+            last = k + 1 == len(self.links)
+            objects = groups[k + 1] if last or len(groups[k + 1]) == 1 else groups[k + 1][: _second(groups[k + 1])]
             if link.predicate is None:
                 objects = objects[:1]  # "a boy holding a kite, a dog and a bus": he holds the kite
             chained = previous if k > 0 and self.links[k - 1].predicate is None and len(groups[k]) == 1 else []
@@ -646,6 +649,21 @@ class _Sentence:
             for s in subjects:
                 for o in objects:
                     scene.relations.setdefault(Relation(subject=s.eid, predicate=link.predicate, object=o.eid))
+
+
+def _second(group: list[_Mention]) -> int:
+    """Where a group between two links starts the second link's subjects.
+
+    After the first phrase ("a cat next to a dog, a cup above it": the dog, then the cup), unless the
+    first link's list ends with "and" before a comma: "a cat next to a dog and a bird, a cup above
+    the cat" puts the cat next to the dog and the bird.
+    """
+    anded = False
+    for k, mention in enumerate(group[:-1]):
+        if mention.then == "," and anded:
+            return k + 1
+        anded = anded or mention.then == "and"
+    return 1
 
 
 def parse(prompt: str) -> SceneGraph:
