@@ -303,7 +303,8 @@ class DiffusersModel:
             others = [key for key in _cache.MODELS.keys() if key != self.key]
             if others:
                 advice.append(
-                    f"free the {len(others)} other model(s) this process keeps loaded: strokegraph.registry.clear_cache()"
+                    f"free the {len(others)} other model(s) this process keeps loaded: "
+                    "strokegraph.registry.clear_cache()"
                 )
             raise RunError(
                 f"{self.device} ran out of memory {doing} with diffusers model {self.model!r}; " + ", or ".join(advice),
