@@ -259,7 +259,9 @@ def test_cpu_offload_without_an_accelerator_is_ignored_with_a_warning(tiny_dir):
     assert _draft(offloaded).image.size == (SIZE, SIZE)
 
 
-def test_running_out_of_memory_is_a_run_error_naming_what_to_lower(drafter):
+def _out_of_memory(drafter) -> RunError:
+    """The error a first draft raises when the accelerator runs out of memory in the UNet."""
+
     def oom(module, args):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
@@ -269,10 +271,15 @@ def test_running_out_of_memory_is_a_run_error_naming_what_to_lower(drafter):
             _draft(drafter, step=0)
     finally:
         hook.remove()
-    message = str(info.value)
+    return info.value
+
+
+def test_running_out_of_memory_is_a_run_error_naming_what_to_lower(drafter):
+    error = _out_of_memory(drafter)
+    message = str(error)
     assert "out of memory" in message and "width/height" in message
     assert "cpu_offload" in message and "float16" in message
-    assert info.value.node == "drafter" and info.value.step == 0
+    assert error.node == "drafter" and error.step == 0
 
 
 def test_other_failures_are_not_reported_as_memory_errors(drafter):
@@ -327,17 +334,8 @@ def test_the_loop_runs_on_the_tiny_model_and_counts_its_sampling_steps(tiny_dir,
 
 
 def test_running_out_of_memory_names_clear_cache_only_when_other_models_are_loaded(tiny_dir):
-    def oom(module, args):
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-
     def message(drafter) -> str:
-        hook = drafter.model.base.unet.register_forward_pre_hook(oom)
-        try:
-            with pytest.raises(RunError) as info:
-                _draft(drafter, step=0)
-        finally:
-            hook.remove()
-        return str(info.value)
+        return str(_out_of_memory(drafter))
 
     registry.clear_cache()
     alone = registry.build("drafter", f"diffusers:{tiny_dir}", steps=2)

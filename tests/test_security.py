@@ -109,21 +109,22 @@ def test_resume_goes_to_the_endpoint_the_user_names_now_with_the_key(tmp_path, m
     assert result.final_image.is_file()
 
 
-def test_a_recorded_offline_backend_resumes_as_before(tmp_path):
-    run = tmp_path / "run"
+def _stopped_run_recording(run: Path, role: str, backend: str) -> Path:
+    """A run stopped at planning whose run.json was edited to name ``backend`` for ``role``."""
     _run_stopped_at_planning(run)
     record = json.loads((run / "run.json").read_text())
-    record["backends"]["planner"] = "builtin:rules"
+    record["backends"][role] = backend
     (run / "run.json").write_text(json.dumps(record))
+    return run
+
+
+def test_a_recorded_offline_backend_resumes_as_before(tmp_path):
+    run = _stopped_run_recording(tmp_path / "run", "planner", "builtin:rules")
     assert resume(run).final_image.is_file()
 
 
 def test_a_record_naming_an_unknown_role_is_refused_and_nothing_changes(tmp_path):
-    run = tmp_path / "run"
-    _run_stopped_at_planning(run)
-    record = json.loads((run / "run.json").read_text())
-    record["backends"]["painter"] = "builtin:sketch"
-    (run / "run.json").write_text(json.dumps(record))
+    run = _stopped_run_recording(tmp_path / "run", "painter", "builtin:sketch")
     before = _snapshot(run)
     with pytest.raises(UsageError, match="run.json"):
         resume(run)
