@@ -73,3 +73,21 @@ def server():
     """A loopback OpenAI-compatible server with nothing scripted yet."""
     with FakeOpenAI() as fake:
         yield fake
+
+
+# Tiny random transformers models (tiny_hf.py), built from configs and saved once per session for
+# every module that loads them; a test that changes one works on its own copy.
+@pytest.fixture(scope="session")
+def chat_dir(tmp_path_factory):
+    pytest.importorskip("transformers")
+    from tiny_hf import save_tiny_chat
+
+    return save_tiny_chat(tmp_path_factory.mktemp("tiny-chat"))
+
+
+@pytest.fixture(scope="session")
+def owl_dir(tmp_path_factory):
+    pytest.importorskip("transformers")
+    from tiny_hf import save_tiny_owlv2
+
+    return save_tiny_owlv2(tmp_path_factory.mktemp("tiny-owlv2"))

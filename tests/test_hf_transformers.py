@@ -19,7 +19,7 @@ from PIL import Image, ImageColor, ImageDraw
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tiny_hf import save_tiny_chat, save_tiny_grounding_dino, save_tiny_owlv2, save_tiny_vlm  # noqa: E402
+from tiny_hf import save_tiny_grounding_dino, save_tiny_vlm  # noqa: E402
 
 from strokegraph import registry, usage  # noqa: E402
 from strokegraph.agents.critic import ChatCritic, CritiqueRequest, DetectorCritic, judge  # noqa: E402
@@ -54,18 +54,8 @@ def offline(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def chat_dir(tmp_path_factory):
-    return save_tiny_chat(tmp_path_factory.mktemp("tiny-chat"))
-
-
-@pytest.fixture(scope="module")
 def vlm_dir(tmp_path_factory):
     return save_tiny_vlm(tmp_path_factory.mktemp("tiny-vlm"))
-
-
-@pytest.fixture(scope="module")
-def owl_dir(tmp_path_factory):
-    return save_tiny_owlv2(tmp_path_factory.mktemp("tiny-owlv2"))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ import weakref
 from collections import Counter
 
 import pytest
-from tiny_hf import save_tiny_chat, save_tiny_owlv2
 from tiny_sd import save_tiny_sd
 
 from strokegraph import registry
@@ -77,16 +76,6 @@ def loads(monkeypatch) -> Counter:
 @pytest.fixture(scope="module")
 def sd_dir(tmp_path_factory):
     return save_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))
-
-
-@pytest.fixture(scope="module")
-def chat_dir(tmp_path_factory):
-    return save_tiny_chat(tmp_path_factory.mktemp("tiny-chat"))
-
-
-@pytest.fixture(scope="module")
-def owl_dir(tmp_path_factory):
-    return save_tiny_owlv2(tmp_path_factory.mktemp("tiny-owlv2"))
 
 
 def _unreferenced(obj) -> weakref.ref:
