@@ -10,6 +10,10 @@ folder below the root is opened without following symlinks (nothing a run direct
 outside the root), only a regular file that starts as a PNG is sent, and anything else is a bare
 404 that says nothing of what exists. Files are read in a worker thread, off the server's event loop.
 Needs ``starlette`` (``pip install 'strokegraph[server]'``; LangGraph's server brings it too).
+
+The route checks no credentials itself: ``langgraph.json`` sets ``http.enable_custom_route_auth``, so
+the server's own authentication (``auth`` in ``langgraph.json``), when it has one, guards it as it
+guards the API.
 """
 
 from __future__ import annotations

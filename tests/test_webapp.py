@@ -172,3 +172,11 @@ def test_unknown_or_other_files_are_404(planted):
         assert get(app, "/strokegraph/images/" + path)[:3:2] == (404, b""), path
     assert get(app, out["final_image_url"], method="POST")[0] == 405
     assert get(app, out["final_image_url"])[0] == 200  # the run itself is still served
+
+
+def test_the_server_applies_its_authentication_to_the_image_route():
+    # Without this flag LangGraph's server leaves routes mounted through http.app open even when
+    # `auth` protects its API (checked with langgraph-api 0.16.7 and a token-checking auth handler:
+    # the image route answered 200 without the token; with the flag 401, and 200 with it).
+    config = json.loads((ROOT / "langgraph.json").read_text(encoding="utf-8"))
+    assert config["http"]["enable_custom_route_auth"] is True
