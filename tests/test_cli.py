@@ -117,6 +117,7 @@ def cli(argv) -> int:
     try:
         return main(argv)
     except SystemExit as exc:
+        assert isinstance(exc.code, int), exc.code  # argparse exits with a number
         return exc.code
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx2
 import pytest
@@ -26,7 +27,7 @@ IDS = {"planner": CHAT, "critic": CHAT, "drafter": IMAGE, "refiner": IMAGE}
 
 
 @pytest.fixture
-def clients_made(monkeypatch) -> list[int]:
+def clients_made(monkeypatch) -> Iterator[list[int]]:
     """One entry per HTTP client made since the test began (with an empty cache)."""
     made: list[int] = []
     real = httpx2.Client.__init__
@@ -49,7 +50,7 @@ def server():
 
 def _settings(server, **extra) -> dict[str, dict]:
     connection = {"base_url": server.url, "api_key": SECRET, "max_retries": 0, **extra}
-    settings = {role: dict(connection) for role in registry.ROLES}
+    settings: dict[str, dict] = {role: dict(connection) for role in registry.ROLES}
     settings["drafter"]["size"] = settings["refiner"]["size"] = "64x64"
     return settings
 

@@ -22,7 +22,7 @@ from strokegraph.agents.critic import (
     judge,
 )
 from strokegraph.errors import UsageError
-from strokegraph.schema import COLOURS, POSITION_PREDICATES, Detection, Entity, Relation, SceneGraph
+from strokegraph.schema import COLOURS, POSITION_PREDICATES, Colour, Detection, Entity, Relation, SceneGraph
 from strokegraph.tools.rules_planner import parse
 from strokegraph.tools.sketch.codebook import (
     BACKGROUND,
@@ -44,7 +44,7 @@ def box_at(cx: float, cy: float, size: float = 0.1) -> tuple[float, float, float
     return (cx - size / 2, cy - size / 2, cx + size / 2, cy + size / 2)
 
 
-def det(noun: str, colour: str | None, cx: float, cy: float, size: float = 0.1, score: float = 1.0) -> Detection:
+def det(noun: str, colour: Colour | None, cx: float, cy: float, size: float = 0.1, score: float = 1.0) -> Detection:
     return Detection(noun=noun, colour=colour, box=box_at(cx, cy, size), score=score)
 
 

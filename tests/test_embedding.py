@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def load(path: Path, name: str):
     """Import a file by path, as LangGraph's server and ``python examples/...`` do."""
     spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # pydantic resolves the module's annotations through sys.modules
     spec.loader.exec_module(module)
@@ -63,6 +64,8 @@ def test_embedded_graph_draws_and_the_parent_captions_it(tmp_path):
 
 def strict_first_draft_critic(state: RunState, runtime: Runtime[RunContext]) -> dict:
     """A user's critic: every step's first draft is redone once; a blank canvas never passes."""
+    # After a draft, the state holds the scene, the plan and the image.
+    assert state.image is not None and state.plan is not None and state.scene is not None
     image = state.image.open(runtime.context.run_dir)
     blank = len(image.getcolors(maxcolors=2) or ()) == 1
     if state.round == 0 or blank:

@@ -51,7 +51,7 @@ class ScriptedCritic:
 
     def __init__(self, failures: dict[int, int]):
         self.failures = dict(failures)
-        self.scopes = []
+        self.scopes: list[frozenset[str]] = []
 
     def critique(self, request: CritiqueRequest) -> Critique:
         self.scopes.append(request.scope)

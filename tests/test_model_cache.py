@@ -14,6 +14,7 @@ import threading
 import time
 import weakref
 from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 from tiny_sd import save_tiny_sd
@@ -55,7 +56,7 @@ def offline(monkeypatch):
 
 
 @pytest.fixture
-def loads(monkeypatch) -> Counter:
+def loads(monkeypatch) -> Iterator[Counter]:
     """How many times each kind of ``from_pretrained`` ran since the test began (with an empty cache)."""
     counts: Counter = Counter()
 

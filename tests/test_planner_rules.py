@@ -32,7 +32,12 @@ def _geneval_mismatch(meta: dict) -> str | None:
     include = meta["include"]
     scene = parse(prompt)
     # Ids follow the order of first mention in the prompt.
-    mention_order = sorted(range(len(include)), key=lambda i: re.search(rf"\b{include[i]['class']}", prompt).start())
+    starts: dict[int, int] = {}
+    for i, c in enumerate(include):
+        if (found := re.search(rf"\b{c['class']}", prompt)) is None:
+            return f"{c['class']!r} of the include clauses is not in the prompt"
+        starts[i] = found.start()
+    mention_order = sorted(range(len(include)), key=starts.__getitem__)
     id_of = {i: f"e{rank}" for rank, i in enumerate(mention_order)}
     want_entities = sorted((id_of[i], c["class"], c["count"], c.get("color")) for i, c in enumerate(include))
     want_relations = sorted(

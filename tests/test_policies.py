@@ -54,7 +54,7 @@ class State(TypedDict):
 
 def flaky_graph(failures: list[BaseException]):
     """One node that raises each of ``failures`` in turn, then succeeds, under the drafter's policy."""
-    attempts = []
+    attempts: list[int] = []
 
     def node(state: State) -> dict:
         attempts.append(len(attempts) + 1)

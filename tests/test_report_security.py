@@ -349,7 +349,9 @@ def _verdict(run_dir: Path, state: RunState, passed: bool) -> str:
     """The header's verdict, as the reader sees it."""
     run_dir.mkdir(exist_ok=True)
     page = _Page(write_report(run_dir, state, passed=passed).read_text(encoding="utf-8"))
-    return re.search(r"Result: (.*?) · plan → draft", page.text).group(1)
+    verdict = re.search(r"Result: (.*?) · plan → draft", page.text)
+    assert verdict is not None, "the report has no verdict line"
+    return verdict.group(1)
 
 
 _PLAN = Plan(steps=(PlanStep(instruction="i", description="d", entity_ids=()),) * 2)
@@ -399,12 +401,19 @@ def _chromium() -> str | None:
     return None
 
 
-def _browser_dom(path: Path, profile: Path) -> _Page:
-    """The DOM Chromium ends with after loading ``path`` and letting its scripts (if any) run."""
-    cmd = [_chromium(), "--headless", "--disable-gpu", f"--user-data-dir={profile}", "--dump-dom"]
-    cmd += ["--virtual-time-budget=2000", path.resolve().as_uri()]
+def _headless(profile: Path) -> list[str]:
+    """The start of a headless Chromium command line with its own profile folder."""
+    chromium = _chromium()
+    assert chromium is not None, "the browser tests are skipped without Chromium"
+    cmd = [chromium, "--headless", "--disable-gpu", f"--user-data-dir={profile}"]
     if os.geteuid() == 0:
         cmd.insert(1, "--no-sandbox")  # Chromium refuses to run as root with its sandbox
+    return cmd
+
+
+def _browser_dom(path: Path, profile: Path) -> _Page:
+    """The DOM Chromium ends with after loading ``path`` and letting its scripts (if any) run."""
+    cmd = [*_headless(profile), "--dump-dom", "--virtual-time-budget=2000", path.resolve().as_uri()]
     # A bound on the wait, not a speed check: a hung browser must fail the test, not hang the suite.
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
     return _Page(done.stdout)
@@ -458,10 +467,8 @@ def test_the_policy_lets_the_page_show_its_images_and_style(tmp_path):
     run_dir = tmp_path / "run"
     report = write_report(run_dir, _hostile_state(run_dir, _Payloads()), passed=False)
     shot = tmp_path / "shot.png"
-    cmd = [_chromium(), "--headless", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}"]
-    cmd += ["--hide-scrollbars", "--window-size=1200,1600", f"--screenshot={shot}", report.resolve().as_uri()]
-    if os.geteuid() == 0:
-        cmd.insert(1, "--no-sandbox")
+    cmd = [*_headless(tmp_path / "profile"), "--hide-scrollbars", "--window-size=1200,1600"]
+    cmd += [f"--screenshot={shot}", report.resolve().as_uri()]
     subprocess.run(cmd, capture_output=True, timeout=120, check=True)
     with Image.open(shot) as im:
         rgb = im.convert("RGB")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from collections.abc import Sequence
 from importlib import resources
 
 import numpy as np
@@ -40,12 +41,13 @@ SIZE = 512
 # ---------------------------------------------------------------------------------------------
 
 
-def make_scene(*entities: tuple, relations: tuple[tuple[str, str, str], ...] = ()) -> SceneGraph:
+def make_scene(*entities: tuple, relations: Sequence[tuple[str, str, str]] = ()) -> SceneGraph:
     """``make_scene(("e0", "dog", 1, "brown"), relations=[("e1", "left of", "e0")])``."""
     return SceneGraph(
         prompt="test",
         entities=tuple(Entity(id=i, noun=n, count=c, colour=col) for i, n, c, col in entities),
-        relations=tuple(Relation(subject=s, predicate=p, object=o) for s, p, o in relations),
+        # Validated as a reply would be: the predicate must be one of Relation's.
+        relations=tuple(Relation.model_validate({"subject": s, "predicate": p, "object": o}) for s, p, o in relations),
     )
 
 

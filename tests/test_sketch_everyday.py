@@ -20,6 +20,7 @@ def _draw(prompt: str, faults: SketchFaults, seed: int = 0):
     image = None
     for step in range(len(plan.steps)):
         image = SketchDrafter(faults).draft(DraftRequest(scene, plan, step, image, seed)).image
+    assert image is not None  # every plan has a step
     nouns = tuple(dict.fromkeys(e.noun for e in scene.entities))
     return scene, sorted(d.noun for d in PixelDetector().detect(image, nouns))
 

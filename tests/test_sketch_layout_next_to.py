@@ -26,7 +26,7 @@ def _scene(counts: dict[str, int], relations: list[tuple[str, str, str]]) -> Sce
     return SceneGraph(
         prompt="test",
         entities=tuple(Entity(id=i, noun="dog", count=c) for i, c in counts.items()),
-        relations=tuple(Relation(subject=s, predicate=p, object=o) for s, p, o in relations),
+        relations=tuple(Relation.model_validate({"subject": s, "predicate": p, "object": o}) for s, p, o in relations),
     )
 
 
@@ -34,7 +34,7 @@ def _failing(scene: SceneGraph, seed: int = 0) -> list[str]:
     """The scene's relations that fail on its layout, every one of which the layout must place."""
     assert acyclic_relations(scene) == scene.relations
     boxes = solve_layout(scene, SIZE, SIZE, seed)
-    unit = {i: [tuple(v / SIZE for v in b) for b in bs] for i, bs in boxes.items()}
+    unit = {i: [(b[0] / SIZE, b[1] / SIZE, b[2] / SIZE, b[3] / SIZE) for b in bs] for i, bs in boxes.items()}
     return [
         f"{r.subject} {r.predicate} {r.object}"
         for r in scene.relations

@@ -24,6 +24,7 @@ def load(spec: str, name: str):
     """The object ``file.py:variable`` names, imported by path as LangGraph's server does."""
     file, _, variable = spec.partition(":")
     module_spec = importlib.util.spec_from_file_location(name, ROOT / file)
+    assert module_spec is not None and module_spec.loader is not None
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module  # pydantic resolves the module's annotations through sys.modules
     module_spec.loader.exec_module(module)

@@ -222,7 +222,7 @@ def save_tiny_grounding_dino(path: Path) -> Path:
     import torch
     from transformers import (
         BertConfig,
-        BertTokenizerFast,
+        BertTokenizer,
         GroundingDinoConfig,
         GroundingDinoForObjectDetection,
         GroundingDinoImageProcessorPil,
@@ -234,7 +234,7 @@ def save_tiny_grounding_dino(path: Path) -> Path:
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
     words = [w for w in _WORDS if w.isalnum()]
     tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *letters, *(f"##{c}" for c in letters), *words]
-    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(dict.fromkeys(tokens))}, model_max_length=32)
+    tok = BertTokenizer(vocab={w: i for i, w in enumerate(dict.fromkeys(tokens))}, model_max_length=32)
     backbone = SwinConfig(
         image_size=32,
         patch_size=4,
@@ -242,7 +242,8 @@ def save_tiny_grounding_dino(path: Path) -> Path:
         depths=[1, 1],
         num_heads=[1, 1],
         window_size=2,
-        out_features=["stage1", "stage2"],
+        # Taken by the backbone mixin at run time; the typed signature names only _out_features.
+        out_features=["stage1", "stage2"],  # type: ignore[call-arg]
     )
     text = BertConfig(
         vocab_size=len(tok),
