@@ -9,6 +9,7 @@ import shlex
 import sqlite3
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 
 from strokegraph import __version__
@@ -525,6 +526,10 @@ def _codebook(args) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # PIL warns (two lines of stderr) about any image over 89 MP it opens. A reply image is checked
+    # against strokegraph's own, lower cap right after PIL reads its header, and refused in one line
+    # that says so; the warning would only come first. (By message, so that PIL is not imported here.)
+    warnings.filterwarnings("ignore", r"Image size \(\d+ pixels\) exceeds limit", RuntimeWarning, r"PIL\.Image")
     commands = {"generate": _generate, "resume": _resume, "plan": _plan, "bench": _bench, "codebook": _codebook}
     try:
         return commands[args.command](args)

@@ -131,8 +131,11 @@ def test_replies_are_asked_uncompressed_and_a_compressed_one_is_refused(server):
 def test_an_image_that_declares_too_many_pixels_is_refused_before_decoding(server):
     # 12000 x 12000 at 1 bit per pixel: 0.1 MB as PNG, 432 MB once decoded to RGB.
     server.script("images/generations", _b64_reply(_png(Image.new("1", (12000, 12000)))))
-    with pytest.raises(RunError, match=r"the reply's image is 12000x12000, over the limit of 16777216 pixels"):
-        _draft(_drafter(server))
+    # PIL warns as it reads a header over 89 MP; the library leaves warnings to its caller (the CLI
+    # silences this one: test_the_cli_says_an_oversized_reply_image_in_one_line).
+    with pytest.warns(Image.DecompressionBombWarning):
+        with pytest.raises(RunError, match=r"the reply's image is 12000x12000, over the limit of 16777216 pixels"):
+            _draft(_drafter(server))
 
 
 def test_a_requested_size_above_the_pixel_cap_raises_it(server):
@@ -313,3 +316,18 @@ def test_a_server_that_echoes_the_credentials_does_not_leak_them(server):
     basic = base64.b64encode(b"admin:hunter2pw").decode()
     for secret in ("hunter2pw", basic, SECRET):
         assert secret not in str(info.value)
+
+
+def test_the_cli_says_an_oversized_reply_image_in_one_line(server, tmp_path, capsys, recwarn):
+    # 144 MP is over PIL's own warning threshold (89 MP): PIL would print a warning (two lines of
+    # stderr) before strokegraph's own refusal, which already says what is wrong.
+    from strokegraph.cli import EXIT_RUN_ERROR, main
+
+    server.script("images/generations", _b64_reply(_png(Image.new("1", (12000, 12000)))))
+    config = tmp_path / "drafter.toml"
+    config.write_text(f'[drafter]\nid = "openai:{IMAGE}"\nbase_url = "{server.url}"\napi_key = "{SECRET}"\n')
+    out = tmp_path / "run"
+    assert main(["generate", PROMPT, "--out", str(out), "--config", str(config), "-q"]) == EXIT_RUN_ERROR
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "12000x12000, over the limit" in err[0], err
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
