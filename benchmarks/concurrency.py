@@ -102,10 +102,16 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 4, 16], help="prompts at once (default 1 4 16)")
     parser.add_argument("--threads", type=int, default=None, help="default-executor threads (default: Python's)")
     args = parser.parse_args()
+    prompts = two_object_prompts()
+    if args.latency < 0:
+        parser.error(f"--latency must be 0 or more seconds, got {args.latency}")
+    if not all(1 <= n <= len(prompts) for n in args.counts):
+        parser.error(f"--counts must each be 1 to {len(prompts)} (GenEval's two-object prompts), got {args.counts}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
         os.environ.pop(name, None)
 
-    prompts = two_object_prompts()
     floor = REQUESTS_PER_RUN * args.latency
     scratch = Path(tempfile.mkdtemp(prefix="strokegraph-concurrency-"))
     rows = []

@@ -23,8 +23,10 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from strokegraph.errors import UsageError
 from strokegraph.graph.run import generate
 from strokegraph.registry import build_backends
+from strokegraph.tools.rules_planner import parse
 
 MiB = 1024 * 1024
 
@@ -38,6 +40,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompt", default="a photo of a brown dining table and a white suitcase")
     args = parser.parse_args()
+    try:
+        parse(args.prompt)
+    except UsageError as exc:  # the prompt the run would refuse: say so before measuring anything
+        parser.error(str(exc))
 
     build_backends()  # import every default backend, so the baseline holds the libraries
     baseline = maxrss_bytes()

@@ -230,6 +230,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="passes over the prompts per variant (default 5)")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     prompts = spread_prompts()
 
     scratch = Path(tempfile.mkdtemp(prefix="strokegraph-overhead-"))

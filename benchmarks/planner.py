@@ -41,6 +41,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs per size; the best is shown (default 5)")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
     print(f"{'size':>8} {'entities':>8} {'parse ms':>9} {'plan ms':>8} {'total ms':>9} {'us/char':>8}  via")
     for size in (500, 1000, 2000, 4096, 8192, 16384, 32768):
         prompt = prompt_of(size)
