@@ -54,10 +54,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"strokegraph: error: {message} (see 'strokegraph {self.prog.split()[-1]} --help')\n")
 
 
+def _whole(text: str) -> int:
+    """``text`` as an int, or the one-line reason argparse shows (it would name this function)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+
+
+def _number(text: str) -> float:
+    """``text`` as a float, or the one-line reason argparse shows."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+
+
 def _non_negative(text: str) -> int:
     from strokegraph.graph.run import MAX_COUNT
 
-    value = int(text)
+    value = _whole(text)
     if not 0 <= value <= MAX_COUNT:
         raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_COUNT}, got {value}")
     return value
@@ -66,21 +82,21 @@ def _non_negative(text: str) -> int:
 def _seed(text: str) -> int:
     from strokegraph.graph.run import MAX_SEED
 
-    value = int(text)
+    value = _whole(text)
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_SEED}, got {value}")
     return value
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    value = _whole(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
 def _gpus(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not 0.0 <= value <= 64.0:  # also refuses NaN
         raise argparse.ArgumentTypeError(f"must be from 0 to 64, got {text}")
     return value
@@ -94,7 +110,7 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def _fraction(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not 0.0 <= value <= 1.0 / 0.3:  # the largest default rate is 0.3, so this keeps every rate <= 1
         raise argparse.ArgumentTypeError(f"must be between 0 and 3.33, got {value}")
     return value

@@ -101,6 +101,12 @@ def test_plan_json_matches_the_scene(capsys):
         (["generate", "a cat", "--critic", "nonsense"], "unknown critic id"),
         (["generate", "a cat", "--max-rounds", "-1"], "--max-rounds"),
         (["generate", "a cat", "--faults", "5"], "--faults"),
+        # Not a number: the message says what the flag takes, never the name of a function in cli.py.
+        (["generate", "a cat", "--seed", "abc"], "--seed: must be a whole number, got 'abc'"),
+        (["generate", "a cat", "--rounds-per-step", "1.5"], "--rounds-per-step: must be a whole number"),
+        (["generate", "a cat", "--faults", "lots"], "--faults: must be a number, got 'lots'"),
+        (["bench", "geneval", "--limit", "x"], "--limit: must be a whole number"),
+        (["bench", "geneval", "--ray", "local", "--gpus-per-worker", "one"], "--gpus-per-worker: must be a number"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(argv, needle, tmp_path, monkeypatch, capsys):
