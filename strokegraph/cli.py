@@ -51,7 +51,7 @@ def _line(exc: BaseException) -> str:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line and exit 2, as for every other usage error
-        self.exit(EXIT_USAGE, f"strokegraph: error: {message} (see 'strokegraph {self.prog.split()[-1]} --help')\n")
+        self.exit(EXIT_USAGE, f"strokegraph: error: {message} (see '{self.prog} --help')\n")
 
 
 def _whole(text: str) -> int:
@@ -139,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="strokegraph", description="Process-driven image generation: plan, draft, critique, refine.")
     p.add_argument("--version", action="version", version=f"strokegraph {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p.set_defaults(commands=sub.choices)  # main() has the command's parser report arguments it does not take
 
     g = sub.add_parser("generate", help="generate an image for PROMPT through the loop")
     g.add_argument("prompt", help="what to draw, e.g. 'two red apples to the left of a blue cup'")
@@ -541,7 +542,9 @@ def _codebook(args) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args, unknown = _parser().parse_known_args(argv)
+    if unknown:  # reported by the command's parser, so that the error points at its --help
+        args.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     # PIL warns (two lines of stderr) about any image over 89 MP it opens. A reply image is checked
     # against strokegraph's own, lower cap right after PIL reads its header, and refused in one line
     # that says so; the warning would only come first. (By message, so that PIL is not imported here.)

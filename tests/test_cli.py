@@ -107,6 +107,10 @@ def test_plan_json_matches_the_scene(capsys):
         (["generate", "a cat", "--faults", "lots"], "--faults: must be a number, got 'lots'"),
         (["bench", "geneval", "--limit", "x"], "--limit: must be a whole number"),
         (["bench", "geneval", "--ray", "local", "--gpus-per-worker", "one"], "--gpus-per-worker: must be a number"),
+        # The help to read is the command's own, or the program's when no command was recognised.
+        (["bench", "geneval", "--tags", "x"], "unrecognized arguments: --tags x (see 'strokegraph bench --help')"),
+        (["draw", "a cat"], "invalid choice: 'draw'"),
+        (["draw", "a cat"], "(see 'strokegraph --help')"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(argv, needle, tmp_path, monkeypatch, capsys):
