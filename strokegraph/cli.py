@@ -456,8 +456,9 @@ def _plan(args) -> int:
     scene, plan = planner.plan(check_prompt(args.prompt))
     if args.single_pass:
         plan = single_pass_plan(scene)
+    unjudged = scene.unjudged()
     if args.json:
-        print(json.dumps({"scene": scene.model_dump(), "plan": plan.model_dump()}, indent=2))
+        print(json.dumps({"scene": scene.model_dump(), "plan": plan.model_dump(), "unjudged": unjudged}, indent=2))
         return 0
     print(f"prompt: {safe(scene.prompt)}")
     for e in scene.entities:
@@ -468,6 +469,8 @@ def _plan(args) -> int:
         print(f"  (free text) {safe(c)}")
     for i, s in enumerate(plan.steps):
         print(f"step {i + 1}: <ins>{safe(s.instruction)}</ins>\n        <des>{safe(s.description)}</des>")
+    for part in unjudged:  # as generate lists them after a run (exit 4; refused up front by --strict)
+        print(f"not judged: {safe(part)}")
     return 0
 
 

@@ -88,6 +88,21 @@ def test_plan_json_matches_the_scene(capsys):
     ]
     # The anchor (the cup) is drawn first.
     assert doc["plan"]["steps"][0]["entity_ids"] == [entities["cup"]["id"]]
+    assert doc["unjudged"] == []
+
+
+def test_plan_says_what_a_run_would_not_judge(capsys):
+    prompt = "a big blue bus behind a red truck, a man riding a horse"
+    assert main(["plan", prompt]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # As generate says it on stderr after a run, before any run: the same words, one part a line.
+    assert lines[-3:] == [
+        "not judged: a man riding a horse",
+        "not judged: the bus behind the truck",
+        "not judged: big bus",
+    ]
+    assert main(["plan", prompt, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["unjudged"] == [line[len("not judged: ") :] for line in lines[-3:]]
 
 
 @pytest.mark.parametrize(
