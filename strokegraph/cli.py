@@ -435,7 +435,7 @@ def _outcome(result) -> int:
         verdict, code = f"{left} violation(s) left after {result.rounds} refine round(s)", EXIT_BUDGET
     elif result.unjudged:
         verdict, code = (
-            f"passed what was judged; {len(result.unjudged)} part(s) of the prompt not judged",
+            f"passed what was judged ({len(result.unjudged)} part(s) of the prompt not judged)",
             EXIT_UNJUDGED,
         )
         for part in result.unjudged:

@@ -235,7 +235,9 @@ def test_a_prompt_with_unjudged_parts_never_exits_as_a_plain_pass(tmp_path, caps
     out = tmp_path / "r"
     assert main(["generate", "a dog in front of a house", "--out", str(out), "--faults", "0"]) == EXIT_UNJUDGED
     captured = capsys.readouterr()
-    assert captured.out.startswith("passed what was judged; 1 part(s)")
+    # The verdict, then the image: the path must not read as the part that was not judged.
+    verdict = "passed what was judged (1 part(s) of the prompt not judged)"
+    assert captured.out.startswith(f"{verdict}: {out / 'final.png'}\n")
     assert "not judged: the dog in front of the house" in captured.err
     doc = json.loads((out / "trajectory.json").read_text())
     assert doc["final_critique"]["unjudged"] == ["the dog in front of the house"]
