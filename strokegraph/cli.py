@@ -442,7 +442,7 @@ def _outcome(result) -> int:
             sys.stderr.write(f"not judged: {safe(part)}\n")
     else:
         verdict, code = "passed", 0
-    print(f"{verdict}: {result.final_image}")
+    print(f"{verdict}: {result.final_image or f'nothing drawn yet, in {result.run_dir}'}")
     print(f"report: {result.run_dir / 'report.html'}")
     return code
 

@@ -137,6 +137,9 @@ def test_cli_stop_and_eof(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO(""))  # EOF = stop
     assert main(["generate", PROMPT, "--out", str(out2), "--review", "-q"]) == EXIT_STOPPED
     assert json.loads((out2 / "trajectory.json").read_text())["stopped"] is True
+    # Stopped at the plan, before anything was drawn: the summary says so (it printed "None").
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"stopped in review: nothing drawn yet, in {out2}", f"report: {out2 / 'report.html'}"]
 
 
 def test_cli_add_violation(tmp_path, monkeypatch):
