@@ -383,6 +383,8 @@ def _read_answer(payload: dict) -> dict:
         if not line:
             sys.stderr.write("\n")
             return {"action": "stop"}
+        if not sys.stdin.isatty():  # no terminal echoed the answer: show it, so the transcript reads as one
+            sys.stderr.write(safe(line.rstrip("\n")) + "\n")
         choice, _, rest = line.strip().partition(" ")
         choice = choice.lower()
         if choice in ("a", "accept"):

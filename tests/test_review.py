@@ -129,6 +129,8 @@ def test_cli_stop_and_eof(tmp_path, monkeypatch, capsys):
     assert code == EXIT_STOPPED  # a person's stop is not a spent budget
     captured = capsys.readouterr()
     assert "unknown choice" in captured.err and "not JSON" in captured.err
+    # Piped answers are shown after the question, each on its line, as a terminal would echo them.
+    assert "[s]top? x\n" in captured.err and "[s]top? a\n" in captured.err
     assert captured.out.startswith("stopped in review")
     doc = json.loads((out / "trajectory.json").read_text())
     assert doc["stopped"] is True and doc["finished"] is False
