@@ -51,7 +51,7 @@ from strokegraph.agents.refiner import (
 )
 from strokegraph.errors import RunError, UsageError
 from strokegraph.schema import Refinement
-from strokegraph.tools import _cache
+from strokegraph.tools import _cache, _hub
 from strokegraph.tools._torch_device import DType, resolve_device
 from strokegraph.tools._torch_device import resolve_dtype as _resolve_dtype
 
@@ -153,12 +153,15 @@ class DiffusersModel:
         self.device = device
         self.dtype = dtype
         self.cpu_offload = cpu_offload
+        # A hub id loads from the cache alone, at once, when the Hub cannot be reached (tools/_hub.py).
+        offline = not Path(model).is_dir() and _hub.local_files_only(model)
         try:
-            base = AutoPipelineForText2Image.from_pretrained(model, dtype=dtype)
+            base = AutoPipelineForText2Image.from_pretrained(model, dtype=dtype, local_files_only=offline)
         except Exception as exc:  # noqa: BLE001 - diffusers fails in many ways (OSError, ValueError, ...)
             if isinstance(exc, MemoryError) or _is_oom(exc):
                 raise  # the machine, not the id, is the problem
-            raise UsageError(f"cannot load diffusers model {model!r}: {_first_line(exc)}") from exc
+            why = _first_line(exc).rstrip(".") + _hub.offline_note(model) if offline else _first_line(exc)
+            raise UsageError(f"cannot load diffusers model {model!r}: {why}") from exc
         base.set_progress_bar_config(disable=True)
         if not cpu_offload:
             with self._oom_guard("loading"):

@@ -33,7 +33,7 @@ from strokegraph.agents.critic import ChatCritic, DetectorCritic
 from strokegraph.agents.planner import ChatPlanner
 from strokegraph.errors import UsageError
 from strokegraph.schema import COLOURS, Colour, Detection
-from strokegraph.tools import _cache
+from strokegraph.tools import _cache, _hub
 from strokegraph.tools._torch_device import DType, resolve_device
 from strokegraph.tools._torch_device import resolve_dtype as _resolve_dtype
 
@@ -83,12 +83,18 @@ def _source(model_id: str) -> str:
     return model_id
 
 
-def _load(what: str, model_id: str, source: str, loader: Callable[[str], T]) -> T:
-    """``loader(source)``, with any failure turned into a one-line :class:`UsageError` naming ``model_id``."""
+def _load(what: str, model_id: str, source: str, loader: Callable[..., T]) -> T:
+    """``loader(source, **options)``, with any failure turned into a one-line :class:`UsageError` naming ``model_id``.
+
+    A hub id is loaded from the cache alone (``local_files_only=True`` in ``options``) when the Hub
+    cannot be reached now (:mod:`strokegraph.tools._hub`), and the error then says why.
+    """
+    offline = not os.path.isdir(source) and _hub.local_files_only(source)
     try:
-        return loader(source)
+        return loader(source, **({"local_files_only": True} if offline else {}))
     except Exception as exc:  # noqa: BLE001 - whatever stops a model loading is reported in one line
-        raise UsageError(f"cannot load {what} {model_id!r}: {_one_line(exc)}") from exc
+        why = _one_line(exc).rstrip(".") + _hub.offline_note(source) if offline else _one_line(exc)
+        raise UsageError(f"cannot load {what} {model_id!r}: {why}") from exc
 
 
 class _Weights:
@@ -182,7 +188,7 @@ class TransformersChat:
                 "chat model",
                 model_id,
                 source,
-                lambda p: AutoModelForCausalLM.from_pretrained(p, dtype=self.dtype).to(self.device).eval(),  # type: ignore[arg-type]
+                lambda p, **kw: AutoModelForCausalLM.from_pretrained(p, dtype=self.dtype, **kw).to(self.device).eval(),  # type: ignore[arg-type]
             )
             return _Weights(model, tokenizer)
 
@@ -253,7 +259,11 @@ class TransformersVLMChat:
                 "vision-language model",
                 model_id,
                 source,
-                lambda p: AutoModelForImageTextToText.from_pretrained(p, dtype=self.dtype).to(self.device).eval(),  # type: ignore[arg-type]
+                lambda p, **kw: (
+                    AutoModelForImageTextToText.from_pretrained(p, dtype=self.dtype, **kw)
+                    .to(self.device)  # type: ignore[arg-type]
+                    .eval()
+                ),
             )
             return _Weights(model, processor)
 
@@ -433,8 +443,10 @@ class ZeroShotDetector:
                 "detector",
                 model_id,
                 source,
-                lambda p: (
-                    AutoModelForZeroShotObjectDetection.from_pretrained(p, dtype=self.dtype).to(self.device).eval()
+                lambda p, **kw: (
+                    AutoModelForZeroShotObjectDetection.from_pretrained(p, dtype=self.dtype, **kw)
+                    .to(self.device)
+                    .eval()
                 ),
             )
             kind = model.config.model_type
