@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from strokegraph.agents.drafter import DraftRequest, DraftResult
@@ -66,6 +68,14 @@ def no_ambient_openai_env(monkeypatch):
     """No OPENAI_* variable of the machine leaks into a test of the OpenAI backends."""
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port that was free a moment ago: nothing listens there now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture

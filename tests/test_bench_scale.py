@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -109,13 +108,10 @@ def test_ray_not_installed_is_a_usage_error_naming_the_extra(tmp_path, monkeypat
     assert not (tmp_path / "bench").exists()
 
 
-def test_a_ray_address_where_nothing_answers_is_a_usage_error(tmp_path):
+def test_a_ray_address_where_nothing_answers_is_a_usage_error(tmp_path, closed_port):
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'strokegraph[ray]')")
-    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there now
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with pytest.raises(UsageError, match=f"cannot reach Ray at '127.0.0.1:{port}'"):
-        run_bench("geneval", out=tmp_path / "bench", limit=1, ray=f"127.0.0.1:{port}")
+    with pytest.raises(UsageError, match=f"cannot reach Ray at '127.0.0.1:{closed_port}'"):
+        run_bench("geneval", out=tmp_path / "bench", limit=1, ray=f"127.0.0.1:{closed_port}")
     assert not (tmp_path / "bench").exists()
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,12 +25,6 @@ from strokegraph.tools import _hub  # noqa: E402
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _cache_with(cache: Path, repo: str, folder: Path) -> None:
     """Lay ``folder`` out in ``cache`` as the Hub's cache holds the snapshot of ``repo`` at main."""
     entry = cache / f"models--{repo.replace('/', '--')}"
@@ -40,10 +33,10 @@ def _cache_with(cache: Path, repo: str, folder: Path) -> None:
     (entry / "refs" / "main").write_text(REVISION)
 
 
-def _run(code: str, cache: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+def _run(code: str, cache: Path, port: int, *argv: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
     env |= {
-        "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}",
+        "HF_ENDPOINT": f"http://127.0.0.1:{port}",
         "HF_HUB_CACHE": str(cache),
         "HF_HUB_DISABLE_TELEMETRY": "1",
     }
@@ -57,30 +50,30 @@ LOAD = "import sys; from strokegraph import registry; registry.build(sys.argv[1]
 
 
 @pytest.mark.slow
-def test_a_cached_detector_loads_from_the_cache_when_the_hub_is_out_of_reach(owl_dir, tmp_path):
+def test_a_cached_detector_loads_from_the_cache_when_the_hub_is_out_of_reach(owl_dir, tmp_path, closed_port):
     _cache_with(tmp_path / "cache", "tiny/owl", owl_dir)
-    done = _run(LOAD, tmp_path / "cache", "critic", "transformers-detect:tiny/owl")
+    done = _run(LOAD, tmp_path / "cache", closed_port, "critic", "transformers-detect:tiny/owl")
     assert done.returncode == 0 and done.stdout.strip() == "loaded", done.stderr[-2000:]
     assert "Retrying" not in done.stderr, done.stderr[-2000:]
 
 
 @pytest.mark.slow
-def test_a_cached_diffusers_model_loads_from_the_cache_when_the_hub_is_out_of_reach(tmp_path):
+def test_a_cached_diffusers_model_loads_from_the_cache_when_the_hub_is_out_of_reach(tmp_path, closed_port):
     pytest.importorskip("diffusers")
     from tiny_sd import save_tiny_sd
 
     _cache_with(tmp_path / "cache", "tiny/sd", save_tiny_sd(tmp_path / "sd"))
-    done = _run(LOAD, tmp_path / "cache", "drafter", "diffusers:tiny/sd")
+    done = _run(LOAD, tmp_path / "cache", closed_port, "drafter", "diffusers:tiny/sd")
     assert done.returncode == 0 and done.stdout.strip() == "loaded", done.stderr[-2000:]
     assert "Retrying" not in done.stderr, done.stderr[-2000:]
 
 
 @pytest.mark.slow
-def test_a_model_that_is_not_cached_fails_in_one_line_saying_the_hub_is_out_of_reach(tmp_path):
+def test_a_model_that_is_not_cached_fails_in_one_line_saying_the_hub_is_out_of_reach(tmp_path, closed_port):
     (tmp_path / "cache").mkdir()
     cli = "import sys; from strokegraph.cli import main; sys.exit(main(sys.argv[1:]))"
     args = ["generate", "a cat", "--critic", "transformers-detect:tiny/absent", "--out", str(tmp_path / "run"), "-q"]
-    done = _run(cli, tmp_path / "cache", *args)
+    done = _run(cli, tmp_path / "cache", closed_port, *args)
     assert done.returncode == 2, done.stderr[-2000:]
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, lines
@@ -144,8 +137,8 @@ def test_answers_that_mean_the_hub_is_there(answer):
 
 def test_one_answer_serves_the_loads_that_follow_and_offline_mode_asks_nothing(answer, monkeypatch):
     calls = answer(ConnectionError("down"))
-    assert _hub.local_files_only("a/b") and _hub.local_files_only("c/d")
+    assert _hub.unreachable("a/b") == _hub.unreachable("c/d") == "down"
     assert calls == ["a/b"]  # the processor, the model and the next backend do not ask again
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     _hub.forget()
-    assert not _hub.local_files_only("e/f") and calls == ["a/b"]  # the libraries read only the cache
+    assert _hub.unreachable("e/f") is None and calls == ["a/b"]  # the libraries read only the cache

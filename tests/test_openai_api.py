@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import socket
 
 import numpy as np
 import pytest
@@ -199,10 +198,8 @@ def test_a_server_slower_than_the_timeout_is_a_run_error(server):
     assert info.value.transient
 
 
-def test_an_unreachable_server_is_a_run_error():
-    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+def test_an_unreachable_server_is_a_run_error(closed_port):
+    port = closed_port
     planner = openai_api.planner(CHAT, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
     with pytest.raises(RunError, match=rf"^openai:{CHAT}: cannot connect to http://127.0.0.1:{port}/v1"):
         planner.plan(PROMPT)

@@ -12,7 +12,6 @@ import json
 import os
 import resource
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -429,16 +428,10 @@ def test_safe_keeps_text_and_drops_every_control_sequence():
     assert safe("two red apples\tleft of\na cup") == "two red apples\tleft of\na cup"
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
-def test_a_password_in_base_url_reaches_no_file_of_the_run(tmp_path):
+def test_a_password_in_base_url_reaches_no_file_of_the_run(tmp_path, closed_port):
     run = tmp_path / "run"
-    url = f"http://alice:hunter2-secret@127.0.0.1:{_closed_port()}/v1"
+    url = f"http://alice:hunter2-secret@127.0.0.1:{closed_port}/v1"
     with pytest.raises(RunError):
         generate(PROMPT, out=run, planner=MODEL, settings={"planner": {"base_url": url, "max_retries": 0}})
     record = json.loads((run / "run.json").read_text())

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 
-__all__ = ["forget", "local_files_only", "offline_note", "unreachable"]
+__all__ = ["forget", "offline_note", "unreachable"]
 
 #: How long the request may take: a slower Hub counts as out of reach for this load.
 PROBE_TIMEOUT_S = 10.0
@@ -58,18 +58,10 @@ def unreachable(model_id: str) -> str | None:
     return reason
 
 
-def local_files_only(model_id: str) -> bool:
-    """Whether a load of hub id ``model_id`` should read the cache alone (see :func:`unreachable`)."""
-    return unreachable(model_id) is not None
-
-
-def offline_note(model_id: str) -> str:
-    """What to add to a failed load's message when the Hub was out of reach ('' when it was not)."""
+def offline_note(reason: str) -> str:
+    """What a failed load's message adds when :func:`unreachable` gave ``reason`` and the load read only the cache."""
     from huggingface_hub import constants
 
-    reason = unreachable(model_id)
-    if reason is None:
-        return ""
     return f"; {constants.ENDPOINT} cannot be reached ({reason}), so only the local cache was read"
 
 

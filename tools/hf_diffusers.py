@@ -154,13 +154,13 @@ class DiffusersModel:
         self.dtype = dtype
         self.cpu_offload = cpu_offload
         # A hub id loads from the cache alone, at once, when the Hub cannot be reached (tools/_hub.py).
-        offline = not Path(model).is_dir() and _hub.local_files_only(model)
+        offline = None if Path(model).is_dir() else _hub.unreachable(model)
         try:
-            base = AutoPipelineForText2Image.from_pretrained(model, dtype=dtype, local_files_only=offline)
+            base = AutoPipelineForText2Image.from_pretrained(model, dtype=dtype, local_files_only=offline is not None)
         except Exception as exc:  # noqa: BLE001 - diffusers fails in many ways (OSError, ValueError, ...)
             if isinstance(exc, MemoryError) or _is_oom(exc):
                 raise  # the machine, not the id, is the problem
-            why = _first_line(exc).rstrip(".") + _hub.offline_note(model) if offline else _first_line(exc)
+            why = _first_line(exc).rstrip(".") + _hub.offline_note(offline) if offline else _first_line(exc)
             raise UsageError(f"cannot load diffusers model {model!r}: {why}") from exc
         base.set_progress_bar_config(disable=True)
         if not cpu_offload:

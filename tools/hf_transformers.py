@@ -89,11 +89,11 @@ def _load(what: str, model_id: str, source: str, loader: Callable[..., T]) -> T:
     A hub id is loaded from the cache alone (``local_files_only=True`` in ``options``) when the Hub
     cannot be reached now (:mod:`strokegraph.tools._hub`), and the error then says why.
     """
-    offline = not os.path.isdir(source) and _hub.local_files_only(source)
+    offline = None if os.path.isdir(source) else _hub.unreachable(source)
     try:
         return loader(source, **({"local_files_only": True} if offline else {}))
     except Exception as exc:  # noqa: BLE001 - whatever stops a model loading is reported in one line
-        why = _one_line(exc).rstrip(".") + _hub.offline_note(source) if offline else _one_line(exc)
+        why = _one_line(exc).rstrip(".") + _hub.offline_note(offline) if offline else _one_line(exc)
         raise UsageError(f"cannot load {what} {model_id!r}: {why}") from exc
 
 
