@@ -53,10 +53,17 @@ class CritiqueRequest:
     """The current plan step's ``<ins>``, for critics that read text."""
     description: str = ""
     """The current plan step's ``<des>``: the whole scene as it should look now."""
+    requests: tuple[Violation, ...] = ()
+    """Violations a person added in review, still open. A critic that judges them sets
+    ``judges_requests = True`` and lists each one still unmet among its violations; for any other
+    critic the loop lists them as not judged."""
 
 
 @runtime_checkable
 class Critic(Protocol):
+    """Judges an image. A critic that can judge a person's free-text requests
+    (:attr:`CritiqueRequest.requests`) also has ``judges_requests = True``."""
+
     def critique(self, request: CritiqueRequest) -> Critique: ...
 
 
@@ -301,13 +308,18 @@ class ChatCritic:
     the run stops with a :class:`~strokegraph.errors.RunError`.
     """
 
+    judges_requests = True
+    """The model reads the person's requests from its prompt and reports each one still unmet."""
+
     def __init__(self, model: ChatModel) -> None:
         self.model = model
 
     def critique(self, request: CritiqueRequest) -> Critique:
         scene = request.scene
+        requests = "\n".join(f"- {v.kind}: {v.message}" for v in request.requests) or "(none)"
         text = prompts.render(
             "critic",
+            requests=requests,
             prompt=scene.prompt,
             scene_json=scene.model_dump_json(exclude={"prompt"}),
             scope=", ".join(sorted(request.scope)),

@@ -18,7 +18,7 @@ from strokegraph.agents.critic import CritiqueRequest
 from strokegraph.agents.drafter import DraftRequest
 from strokegraph.agents.planner import single_pass_plan
 from strokegraph.agents.refiner import RefineRequest
-from strokegraph.errors import RunError, StrokegraphError, UsageError
+from strokegraph.errors import InvalidAnswer, RunError, StrokegraphError
 from strokegraph.graph.state import RunContext, RunState
 from strokegraph.schema import Event, Plan, Violation
 
@@ -142,8 +142,14 @@ def critic(state: RunState, runtime: Runtime[RunContext]) -> dict:
         image=ctx.images.open(state.image, ctx.run_dir),
         instruction=plan_step.instruction,
         description=plan_step.description,
+        requests=state.requests,
     )
     critique, used = _run("critic", state.step, lambda: ctx.backends.critic.critique(request), writer)
+    if state.requests and not getattr(ctx.backends.critic, "judges_requests", False):
+        # A person's request stays open: this critic cannot say whether it was met, so the critique
+        # lists it as not judged (the run then ends in exit 4, never in a plain pass).
+        asked = tuple(f"asked in review: {v.message}" for v in state.requests)
+        critique = critique.model_copy(update={"unjudged": (*critique.unjudged, *asked)})
     dt = time.perf_counter() - t0
     summary = "no violations" if critique.passed else "; ".join(v.message for v in critique.violations)
     _emit(
@@ -234,14 +240,14 @@ def review_payload(state: RunState, kind: str) -> dict:
     }
 
 
-def _invalid(message: str):
-    return UsageError(f"invalid review answer: {message}")
+def _invalid(message: str) -> InvalidAnswer:
+    return InvalidAnswer(f"invalid review answer: {message}")
 
 
 def review_answer(state: RunState, kind: str, answer) -> dict:
     """The state update for ``answer`` to a review of ``kind`` ("plan" or "critique").
 
-    Raises :class:`UsageError` (one line) for an answer that is not one of:
+    Raises :class:`~strokegraph.errors.InvalidAnswer` (a UsageError, one line) for an answer that is not one of:
     ``{"action": "accept"}``, ``{"action": "stop"}``, ``{"action": "edit", "plan": {...}}`` (plan),
     ``{"action": "edit", "violations": [...]}`` or ``{"action": "add", "violation": {...}}`` (critique).
     """
@@ -285,7 +291,13 @@ def review_answer(state: RunState, kind: str, answer) -> dict:
             raise _invalid(f"the plan must cover the entities {sorted(known)}, it covers {sorted(covered)}")
         return {"plan": plan, "reviews": [record]}
     assert state.critique is not None  # a critique review follows the critic
-    return {"critique": state.critique.model_copy(update={"violations": violations}), "reviews": [record]}
+    # What the person added (beyond the critic's own findings) stays open for every later critique.
+    added = tuple(v for v in violations if v not in state.critique.violations and v not in state.requests)
+    return {
+        "critique": state.critique.model_copy(update={"violations": violations}),
+        "requests": (*state.requests, *added),
+        "reviews": [record],
+    }
 
 
 def review_plan(state: RunState) -> dict:

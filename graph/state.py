@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from strokegraph import schema
 from strokegraph.artifacts import ArtifactStore, image_key
 from strokegraph.errors import UsageError
-from strokegraph.schema import Critique, Event, ImageRef, Plan, SceneGraph
+from strokegraph.schema import Critique, Event, ImageRef, Plan, SceneGraph, Violation
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -57,6 +57,11 @@ class RunState(BaseModel):
     stopped: bool = Field(default=False, description="A person reviewing the run stopped it (``--review``).")
     reviews: Annotated[list[dict], operator.add] = Field(
         default_factory=list, description="Each review decision: what was asked (kind, step, round) and the answer."
+    )
+    requests: tuple[Violation, ...] = Field(
+        default=(),
+        description="Violations a person added in review: each stays open for every critique after it; one the "
+        "critic cannot judge is listed among the critique's unjudged parts, never dropped.",
     )
 
     def budget_left(self) -> bool:

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Sequence
 
 from strokegraph import __version__
-from strokegraph.errors import RunError, StrokegraphError, UsageError
+from strokegraph.errors import InvalidAnswer, RunError, StrokegraphError, UsageError
 from strokegraph.registry import DEFAULT_IDS, ROLES
 
 __all__ = ["EXIT_BUDGET", "EXIT_RUN_ERROR", "EXIT_STOPPED", "EXIT_UNJUDGED", "EXIT_USAGE", "main"]
@@ -368,6 +368,8 @@ def _show_review(payload: dict, stream) -> None:
         stream.write(f"  {i}. {safe(v['kind'])}: {safe(v['message'])}\n")
     if not critique["violations"]:
         stream.write("  no violations\n")
+    for part in critique.get("unjudged") or ():
+        stream.write(f"  not judged: {safe(part)}\n")
     stream.write(
         '  edit with a list of violations ([] = passing); add with one {"kind": ..., "expected": ..., '
         '"observed": ..., "message": ...}\n'
@@ -411,6 +413,9 @@ def _review_loop(result, quiet: bool, chosen: dict):
     """
     from strokegraph.graph.run import resume
 
+    # A role given settings but no id ran on its default backend: name it, as resume needs an id
+    # for settings (--faults alone sets the sketch world's settings).
+    chosen = {**{role: DEFAULT_IDS[role] for role in chosen.get("settings") or {}}, **chosen}
     while result.interrupt is not None:
         _show_review(result.interrupt, sys.stderr)
         while True:
@@ -423,8 +428,9 @@ def _review_loop(result, quiet: bool, chosen: dict):
                     on_progress=None if quiet else _progress_printer(sys.stderr),
                 )
                 break
-            except UsageError as exc:
+            except InvalidAnswer as exc:  # only the answer was wrong: say why once, and ask again
                 sys.stderr.write(f"{_line(exc)}\n")
+            # Any other error cannot be mended by another answer: it ends the command (one line, exit 2).
     return result
 
 

@@ -8,7 +8,7 @@ The CLI turns both into one line on stderr and a non-zero exit code.
 
 from __future__ import annotations
 
-__all__ = ["RunError", "StrokegraphError", "UsageError"]
+__all__ = ["InvalidAnswer", "RunError", "StrokegraphError", "UsageError"]
 
 
 class StrokegraphError(Exception):
@@ -17,6 +17,10 @@ class StrokegraphError(Exception):
 
 class UsageError(StrokegraphError, ValueError):
     """Bad input from the caller: fix the named argument and try again."""
+
+
+class InvalidAnswer(UsageError):
+    """A review answer that is not one the review takes: the review stays open, so ask again."""
 
 
 class RunError(StrokegraphError, RuntimeError):

@@ -150,3 +150,99 @@ def test_cli_add_violation(tmp_path, monkeypatch):
     assert main(["generate", PROMPT, "--out", str(out), "--review", "-q"]) == EXIT_STOPPED
     doc = json.loads((out / "trajectory.json").read_text())
     assert any(e["stage"] == "refine" for e in doc["events"])
+
+
+def test_cli_review_with_faults_never_spins(tmp_path, monkeypatch, capsys):
+    # --faults gives the default drafter and refiner settings without an id; each answer used to be
+    # refused for that ("settings for the drafter need its id too") and, past the end of input, the
+    # question repeated without end.
+    out = tmp_path / "run"
+    monkeypatch.setattr("sys.stdin", io.StringIO("a\ns\n"))
+    code = main(["generate", PROMPT, "--out", str(out), "--review", "--faults", "0", "-q"])
+    err = capsys.readouterr().err
+    assert code == EXIT_STOPPED
+    assert "need its id" not in err
+    assert err.count("[s]top?") == 2  # the plan, then the first critique: asked once each
+    reviews = json.loads((out / "trajectory.json").read_text())["reviews"]
+    assert [r["answer"]["action"] for r in reviews] == ["accept", "stop"]
+
+
+def test_cli_review_error_that_no_answer_mends_ends_the_command(tmp_path, monkeypatch, capsys):
+    # An error that is not about the answer (here run.json damaged while the review waited) is said
+    # once and ends the command with exit 2, instead of asking again for ever.
+    out = tmp_path / "run"
+    real_resume = resume
+
+    def damaging_resume(run_dir, **kwargs):
+        (out / "run.json").write_text("{}")
+        return real_resume(run_dir, **kwargs)
+
+    monkeypatch.setattr("strokegraph.graph.run.resume", damaging_resume)
+    monkeypatch.setattr("sys.stdin", io.StringIO("a\n" * 5))
+    assert main(["generate", PROMPT, "--out", str(out), "--review", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("[s]top?") == 1 and err.count("is not a run record") == 1
+
+
+def test_added_violation_stays_open_until_judged(tmp_path):
+    # The sketch world's critic cannot judge "make the cup bigger": the refiner acts on it, and
+    # every critique after that lists it as not judged, so the run cannot end in a plain pass.
+    out = tmp_path / "run"
+    settings = {"drafter": {"fault_scale": 0}, "refiner": {"fault_scale": 0}}
+    mine = {
+        "kind": "attribute",
+        "expected": "a bigger cup",
+        "observed": "a small cup",
+        "message": "make the cup bigger",
+    }
+    generate(PROMPT, out=out, review=True, settings=settings)
+    r = resume(out, answer={"action": "accept"}, drafter="builtin:sketch", refiner="builtin:sketch", settings=settings)
+    while r.interrupt is not None:
+        answer = (
+            {"action": "add", "violation": mine}
+            if r.interrupt["round"] == 0 and r.interrupt["step"] == 0
+            else {"action": "accept"}
+        )
+        r = resume(out, answer=answer, drafter="builtin:sketch", refiner="builtin:sketch", settings=settings)
+    refines = [e for e in r.trajectory if e.stage == "refine"]
+    assert any("make the cup bigger" in e.text for e in refines)
+    critiques = [e for e in r.trajectory if e.stage == "critique"]
+    assert all("asked in review: make the cup bigger" in e.critique.unjudged for e in critiques[1:])
+    assert r.passed and r.unjudged == ("asked in review: make the cup bigger",)  # exit 4, not 0
+    doc = json.loads((out / "trajectory.json").read_text())
+    assert "asked in review: make the cup bigger" in doc["final_critique"]["unjudged"]
+
+
+class RequestJudge:
+    """A critic that judges a person's requests: each is unmet until it has been asked about twice."""
+
+    judges_requests = True
+
+    def __init__(self):
+        self.inner = registry.build("critic", "builtin:pixels")
+        self.seen = []
+
+    def critique(self, request):
+        self.seen.append(request.requests)
+        critique = self.inner.critique(request)
+        unmet = tuple(v for v in request.requests if sum(v in seen for seen in self.seen) < 2)
+        return critique.model_copy(update={"violations": (*critique.violations, *unmet)})
+
+
+def test_a_critic_that_judges_requests_gets_them_until_met(tmp_path):
+    from strokegraph.schema import Violation
+
+    out = tmp_path / "run"
+    critic = RequestJudge()
+    mine = Violation.model_validate({**MINE, "message": "make the cup bigger", "kind": "attribute"})
+    settings = {"drafter": {"fault_scale": 0}, "refiner": {"fault_scale": 0}}
+    kw = {"critic": critic, "drafter": "builtin:sketch", "refiner": "builtin:sketch", "settings": settings}
+    generate(PROMPT, out=out, review=True, **kw)
+    resume(out, answer={"action": "accept"}, **kw)
+    r = resume(out, answer={"action": "add", "violation": mine.model_dump()}, **kw)
+    # The critique after the refinement was asked about the request and still found it unmet.
+    assert critic.seen[-1] == (mine,) and mine in r.critique.violations
+    while r.interrupt is not None:
+        r = resume(out, answer={"action": "accept"}, **kw)
+    assert all(seen == (mine,) for seen in critic.seen[1:])  # every critique after the addition
+    assert r.passed and not r.unjudged  # judged and met: nothing left unjudged
