@@ -567,18 +567,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"strokegraph: error: {_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except (RunError, StrokegraphError) as exc:
-        print(f"strokegraph: run failed: {_line(exc)}{_resume_hint(exc)}", file=sys.stderr)
+        print(f"strokegraph: run failed: {_line(exc)}{_resume_hint(exc, args)}", file=sys.stderr)
         return EXIT_RUN_ERROR
     except _database_errors() as exc:  # the checkpoint database could not be written (a full disk, a lost server)
-        print(f"strokegraph: run failed: checkpoints: {_line(exc)}{_resume_hint(exc)}", file=sys.stderr)
+        print(f"strokegraph: run failed: checkpoints: {_line(exc)}{_resume_hint(exc, args)}", file=sys.stderr)
         return EXIT_RUN_ERROR
     except OSError as exc:  # a full disk, a file that vanished: the system's reason, in one line
         what = f"{exc.strerror or exc}" + (f": {exc.filename!r}" if exc.filename else "")
-        print(f"strokegraph: run failed: {safe(what)}{_resume_hint(exc)}", file=sys.stderr)
+        print(f"strokegraph: run failed: {safe(what)}{_resume_hint(exc, args)}", file=sys.stderr)
         return EXIT_RUN_ERROR
     except KeyboardInterrupt as exc:
         where = getattr(exc, "run_dir", None) or "its run directory"
-        print(f"strokegraph: interrupted; what the run made so far is in {where}{_resume_hint(exc)}", file=sys.stderr)
+        print(f"strokegraph: interrupted; what the run made so far is in {where}{_resume_hint(exc, args)}", file=sys.stderr)
         return 130
 
 
@@ -588,8 +588,12 @@ def _database_errors() -> tuple[type[BaseException], ...]:
     return (sqlite3.Error, psycopg.Error) if psycopg is not None else (sqlite3.Error,)
 
 
-def _resume_hint(exc: BaseException) -> str:
-    """How to continue the run ``exc`` stopped, when it stopped one that can be resumed."""
+def _resume_hint(exc: BaseException, args: argparse.Namespace) -> str:
+    """How to continue the run ``exc`` stopped, when it stopped one that can be resumed.
+
+    The command given (``args``) names again what only it held: its config file (a ``base_url``
+    may live there alone) and the store's endpoint.
+    """
     run_dir = getattr(exc, "run_dir", None)  # set by generate and resume once the run directory exists
     if run_dir is None or not (run_dir / "run.json").is_file():
         return ""
@@ -604,6 +608,10 @@ def _resume_hint(exc: BaseException) -> str:
             again += " --checkpoint POSTGRES_URL"
         if isinstance(record.get("store"), str):
             again += f" --store {shlex.quote(safe(record['store']))}"
+            if getattr(args, "store_endpoint", None):
+                again += f" --store-endpoint {shlex.quote(safe(args.store_endpoint))}"
+        if getattr(args, "config", None):
+            again = f" --config {shlex.quote(safe(args.config))}{again}"
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         again = ""
     return f"; resume with: strokegraph resume {shlex.quote(str(run_dir))}{again}"

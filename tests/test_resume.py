@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shlex
 import json
 import signal
 import sqlite3
@@ -215,3 +216,20 @@ def test_run_json_records_the_run_but_never_a_key(tmp_path, monkeypatch):
             settings={"planner": endpoint, "critic": endpoint},
         )
     assert again.passed == first.passed and again.trajectory == first.trajectory
+
+
+@pytest.mark.usefixtures("no_ambient_openai_env")
+def test_the_resume_hint_names_the_config_file_that_held_the_endpoint(tmp_path, capsys, server):
+    # The base_url lived only in the config: a hint without --config failed with "no OpenAI API key".
+    from strokegraph.testing.openai_server import any_prompt_replies, error_reply
+
+    config = tmp_path / "vllm.toml"
+    config.write_text(f'[critic]\nid = "openai:qwen"\nbase_url = "{server.url}"\nmax_retries = 0\n')
+    server.script("chat/completions", error_reply(400, "scripted failure"))
+    run_dir = tmp_path / "r"
+    assert main(["generate", PROMPT, "--out", str(run_dir), "--config", str(config), "-q"]) == EXIT_RUN_ERROR
+    err = capsys.readouterr().err.strip()
+    hint = err.partition("; resume with: ")[2]
+    assert hint == f"strokegraph resume {run_dir} --config {config} --critic openai:qwen"
+    server.fallback = any_prompt_replies()
+    assert main(shlex.split(hint)[1:] + ["-q"]) in (0, 3, 4)
