@@ -295,6 +295,35 @@ def _load_state(values: dict[str, Any]) -> RunState:
     return RunState.model_validate_json(json.dumps(values, default=plain))
 
 
+class _AfterSave:
+    """A run's progress callback that holds each stage's ``end`` until its checkpoint is saved.
+
+    A node reports its end before it returns, and LangGraph saves its writes after that; a kill
+    in between runs the node again on resume. Held back until the stream hands over the state
+    that follows the node (under ``durability="sync"`` LangGraph yields it only once the
+    checkpoint is on disk), a stage shown as finished is never run again.
+    """
+
+    def __init__(self, report: Callable[[dict], None]) -> None:
+        self.report = report
+        self.held: list[dict] = []
+
+    def __call__(self, event: dict) -> None:
+        if event.get("kind") == "end":
+            self.held.append(event)
+        else:
+            self.report(event)
+
+    def flush(self) -> None:
+        held, self.held = self.held, []
+        for event in held:
+            self.report(event)
+
+
+def _after_save(on_progress: Callable[[dict], None] | None) -> _AfterSave | None:
+    return _AfterSave(on_progress) if on_progress is not None else None
+
+
 @dataclass
 class _Run:
     """A run between :func:`_prepare` and :func:`_finish`: what generate, agenerate and resume share."""
@@ -322,6 +351,8 @@ class _Run:
     def observe(self, mode: str, data: Any) -> None:
         """Take one ``(mode, data)`` item of the graph's stream (only ``values`` is streamed)."""
         if mode == "values":
+            if isinstance(self.context.on_progress, _AfterSave):
+                self.context.on_progress.flush()  # the nodes before this state are saved
             if "__interrupt__" in data:  # a review (``review=True``) the graph stops at
                 data = {k: v for k, v in data.items() if k != "__interrupt__"}
                 if not data:
@@ -401,7 +432,7 @@ def _prepare(
         run_dir=run_dir,
         seed=seed,
         ids=ids,
-        on_progress=on_progress,
+        on_progress=_after_save(on_progress),
         store=store,
         thread_id=record.thread_id,
     )
@@ -847,7 +878,7 @@ def _resume_locked(
             run_dir=run_dir,
             seed=record.seed,
             ids=ids,
-            on_progress=on_progress,
+            on_progress=_after_save(on_progress),
             store=store,
             thread_id=record.thread_id,
         )

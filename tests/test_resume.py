@@ -233,3 +233,29 @@ def test_the_resume_hint_names_the_config_file_that_held_the_endpoint(tmp_path, 
     assert hint == f"strokegraph resume {run_dir} --config {config} --critic openai:qwen"
     server.fallback = any_prompt_replies()
     assert main(shlex.split(hint)[1:] + ["-q"]) in (0, 3, 4)
+
+
+def test_a_stage_shown_as_finished_never_runs_again(tmp_path):
+    # A kill right after a stage's progress line used to land before its checkpoint, so resume ran
+    # the node again (with an API backend, one more paid call). The line now comes once it is saved.
+    calls = []
+
+    class Counting:
+        def __init__(self):
+            self.inner = SketchDrafter()
+
+        def draft(self, request):
+            calls.append(request.step)
+            return self.inner.draft(request)
+
+    def kill_after_first_draft(event):
+        if event["kind"] == "end" and event["stage"] == "draft":
+            raise KeyboardInterrupt  # as a Ctrl-C would, the moment the line is shown
+
+    drafter = Counting()
+    with pytest.raises(KeyboardInterrupt):
+        generate(PROMPT, out=tmp_path / "r", seed=5, drafter=drafter, on_progress=kill_after_first_draft)
+    assert calls == [0]
+    resume(tmp_path / "r", drafter=drafter)
+    assert calls[0] == 0 and calls.count(0) == 1  # step 1's draft was not drawn twice
+    assert calls == sorted(set(calls))
