@@ -7,6 +7,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +56,9 @@ class Result:
     """Parts of the prompt the final critique could not judge. ``passed`` speaks only for the rest."""
     stopped: bool = False
     """A person reviewing the run stopped it."""
+    thread_id: str | None = None
+    """The run's thread when its checkpoints or images go to a shared place (a database, a store),
+    which :func:`resume` takes as ``thread=`` on any machine; None for a run kept in its directory."""
 
 
 def _slug(prompt: str) -> str:
@@ -371,6 +375,8 @@ class _Run:
 
     def result(self) -> Result:
         result = _result(self.run_dir, self.state())
+        if self.checkpoint_url is not None or self.context.store is not None:
+            result = replace(result, thread_id=self.context.thread_id)
         return replace(result, interrupt=self.interrupt, passed=False) if self.interrupt is not None else result
 
     def check_interrupt(self, graph) -> None:
@@ -427,6 +433,12 @@ def _prepare(
     except BaseException:
         lock.release()
         raise
+    if on_progress is not None and (url is not None or store is not None):
+        # Before any node runs: if this machine dies, the thread id is what resumes the run elsewhere.
+        where = (" --checkpoint POSTGRES_URL" if url else "") + (
+            f" --store {shlex.quote(store.url)}" if store is not None else ""
+        )
+        on_progress({"kind": "thread", "thread_id": record.thread_id, "run_dir": str(run_dir), "where": where.strip()})
     context = RunContext(
         backends,
         run_dir=run_dir,

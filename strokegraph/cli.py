@@ -189,6 +189,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     _add_scale_out(r)
 
+    ru = sub.add_parser("runs", help="list the threads of a shared checkpoint database and where each stopped")
+    ru.add_argument("--checkpoint", metavar="URL", required=True, help="the postgres:// URL the runs were given")
+    ru.add_argument("--limit", type=_positive, default=100, metavar="N", help="the N latest threads (100)")
+    ru.add_argument("--json", action="store_true", help="print JSON (default: one line per thread)")
+
     pl = sub.add_parser("plan", help="print the scene graph and plan for PROMPT")
     pl.add_argument("prompt")
     pl.add_argument("--planner", metavar="ID", default="builtin:rules", help="planner backend id (builtin:rules)")
@@ -242,6 +247,13 @@ def _progress_printer(stream):
     live = stream.isatty()
 
     def show(event: dict) -> None:
+        if event.get("kind") == "thread":  # a run other machines can resume: say how, before it works
+            stream.write(
+                f"thread {safe(event['thread_id'])}: resume it on any machine with: strokegraph resume --thread "
+                f"{safe(event['thread_id'])} --out DIR {safe(event['where'])}\n"
+            )
+            stream.flush()
+            return
         if event.get("kind") == "progress":
             if live:
                 stream.write(f"\r  {safe(event['stage'])} sampling {event['step']}/{event['total']}\x1b[K")
@@ -452,7 +464,23 @@ def _outcome(result) -> int:
         verdict, code = "passed", 0
     print(f"{verdict}: {result.final_image or f'nothing drawn yet, in {result.run_dir}'}")
     print(f"report: {result.run_dir / 'report.html'}")
+    if result.thread_id is not None:
+        print(f"thread: {safe(result.thread_id)}")
     return code
+
+
+def _runs(args) -> int:
+    from strokegraph.graph.threads import list_threads
+
+    threads = list_threads(args.checkpoint, limit=args.limit)
+    if args.json:
+        print(json.dumps([t.__dict__ for t in threads], indent=2))
+        return 0
+    for t in threads:
+        print(f"{safe(t.thread_id)}  {safe(t.updated[:19])}  {safe(t.status)}  {safe(t.prompt[:60])}")
+    if not threads:
+        print("no threads in this database", file=sys.stderr)
+    return 0
 
 
 def _plan(args) -> int:
@@ -560,7 +588,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # against strokegraph's own, lower cap right after PIL reads its header, and refused in one line
     # that says so; the warning would only come first. (By message, so that PIL is not imported here.)
     warnings.filterwarnings("ignore", r"Image size \(\d+ pixels\) exceeds limit", RuntimeWarning, r"PIL\.Image")
-    commands = {"generate": _generate, "resume": _resume, "plan": _plan, "bench": _bench, "codebook": _codebook}
+    commands = {
+        "generate": _generate,
+        "resume": _resume,
+        "runs": _runs,
+        "plan": _plan,
+        "bench": _bench,
+        "codebook": _codebook,
+    }
     try:
         return commands[args.command](args)
     except UsageError as exc:
@@ -578,7 +613,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_RUN_ERROR
     except KeyboardInterrupt as exc:
         where = getattr(exc, "run_dir", None) or "its run directory"
-        print(f"strokegraph: interrupted; what the run made so far is in {where}{_resume_hint(exc, args)}", file=sys.stderr)
+        print(
+            f"strokegraph: interrupted; what the run made so far is in {where}{_resume_hint(exc, args)}",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import shlex
 import json
+import shlex
 import signal
 import sqlite3
 import subprocess

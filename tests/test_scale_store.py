@@ -437,3 +437,40 @@ def test_a_thread_runs_on_one_machine_at_a_time(pg, s3, tmp_path):
             resume(tmp_path / "b", thread=thread, checkpoint=pg, store=s3, drafter=SketchDrafter())
     # Released with the other machine's connection.
     assert resume(tmp_path / "b", thread=thread, checkpoint=pg, store=s3, drafter=SketchDrafter()).final_image
+
+
+def test_a_shared_run_says_its_thread_and_runs_lists_where_each_thread_stopped(pg, s3, tmp_path, capsys):
+    from strokegraph.cli import main
+
+    stopped = _stopped_run(pg, s3, tmp_path / "a")
+    code = main(
+        [
+            "generate",
+            PROMPT,
+            "--seed",
+            "3",
+            "--out",
+            str(tmp_path / "b"),
+            "--checkpoint",
+            pg,
+            "--store",
+            str(tmp_path / "store"),
+        ]
+    )
+    captured = capsys.readouterr()
+    finished = json.loads((tmp_path / "b" / "run.json").read_text())["thread_id"]
+    # Said before the run works (stderr's first line) and in the summary.
+    first = captured.err.splitlines()[0]
+    assert first.startswith(f"thread {finished}: resume it on any machine with: strokegraph resume --thread {finished}")
+    assert "--checkpoint POSTGRES_URL" in first and pg not in captured.err
+    assert f"thread: {finished}" in captured.out.splitlines()
+
+    assert main(["runs", "--checkpoint", pg, "--json"]) == 0
+    threads = {t["thread_id"]: t for t in json.loads(capsys.readouterr().out)}
+    assert set(threads) == {stopped, finished}
+    assert threads[stopped]["status"] == "resumable (step 2 of 3 drawn)" and threads[stopped]["prompt"] == PROMPT
+    assert threads[finished]["status"].startswith("finished: ")
+    assert (threads[finished]["status"] == "finished: passed") == (code in (0, 4))
+    assert main(["runs", "--checkpoint", pg]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(finished)  # the latest first
