@@ -11,6 +11,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from strokegraph import __version__
 from strokegraph.errors import InvalidAnswer, RunError, StrokegraphError, UsageError
@@ -241,36 +242,100 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _progress_printer(stream):
-    """One line per finished stage; sampling progress as a counter updated in place on a terminal."""
-    started = time.perf_counter()
-    live = stream.isatty()
+class _Display:
+    """The run's progress on stderr: one line per finished stage (printed once it is saved).
 
-    def show(event: dict) -> None:
-        if event.get("kind") == "thread":  # a run other machines can resume: say how, before it works
-            stream.write(
+    On a terminal, a live area below the lines shows each stage from its start: a spinner while it
+    works (an API call in flight), and a bar with the time left while a backend samples. Elsewhere
+    (a pipe, a log file) only the lines are written. Call :meth:`close` before reading from the
+    terminal or when the run returns; the live area starts again with the next stage.
+    """
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.started = time.perf_counter()
+        self.live = stream.isatty()
+        self._bars = None  # rich's Progress, made when the first stage starts on a terminal
+        self._tasks: dict[tuple, Any] = {}
+
+    def __call__(self, event: dict) -> None:
+        kind = event.get("kind")
+        if kind == "thread":  # a run other machines can resume: say how, before it works
+            self._line(
                 f"thread {safe(event['thread_id'])}: resume it on any machine with: strokegraph resume --thread "
-                f"{safe(event['thread_id'])} --out DIR {safe(event['where'])}\n"
+                f"{safe(event['thread_id'])} --out DIR {safe(event['where'])}"
             )
-            stream.flush()
             return
-        if event.get("kind") == "progress":
-            if live:
-                stream.write(f"\r  {safe(event['stage'])} sampling {event['step']}/{event['total']}\x1b[K")
-                stream.flush()
+        if kind == "progress":  # a sampling step ("step" counts denoising steps) of the stage at work
+            if self._bars is not None:
+                for (stage, *_), task in reversed(self._tasks.items()):
+                    if stage == event["stage"]:
+                        self._bars.update(task, total=event["total"], completed=event["step"], refresh=True)
+                        break
             return
-        if event.get("kind") != "end":
+        if kind not in ("start", "end"):
             return
         where = "plan" if event["step"] < 0 else f"step {event['step'] + 1}"
-        if event["round"]:
+        if event.get("round"):
             where += f" round {event['round']}"
-        clear = "\r\x1b[K" if live else ""
-        stream.write(
-            f"{clear}[{time.perf_counter() - started:6.1f}s] {event['stage']:<8} {where:<16} {safe(event['message'])}\n"
-        )
-        stream.flush()
+        key = (event["stage"], event["step"], event.get("round", 0))
+        if kind == "end":
+            self._finish(key)
+            elapsed = time.perf_counter() - self.started
+            self._line(f"[{elapsed:6.1f}s] {event['stage']:<8} {where:<16} {safe(event['message'])}")
+        elif self.live and key not in self._tasks:
+            self._tasks[key] = self._open().add_task(f"{event['stage']} {where}", total=None)
 
-    return show
+    def _open(self):
+        if self._bars is None:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            console = Console(file=self.stream, force_terminal=True)
+            self._bars = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            )
+            self._bars.start()
+        return self._bars
+
+    def _finish(self, key: tuple) -> None:
+        # Ends arrive once saved, after the next stage may have started: drop any task of that stage.
+        task = self._tasks.pop(key, None)
+        if task is not None and self._bars is not None:
+            self._bars.remove_task(task)
+
+    def _line(self, text: str) -> None:
+        if self._bars is not None:
+            self._bars.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self._bars is not None:
+            self._bars.stop()
+            self._bars = None
+            self._tasks.clear()
+
+
+def _display(quiet: bool) -> _Display | None:
+    return None if quiet else _Display(sys.stderr)
 
 
 def _role_choices(args, config) -> tuple[dict, dict]:
@@ -303,18 +368,24 @@ def _generate(args) -> int:
     )
     chosen = {"settings": {role: s for role, s in settings.items() if s}, **{r: i for r, i in ids.items() if i}}
     chosen.update(_where(args))
-    result = generate(
-        args.prompt,
-        out=args.out,
-        **chosen,
-        seed=pick(args.seed, "seed", 0),
-        budget=budget,
-        single_pass=pick(args.single_pass, "single_pass", False),
-        on_progress=None if args.quiet else _progress_printer(sys.stderr),
-        review=args.review,
-        strict=args.strict,
-    )
-    return _outcome(_review_loop(result, args.quiet, chosen))
+    display = _display(args.quiet)
+    try:
+        result = generate(
+            args.prompt,
+            out=args.out,
+            **chosen,
+            seed=pick(args.seed, "seed", 0),
+            budget=budget,
+            single_pass=pick(args.single_pass, "single_pass", False),
+            on_progress=display,
+            review=args.review,
+            strict=args.strict,
+        )
+        result = _review_loop(result, display, chosen)
+    finally:
+        if display is not None:
+            display.close()
+    return _outcome(result)
 
 
 def _resume(args) -> int:
@@ -336,15 +407,21 @@ def _resume(args) -> int:
         from strokegraph.artifacts import check_thread
 
         run_dir = args.out or f"runs/{check_thread(args.thread)}"
-    result = resume(
-        run_dir,
-        max_rounds=args.max_rounds,
-        thread=args.thread,
-        **chosen,
-        confirm=_confirm if sys.stdin.isatty() and sys.stderr.isatty() else None,
-        on_progress=None if args.quiet else _progress_printer(sys.stderr),
-    )
-    return _outcome(_review_loop(result, args.quiet, {**chosen, "trust_record": True}))
+    display = _display(args.quiet)
+    try:
+        result = resume(
+            run_dir,
+            max_rounds=args.max_rounds,
+            thread=args.thread,
+            **chosen,
+            confirm=_confirm if sys.stdin.isatty() and sys.stderr.isatty() else None,
+            on_progress=display,
+        )
+        result = _review_loop(result, display, {**chosen, "trust_record": True})
+    finally:
+        if display is not None:
+            display.close()
+    return _outcome(result)
 
 
 def _where(args) -> dict:
@@ -418,7 +495,7 @@ def _read_answer(payload: dict) -> dict:
         sys.stderr.write(f"unknown choice {safe(line.strip())!r}\n")
 
 
-def _review_loop(result, quiet: bool, chosen: dict):
+def _review_loop(result, display: _Display | None, chosen: dict):
     """While the run waits on a review: show it, ask on stdin, and go on with the answer.
 
     ``chosen`` holds the backends this command was given; the run goes on with them.
@@ -429,6 +506,8 @@ def _review_loop(result, quiet: bool, chosen: dict):
     # for settings (--faults alone sets the sketch world's settings).
     chosen = {**{role: DEFAULT_IDS[role] for role in chosen.get("settings") or {}}, **chosen}
     while result.interrupt is not None:
+        if display is not None:
+            display.close()  # the terminal is the person's while they answer
         _show_review(result.interrupt, sys.stderr)
         while True:
             answer = _read_answer(result.interrupt)
@@ -437,7 +516,7 @@ def _review_loop(result, quiet: bool, chosen: dict):
                     result.run_dir,
                     answer=answer,
                     **chosen,
-                    on_progress=None if quiet else _progress_printer(sys.stderr),
+                    on_progress=display,
                 )
                 break
             except InvalidAnswer as exc:  # only the answer was wrong: say why once, and ask again

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -256,3 +257,39 @@ def test_strict_refuses_unjudged_parts_after_planning(tmp_path, capsys):
         generate("a dog in front of a house", out=tmp_path / "r2", strict=True)
     # A prompt that is judged whole runs as usual under --strict.
     assert main(["generate", "a red cat below a blue kite", "--out", str(tmp_path / "r3"), "--strict", "-q"]) == 0
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_on_a_terminal_shows_each_stage_from_its_start_with_a_bar_while_sampling():
+    from strokegraph.cli import _Display
+
+    term = _Terminal()
+    display = _Display(term)
+    display({"kind": "start", "stage": "draft", "step": 0, "round": 0, "message": "", "duration_s": 0.0})
+    display({"kind": "progress", "stage": "draft", "step": 3, "total": 8})
+    assert display._bars is not None
+    (task,) = display._bars.tasks
+    assert task.description == "draft step 1" and (task.completed, task.total) == (3, 8)  # a bar with time left
+    display({"kind": "end", "stage": "draft", "step": 0, "round": 0, "message": "images/step01-draft.png"})
+    assert not display._bars.tasks  # the stage's live row goes, its line stays
+    display.close()
+    out = term.getvalue()
+    assert "draft step 1" in out and "3/8" in out  # drawn while it sampled
+    assert "draft    step 1           images/step01-draft.png" in out
+
+
+def test_progress_off_a_terminal_is_plain_lines():
+    from strokegraph.cli import _Display
+
+    log = io.StringIO()
+    display = _Display(log)
+    display({"kind": "start", "stage": "critique", "step": 0, "round": 0, "message": "", "duration_s": 0.0})
+    display({"kind": "end", "stage": "critique", "step": 0, "round": 0, "message": "no violations"})
+    display.close()
+    assert display._bars is None
+    (line,) = log.getvalue().splitlines()
+    assert line.endswith("critique step 1           no violations") and "\x1b" not in line
