@@ -40,7 +40,7 @@ from __future__ import annotations
 import heapq
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import TypeVar
 
@@ -94,7 +94,28 @@ _FILLERS = (
     *("there is", "there are", "i want", "i would like", "i'd like", "give me", "can you draw", "could you draw"),
 )
 _PICTURE_LINKS = {"of", "showing", "featuring", "depicting", "with"}
-_COUNTS = {tuple(k.split()): v for k, v in NUMBER_WORDS.items()}
+# "a pair of" is read by :func:`_determiner`: a pair of jeans is one thing, a pair of shoes two.
+_COUNTS = {tuple(k.split()): v for k, v in NUMBER_WORDS.items() if k != "a pair of"}
+_UNITS = {w: n for n, w in enumerate("one two three four five six seven eight nine".split(), 1)}
+_TEENS = {
+    w: n
+    for n, w in enumerate("ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split(), 10)
+}
+_TENS = dict(zip("twenty thirty forty fifty sixty seventy eighty ninety".split(), range(20, 100, 10), strict=True))
+_BIG = {"hundred": 100, "thousand": 1000, "million": 1_000_000, "billion": 1_000_000_000}
+#: Counts that say only "more than a few"; each reads as the least it can mean, and is left unjudged.
+_VAGUE = {
+    **{(f"{w}s", "of"): n for w, n in (("dozen", 24), ("hundred", 200), ("thousand", 2000), ("million", 2_000_000))},
+    ("countless",): 100,
+    ("innumerable",): 100,
+}
+#: Nouns only used in the plural that name one thing: "a pair of jeans" is one, "jeans" too.
+_PAIRED = set(
+    "scissors jeans pants trousers shorts sunglasses eyeglasses spectacles goggles binoculars tongs pliers tweezers "
+    "headphones earphones pajamas pyjamas leggings tights overalls skis".split()
+)
+#: Nouns that name one thing only after "pair of" ("two glasses of water" are two glasses).
+_PAIRED_AFTER_PAIR = {"glasses"}
 _ZERO = {("no",): 0, ("zero",): 0, ("not", "a", "single"): 0, ("not", "any"): 0, ("none", "of", "the"): 0}
 #: Article -> whether it is definite (a definite phrase may refer back to an earlier entity).
 _ARTICLES = {
@@ -102,6 +123,7 @@ _ARTICLES = {
     "an": False,
     "another": False,
     "some": False,
+    "any": False,
     **dict.fromkeys("the this these those".split(), True),
 }
 #: Determiners that say nothing about the count.
@@ -114,7 +136,8 @@ _BE = set(
 _WH = {"who", "that", "which"}
 #: Prepositions that link two entities when what follows names a known noun, else start free text.
 _PREPOSITIONS = set(
-    "with without in inside into onto at of by from among around through against toward towards along within".split()
+    "with without in inside into onto at of by from among around through against toward towards along within "
+    "across past beyond throughout amid amidst amongst up down".split()
 )
 #: Words that start free text running to the next comma, link or "and a ...".
 _STOP = set(
@@ -165,6 +188,17 @@ _VERBS = {
 } | {"has", "have", "having", "ridden", "held", "worn", "carried", "eaten", "chased", "pulled", "pushed", "driven"}
 
 
+#: Verbs read as taking no object, so that a bare word after one is not a noun ("a dog running fast").
+_INTRANSITIVE = {
+    form
+    for base in "run swim fly sleep float hang graze jump look lean walk climb".split()
+    for form in _verb_forms(base)
+}
+_ADVERBS = set(
+    "fast slowly quickly away home together alone outside inside indoors outdoors here there around up down off "
+    "out back now today again very well hard high low far".split()
+)
+
 _V = TypeVar("_V")
 
 
@@ -194,19 +228,78 @@ def _match(table: Mapping[tuple[str, ...], _V], words: list[str], i: int) -> tup
     return None
 
 
-def _determiner(words: list[str], i: int) -> tuple[int | None, bool | None, int] | None:
-    """The determiner at ``words[i]``: (count or None, definite or None, length); None if there is none."""
-    if hit := _match(_ZERO, words, i):
-        return 0, None, hit[1]
-    if hit := _match(_COUNTS, words, i):
-        return hit[0], None, hit[1]
-    word = words[i]
+def _number(words: list[str], i: int) -> tuple[int, int] | None:
+    """The number written in words or digits at ``words[i]``: (value, length), e.g. "forty two" -> (42, 2).
+
+    Covers "twenty-three", "forty two", "a hundred", "two hundred and five", "a dozen", "two dozen" and
+    "half a dozen"; a vague count ("hundreds of") is :data:`_VAGUE`'s, not this.
+    """
+    word, n = words[i], len(words)
     if word.isdigit():
-        return int(word), None, 1
+        value, k = int(word), i + 1
+    elif word == "half" and words[i + 1 : i + 3] == ["a", "dozen"]:
+        return 6, 3
+    elif word in _TENS or (word.partition("-")[0] in _TENS and word.partition("-")[2] in _UNITS):
+        tens, _, unit = word.partition("-")
+        value, k = _TENS[tens] + _UNITS.get(unit, 0), i + 1
+        if not unit and k < n and words[k] in _UNITS:  # "forty two"
+            value, k = value + _UNITS[words[k]], k + 1
+    elif word in _UNITS or word in _TEENS:
+        value, k = _UNITS.get(word) or _TEENS[word], i + 1
+    elif word == "a" and i + 1 < n and (words[i + 1] in _BIG or words[i + 1] == "dozen"):
+        value, k = 1, i + 1
+    elif word in _BIG:
+        value, k = 1, i
+    else:
+        return None
+    if k < n and words[k] == "dozen":
+        return value * 12, k + 1 - i
+    if k < n and words[k] in _BIG:
+        value, k = value * _BIG[words[k]], k + 1
+        # "a hundred and fifty": the rest belongs to the same number.
+        if k + 1 < n and words[k] == "and" and (rest := _number(words, k + 1)) and rest[0] < 100:
+            value, k = value + rest[0], k + 1 + rest[1]
+    return value, k - i
+
+
+def _range(words: list[str], i: int) -> tuple[int, int] | None:
+    """A range of counts at ``words[i]`` ("one or two", "2 to 3", "3-4" read as "3 4"): (least, length)."""
+    if (low := _number(words, i)) is None:
+        return None
+    k = i + low[1]
+    if k < len(words) and words[k] in ("or", "to"):
+        k += 1
+    if k < len(words) and (high := _number(words, k)) is not None and high[0] > low[0]:
+        return low[0], k + high[1] - i
+    return None
+
+
+_Determiner = tuple[int | None, bool | None, int, str | None]
+
+
+def _determiner(words: list[str], i: int) -> _Determiner | None:
+    """The determiner at ``words[i]``: (count or None, definite or None, length, kind); None if there is none.
+
+    ``kind`` is ``"vague"`` for a count that only bounds ("one or two", "dozens of"): the count is the
+    least it can mean, and the phrase is kept as unjudged text. It is ``"pair"`` for "pair(s) of".
+    """
+    if hit := _match(_ZERO, words, i):
+        return 0, None, hit[1], None
+    if hit := _match(_VAGUE, words, i):
+        return hit[0], None, hit[1], "vague"
+    if hit := _range(words, i):
+        return hit[0], None, hit[1], "vague"
+    if hit := _number(words, i):
+        return hit[0], None, hit[1], None
+    if hit := _match(_COUNTS, words, i):
+        return hit[0], None, hit[1], None
+    word = words[i]
+    if word in ("pair", "pairs") and words[i + 1 : i + 2] == ["of"]:
+        return None, None, 2, "pair"
     if word in _ARTICLES:
-        return (1 if word in ("a", "an", "another") else None), _ARTICLES[word], 1
+        return (1 if word in ("a", "an", "another") else None), _ARTICLES[word], 1, None
     if word in _QUIET:
-        return (2 if word == "both" else None), None, 1
+        return (2 if word == "both" else None), None, 1, None
     return None
 
 
@@ -222,6 +315,8 @@ def _can_be_noun(word: str) -> bool:
         and word not in _PREPOSITIONS
         and word not in _BE
         and (word,) not in _COUNTS
+        and (word,) not in _VAGUE
+        and _number([word], 0) is None
         and (word,) not in _ZERO
     )
 
@@ -242,17 +337,38 @@ class _Phrase:
     determined: bool  # an article, number or negation stands before the noun
     modifiers: tuple[str, ...]
     end: int  # words read; any after the noun are free text
+    vague: bool = False  # the count only bounds ("one or two cats"): it is not judged
 
 
-def _read_phrase(words: list[str]) -> _Phrase | None:
-    """Read ``determiner* modifier* noun``; None when no word can be the noun."""
-    count, definite, determined, i = None, False, False, 0
+def _read_phrase(words: list[str], bare: bool = False) -> _Phrase | None:
+    """Read ``determiner* modifier* noun``; None when no word can be the noun.
+
+    ``bare``: an unknown noun needs no determiner or colour (the object of a verb: "cooking pasta").
+    """
+    count, definite, determined, vague, pairs, i = None, False, False, False, None, 0
     while i < len(words) and (hit := _determiner(words, i)):
-        value, is_definite, n = hit
+        value, is_definite, n, kind = hit
+        if kind == "pair":
+            pairs = count if count is not None else (2 if words[i] == "pairs" else 1)
+            count = None
         count = value if value is not None else count
         definite = is_definite if is_definite is not None else definite
         determined = determined or words[i] not in _QUIET or words[i] == "both"
+        vague = vague or kind == "vague"
         i += n
+    phrase = _noun_phrase(words, i, count, definite, determined or bare, pairs is not None)
+    if phrase is None or pairs is None:
+        return phrase if phrase is None or not vague else replace(phrase, vague=True)
+    # "a pair of jeans" is one pair of trousers; "a pair of shoes" two shoes.
+    if phrase.noun in _PAIRED or phrase.noun in _PAIRED_AFTER_PAIR:
+        return replace(phrase, count=pairs, plural=False, vague=vague)
+    return replace(phrase, count=2 * pairs, plural=True, vague=vague)
+
+
+def _noun_phrase(
+    words: list[str], i: int, count: int | None, definite: bool, determined: bool, pair: bool
+) -> _Phrase | None:
+    """The ``modifier* noun`` from ``words[i]``, after determiners that gave ``count`` (if any) and "pair of"."""
     for end in range(len(words), i, -1):  # the rightmost known noun, longest first
         for n in (3, 2, 1):
             if end - n >= i and (noun := _nouns().get(tuple(words[end - n : end]))):
@@ -266,7 +382,8 @@ def _read_phrase(words: list[str]) -> _Phrase | None:
     modifiers = tuple(words[i : end - 1])
     if not _can_be_noun(last) or not (determined or any(w in COLOURS for w in modifiers)):
         return None
-    noun = last if count == 1 else singularize(last)
+    paired = last in _PAIRED or (pair and last in _PAIRED_AFTER_PAIR)
+    noun = last if count == 1 or paired else singularize(last)
     return _Phrase(noun, count, noun != last, definite, determined, modifiers, end)
 
 
@@ -285,6 +402,7 @@ class _Buffer:
             word = tok.word
             self.determined = self.determined or word in _ARTICLES or word.isdigit() or (word,) in _COUNTS
             self.determined = self.determined or (word,) in _ZERO or word in ("not", "none")
+            self.determined = self.determined or _number([word], 0) is not None or (word,) in _VAGUE
             self.coloured = self.coloured or tok.word in COLOURS
             words = [t.word for t in self.toks[-3:]]
             self.known = self.known or any(tuple(words[-n:]) in _nouns() for n in (1, 2, 3) if n <= len(words))
@@ -356,27 +474,32 @@ class _Scene:
         self._register(self.entities[k])
         return True
 
-    def mention(self, toks: list[_Token], other_side: list[_Mention], zero: str | None) -> str | None:
+    def mention(
+        self, toks: list[_Token], other_side: list[_Mention], zero: str | None, bare: bool = False
+    ) -> str | None:
         """Resolve one noun phrase to an entity id, or None (text kept) when it names no noun.
 
         A definite phrase may reuse an earlier entity; a pronoun is the latest entity not in ``other_side``
         (never one of count 0); a pronoun with none names nothing (the link it is in keeps its text).
         ``zero`` forces count 0: ``"always"``, or ``"bare"`` when the phrase has no determiner of its own.
+        ``bare``: an unknown noun needs no determiner ("cooking pasta", "without cheese").
         """
         if len(toks) == 1 and toks[0].word in _PRONOUNS:
             skip = {m.eid for m in other_side}
             return next((e for e in reversed(self.mentioned) if e not in skip), None)
-        eid = self._resolve(toks, zero)
+        eid = self._resolve(toks, zero, bare or zero == "always")
         if eid is not None and self.count_of(eid) > 0:
             self.mentioned.append(eid)
         return eid
 
-    def _resolve(self, toks: list[_Token], zero: str | None) -> str | None:
-        phrase = _read_phrase([t.word for t in toks])
+    def _resolve(self, toks: list[_Token], zero: str | None, bare: bool) -> str | None:
+        phrase = _read_phrase([t.word for t in toks], bare)
         if phrase is None:
             self.keep_text(toks)
             return None
         self.keep_text(toks[phrase.end :])
+        if phrase.vague:  # "one or two cats": drawn as one, said not judged
+            self.keep_text(toks[: phrase.end])
         colour = next((w for w in phrase.modifiers if w in COLOURS), None)
         count = phrase.count
         if zero == "always" or (zero == "bare" and not phrase.determined):
@@ -386,8 +509,10 @@ class _Scene:
             if (eid := self.index.get(key)) is not None:
                 return eid
         if count is not None and count > MAX_COUNT:
-            many = pluralize(phrase.noun)
-            raise UsageError(f"prompt asks for {count} {many}; the most one object may have is {MAX_COUNT}")
+            asked = f"{count} {pluralize(phrase.noun)}"
+            if phrase.vague:  # "hundreds of stars": no one number to name
+                asked = repr(self.prompt[toks[0].start : toks[phrase.end - 1].end])
+            raise UsageError(f"prompt asks for {asked}; the most one object may have is {MAX_COUNT}")
         # A bare plural ("the apples") asks for more than one; two is the least that reads right.
         if count is None:
             count = 2 if phrase.plural else 1
@@ -423,6 +548,7 @@ class _Sentence:
         # "always": the next phrase has count 0 ("without"); "bare": the next one without a
         # determiner of its own has ("no cars and dogs").
         self.zero: str | None = None
+        self.after_verb = False  # the next phrase is a verb's object: "cooking pasta" names pasta
 
     # -- looking ahead ----------------------------------------------------------------------
 
@@ -450,8 +576,19 @@ class _Sentence:
                 self.phrase_starts(i + 1)
                 or self.relation_at(i + 1) is not None
                 or (i + 1 < len(self.words) and self.words[i + 1] in _PREPOSITIONS)
+                or self.bare_object(i + 1)
             )
         )
+
+    def bare_object(self, i: int) -> bool:
+        """Whether a noun without a determiner is a verb's object at ``i``: "cooking pasta", "reading books".
+
+        Only after a verb that takes one ("running fast" is not), and not an adverb.
+        """
+        if i >= len(self.words) or self.words[i - 1] in _INTRANSITIVE:
+            return False
+        end = self.window(i)
+        return end > i and all(_can_be_noun(w) and w not in _ADVERBS for w in self.words[i:end])
 
     def window(self, i: int) -> int:
         """Where free text (or a preposition's object) starting at ``i`` ends: before the next comma,
@@ -486,13 +623,14 @@ class _Sentence:
             self.buf.add(toks)  # "a red, shiny apple": one phrase
             return
         zero, self.zero = self.zero, None
+        bare, self.after_verb = self.after_verb, False
         # "both red", "all blue": the colour of the phrase before.
         colours = [w for w in words if w not in _QUIET]
         if len(colours) == 1 and colours[0] in COLOURS and self.groups[-1]:
             if self.scene.recolour(self.groups[-1][-1].eid, colours[0]):
                 return
         other_side = self.groups[-2] if len(self.groups) > 1 else []
-        eid = self.scene.mention(toks, other_side, zero)
+        eid = self.scene.mention(toks, other_side, zero, bare)
         if eid is None:
             return
         self.groups[-1].append(_Mention(eid, toks[0].start, toks[-1].end, by))
@@ -582,6 +720,7 @@ class _Sentence:
         if self.words[i + 1] in _PREPOSITIONS:  # "playing with", "sitting in"
             return self.preposition(i + 1, toks[i : i + 2])
         self.link(None, toks[i : i + 1])
+        self.after_verb = True
         return i + 1
 
     def preposition(self, i: int, link_toks: list[_Token]) -> int:
