@@ -3,8 +3,9 @@
 The grammar, per sentence (sentences end at ``.``, ``;``, ``!`` or ``?``)::
 
     sentence := filler? group (link group)*          filler: "a photo of", "draw", "there are", ...
-    group    := phrase (("," | "and") phrase)*
+    group    := phrase place? (("," | "and") phrase place?)*
     phrase   := determiner* modifier* noun           determiner: article, number, "no", "zero", ...
+    place    := ("on" | "to" | "at" | "in") "the" side ("of the image")?     side: "left", "top right", ...
     link     := relation | verb | preposition
 
 - **Nouns.** A known noun (GenEval's 80 classes and basic shapes, longest first) anywhere in a phrase;
@@ -17,12 +18,23 @@ The grammar, per sentence (sentences end at ``.``, ``;``, ``!`` or ``?``)::
   and the rest open the second, but a list ending in "and" closes at the comma after it
   (``A rel B and C, D rel E``). "is", "sits", "standing", ... before a relation are skipped. A
   relation word that would relate more than :data:`MAX_PAIRS` pairs is kept as free text instead.
+  "On" is "above" except on what it touches rather than tops ("a clock on the wall", "a dog on the
+  grass", :data:`_CONTACT`): there it is a linking preposition.
+- **Sides of the picture** ("a cat on the left and a dog on the right", "at the top of the image",
+  "in the middle") become relations between the entities on opposite sides of one axis: the cat is
+  left of the dog. A side with nothing across from it ("a cat on the left") is kept as free text.
 - **Verbs** ("riding", "holds", "playing with") and **prepositions naming a known noun** ("a dog in a
   car", "a bowl of apples", "a man with an umbrella") keep the nouns on both sides as entities and
   the phrase, word for word, as a free-text constraint; after a verb the next relation is the verb's
-  subject's ("a boy holding a kite next to a dog": the boy is next to the dog).
-- **Negation.** "no cars", "zero apples", "0 apples", "without a hat", "with no hat" give count 0:
-  the object must be absent. Relations and verbs involving it are dropped (absence is judged anywhere).
+  subject's ("a boy holding a kite next to a dog": the boy is next to the dog). A verb's object needs
+  no article ("a chef cooking pasta"), unless the verb takes none ("a dog running fast").
+- **Counts.** Digits and number words ("twenty-three", "forty two", "a dozen", "half a dozen", "a
+  hundred"); more than :data:`~strokegraph.schema.MAX_COUNT` is refused. "A pair of jeans" is one
+  (:data:`_PAIRED`), "a pair of shoes" two shoes. A count that only bounds ("one or two", "2-3",
+  "dozens of") draws the least it can mean and keeps the phrase as free text: the count is not judged.
+- **Negation.** "no cars", "zero apples", "0 apples", "without a hat", "with no hat", "without any
+  cheese" give count 0: the object must be absent. Relations and verbs involving it are dropped
+  (absence is judged anywhere).
 - **Colours and other adjectives.** The first colour of a phrase is its colour, the other modifiers
   (size words included) its attributes; "two cups, both red" and "the sky is blue" colour the phrase
   before them.
@@ -151,6 +163,26 @@ _NOT_NOUNS = set(
     "other others it them they something anything nothing".split()
 )
 _PRONOUNS = {"it", "them", "they", "itself", "themselves"}
+#: Nouns that "on" touches rather than rests on top of: "a clock on the wall" is not above the wall,
+#: "a dog on the grass" not above the grass. "On" one of them is a linking preposition, not "above".
+_CONTACT = set(
+    "wall fridge refrigerator door ceiling window board blackboard whiteboard chalkboard screen mirror tree "
+    "ground floor grass lawn snow sand beach ice water sea ocean lake river pond head shoulder lap face hand arm "
+    "shirt page".split()
+)
+#: Where in the picture: "on the left", "at the top", "in the bottom right corner" -> (axis, side);
+#: along an axis, side 0 is left of (or above) side 1, which is left of (or above) side 2. "In the
+#: middle" ("m") lies on the axis the prompt's other sides use.
+_PLACES: dict[str, tuple[str, int]] = {
+    "left": ("x", 0),
+    "right": ("x", 2),
+    "top": ("y", 0),
+    "upper": ("y", 0),
+    "bottom": ("y", 2),
+    "lower": ("y", 2),
+    **dict.fromkeys(("middle", "center", "centre"), ("m", 1)),
+}
+_FRAMES = {*_PICTURES, "frame", "canvas", "picture"}
 _ENDS = {".", ";", "!", "?"}
 # Matched on the prompt as written (lower-casing can change a string's length), so spans stay exact.
 _TOKEN = re.compile(r"[A-Za-z]+(?:['-][A-Za-z]+)*|[0-9]+|[,.;!?]")
@@ -208,6 +240,7 @@ def _table(phrases: Iterable[tuple[str, _V]]) -> dict[tuple[str, ...], _V]:
 
 _RELATION_TABLE = _table(_RELATIONS.items())
 _FILLER_TABLE = _table((f, True) for f in _FILLERS)
+_PLACE_ENDS = _table((w, True) for w in ("side", "hand side", "corner", "half", "part", "edge"))
 
 
 @cache
@@ -436,6 +469,17 @@ class _Link:
 _ANY = object()
 
 
+@dataclass(frozen=True)
+class _Place:
+    """An entity said to be on one side of the picture ("a cat on the left"), and the words saying so."""
+
+    eid: str
+    axis: str
+    side: int
+    start: int
+    end: int
+
+
 @dataclass
 class _Scene:
     prompt: str
@@ -445,6 +489,7 @@ class _Scene:
     mentioned: list[str] = field(default_factory=list)  # entity ids, most recent last
     # (noun, colour or _ANY, count or _ANY) -> the first entity that fits, for definite phrases.
     index: dict[tuple, str] = field(default_factory=dict)
+    places: list[_Place] = field(default_factory=list)
 
     def keep_text(self, toks: list[_Token] | tuple[_Token, ...]) -> None:
         if toks:
@@ -525,6 +570,27 @@ class _Scene:
     def sentence(self, toks: list[_Token]) -> None:
         _Sentence(self, toks).read()
 
+    def relate_places(self) -> None:
+        """Turn sides of the picture into relations: "a cat on the left and a dog on the right" is cat
+        left of dog. A side with nothing on the other side of its axis says nothing judged about
+        where the entity is: its words are kept as free text."""
+        axes = {p.axis for p in self.places}
+        middle_axis = "x" if "x" in axes else "y"
+        for axis, predicate in (("x", "left of"), ("y", "above")):
+            places = [p for p in self.places if p.axis == axis or (p.axis == "m" and axis == middle_axis)]
+            drawn = [p for p in places if self.count_of(p.eid) > 0]
+            sides = [list(dict.fromkeys(p.eid for p in drawn if p.side == k)) for k in range(3)]
+            pairs = [(s, o) for a, b in ((0, 1), (0, 2), (1, 2)) for s in sides[a] for o in sides[b] if s != o]
+            if not pairs or len(pairs) > MAX_PAIRS:
+                for p in places:
+                    self.keep_span(p.start, p.end)
+                continue
+            for p in places:
+                if p not in drawn:
+                    self.keep_span(p.start, p.end)
+            for s, o in pairs:
+                self.relations.setdefault(Relation(subject=s, predicate=predicate, object=o))
+
 
 class _Sentence:
     """One pass over one sentence's words: phrases into groups, groups joined by links."""
@@ -549,6 +615,8 @@ class _Sentence:
         # determiner of its own has ("no cars and dogs").
         self.zero: str | None = None
         self.after_verb = False  # the next phrase is a verb's object: "cooking pasta" names pasta
+        self.placed = 0  # mentions of the current group that a side of the picture was given to
+        self.pending: tuple[list[tuple[str, int]], int] | None = None  # "on the left, a cat": sides, start
 
     # -- looking ahead ----------------------------------------------------------------------
 
@@ -557,6 +625,33 @@ class _Sentence:
         j = self.be_end[i]
         hit = _match(_RELATION_TABLE, self.words, j)
         return (hit[0], j + hit[1]) if hit else None
+
+    def place_at(self, i: int) -> tuple[list[tuple[str, int]], int] | None:
+        """The side of the picture at ``i`` ("on the left", "in the top right corner of the image"), after
+        any "is"/"sits"/... words: (its (axis, side) pairs, end index). None before "of" and anything but
+        the picture: "on the left of a dog" is a relation."""
+        words, j = self.words, self.be_end[i]
+        if words[j : j + 1] not in (["on"], ["to"], ["at"], ["in"]) or words[j + 1 : j + 2] != ["the"]:
+            return None
+        k = j + 2 + (words[j + 2 : j + 3] in (["far"], ["very"]))
+        sides: dict[str, int] = {}
+        while k < len(words) and words[k] in _PLACES and _PLACES[words[k]][0] not in sides:
+            axis, side = _PLACES[words[k]]
+            sides[axis] = side
+            k += 1
+        if not sides:
+            return None
+        if hit := _match(_PLACE_ENDS, words, k):
+            k += hit[1]
+        if words[k : k + 1] == ["of"]:
+            if words[k + 1 : k + 2] not in (["the"], ["this"]) or not set(words[k + 2 : k + 3]) & _FRAMES:
+                return None
+            k += 3
+        return list(sides.items()), k
+
+    def touches(self, i: int) -> bool:
+        """Whether the phrase at ``i`` names something "on" touches rather than tops: "the wall", "the grass"."""
+        return any(w in _CONTACT or singularize(w) in _CONTACT for w in self.words[i : self.window(i)])
 
     def phrase_starts(self, i: int) -> bool:
         """Whether a noun phrase clearly starts at ``i``: a determiner, a colour or a known noun."""
@@ -634,6 +729,10 @@ class _Sentence:
         if eid is None:
             return
         self.groups[-1].append(_Mention(eid, toks[0].start, toks[-1].end, by))
+        if self.pending is not None:
+            (sides, start), self.pending = self.pending, None
+            self.scene.places += [_Place(eid, axis, side, start, toks[-1].end) for axis, side in sides]
+            self.placed = len(self.groups[-1])
         if by == "and" and self.scene.count_of(eid) == 0:
             self.zero = "bare"
 
@@ -642,6 +741,22 @@ class _Sentence:
         self.links.append(_Link(predicate, tuple(toks)))
         self.groups.append([])
         self.spans.append([])
+        self.placed = 0
+
+    def place(self, sides: list[tuple[str, int]], toks: list[_Token]) -> None:
+        """Give the phrases read since the last side ("a cat and a dog on the left"), or else the next
+        phrase ("on the left, a cat"), the sides of the picture at ``toks``."""
+        self.close()
+        targets = self.groups[-1][self.placed :]
+        self.placed = len(self.groups[-1])
+        if not targets:
+            if self.pending is not None:
+                self.scene.keep_span(self.pending[1], toks[0].start)
+            self.pending = (sides, toks[0].start)
+            return
+        for m in targets:
+            for axis, side in sides:
+                self.scene.places.append(_Place(m.eid, axis, side, targets[0].start, toks[-1].end))
 
     def free_text(self, i: int, start: int | None = None, after: int | None = None) -> int:
         """Keep ``words[i:end]`` (from character ``start`` if given) as a constraint; return ``end``.
@@ -649,6 +764,8 @@ class _Sentence:
         ``end`` is where the text from ``after`` (default ``i + 1``) ends, see :meth:`window`.
         """
         self.close()
+        # "a cat in a box, a dog on the right": the side is the dog's alone.
+        self.placed = len(self.groups[-1])
         after = i + 1 if after is None else after
         end = max(self.window(after), after)
         self.scene.keep_span(self.toks[i].start if start is None else start, self.toks[end - 1].end)
@@ -659,10 +776,18 @@ class _Sentence:
         i = self.filler()
         while i < len(words):
             w = words[i]
-            if rel := self.relation_at(i):
-                predicate, end = rel
-                self.link(predicate, toks[i:end])
+            if place := self.place_at(i):
+                sides, end = place
+                self.place(sides, toks[self.be_end[i] : end])
                 i = end
+            elif rel := self.relation_at(i):
+                predicate, end = rel
+                j = self.be_end[i]
+                if self.words[j] in ("on", "upon") and end == j + 1 and self.touches(end):
+                    i = self.preposition(j, toks[j:end])  # "a clock on the wall": on it, not above it
+                else:
+                    self.link(predicate, toks[i:end])
+                    i = end
             elif w in ("is", "are") and i + 1 < len(words) and words[i + 1] in COLOURS and self.ends_clause(i + 2):
                 self.close()
                 if not (self.groups[-1] and self.scene.recolour(self.groups[-1][-1].eid, words[i + 1])):
@@ -697,6 +822,8 @@ class _Sentence:
                 self.buf.add(toks[i : i + n])
                 i += n
         self.close()
+        if self.pending is not None:
+            self.scene.keep_span(self.pending[1], toks[-1].end)
         self.relate()
 
     def ends_clause(self, i: int) -> bool:
@@ -821,6 +948,7 @@ def parse(prompt: str) -> SceneGraph:
         elif sentence:
             scene.sentence(sentence)
             sentence = []
+    scene.relate_places()
     if not scene.entities:
         raise UsageError(
             f"prompt names no object to draw: {prompt!r}; name a known object ('a red apple') "
