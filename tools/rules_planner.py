@@ -616,6 +616,9 @@ class _Sentence:
         self.zero: str | None = None
         self.after_verb = False  # the next phrase is a verb's object: "cooking pasta" names pasta
         self.placed = 0  # mentions of the current group that a side of the picture was given to
+        # (group, mention) of phrases with a place of their own ("a clock on the wall"): not also the
+        # object of the relation before them ("a cup on a table and a clock on the wall").
+        self.located: set[tuple[int, int]] = set()
         self.pending: tuple[list[tuple[str, int]], int] | None = None  # "on the left, a cat": sides, start
 
     # -- looking ahead ----------------------------------------------------------------------
@@ -649,9 +652,13 @@ class _Sentence:
             k += 3
         return list(sides.items()), k
 
-    def touches(self, i: int) -> bool:
-        """Whether the phrase at ``i`` names something "on" touches rather than tops: "the wall", "the grass"."""
-        return any(w in _CONTACT or singularize(w) in _CONTACT for w in self.words[i : self.window(i)])
+    def touches_at(self, i: int) -> bool:
+        """Whether "on" at ``i`` (after any "is"/"lying"/...) is on something it touches rather than tops:
+        "on the wall", "on the grass"."""
+        j = self.be_end[i]
+        if self.words[j : j + 1] not in (["on"], ["upon"]) or self.relation_at(i) != ("above", j + 1):
+            return False
+        return any(w in _CONTACT or singularize(w) in _CONTACT for w in self.words[j + 1 : self.window(j + 1)])
 
     def phrase_starts(self, i: int) -> bool:
         """Whether a noun phrase clearly starts at ``i``: a determiner, a colour or a known noun."""
@@ -783,8 +790,11 @@ class _Sentence:
             elif rel := self.relation_at(i):
                 predicate, end = rel
                 j = self.be_end[i]
-                if self.words[j] in ("on", "upon") and end == j + 1 and self.touches(end):
-                    i = self.preposition(j, toks[j:end])  # "a clock on the wall": on it, not above it
+                if self.touches_at(i):  # "a clock on the wall": on it, not above it
+                    self.close()
+                    if len(self.groups[-1]) > 1:  # "a cup on a table and a clock on the wall"
+                        self.located.add((len(self.groups) - 1, len(self.groups[-1]) - 1))
+                    i = self.preposition(j, toks[j:end], whole=True)
                 else:
                     self.link(predicate, toks[i:end])
                     i = end
@@ -839,6 +849,9 @@ class _Sentence:
     def verb(self, i: int) -> int:
         """A verb at ``i``: a link to the phrase after it, or before a relation, text of its own."""
         toks = self.toks
+        if self.touches_at(i + 1):  # "a clock hanging on the wall": all of it is the text
+            self.close()
+            return i + 1
         if self.relation_at(i + 1) is not None:  # "a cat sleeping on a bed": the relation, and "a cat sleeping"
             self.close()
             start = self.groups[-1][-1].start if self.groups[-1] else toks[i].start
@@ -850,9 +863,9 @@ class _Sentence:
         self.after_verb = True
         return i + 1
 
-    def preposition(self, i: int, link_toks: list[_Token]) -> int:
+    def preposition(self, i: int, link_toks: list[_Token], whole: bool = False) -> int:
         """A preposition at ``i`` (with the verb before it in ``link_toks``): a link when what follows
-        names a known noun, else free text."""
+        names a known noun, else free text; ``whole``: the text starts at the phrase before it."""
         end = self.window(i + 1)
         # After a verb, "with", "at" and "by" take any phrase: "playing with a ball", "ridden by an astronaut".
         taken = len(link_toks) > 1 and self.words[i] in ("with", "at", "by") and self.phrase_starts(i + 1)
@@ -861,7 +874,7 @@ class _Sentence:
             return i + 1
         # "a bowl of fruit": the whole phrase is the constraint, not "of fruit".
         start = None
-        if self.words[i] == "of" and self.buf.has_noun():
+        if whole or (self.words[i] == "of" and self.buf.has_noun()):
             self.close()
             start = self.groups[-1][-1].start if self.groups[-1] else None
         return self.free_text(i - (len(link_toks) - 1), start, after=i + 1)
@@ -890,6 +903,7 @@ class _Sentence:
             subjects = groups[k] if k == 0 or len(groups[k]) == 1 else groups[k][_second(groups[k]) :]
             last = k + 1 == len(self.links)
             objects = groups[k + 1] if last or len(groups[k + 1]) == 1 else groups[k + 1][: _second(groups[k + 1])]
+            objects = [m for n, m in enumerate(objects) if (k + 1, n) not in self.located]
             if link.predicate is None:
                 objects = objects[:1]  # "a boy holding a kite, a dog and a bus": he holds the kite
             chained = previous if k > 0 and self.links[k - 1].predicate is None and len(groups[k]) == 1 else []
