@@ -126,7 +126,7 @@ _PAIRED = set(
     "scissors jeans pants trousers shorts sunglasses eyeglasses spectacles goggles binoculars tongs pliers tweezers "
     "headphones earphones pajamas pyjamas leggings tights overalls skis".split()
 )
-#: Nouns that name one thing only after "pair of" ("two glasses of water" are two glasses).
+#: Nouns that name one thing unless counted ("two glasses of water" are two glasses).
 _PAIRED_AFTER_PAIR = {"glasses"}
 _ZERO = {("no",): 0, ("zero",): 0, ("not", "a", "single"): 0, ("not", "any"): 0, ("none", "of", "the"): 0}
 #: Article -> whether it is definite (a definite phrase may refer back to an earlier entity).
@@ -167,8 +167,8 @@ _PRONOUNS = {"it", "them", "they", "itself", "themselves"}
 #: "a dog on the grass" not above the grass. "On" one of them is a linking preposition, not "above".
 _CONTACT = set(
     "wall fridge refrigerator door ceiling window board blackboard whiteboard chalkboard screen mirror tree "
-    "ground floor grass lawn snow sand beach ice water sea ocean lake river pond head shoulder lap face hand arm "
-    "shirt page".split()
+    "ground floor grass lawn field meadow snow sand beach ice water sea ocean lake river pond "
+    "head shoulder lap face hand arm shirt page".split()
 )
 #: Where in the picture: "on the left", "at the top", "in the bottom right corner" -> (axis, side);
 #: along an axis, side 0 is left of (or above) side 1, which is left of (or above) side 2. "In the
@@ -389,9 +389,10 @@ def _read_phrase(words: list[str], bare: bool = False) -> _Phrase | None:
         determined = determined or words[i] not in _QUIET or words[i] == "both"
         vague = vague or kind == "vague"
         i += n
-    phrase = _noun_phrase(words, i, count, definite, determined or bare, pairs is not None)
+    # "one or two kittens": the noun is plural whatever the least count is.
+    phrase = _noun_phrase(words, i, None if vague else count, definite, determined or bare, pairs is not None)
     if phrase is None or pairs is None:
-        return phrase if phrase is None or not vague else replace(phrase, vague=True)
+        return phrase if phrase is None or not vague else replace(phrase, count=count, vague=True)
     # "a pair of jeans" is one pair of trousers; "a pair of shoes" two shoes.
     if phrase.noun in _PAIRED or phrase.noun in _PAIRED_AFTER_PAIR:
         return replace(phrase, count=pairs, plural=False, vague=vague)
@@ -415,7 +416,8 @@ def _noun_phrase(
     modifiers = tuple(words[i : end - 1])
     if not _can_be_noun(last) or not (determined or any(w in COLOURS for w in modifiers)):
         return None
-    paired = last in _PAIRED or (pair and last in _PAIRED_AFTER_PAIR)
+    # "wearing glasses", "a pair of glasses": one pair; "two glasses of water": two glasses.
+    paired = last in _PAIRED or (last in _PAIRED_AFTER_PAIR and (pair or count is None))
     noun = last if count == 1 or paired else singularize(last)
     return _Phrase(noun, count, noun != last, definite, determined, modifiers, end)
 
@@ -616,6 +618,8 @@ class _Sentence:
         self.zero: str | None = None
         self.after_verb = False  # the next phrase is a verb's object: "cooking pasta" names pasta
         self.placed = 0  # mentions of the current group that a side of the picture was given to
+        # Free text since the last phrase: "a cat in a box, a dog on the right" gives the side to the dog alone.
+        self.described = False
         # (group, mention) of phrases with a place of their own ("a clock on the wall"): not also the
         # object of the relation before them ("a cup on a table and a clock on the wall").
         self.located: set[tuple[int, int]] = set()
@@ -735,6 +739,8 @@ class _Sentence:
         eid = self.scene.mention(toks, other_side, zero, bare)
         if eid is None:
             return
+        if self.described:
+            self.placed, self.described = len(self.groups[-1]), False
         self.groups[-1].append(_Mention(eid, toks[0].start, toks[-1].end, by))
         if self.pending is not None:
             (sides, start), self.pending = self.pending, None
@@ -761,6 +767,8 @@ class _Sentence:
                 self.scene.keep_span(self.pending[1], toks[0].start)
             self.pending = (sides, toks[0].start)
             return
+        if self.links and self.links[-1].predicate is None and targets[0] is self.groups[-1][0] and self.groups[-2]:
+            targets = self.groups[-2][-1:]  # "a girl reading a book on the left": the girl, as for a relation
         for m in targets:
             for axis, side in sides:
                 self.scene.places.append(_Place(m.eid, axis, side, targets[0].start, toks[-1].end))
@@ -771,8 +779,7 @@ class _Sentence:
         ``end`` is where the text from ``after`` (default ``i + 1``) ends, see :meth:`window`.
         """
         self.close()
-        # "a cat in a box, a dog on the right": the side is the dog's alone.
-        self.placed = len(self.groups[-1])
+        self.described = True
         after = i + 1 if after is None else after
         end = max(self.window(after), after)
         self.scene.keep_span(self.toks[i].start if start is None else start, self.toks[end - 1].end)
