@@ -149,7 +149,7 @@ _WH = {"who", "that", "which"}
 #: Prepositions that link two entities when what follows names a known noun, else start free text.
 _PREPOSITIONS = set(
     "with without in inside into onto at of by from among around through against toward towards along within "
-    "across past beyond throughout amid amidst amongst up down".split()
+    "across past beyond throughout amid amidst amongst up down out off".split()
 )
 #: Words that start free text running to the next comma, link or "and a ...".
 _STOP = set(
@@ -226,6 +226,11 @@ _INTRANSITIVE = {
     for base in "run swim fly sleep float hang graze jump look lean walk climb".split()
     for form in _verb_forms(base)
 }
+#: Bare verb objects that are games, not things to draw ("a person playing tennis").
+_ACTIVITIES = set(
+    "tennis soccer football golf chess baseball basketball volleyball hockey cricket rugby badminton cards "
+    "games music".split()
+)
 _ADVERBS = set(
     "fast slowly quickly away home together alone outside inside indoors outdoors here there around up down off "
     "out back now today again very well hard high low far".split()
@@ -686,6 +691,10 @@ class _Sentence:
             )
         )
 
+    def activity(self, toks: list[_Token]) -> bool:
+        """Whether a verb's bare object is a game, not a thing: "playing tennis"."""
+        return self.links[-1].predicate is None and all(t.word in _ACTIVITIES for t in toks)
+
     def bare_object(self, i: int) -> bool:
         """Whether a noun without a determiner is a verb's object at ``i``: "cooking pasta", "reading books".
 
@@ -699,9 +708,12 @@ class _Sentence:
     def window(self, i: int) -> int:
         """Where free text (or a preposition's object) starting at ``i`` ends: before the next comma,
         stop word, preposition, relation or verb, or an "and" that starts a new phrase."""
-        words = self.words
-        for m in range(i, len(words)):
+        words, m = self.words, i - 1
+        while (m := m + 1) < len(words):
             w = words[m]
+            if (hit := _determiner(words, m)) and hit[0] != 0 and hit[2] > 1:
+                m += hit[2] - 1  # "with one or two balloons", "a hundred and fifty": one count
+                continue
             # "of" belongs to the text it is in: "in the style of van gogh".
             if w == "," or w in _STOP or (w in _PREPOSITIONS and w != "of") or _match(_RELATION_TABLE, words, m):
                 return m
@@ -730,6 +742,8 @@ class _Sentence:
             return
         zero, self.zero = self.zero, None
         bare, self.after_verb = self.after_verb, False
+        if bare and self.activity(toks):
+            return  # the verb's own text says it: "a person playing tennis"
         # "both red", "all blue": the colour of the phrase before.
         colours = [w for w in words if w not in _QUIET]
         if len(colours) == 1 and colours[0] in COLOURS and self.groups[-1]:
