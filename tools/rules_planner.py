@@ -587,8 +587,11 @@ class _Scene:
             places = [p for p in self.places if p.axis == axis or (p.axis == "m" and axis == middle_axis)]
             drawn = [p for p in places if self.count_of(p.eid) > 0]
             sides = [list(dict.fromkeys(p.eid for p in drawn if p.side == k)) for k in range(3)]
-            pairs = [(s, o) for a, b in ((0, 1), (0, 2), (1, 2)) for s in sides[a] for o in sides[b] if s != o]
-            if not pairs or len(pairs) > MAX_PAIRS:
+            orders = ((0, 1), (0, 2), (1, 2))
+            # Counted before they are listed, so that many sides cost their number, not its square.
+            crowded = sum(len(sides[a]) * len(sides[b]) for a, b in orders) > MAX_PAIRS
+            pairs = [] if crowded else [(s, o) for a, b in orders for s in sides[a] for o in sides[b] if s != o]
+            if not pairs:
                 for p in places:
                     self.keep_span(p.start, p.end)
                 continue
