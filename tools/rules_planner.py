@@ -218,6 +218,9 @@ _VERBS = {
     ).split()
     for form in _verb_forms(base)
 } | {"has", "have", "having", "ridden", "held", "worn", "carried", "eaten", "chased", "pulled", "pushed", "driven"}
+#: Motion verbs known only by their "-ing" form ("skis" and "sails" are nouns): "a man skiing down a hill".
+_MOVING = set("skiing skating surfing sailing galloping dancing hiking jogging skateboarding snowboarding".split())
+_VERBS |= _MOVING
 
 
 #: Verbs read as taking no object, so that a bare word after one is not a noun ("a dog running fast").
@@ -225,7 +228,7 @@ _INTRANSITIVE = {
     form
     for base in "run swim fly sleep float hang graze jump look lean walk climb".split()
     for form in _verb_forms(base)
-}
+} | _MOVING
 #: Bare verb objects that are games, not things to draw ("a person playing tennis").
 _ACTIVITIES = set(
     "tennis soccer football golf chess baseball basketball volleyball hockey cricket rugby badminton cards "
@@ -694,10 +697,6 @@ class _Sentence:
             )
         )
 
-    def activity(self, toks: list[_Token]) -> bool:
-        """Whether a verb's bare object is a game, not a thing: "playing tennis"."""
-        return self.links[-1].predicate is None and all(t.word in _ACTIVITIES for t in toks)
-
     def bare_object(self, i: int) -> bool:
         """Whether a noun without a determiner is a verb's object at ``i``: "cooking pasta", "reading books".
 
@@ -745,8 +744,8 @@ class _Sentence:
             return
         zero, self.zero = self.zero, None
         bare, self.after_verb = self.after_verb, False
-        if bare and self.activity(toks):
-            return  # the verb's own text says it: "a person playing tennis"
+        if bare and all(w in _ACTIVITIES for w in words):
+            return  # a game, not a thing: the verb's text says it ("a person playing tennis")
         # "both red", "all blue": the colour of the phrase before.
         colours = [w for w in words if w not in _QUIET]
         if len(colours) == 1 and colours[0] in COLOURS and self.groups[-1]:
