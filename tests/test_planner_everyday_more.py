@@ -26,6 +26,8 @@ PAIRS = [
     # A pair of things that come in twos is two of them.
     ("a pair of red socks", [("sock", 2, "red")], [], []),
     ("two pairs of shoes", [("shoe", 4, None)], [], []),
+    ("a single pair of gloves", [("glove", 2, None)], [], []),
+    ("three pairs of socks", [("sock", 6, None)], [], []),
     # Counted glasses are drinking glasses.
     ("two glasses of water", [("glass", 2, None)], [], ["two glasses of water"]),
     (

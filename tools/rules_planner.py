@@ -160,7 +160,7 @@ _STOP = set(
 _NOT_NOUNS = set(
     "left right top bottom side middle center centre front back background foreground distance corner edge "
     "big small large tiny huge little giant tall short long wide enormous massive mini miniature one ones "
-    "other others it them they something anything nothing".split()
+    "other others it them they something anything nothing single few".split()
 )
 _PRONOUNS = {"it", "them", "they", "itself", "themselves"}
 #: Nouns that "on" touches rather than rests on top of: "a clock on the wall" is not above the wall,
