@@ -74,7 +74,7 @@ PARAPHRASES = [
     ("a cat underneath a chair", [("cat", 1, None), ("chair", 1, None)], [(0, "below", 1)]),
     ("an image of 3 cats", [("cat", 3, None)], []),
     ("a picture of twelve donuts", [("donut", 12, None)], []),
-    ("draw a pair of skis", [("skis", 2, None)], []),
+    ("draw a pair of skis", [("skis", 1, None)], []),  # one pair, as the detector boxes skis
     ("generate the orange", [("orange", 1, None)], []),
     ("an orange orange and a red orange", [("orange", 1, "orange"), ("orange", 1, "red")], []),
     ("a green skis", [("skis", 1, "green")], []),

@@ -3,8 +3,9 @@
 The grammar, per sentence (sentences end at ``.``, ``;``, ``!`` or ``?``)::
 
     sentence := filler? group (link group)*          filler: "a photo of", "draw", "there are", ...
-    group    := phrase (("," | "and") phrase)*
+    group    := phrase place? (("," | "and") phrase place?)*
     phrase   := determiner* modifier* noun           determiner: article, number, "no", "zero", ...
+    place    := ("on" | "to" | "at" | "in") "the" side ("of the image")?     side: "left", "top right", ...
     link     := relation | verb | preposition
 
 - **Nouns.** A known noun (GenEval's 80 classes and basic shapes, longest first) anywhere in a phrase;
@@ -17,12 +18,23 @@ The grammar, per sentence (sentences end at ``.``, ``;``, ``!`` or ``?``)::
   and the rest open the second, but a list ending in "and" closes at the comma after it
   (``A rel B and C, D rel E``). "is", "sits", "standing", ... before a relation are skipped. A
   relation word that would relate more than :data:`MAX_PAIRS` pairs is kept as free text instead.
+  "On" is "above" except on what it touches rather than tops ("a clock on the wall", "a dog on the
+  grass", :data:`_CONTACT`): there it is a linking preposition.
+- **Sides of the picture** ("a cat on the left and a dog on the right", "at the top of the image",
+  "in the middle") become relations between the entities on opposite sides of one axis: the cat is
+  left of the dog. A side with nothing across from it ("a cat on the left") is kept as free text.
 - **Verbs** ("riding", "holds", "playing with") and **prepositions naming a known noun** ("a dog in a
   car", "a bowl of apples", "a man with an umbrella") keep the nouns on both sides as entities and
   the phrase, word for word, as a free-text constraint; after a verb the next relation is the verb's
-  subject's ("a boy holding a kite next to a dog": the boy is next to the dog).
-- **Negation.** "no cars", "zero apples", "0 apples", "without a hat", "with no hat" give count 0:
-  the object must be absent. Relations and verbs involving it are dropped (absence is judged anywhere).
+  subject's ("a boy holding a kite next to a dog": the boy is next to the dog). A verb's object needs
+  no article ("a chef cooking pasta"), unless the verb takes none ("a dog running fast").
+- **Counts.** Digits and number words ("twenty-three", "forty two", "a dozen", "half a dozen", "a
+  hundred"); more than :data:`~strokegraph.schema.MAX_COUNT` is refused. "A pair of jeans" is one
+  (:data:`_PAIRED`), "a pair of shoes" two shoes. A count that only bounds ("one or two", "2-3",
+  "dozens of") draws the least it can mean and keeps the phrase as free text: the count is not judged.
+- **Negation.** "no cars", "zero apples", "0 apples", "without a hat", "with no hat", "without any
+  cheese" give count 0: the object must be absent. Relations and verbs involving it are dropped
+  (absence is judged anywhere).
 - **Colours and other adjectives.** The first colour of a phrase is its colour, the other modifiers
   (size words included) its attributes; "two cups, both red" and "the sky is blue" colour the phrase
   before them.
@@ -40,7 +52,7 @@ from __future__ import annotations
 import heapq
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import TypeVar
 
@@ -94,7 +106,28 @@ _FILLERS = (
     *("there is", "there are", "i want", "i would like", "i'd like", "give me", "can you draw", "could you draw"),
 )
 _PICTURE_LINKS = {"of", "showing", "featuring", "depicting", "with"}
-_COUNTS = {tuple(k.split()): v for k, v in NUMBER_WORDS.items()}
+# "a pair of" is read by :func:`_determiner`: a pair of jeans is one thing, a pair of shoes two.
+_COUNTS = {tuple(k.split()): v for k, v in NUMBER_WORDS.items() if k != "a pair of"}
+_UNITS = {w: n for n, w in enumerate("one two three four five six seven eight nine".split(), 1)}
+_TEENS = {
+    w: n
+    for n, w in enumerate("ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split(), 10)
+}
+_TENS = dict(zip("twenty thirty forty fifty sixty seventy eighty ninety".split(), range(20, 100, 10), strict=True))
+_BIG = {"hundred": 100, "thousand": 1000, "million": 1_000_000, "billion": 1_000_000_000}
+#: Counts that say only "more than a few"; each reads as the least it can mean, and is left unjudged.
+_VAGUE = {
+    **{(f"{w}s", "of"): n for w, n in (("dozen", 24), ("hundred", 200), ("thousand", 2000), ("million", 2_000_000))},
+    ("countless",): 100,
+    ("innumerable",): 100,
+}
+#: Nouns only used in the plural that name one thing: "a pair of jeans" is one, "jeans" too.
+_PAIRED = set(
+    "scissors jeans pants trousers shorts sunglasses eyeglasses spectacles goggles binoculars tongs pliers tweezers "
+    "headphones earphones pajamas pyjamas leggings tights overalls skis".split()
+)
+#: Nouns that name one thing unless counted ("two glasses of water" are two glasses).
+_PAIRED_AFTER_PAIR = {"glasses"}
 _ZERO = {("no",): 0, ("zero",): 0, ("not", "a", "single"): 0, ("not", "any"): 0, ("none", "of", "the"): 0}
 #: Article -> whether it is definite (a definite phrase may refer back to an earlier entity).
 _ARTICLES = {
@@ -102,6 +135,7 @@ _ARTICLES = {
     "an": False,
     "another": False,
     "some": False,
+    "any": False,
     **dict.fromkeys("the this these those".split(), True),
 }
 #: Determiners that say nothing about the count.
@@ -114,7 +148,8 @@ _BE = set(
 _WH = {"who", "that", "which"}
 #: Prepositions that link two entities when what follows names a known noun, else start free text.
 _PREPOSITIONS = set(
-    "with without in inside into onto at of by from among around through against toward towards along within".split()
+    "with without in inside into onto at of by from among around through against toward towards along within "
+    "across past beyond throughout amid amidst amongst up down out off".split()
 )
 #: Words that start free text running to the next comma, link or "and a ...".
 _STOP = set(
@@ -125,9 +160,29 @@ _STOP = set(
 _NOT_NOUNS = set(
     "left right top bottom side middle center centre front back background foreground distance corner edge "
     "big small large tiny huge little giant tall short long wide enormous massive mini miniature one ones "
-    "other others it them they something anything nothing".split()
+    "other others it them they something anything nothing single few".split()
 )
 _PRONOUNS = {"it", "them", "they", "itself", "themselves"}
+#: Nouns that "on" touches rather than rests on top of: "a clock on the wall" is not above the wall,
+#: "a dog on the grass" not above the grass. "On" one of them is a linking preposition, not "above".
+_CONTACT = set(
+    "wall fridge refrigerator door ceiling window board blackboard whiteboard chalkboard screen mirror tree "
+    "ground floor grass lawn field meadow snow sand beach ice water sea ocean lake river pond "
+    "head shoulder lap face hand arm shirt page".split()
+)
+#: Where in the picture: "on the left", "at the top", "in the bottom right corner" -> (axis, side);
+#: along an axis, side 0 is left of (or above) side 1, which is left of (or above) side 2. "In the
+#: middle" ("m") lies on the axis the prompt's other sides use.
+_PLACES: dict[str, tuple[str, int]] = {
+    "left": ("x", 0),
+    "right": ("x", 2),
+    "top": ("y", 0),
+    "upper": ("y", 0),
+    "bottom": ("y", 2),
+    "lower": ("y", 2),
+    **dict.fromkeys(("middle", "center", "centre"), ("m", 1)),
+}
+_FRAMES = {*_PICTURES, "frame", "canvas", "picture"}
 _ENDS = {".", ";", "!", "?"}
 # Matched on the prompt as written (lower-casing can change a string's length), so spans stay exact.
 _TOKEN = re.compile(r"[A-Za-z]+(?:['-][A-Za-z]+)*|[0-9]+|[,.;!?]")
@@ -163,7 +218,26 @@ _VERBS = {
     ).split()
     for form in _verb_forms(base)
 } | {"has", "have", "having", "ridden", "held", "worn", "carried", "eaten", "chased", "pulled", "pushed", "driven"}
+#: Motion verbs known only by their "-ing" form ("skis" and "sails" are nouns): "a man skiing down a hill".
+_MOVING = set("skiing skating surfing sailing galloping dancing hiking jogging skateboarding snowboarding".split())
+_VERBS |= _MOVING
 
+
+#: Verbs read as taking no object, so that a bare word after one is not a noun ("a dog running fast").
+_INTRANSITIVE = {
+    form
+    for base in "run swim fly sleep float hang graze jump look lean walk climb".split()
+    for form in _verb_forms(base)
+} | _MOVING
+#: Bare verb objects that are games, not things to draw ("a person playing tennis").
+_ACTIVITIES = set(
+    "tennis soccer football golf chess baseball basketball volleyball hockey cricket rugby badminton cards "
+    "games music".split()
+)
+_ADVERBS = set(
+    "fast slowly quickly away home together alone outside inside indoors outdoors here there around up down off "
+    "out back now today again very well hard high low far".split()
+)
 
 _V = TypeVar("_V")
 
@@ -174,6 +248,7 @@ def _table(phrases: Iterable[tuple[str, _V]]) -> dict[tuple[str, ...], _V]:
 
 _RELATION_TABLE = _table(_RELATIONS.items())
 _FILLER_TABLE = _table((f, True) for f in _FILLERS)
+_PLACE_ENDS = _table((w, True) for w in ("side", "hand side", "corner", "half", "part", "edge"))
 
 
 @cache
@@ -194,19 +269,78 @@ def _match(table: Mapping[tuple[str, ...], _V], words: list[str], i: int) -> tup
     return None
 
 
-def _determiner(words: list[str], i: int) -> tuple[int | None, bool | None, int] | None:
-    """The determiner at ``words[i]``: (count or None, definite or None, length); None if there is none."""
-    if hit := _match(_ZERO, words, i):
-        return 0, None, hit[1]
-    if hit := _match(_COUNTS, words, i):
-        return hit[0], None, hit[1]
-    word = words[i]
+def _number(words: list[str], i: int) -> tuple[int, int] | None:
+    """The number written in words or digits at ``words[i]``: (value, length), e.g. "forty two" -> (42, 2).
+
+    Covers "twenty-three", "forty two", "a hundred", "two hundred and five", "a dozen", "two dozen" and
+    "half a dozen"; a vague count ("hundreds of") is :data:`_VAGUE`'s, not this.
+    """
+    word, n = words[i], len(words)
     if word.isdigit():
-        return int(word), None, 1
+        value, k = int(word), i + 1
+    elif word == "half" and words[i + 1 : i + 3] == ["a", "dozen"]:
+        return 6, 3
+    elif word in _TENS or (word.partition("-")[0] in _TENS and word.partition("-")[2] in _UNITS):
+        tens, _, unit = word.partition("-")
+        value, k = _TENS[tens] + _UNITS.get(unit, 0), i + 1
+        if not unit and k < n and words[k] in _UNITS:  # "forty two"
+            value, k = value + _UNITS[words[k]], k + 1
+    elif word in _UNITS or word in _TEENS:
+        value, k = _UNITS.get(word) or _TEENS[word], i + 1
+    elif word == "a" and i + 1 < n and (words[i + 1] in _BIG or words[i + 1] == "dozen"):
+        value, k = 1, i + 1
+    elif word in _BIG:
+        value, k = 1, i
+    else:
+        return None
+    if k < n and words[k] == "dozen":
+        return value * 12, k + 1 - i
+    if k < n and words[k] in _BIG:
+        value, k = value * _BIG[words[k]], k + 1
+        # "a hundred and fifty": the rest belongs to the same number.
+        if k + 1 < n and words[k] == "and" and (rest := _number(words, k + 1)) and rest[0] < 100:
+            value, k = value + rest[0], k + 1 + rest[1]
+    return value, k - i
+
+
+def _range(words: list[str], i: int) -> tuple[int, int] | None:
+    """A range of counts at ``words[i]`` ("one or two", "2 to 3", "3-4" read as "3 4"): (least, length)."""
+    if (low := _number(words, i)) is None:
+        return None
+    k = i + low[1]
+    if k < len(words) and words[k] in ("or", "to"):
+        k += 1
+    if k < len(words) and (high := _number(words, k)) is not None and high[0] > low[0]:
+        return low[0], k + high[1] - i
+    return None
+
+
+_Determiner = tuple[int | None, bool | None, int, str | None]
+
+
+def _determiner(words: list[str], i: int) -> _Determiner | None:
+    """The determiner at ``words[i]``: (count or None, definite or None, length, kind); None if there is none.
+
+    ``kind`` is ``"vague"`` for a count that only bounds ("one or two", "dozens of"): the count is the
+    least it can mean, and the phrase is kept as unjudged text. It is ``"pair"`` for "pair(s) of".
+    """
+    if hit := _match(_ZERO, words, i):
+        return 0, None, hit[1], None
+    if hit := _match(_VAGUE, words, i):
+        return hit[0], None, hit[1], "vague"
+    if hit := _range(words, i):
+        return hit[0], None, hit[1], "vague"
+    if hit := _number(words, i):
+        return hit[0], None, hit[1], None
+    if hit := _match(_COUNTS, words, i):
+        return hit[0], None, hit[1], None
+    word = words[i]
+    if word in ("pair", "pairs") and words[i + 1 : i + 2] == ["of"]:
+        return None, None, 2, "pair"
     if word in _ARTICLES:
-        return (1 if word in ("a", "an", "another") else None), _ARTICLES[word], 1
+        return (1 if word in ("a", "an", "another") else None), _ARTICLES[word], 1, None
     if word in _QUIET:
-        return (2 if word == "both" else None), None, 1
+        return (2 if word == "both" else None), None, 1, None
     return None
 
 
@@ -222,6 +356,8 @@ def _can_be_noun(word: str) -> bool:
         and word not in _PREPOSITIONS
         and word not in _BE
         and (word,) not in _COUNTS
+        and (word,) not in _VAGUE
+        and _number([word], 0) is None
         and (word,) not in _ZERO
     )
 
@@ -242,17 +378,39 @@ class _Phrase:
     determined: bool  # an article, number or negation stands before the noun
     modifiers: tuple[str, ...]
     end: int  # words read; any after the noun are free text
+    vague: bool = False  # the count only bounds ("one or two cats"): it is not judged
 
 
-def _read_phrase(words: list[str]) -> _Phrase | None:
-    """Read ``determiner* modifier* noun``; None when no word can be the noun."""
-    count, definite, determined, i = None, False, False, 0
+def _read_phrase(words: list[str], bare: bool = False) -> _Phrase | None:
+    """Read ``determiner* modifier* noun``; None when no word can be the noun.
+
+    ``bare``: an unknown noun needs no determiner or colour (the object of a verb: "cooking pasta").
+    """
+    count, definite, determined, vague, pairs, i = None, False, False, False, None, 0
     while i < len(words) and (hit := _determiner(words, i)):
-        value, is_definite, n = hit
+        value, is_definite, n, kind = hit
+        if kind == "pair":
+            pairs = count if count is not None else (2 if words[i] == "pairs" else 1)
+            count = None
         count = value if value is not None else count
         definite = is_definite if is_definite is not None else definite
         determined = determined or words[i] not in _QUIET or words[i] == "both"
+        vague = vague or kind == "vague"
         i += n
+    # "one or two kittens": the noun is plural whatever the least count is.
+    phrase = _noun_phrase(words, i, None if vague else count, definite, determined or bare, pairs is not None)
+    if phrase is None or pairs is None:
+        return phrase if phrase is None or not vague else replace(phrase, count=count, vague=True)
+    # "a pair of jeans" is one pair of trousers; "a pair of shoes" two shoes.
+    if phrase.noun in _PAIRED or phrase.noun in _PAIRED_AFTER_PAIR:
+        return replace(phrase, count=pairs, plural=False, vague=vague)
+    return replace(phrase, count=2 * pairs, plural=True, vague=vague)
+
+
+def _noun_phrase(
+    words: list[str], i: int, count: int | None, definite: bool, determined: bool, pair: bool
+) -> _Phrase | None:
+    """The ``modifier* noun`` from ``words[i]``, after determiners that gave ``count`` (if any) and "pair of"."""
     for end in range(len(words), i, -1):  # the rightmost known noun, longest first
         for n in (3, 2, 1):
             if end - n >= i and (noun := _nouns().get(tuple(words[end - n : end]))):
@@ -266,7 +424,9 @@ def _read_phrase(words: list[str]) -> _Phrase | None:
     modifiers = tuple(words[i : end - 1])
     if not _can_be_noun(last) or not (determined or any(w in COLOURS for w in modifiers)):
         return None
-    noun = last if count == 1 else singularize(last)
+    # "wearing glasses", "a pair of glasses": one pair; "two glasses of water": two glasses.
+    paired = last in _PAIRED or (last in _PAIRED_AFTER_PAIR and (pair or count is None))
+    noun = last if count == 1 or paired else singularize(last)
     return _Phrase(noun, count, noun != last, definite, determined, modifiers, end)
 
 
@@ -285,6 +445,7 @@ class _Buffer:
             word = tok.word
             self.determined = self.determined or word in _ARTICLES or word.isdigit() or (word,) in _COUNTS
             self.determined = self.determined or (word,) in _ZERO or word in ("not", "none")
+            self.determined = self.determined or _number([word], 0) is not None or (word,) in _VAGUE
             self.coloured = self.coloured or tok.word in COLOURS
             words = [t.word for t in self.toks[-3:]]
             self.known = self.known or any(tuple(words[-n:]) in _nouns() for n in (1, 2, 3) if n <= len(words))
@@ -318,6 +479,17 @@ class _Link:
 _ANY = object()
 
 
+@dataclass(frozen=True)
+class _Place:
+    """An entity said to be on one side of the picture ("a cat on the left"), and the words saying so."""
+
+    eid: str
+    axis: str
+    side: int
+    start: int
+    end: int
+
+
 @dataclass
 class _Scene:
     prompt: str
@@ -327,6 +499,7 @@ class _Scene:
     mentioned: list[str] = field(default_factory=list)  # entity ids, most recent last
     # (noun, colour or _ANY, count or _ANY) -> the first entity that fits, for definite phrases.
     index: dict[tuple, str] = field(default_factory=dict)
+    places: list[_Place] = field(default_factory=list)
 
     def keep_text(self, toks: list[_Token] | tuple[_Token, ...]) -> None:
         if toks:
@@ -356,27 +529,32 @@ class _Scene:
         self._register(self.entities[k])
         return True
 
-    def mention(self, toks: list[_Token], other_side: list[_Mention], zero: str | None) -> str | None:
+    def mention(
+        self, toks: list[_Token], other_side: list[_Mention], zero: str | None, bare: bool = False
+    ) -> str | None:
         """Resolve one noun phrase to an entity id, or None (text kept) when it names no noun.
 
         A definite phrase may reuse an earlier entity; a pronoun is the latest entity not in ``other_side``
         (never one of count 0); a pronoun with none names nothing (the link it is in keeps its text).
         ``zero`` forces count 0: ``"always"``, or ``"bare"`` when the phrase has no determiner of its own.
+        ``bare``: an unknown noun needs no determiner ("cooking pasta", "without cheese").
         """
         if len(toks) == 1 and toks[0].word in _PRONOUNS:
             skip = {m.eid for m in other_side}
             return next((e for e in reversed(self.mentioned) if e not in skip), None)
-        eid = self._resolve(toks, zero)
+        eid = self._resolve(toks, zero, bare or zero == "always")
         if eid is not None and self.count_of(eid) > 0:
             self.mentioned.append(eid)
         return eid
 
-    def _resolve(self, toks: list[_Token], zero: str | None) -> str | None:
-        phrase = _read_phrase([t.word for t in toks])
+    def _resolve(self, toks: list[_Token], zero: str | None, bare: bool) -> str | None:
+        phrase = _read_phrase([t.word for t in toks], bare)
         if phrase is None:
             self.keep_text(toks)
             return None
         self.keep_text(toks[phrase.end :])
+        if phrase.vague:  # "one or two cats": drawn as one, said not judged
+            self.keep_text(toks[: phrase.end])
         colour = next((w for w in phrase.modifiers if w in COLOURS), None)
         count = phrase.count
         if zero == "always" or (zero == "bare" and not phrase.determined):
@@ -386,8 +564,10 @@ class _Scene:
             if (eid := self.index.get(key)) is not None:
                 return eid
         if count is not None and count > MAX_COUNT:
-            many = pluralize(phrase.noun)
-            raise UsageError(f"prompt asks for {count} {many}; the most one object may have is {MAX_COUNT}")
+            asked = f"{count} {pluralize(phrase.noun)}"
+            if phrase.vague:  # "hundreds of stars": no one number to name
+                asked = repr(self.prompt[toks[0].start : toks[phrase.end - 1].end])
+            raise UsageError(f"prompt asks for {asked}; the most one object may have is {MAX_COUNT}")
         # A bare plural ("the apples") asks for more than one; two is the least that reads right.
         if count is None:
             count = 2 if phrase.plural else 1
@@ -399,6 +579,30 @@ class _Scene:
 
     def sentence(self, toks: list[_Token]) -> None:
         _Sentence(self, toks).read()
+
+    def relate_places(self) -> None:
+        """Turn sides of the picture into relations: "a cat on the left and a dog on the right" is cat
+        left of dog. A side with nothing on the other side of its axis says nothing judged about
+        where the entity is: its words are kept as free text."""
+        axes = {p.axis for p in self.places}
+        middle_axis = "x" if "x" in axes else "y"
+        for axis, predicate in (("x", "left of"), ("y", "above")):
+            places = [p for p in self.places if p.axis == axis or (p.axis == "m" and axis == middle_axis)]
+            drawn = [p for p in places if self.count_of(p.eid) > 0]
+            sides = [list(dict.fromkeys(p.eid for p in drawn if p.side == k)) for k in range(3)]
+            orders = ((0, 1), (0, 2), (1, 2))
+            # Counted before they are listed, so that many sides cost their number, not its square.
+            crowded = sum(len(sides[a]) * len(sides[b]) for a, b in orders) > MAX_PAIRS
+            pairs = [] if crowded else [(s, o) for a, b in orders for s in sides[a] for o in sides[b] if s != o]
+            if not pairs:
+                for p in places:
+                    self.keep_span(p.start, p.end)
+                continue
+            for p in places:
+                if p not in drawn:
+                    self.keep_span(p.start, p.end)
+            for s, o in pairs:
+                self.relations.setdefault(Relation(subject=s, predicate=predicate, object=o))
 
 
 class _Sentence:
@@ -423,6 +627,14 @@ class _Sentence:
         # "always": the next phrase has count 0 ("without"); "bare": the next one without a
         # determiner of its own has ("no cars and dogs").
         self.zero: str | None = None
+        self.after_verb = False  # the next phrase is a verb's object: "cooking pasta" names pasta
+        self.placed = 0  # mentions of the current group that a side of the picture was given to
+        # Free text since the last phrase: "a cat in a box, a dog on the right" gives the side to the dog alone.
+        self.described = False
+        # (group, mention) of phrases with a place of their own ("a clock on the wall"): not also the
+        # object of the relation before them ("a cup on a table and a clock on the wall").
+        self.located: set[tuple[int, int]] = set()
+        self.pending: tuple[list[tuple[str, int]], int] | None = None  # "on the left, a cat": sides, start
 
     # -- looking ahead ----------------------------------------------------------------------
 
@@ -431,6 +643,37 @@ class _Sentence:
         j = self.be_end[i]
         hit = _match(_RELATION_TABLE, self.words, j)
         return (hit[0], j + hit[1]) if hit else None
+
+    def place_at(self, i: int) -> tuple[list[tuple[str, int]], int] | None:
+        """The side of the picture at ``i`` ("on the left", "in the top right corner of the image"), after
+        any "is"/"sits"/... words: (its (axis, side) pairs, end index). None before "of" and anything but
+        the picture: "on the left of a dog" is a relation."""
+        words, j = self.words, self.be_end[i]
+        if words[j : j + 1] not in (["on"], ["to"], ["at"], ["in"]) or words[j + 1 : j + 2] != ["the"]:
+            return None
+        k = j + 2 + (words[j + 2 : j + 3] in (["far"], ["very"]))
+        sides: dict[str, int] = {}
+        while k < len(words) and words[k] in _PLACES and _PLACES[words[k]][0] not in sides:
+            axis, side = _PLACES[words[k]]
+            sides[axis] = side
+            k += 1
+        if not sides:
+            return None
+        if hit := _match(_PLACE_ENDS, words, k):
+            k += hit[1]
+        if words[k : k + 1] == ["of"]:
+            if words[k + 1 : k + 2] not in (["the"], ["this"]) or not set(words[k + 2 : k + 3]) & _FRAMES:
+                return None
+            k += 3
+        return list(sides.items()), k
+
+    def touches_at(self, i: int) -> bool:
+        """Whether "on" at ``i`` (after any "is"/"lying"/...) is on something it touches rather than tops:
+        "on the wall", "on the grass"."""
+        j = self.be_end[i]
+        if self.words[j : j + 1] not in (["on"], ["upon"]) or self.relation_at(i) != ("above", j + 1):
+            return False
+        return any(w in _CONTACT or singularize(w) in _CONTACT for w in self.words[j + 1 : self.window(j + 1)])
 
     def phrase_starts(self, i: int) -> bool:
         """Whether a noun phrase clearly starts at ``i``: a determiner, a colour or a known noun."""
@@ -450,15 +693,29 @@ class _Sentence:
                 self.phrase_starts(i + 1)
                 or self.relation_at(i + 1) is not None
                 or (i + 1 < len(self.words) and self.words[i + 1] in _PREPOSITIONS)
+                or self.bare_object(i + 1)
             )
         )
+
+    def bare_object(self, i: int) -> bool:
+        """Whether a noun without a determiner is a verb's object at ``i``: "cooking pasta", "reading books".
+
+        Only after a verb that takes one ("running fast" is not), and not an adverb.
+        """
+        if i >= len(self.words) or self.words[i - 1] in _INTRANSITIVE:
+            return False
+        end = self.window(i)
+        return end > i and all(_can_be_noun(w) and w not in _ADVERBS for w in self.words[i:end])
 
     def window(self, i: int) -> int:
         """Where free text (or a preposition's object) starting at ``i`` ends: before the next comma,
         stop word, preposition, relation or verb, or an "and" that starts a new phrase."""
-        words = self.words
-        for m in range(i, len(words)):
+        words, m = self.words, i - 1
+        while (m := m + 1) < len(words):
             w = words[m]
+            if (hit := _determiner(words, m)) and hit[0] != 0 and hit[2] > 1:
+                m += hit[2] - 1  # "with one or two balloons", "a hundred and fifty": one count
+                continue
             # "of" belongs to the text it is in: "in the style of van gogh".
             if w == "," or w in _STOP or (w in _PREPOSITIONS and w != "of") or _match(_RELATION_TABLE, words, m):
                 return m
@@ -486,16 +743,25 @@ class _Sentence:
             self.buf.add(toks)  # "a red, shiny apple": one phrase
             return
         zero, self.zero = self.zero, None
+        bare, self.after_verb = self.after_verb, False
+        if bare and all(w in _ACTIVITIES for w in words):
+            return  # a game, not a thing: the verb's text says it ("a person playing tennis")
         # "both red", "all blue": the colour of the phrase before.
         colours = [w for w in words if w not in _QUIET]
         if len(colours) == 1 and colours[0] in COLOURS and self.groups[-1]:
             if self.scene.recolour(self.groups[-1][-1].eid, colours[0]):
                 return
         other_side = self.groups[-2] if len(self.groups) > 1 else []
-        eid = self.scene.mention(toks, other_side, zero)
+        eid = self.scene.mention(toks, other_side, zero, bare)
         if eid is None:
             return
+        if self.described:
+            self.placed, self.described = len(self.groups[-1]), False
         self.groups[-1].append(_Mention(eid, toks[0].start, toks[-1].end, by))
+        if self.pending is not None:
+            (sides, start), self.pending = self.pending, None
+            self.scene.places += [_Place(eid, axis, side, start, toks[-1].end) for axis, side in sides]
+            self.placed = len(self.groups[-1])
         if by == "and" and self.scene.count_of(eid) == 0:
             self.zero = "bare"
 
@@ -504,6 +770,24 @@ class _Sentence:
         self.links.append(_Link(predicate, tuple(toks)))
         self.groups.append([])
         self.spans.append([])
+        self.placed = 0
+
+    def place(self, sides: list[tuple[str, int]], toks: list[_Token]) -> None:
+        """Give the phrases read since the last side ("a cat and a dog on the left"), or else the next
+        phrase ("on the left, a cat"), the sides of the picture at ``toks``."""
+        self.close()
+        targets = self.groups[-1][self.placed :]
+        self.placed = len(self.groups[-1])
+        if not targets:
+            if self.pending is not None:
+                self.scene.keep_span(self.pending[1], toks[0].start)
+            self.pending = (sides, toks[0].start)
+            return
+        if self.links and self.links[-1].predicate is None and targets[0] is self.groups[-1][0] and self.groups[-2]:
+            targets = self.groups[-2][-1:]  # "a girl reading a book on the left": the girl, as for a relation
+        for m in targets:
+            for axis, side in sides:
+                self.scene.places.append(_Place(m.eid, axis, side, targets[0].start, toks[-1].end))
 
     def free_text(self, i: int, start: int | None = None, after: int | None = None) -> int:
         """Keep ``words[i:end]`` (from character ``start`` if given) as a constraint; return ``end``.
@@ -511,6 +795,7 @@ class _Sentence:
         ``end`` is where the text from ``after`` (default ``i + 1``) ends, see :meth:`window`.
         """
         self.close()
+        self.described = True
         after = i + 1 if after is None else after
         end = max(self.window(after), after)
         self.scene.keep_span(self.toks[i].start if start is None else start, self.toks[end - 1].end)
@@ -521,10 +806,21 @@ class _Sentence:
         i = self.filler()
         while i < len(words):
             w = words[i]
-            if rel := self.relation_at(i):
-                predicate, end = rel
-                self.link(predicate, toks[i:end])
+            if place := self.place_at(i):
+                sides, end = place
+                self.place(sides, toks[self.be_end[i] : end])
                 i = end
+            elif rel := self.relation_at(i):
+                predicate, end = rel
+                j = self.be_end[i]
+                if self.touches_at(i):  # "a clock on the wall": on it, not above it
+                    self.close()
+                    if len(self.groups[-1]) > 1:  # "a cup on a table and a clock on the wall"
+                        self.located.add((len(self.groups) - 1, len(self.groups[-1]) - 1))
+                    i = self.preposition(j, toks[j:end], whole=True)
+                else:
+                    self.link(predicate, toks[i:end])
+                    i = end
             elif w in ("is", "are") and i + 1 < len(words) and words[i + 1] in COLOURS and self.ends_clause(i + 2):
                 self.close()
                 if not (self.groups[-1] and self.scene.recolour(self.groups[-1][-1].eid, words[i + 1])):
@@ -559,6 +855,8 @@ class _Sentence:
                 self.buf.add(toks[i : i + n])
                 i += n
         self.close()
+        if self.pending is not None:
+            self.scene.keep_span(self.pending[1], toks[-1].end)
         self.relate()
 
     def ends_clause(self, i: int) -> bool:
@@ -574,6 +872,9 @@ class _Sentence:
     def verb(self, i: int) -> int:
         """A verb at ``i``: a link to the phrase after it, or before a relation, text of its own."""
         toks = self.toks
+        if self.touches_at(i + 1):  # "a clock hanging on the wall": all of it is the text
+            self.close()
+            return i + 1
         if self.relation_at(i + 1) is not None:  # "a cat sleeping on a bed": the relation, and "a cat sleeping"
             self.close()
             start = self.groups[-1][-1].start if self.groups[-1] else toks[i].start
@@ -582,11 +883,12 @@ class _Sentence:
         if self.words[i + 1] in _PREPOSITIONS:  # "playing with", "sitting in"
             return self.preposition(i + 1, toks[i : i + 2])
         self.link(None, toks[i : i + 1])
+        self.after_verb = True
         return i + 1
 
-    def preposition(self, i: int, link_toks: list[_Token]) -> int:
+    def preposition(self, i: int, link_toks: list[_Token], whole: bool = False) -> int:
         """A preposition at ``i`` (with the verb before it in ``link_toks``): a link when what follows
-        names a known noun, else free text."""
+        names a known noun, else free text; ``whole``: the text starts at the phrase before it."""
         end = self.window(i + 1)
         # After a verb, "with", "at" and "by" take any phrase: "playing with a ball", "ridden by an astronaut".
         taken = len(link_toks) > 1 and self.words[i] in ("with", "at", "by") and self.phrase_starts(i + 1)
@@ -595,7 +897,7 @@ class _Sentence:
             return i + 1
         # "a bowl of fruit": the whole phrase is the constraint, not "of fruit".
         start = None
-        if self.words[i] == "of" and self.buf.has_noun():
+        if whole or (self.words[i] == "of" and self.buf.has_noun()):
             self.close()
             start = self.groups[-1][-1].start if self.groups[-1] else None
         return self.free_text(i - (len(link_toks) - 1), start, after=i + 1)
@@ -624,6 +926,7 @@ class _Sentence:
             subjects = groups[k] if k == 0 or len(groups[k]) == 1 else groups[k][_second(groups[k]) :]
             last = k + 1 == len(self.links)
             objects = groups[k + 1] if last or len(groups[k + 1]) == 1 else groups[k + 1][: _second(groups[k + 1])]
+            objects = [m for n, m in enumerate(objects) if (k + 1, n) not in self.located]
             if link.predicate is None:
                 objects = objects[:1]  # "a boy holding a kite, a dog and a bus": he holds the kite
             chained = previous if k > 0 and self.links[k - 1].predicate is None and len(groups[k]) == 1 else []
@@ -682,6 +985,7 @@ def parse(prompt: str) -> SceneGraph:
         elif sentence:
             scene.sentence(sentence)
             sentence = []
+    scene.relate_places()
     if not scene.entities:
         raise UsageError(
             f"prompt names no object to draw: {prompt!r}; name a known object ('a red apple') "
