@@ -319,7 +319,10 @@ def execute_ray(
             try:
                 ray.get(ref)
             except ray.exceptions.RayActorError as exc:
-                raise RunError(f"a Ray worker could not start: {_first_line(exc)}") from None
+                # The message of a failed constructor ends with its traceback, whose last line is the error.
+                lines = str(exc).strip().splitlines() if exc.actor_init_failed else []
+                why = lines[-1][:300] if lines else _first_line(exc)
+                raise RunError(f"a Ray worker could not start: {why}") from None
             idle.append(a)
             continue
         a, job, took = running.pop(ref)
