@@ -7,9 +7,9 @@ image (``record.json`` in its run directory) and, for the whole set, ``results.j
 ``results.md`` and ``results.html`` in ``DIR``. An image whose record exists is not drawn again, so
 an interrupted benchmark resumes where it stopped; an error record (the run failed, timed out, or
 its Ray workers kept dying) is drawn again unless ``retry_errors`` is False. Error records are
-counted and listed in the results, and scored as incorrect images. Unless ``keep_runs``, each run directory keeps only
-its record, and the sample images the HTML page shows (image 0 of the first :data:`SAMPLES` prompts
-of each tag).
+counted and listed in the results, and scored as incorrect images. Unless ``keep_runs``, each run
+directory keeps only its record, and the sample images the HTML page shows (image 0 of the first
+:data:`SAMPLES` prompts of each tag).
 
 A run is planned (every image, less those with a record), executed (in this process, or on Ray
 actors: :mod:`strokegraph.bench.executor`) and written by this process alone, record last.
