@@ -3,8 +3,12 @@
 The harness (:mod:`strokegraph.bench.harness`) plans the jobs and is the only writer of the output
 directory. A :class:`Worker` builds the backends and the judge once (a GPU worker holds one loaded
 model) and draws jobs: in this process it draws each run in place, in its run directory; as a Ray
-actor it draws in a scratch directory of its own and hands back the record and the bytes of the files
-the run keeps, so that nothing but the driver ever writes the output directory.
+actor (or in this process under a time limit) it draws in a scratch directory of its own and hands
+back the record and the bytes of the files the run keeps, so that nothing but the driver ever writes
+the output directory.
+
+Every job comes back as a record: an image that failed, timed out or whose Ray worker died
+:data:`DEATHS` times is an error record (:func:`failed`), and the benchmark goes on.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,9 +39,11 @@ from strokegraph.schema import Detection
 if TYPE_CHECKING:
     from strokegraph.bench.harness import BenchPrompt, Mode
 
-__all__ = ["Drawn", "Job", "Setup", "Worker", "execute_ray", "execute_serial", "ray_session"]
+__all__ = ["DEATHS", "Drawn", "Job", "Setup", "Worker", "execute_ray", "execute_serial", "failed", "ray_session"]
 
 Keep = Literal["all", "image"]
+#: How many Ray workers may die drawing one image before it is recorded as failed instead of tried again.
+DEATHS = 2
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,9 @@ class Worker:
             self.backends, _ = registry.build_backends(roles, settings)
         self.seed, self.budget = setup.seed, setup.budget
 
+    def ready(self) -> None:
+        """Nothing: on Ray, its answer says that the actor has built its backends and can take jobs."""
+
     def draw(self, job: Job, out: Path | None = None) -> Drawn:
         """Draw and judge ``job``: in place under ``out``, or (``out`` None) in a scratch directory whose kept
         files come back as bytes and which is removed afterwards."""
@@ -129,10 +140,63 @@ def _ray_node() -> str | None:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
-def execute_serial(worker: Worker, jobs: list[Job], out: Path) -> Iterator[Drawn]:
-    """Draw ``jobs`` one after the other in this process, in place under ``out``, in their order."""
+def failed(job: Job, seed: int, error: str, wall_s: float) -> Drawn:
+    """The error record of a job that made no record of its own (it timed out, its worker died)."""
+    record = {
+        "mode": job.mode,
+        "tag": job.item.tag,
+        "index": job.item.index,
+        "image_index": job.k,
+        "seed": seed + job.k,
+        "prompt": job.item.prompt,
+        "metadata": job.item.metadata,
+        "correct": False,
+        "reasons": [f"no image: {error}"],
+        "detected": {},
+        "critic_passed": False,
+        "rounds": 0,
+        "sampling_steps": 0,
+        "wall_s": round(wall_s, 4),
+        "judge_s": 0.0,
+        "usage": None,
+        "error": error,
+        "image": None,
+        "peak_rss_mib": None,
+    }
+    return Drawn(job, record, {}, None)
+
+
+def execute_serial(worker: Worker, jobs: list[Job], out: Path, timeout: float | None = None) -> Iterator[Drawn]:
+    """Draw ``jobs`` one after the other in this process, in their order: in place under ``out``, or with a
+    ``timeout`` (seconds per image) each in a thread of its own, given up on when it runs over.
+
+    Python cannot stop a thread: one given up on runs on in the background until its backend returns
+    (its result is dropped, its scratch directory removed), sharing the backends with the next images;
+    one whose backend never returns lives until the process exits (a daemon thread, which does not
+    hold the exit up).
+    """
     for job in jobs:
-        yield worker.draw(job, out)
+        if timeout is None:
+            yield worker.draw(job, out)
+            continue
+        box: dict[str, Any] = {}
+
+        def draw(job: Job = job, box: dict[str, Any] = box) -> None:
+            try:
+                box["drawn"] = worker.draw(job)
+            except BaseException as exc:  # noqa: BLE001 - raised again in the bench's thread
+                box["error"] = exc
+
+        thread = threading.Thread(target=draw, name=f"sg-bench-{job.rel.as_posix()}", daemon=True)
+        started = time.perf_counter()
+        thread.start()
+        thread.join(timeout)
+        if thread.is_alive():
+            yield failed(job, worker.seed, f"timed out after {timeout:g} s", time.perf_counter() - started)
+        elif "error" in box:
+            raise box["error"]
+        else:
+            yield box["drawn"]
 
 
 @contextmanager
@@ -201,31 +265,85 @@ def _room(nodes: list[dict[str, Any]], gpus_per_worker: float) -> int:
     return room
 
 
-def execute_ray(jobs: list[Job], setup: Setup, workers: int, gpus_per_worker: float) -> Iterator[Drawn]:
-    """Draw ``jobs`` on a pool of ``workers`` Ray actors, yielding each as it lands (in any order).
+def execute_ray(
+    jobs: list[Job], setup: Setup, workers: int, gpus_per_worker: float, timeout: float | None = None
+) -> Iterator[Drawn]:
+    """Draw ``jobs`` on ``workers`` Ray actors, one job at a time each, yielding each as it lands (in any order).
 
-    Needs a :func:`ray_session`. A worker's :class:`~strokegraph.errors.StrokegraphError` is raised as
-    it is; a worker that dies is a :class:`~strokegraph.errors.RunError`.
+    Needs a :func:`ray_session`. A job whose actor dies goes to a fresh actor; once :data:`DEATHS` actors
+    have died on it, it is an error record. A job that runs over ``timeout`` seconds (counted from when a
+    started actor takes it) is an error record, and its actor is killed (``ray.kill``) and replaced. A
+    worker's :class:`~strokegraph.errors.StrokegraphError` is raised as it is, and an actor that cannot
+    start (its backends or judge fail to build) is a :class:`~strokegraph.errors.RunError`: neither is
+    about one image.
     """
     if not jobs:
         return
     import ray
-    from ray.util import ActorPool
 
     actor = ray.remote(num_cpus=1, num_gpus=gpus_per_worker)(Worker)
-    pool = ActorPool([actor.remote(setup) for _ in range(min(workers, len(jobs)))])
-    results = pool.map_unordered(lambda a, job: a.draw.remote(job), jobs)
-    while True:
+    queue = deque(jobs)
+    deaths: dict[Path, int] = {}
+    starting: dict[Any, Any] = {}  # object ref of its ready() -> an actor still building its backends
+
+    def start() -> None:
+        # An actor takes a job only once it has started, so that loading its models is not timed as an image.
+        fresh = actor.remote(setup)
+        starting[fresh.ready.remote()] = fresh
+
+    for _ in range(min(workers, len(jobs))):
+        start()
+    running: dict[Any, tuple[Any, Job, float]] = {}  # object ref -> actor, job, when it took the job
+    idle: list[Any] = []
+    while queue or running:
+        while idle and queue:
+            a, job = idle.pop(), queue.popleft()
+            running[a.draw.remote(job)] = (a, job, time.monotonic())
+        wait = None
+        if timeout is not None and running:
+            wait = max(0.0, min(took for _, _, took in running.values()) + timeout - time.monotonic())
+        ready, _ = ray.wait([*starting, *running], num_returns=1, timeout=wait)
+        if not ready:
+            now = time.monotonic()
+            for ref, (a, job, took) in list(running.items()):
+                if timeout is not None and now - took >= timeout:
+                    del running[ref]
+                    ray.kill(a)
+                    if queue:
+                        start()
+                    yield failed(job, setup.seed, f"timed out after {timeout:g} s", now - took)
+            continue
+        ref = ready[0]
+        if ref in starting:
+            a = starting.pop(ref)
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayActorError as exc:
+                # The message of a failed constructor ends with its traceback, whose last line is the error.
+                lines = str(exc).strip().splitlines() if exc.actor_init_failed else []
+                why = lines[-1][:300] if lines else _first_line(exc)
+                raise RunError(f"a Ray worker could not start: {why}") from None
+            idle.append(a)
+            continue
+        a, job, took = running.pop(ref)
         try:
-            drawn = next(results)
-        except StopIteration:
-            return
+            drawn = ray.get(ref)
         except ray.exceptions.RayTaskError as exc:
             if isinstance(exc.cause, StrokegraphError):
                 raise exc.cause from None
             raise RunError(f"a Ray worker failed: {_first_line(exc.cause)}") from None
         except ray.exceptions.RayActorError as exc:
-            raise RunError(f"a Ray worker died: {_first_line(exc)}") from None
+            ray.kill(a)  # dead already, or unavailable: either way it takes no more jobs
+            n = deaths[job.rel] = deaths.get(job.rel, 0) + 1
+            if n < DEATHS:
+                queue.appendleft(job)
+            if queue:
+                start()
+            if n >= DEATHS:
+                error = f"{n} Ray workers died drawing it, the last: {_first_line(exc)}"
+                yield failed(job, setup.seed, error, time.monotonic() - took)
+            continue
+        idle.append(a)
         yield drawn
 
 

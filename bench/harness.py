@@ -5,9 +5,11 @@
 by GenEval's rules (:mod:`strokegraph.bench.scoring`) with the judge's detector, and writes a record per
 image (``record.json`` in its run directory) and, for the whole set, ``results.json``,
 ``results.md`` and ``results.html`` in ``DIR``. An image whose record exists is not drawn again, so
-an interrupted benchmark resumes where it stopped. Unless ``keep_runs``, each run directory keeps only
-its record, and the sample images the HTML page shows (image 0 of the first :data:`SAMPLES` prompts
-of each tag).
+an interrupted benchmark resumes where it stopped; an error record (the run failed, timed out, or
+its Ray workers kept dying) is drawn again unless ``retry_errors`` is False. Error records are
+counted and listed in the results, and scored as incorrect images. Unless ``keep_runs``, each run
+directory keeps only its record, and the sample images the HTML page shows (image 0 of the first
+:data:`SAMPLES` prompts of each tag).
 
 A run is planned (every image, less those with a record), executed (in this process, or on Ray
 actors: :mod:`strokegraph.bench.executor`) and written by this process alone, record last.
@@ -211,6 +213,8 @@ def run_bench(
     workers: int = 1,
     gpus_per_worker: float = 0,
     shard: tuple[int, int] | None = None,
+    retry_errors: bool = True,
+    timeout_per_image: float | None = None,
 ) -> BenchResult:
     """Draw ``benchmark``'s prompts in both modes, judge every image and write the results to ``out``.
 
@@ -218,8 +222,17 @@ def run_bench(
     by id are built once for the whole benchmark. ``judge`` is a critic id whose backend is a
     :class:`~strokegraph.agents.critic.DetectorCritic`; only its detector is used. ``out`` (default
     ``runs/bench-<benchmark>``) must be new, empty, or hold an earlier run of this benchmark with the
-    same backends, settings, judge, seed and budget, which is resumed. ``on_progress`` gets a dict
-    (``mode``, ``done``, ``total``, ``resumed``) after each image.
+    same backends, settings, judge, seed and budget, which is resumed: images with a record are skipped,
+    but for error records when ``retry_errors``. ``on_progress`` gets a dict (``mode``, ``done``,
+    ``total``, ``resumed``, ``errors``: error records so far, kept ones included) after each image.
+
+    ``timeout_per_image`` (seconds) makes an image whose drawing and judging takes longer an error
+    record, and the benchmark moves on: a Ray actor is killed and replaced; in this process each image
+    is drawn in a thread that is given up on, which Python cannot stop (see
+    :func:`~strokegraph.bench.executor.execute_serial`). A Ray actor that dies has its image drawn by a
+    fresh one; the image is an error record once :data:`~strokegraph.bench.executor.DEATHS` have died.
+    When every image has a record (and no error record is to be retried), nothing is built and Ray is
+    not started: the results are only written again.
 
     ``ray`` draws on ``workers`` Ray actors of 1 CPU and ``gpus_per_worker`` GPUs each, every actor
     building the backends (named by id) and the judge once: ``"local"`` starts Ray on this machine, any
@@ -242,6 +255,8 @@ def run_bench(
         raise UsageError("workers and gpus_per_worker need ray (--ray local or --ray ADDRESS)")
     if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
         raise UsageError(f"shard must be I/N with 0 <= I < N, got {'/'.join(map(str, shard))}")
+    if timeout_per_image is not None and not 0 < timeout_per_image < float("inf"):  # also refuses NaN
+        raise UsageError(f"timeout_per_image must be a number of seconds over 0, got {timeout_per_image}")
     budget = budget or Budget()
     settings = settings or {}
     roles = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
@@ -262,14 +277,23 @@ def run_bench(
     _check_out(out, manifest)
     setup = Setup(roles, settings, judge, judge_settings, seed, budget)
 
-    with ray_session(ray, workers, gpus_per_worker) if ray is not None else contextlib.nullcontext():
-        # In this process the backends are built before anything is written; on Ray, by each actor.
-        worker = Worker(setup) if ray is None else None
-        skipped: list[SkippedPrompt]
-        if benchmark == "geneval":
-            prompts, skipped = geneval_prompts(limit), []
-        else:
-            prompts, skipped = t2i_compbench_prompts(limit)
+    skipped: list[SkippedPrompt]
+    if benchmark == "geneval":
+        prompts, skipped = geneval_prompts(limit), []
+    else:
+        prompts, skipped = t2i_compbench_prompts(limit)
+    samples = {(p.tag, p.index) for p in _first(prompts, SAMPLES)}
+    planned = _plan(out, prompts, images_per_prompt, keep_runs, samples, shard, retry_errors)
+    todo = [job for job, record in planned if record is None]
+
+    with contextlib.ExitStack() as stack:
+        # Backends are built (in this process) or Ray started only when there is something to draw, and
+        # before anything is written.
+        worker = None
+        if todo and ray is not None:
+            stack.enter_context(ray_session(ray, workers, gpus_per_worker))
+        elif todo:
+            worker = Worker(setup)
         try:
             out.mkdir(parents=True, exist_ok=True)
             (out / _MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
@@ -277,14 +301,11 @@ def run_bench(
             raise UsageError(f"cannot write to {str(out)!r}: {exc.strerror or exc}") from exc
 
         started = time.perf_counter()
-        samples = {(p.tag, p.index) for p in _first(prompts, SAMPLES)}
-        planned = _plan(out, prompts, images_per_prompt, keep_runs, samples, shard)
-        todo = [job for job, record in planned if record is None]
         if worker is not None:
-            results = execute_serial(worker, todo, out)
+            results = execute_serial(worker, todo, out, timeout_per_image)
         else:
-            results = execute_ray(todo, setup, workers, gpus_per_worker)
-        done = generated = resumed = 0
+            results = execute_ray(todo, setup, workers, gpus_per_worker, timeout_per_image)
+        done = generated = resumed = errors = 0
         nodes: dict[str, int] = {}
         records: dict[Path, dict[str, Any]] = {}
         # Walking the plan keeps the progress of a run in this process in its order; Ray's images land
@@ -300,8 +321,10 @@ def run_bench(
                     nodes[drawn.node] = nodes.get(drawn.node, 0) + 1
             records[job.rel] = record
             done += 1
+            errors += record["error"] is not None
             if on_progress is not None:
-                on_progress({"mode": job.mode, "done": done, "total": len(planned), "resumed": resumed})
+                progress = {"mode": job.mode, "done": done, "total": len(planned), "resumed": resumed}
+                on_progress({**progress, "errors": errors})
 
     by_mode = {mode: [records[job.rel] for job, _ in planned if job.mode == mode] for mode in MODES}
     self_judged = judge == ids["critic"]
@@ -332,8 +355,10 @@ def _plan(
     keep_runs: bool,
     samples: set[tuple[str, int]],
     shard: tuple[int, int] | None,
+    retry_errors: bool,
 ) -> list[tuple[Job, dict[str, Any] | None]]:
-    """Every image of the run (or of its shard) in order, each with its record when it is already done."""
+    """Every image of the run (or of its shard) in order, each with its record when it is already done
+    (an error record is not, with ``retry_errors``)."""
     planned = []
     n = 0
     for mode in MODES:
@@ -345,7 +370,10 @@ def _plan(
                 job = Job(item, mode, k, keep)
                 n += 1
                 if shard is None or (n - 1) % shard[1] == shard[0]:
-                    planned.append((job, _done_record(out / job.rel / _RECORD, mode, item, k)))
+                    record = _done_record(out / job.rel / _RECORD, mode, item, k)
+                    if record is not None and retry_errors and record["error"] is not None:
+                        record = None
+                    planned.append((job, record))
     return planned
 
 
@@ -434,6 +462,23 @@ def _summary(
         "memory": "resource.getrusage ru_maxrss of the bench process, the largest after any image of the mode",
         "modes": {mode: _mode_summary(records[mode]) for mode in MODES},
     }
+    failed = [r for mode in MODES for r in records[mode] if r["error"] is not None]
+    summary["errors"] = {
+        "count": len(failed),
+        "scored_as": "incorrect",
+        "images": [
+            {
+                "mode": r["mode"],
+                "tag": r["tag"],
+                "index": r["index"],
+                "image_index": r["image_index"],
+                "prompt": r["prompt"],
+                "seed": r["seed"],
+                "error": _one_line(r["error"]),
+            }
+            for r in failed
+        ],
+    }
     if benchmark == "t2i-compbench":
         counts: dict[str, Any] = {}
         for category in COMPBENCH_CATEGORIES:
@@ -447,6 +492,11 @@ def _summary(
         summary["prompts"] = counts
         summary["skipped"] = [dataclasses.asdict(s) for s in skipped]
     return summary
+
+
+def _one_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else "(no message)"
+    return line if len(line) <= 300 else line[:299] + "…"
 
 
 def _fmt(value: float | None, spec: str = ".2f") -> str:
@@ -486,7 +536,10 @@ def _notes(summary: dict[str, Any]) -> list[str]:
     notes = [
         f"{backends}; judge {summary['judge']}; {summary['images_per_prompt']} image(s) per prompt, seeds from "
         f"{summary['seed']}; {images} image(s) per mode.",
-        "Scores: the share of correct images per tag by GenEval's rules; overall is the mean of the tag scores.",
+        "Scores: the share of correct images per tag by GenEval's rules; overall is the mean of the tag scores. "
+        "A failed image (an error record: its run failed or timed out, or its Ray workers died) is scored as "
+        "incorrect, not left out.",
+        _failed_note(summary),
         f"Peak RSS: {summary['memory']} (a process's peak never goes down: when one process drew both modes, "
         "the loop's figure covers both).",
     ]
@@ -504,10 +557,40 @@ def _notes(summary: dict[str, Any]) -> list[str]:
     return notes
 
 
+def _failed_note(summary: dict[str, Any]) -> str:
+    failed = summary["errors"]["count"]
+    images = sum(m["images"] for m in summary["modes"].values())
+    if not failed:
+        return f"Failed images: none of {images}."
+    return (
+        f"Failed images: {failed} of {images}, listed under 'Failed images'; their scores count them as incorrect. "
+        "A rerun into the same directory draws them again (unless --no-retry-errors)."
+    )
+
+
+_FAILED_HEAD = ("mode", "tag", "prompt", "image", "seed", "error")
+
+
+def _failed_rows(summary: dict[str, Any]) -> list[tuple[str, ...]]:
+    return [
+        (_MODE_NAMES[e["mode"]], e["tag"], e["prompt"], f"{e['index']}-{e['image_index']}", str(e["seed"]), e["error"])
+        for e in summary["errors"]["images"]
+    ]
+
+
 def _markdown(summary: dict[str, Any]) -> str:
     title = "GenEval" if summary["benchmark"] == "geneval" else "T2I-CompBench (judged by GenEval's rules)"
     notes = "\n".join(f"- {n}" for n in _notes(summary))
-    return f"# {title}\n\n{format_table(summary)}\n{notes}\n"
+    text = f"# {title}\n\n{format_table(summary)}\n{notes}\n"
+    if summary["errors"]["count"]:
+        # A backslash or a pipe in a prompt or an error would end the cell early.
+        rows = "".join(
+            "| " + " | ".join(c.replace("\\", "\\\\").replace("|", "\\|") for c in row) + " |\n"
+            for row in _failed_rows(summary)
+        )
+        head = "| " + " | ".join(_FAILED_HEAD) + " |\n|" + "---|" * len(_FAILED_HEAD) + "\n"
+        text += f"\n## Failed images\n\n{head}{rows}"
+    return text
 
 
 _CSS = """
@@ -536,6 +619,7 @@ _RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
     "wall_s": (int, float),
     "judge_s": (int, float),
     "image": (str, type(None)),
+    "error": (str, type(None)),
 }
 
 
@@ -603,6 +687,12 @@ def _html(
         _table_html(format_table(summary)),
         "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in _notes(summary)) + "</ul>",
     ]
+    if summary["errors"]["count"]:
+        head = "".join(f"<th>{c}</th>" for c in _FAILED_HEAD)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in _failed_rows(summary)
+        )
+        parts.append(f"<h2>Failed images</h2><table><tr>{head}</tr>{body}</table>")
     for tag in summary["tags"]:
         parts.append(f"<h2>{html.escape(tag)}</h2>")
         if not any(r["tag"] == tag for r in records["loop"]):

@@ -234,6 +234,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="I/N",
         help="draw only the images whose place in the run is I modulo N; a rerun without it draws the rest",
     )
+    b.add_argument(
+        "--retry-errors",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a rerun draws again the images that failed (the default); --no-retry-errors keeps their records",
+    )
+    b.add_argument(
+        "--timeout-per-image",
+        type=_number,
+        metavar="S",
+        help="record an image whose drawing and judging takes over S seconds as failed, and move on (none)",
+    )
     b.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
     cb = sub.add_parser("codebook", help="draw the sketch world's icon codebook, labelled, to an image")
@@ -590,7 +602,8 @@ def _plan(args) -> int:
 
 
 def _bench_progress(stream):
-    """An in-place counter on a terminal; elsewhere a line every 5% of the images."""
+    """An in-place counter on a terminal; elsewhere a line every 5% of the images. Each shows the images
+    done (of every worker), the error records so far and the time left at the pace of the images drawn."""
     started = time.perf_counter()
     live = stream.isatty()
 
@@ -598,8 +611,14 @@ def _bench_progress(stream):
         done, total = event["done"], event["total"]
         if not live and done % max(1, total // 20) and done != total:
             return
+        elapsed = time.perf_counter() - started
         resumed = f", {event['resumed']} resumed" if event["resumed"] else ""
-        line = f"[{time.perf_counter() - started:6.1f}s] {done}/{total} images ({event['mode']}{resumed})"
+        errors = event["errors"]
+        line = f"[{elapsed:6.1f}s] {done}/{total} images ({event['mode']}{resumed})"
+        line += f", {errors} error{'s' if errors != 1 else ''}"
+        if (drawn := done - event["resumed"]) and done < total:
+            left = round(elapsed / drawn * (total - done))
+            line += f", ~{f'{left // 60}m{left % 60:02d}s' if left >= 60 else f'{left}s'} left"
         stream.write(f"\r{line}\x1b[K" + ("\n" if done == total else "") if live else line + "\n")
         stream.flush()
 
@@ -615,6 +634,8 @@ def _bench(args) -> int:
     if config.single_pass is not None:
         raise UsageError("bench runs both modes; remove single_pass from the config")
     ids, settings = _role_choices(args, config)
+    if args.timeout_per_image is not None and not args.timeout_per_image > 0:  # also refuses NaN
+        raise UsageError(f"--timeout-per-image must be a number of seconds over 0, got {args.timeout_per_image}")
     limits = ("max_rounds", "rounds_per_step", "max_sampling_steps")
     budget = Budget(**{k: v for k in limits if (v := getattr(config, k)) is not None})
     critic_id = ids["critic"] or DEFAULT_IDS["critic"]
@@ -636,6 +657,8 @@ def _bench(args) -> int:
         workers=args.workers,
         gpus_per_worker=args.gpus_per_worker,
         shard=args.shard,
+        retry_errors=args.retry_errors,
+        timeout_per_image=args.timeout_per_image,
     )
     print(format_table(result.summary), end="")
     where = f" on {len(result.nodes)} Ray node(s)" if result.nodes else ""
@@ -645,6 +668,16 @@ def _bench(args) -> int:
         f"{time.perf_counter() - started:.1f} s; "
         f"results: {result.out / 'results.md'}, {result.out / 'results.json'}, {result.out / 'results.html'}"
     )
+    errors = result.summary["errors"]["count"]
+    if errors:
+        images = sum(m["images"] for m in result.summary["modes"].values())
+        again = "" if args.retry_errors else " and without --no-retry-errors"
+        print(
+            f"strokegraph: {errors} of {images} image(s) failed (scored as incorrect); listed in "
+            f"{safe(result.out / 'results.md')}; rerun with the same --out{again} to draw them again",
+            file=sys.stderr,
+        )
+        return EXIT_RUN_ERROR
     return 0
 
 

@@ -232,3 +232,61 @@ def test_more_gpus_than_the_cluster_has_is_refused_before_anything_runs(ray_clus
     with pytest.raises(UsageError, match=r"room for 2 worker\(s\) of 1 CPU and 1 GPU, not 3"):
         run_bench("geneval", out=tmp_path / "bench", limit=1, ray=ray_cluster, workers=3, gpus_per_worker=1)
     assert not (tmp_path / "bench").exists()
+
+
+@pytest.mark.slow
+def test_ray_replaces_dead_and_stuck_workers_and_records_what_keeps_failing(ray_cluster, tmp_path):
+    """One worker, a planner on a loopback server that, while a worker waits on it, kills that worker's
+    process (for two clocks every time, for the fire hydrant once) or never answers (the teddy bear, once)."""
+    psutil = pytest.importorskip("psutil")
+    from strokegraph.testing.openai_server import FakeOpenAI, Reply, any_prompt_replies
+
+    answer = any_prompt_replies()["chat/completions"]
+    asked: list[str] = []
+
+    def kill_drawing_workers() -> None:
+        # Only this test's own Ray cluster (its processes descend from this one), only a worker drawing.
+        for process in psutil.Process().children(recursive=True):
+            try:
+                if " ".join(process.cmdline()).startswith("ray::Worker.draw"):
+                    process.kill()
+            except psutil.Error:
+                pass
+
+    def planner(request):
+        prompt = next(p for p in ("two clocks", "fire hydrant", "teddy bear", "") if p in json.dumps(request.json))
+        asked.append(prompt)
+        if prompt == "two clocks" or (prompt == "fire hydrant" and asked.count(prompt) == 1):
+            kill_drawing_workers()
+        if prompt == "teddy bear" and asked.count(prompt) == 1:
+            return Reply(delay=120)
+        return answer(request)
+
+    out = tmp_path / "bench"
+    with FakeOpenAI(fallback={"chat/completions": planner}) as server:
+        options = {
+            "limit": 1,
+            "planner": "openai:gpt-4.1-mini",
+            "settings": {"planner": {"base_url": server.url, "max_retries": 0}},
+        }
+        result = run_bench("geneval", out=out, **options, ray=ray_cluster, workers=1, timeout_per_image=4)
+        assert result.generated == 12
+        errors = {(e["mode"], e["tag"]): e["error"] for e in result.summary["errors"]["images"]}
+        assert errors.keys() == {("single_pass", "counting"), ("loop", "counting"), ("single_pass", "position")}
+        assert errors["single_pass", "counting"].startswith("2 Ray workers died drawing it, the last: ")
+        assert errors["single_pass", "position"] == "timed out after 4 s"
+        assert asked.count("two clocks") == 4 and asked.count("fire hydrant") == 3  # tried twice per mode; once more
+        hydrant = json.loads((out / "single_pass" / "colors" / "259-0" / "record.json").read_text())
+        assert hydrant["error"] is None and hydrant["image"] == "final.png"
+
+        # A rerun (here in this process, where nothing kills a worker) draws the three again, and only them.
+        again = run_bench("geneval", out=out, **options)
+        assert (again.generated, again.resumed, again.summary["errors"]["count"]) == (3, 9, 0)
+
+
+@pytest.mark.slow  # for its cluster
+def test_a_ray_worker_that_cannot_start_stops_the_bench_with_its_reason(ray_cluster, tmp_path):
+    # A setting only building the backend can refuse: in this process it is refused before anything runs.
+    settings = {"planner": {"base_url": "http://127.0.0.1:9/v1", "timeout": -1}}
+    with pytest.raises(RunError, match=r"a Ray worker could not start: .*timeout must be a positive number"):
+        run_bench("geneval", out=tmp_path / "bench", limit=1, planner="openai:x", settings=settings, ray=ray_cluster)
