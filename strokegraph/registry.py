@@ -3,7 +3,9 @@
 The roles are the fields of :class:`Backends`, one record for a run's four backends; :data:`ROLES`
 lists them, and everything else that goes per role (command-line flags, ``run.json``, the server's
 allow-list, benchmarks) iterates it. Each role picks its backend by an id such as ``builtin:rules``.
-Nothing heavy is imported until :func:`build` is called for that id.
+Nothing heavy is imported until :func:`build` is called for that id. Each entry also declares what
+its backend can do (:func:`capabilities`), and :func:`backend_ids` refuses roles that do not fit
+together (:func:`check_pairing`) before anything is built.
 """
 
 from __future__ import annotations
@@ -189,7 +191,7 @@ def capabilities(role: Role, backend_id: str) -> Capabilities:
     An id a run records for a backend object (``custom:<its type>``) declares nothing (see
     :class:`Capabilities`); any other id is parsed, and a bad one raises :class:`UsageError`.
     """
-    if role in ROLES and backend_id.partition(":")[0] == _CUSTOM:
+    if backend_id.partition(":")[0] == _CUSTOM:
         return Capabilities(declared=False)
     provider, _ = parse_id(role, backend_id)
     entry = _BACKENDS[(role, provider)]
