@@ -236,8 +236,8 @@ def check_judge(judge_id: str, settings: Mapping[str, Any] | None = None) -> Non
     """What can be checked of a judge id before anything loads; raises :class:`UsageError`."""
     from strokegraph import registry
 
-    # These critics answer in words and have no detector to lend.
-    if registry.parse_id("critic", judge_id)[0] in ("transformers-vlm", "openai"):
+    # A critic that answers in words (a VLM, a chat model) has no detector to lend.
+    if not registry.capabilities("critic", judge_id).detector:
         raise UsageError(_not_a_detector(judge_id))
     registry.check("critic", judge_id, dict(settings or {}))
 

@@ -715,14 +715,14 @@ def _choose_backends(
             continue
         if settings_now.get(role):
             raise UsageError(f"settings for the {role} need its id too (--{role} ID, or 'id' in the config)")
-        if recorded.startswith("custom:"):
+        if not registry.capabilities(role, recorded).declared:
             raise UsageError(
                 f"the {role} of this run was a backend object ({recorded!r}); "
                 f"resume it from Python with resume(..., {role}=<that backend>)"
             )
         roles[role] = recorded
         settings[role] = dict(kept)
-        if not recorded.startswith("builtin:"):
+        if not registry.capabilities(role, recorded).offline:
             recorded_only.append(role)
     if recorded_only and not trust_record:
         named = "; ".join(f"{role} {roles[role]!r}{_endpoint_text(settings[role])}" for role in recorded_only)

@@ -43,7 +43,7 @@ from pydantic import BaseModel
 from strokegraph.errors import UsageError
 from strokegraph.graph.run import generate, new_run_dir
 from strokegraph.graph.state import Budget
-from strokegraph.registry import DEFAULT_IDS, ROLES
+from strokegraph.registry import DEFAULT_IDS, ROLES, capabilities
 
 __all__ = ["IMAGE_ROUTE", "ServerContext", "ServerState", "graph", "server_root"]
 
@@ -115,7 +115,7 @@ def _allowed(ctx: ServerContext) -> None:
     allowed = [a.strip() for a in os.environ.get("STROKEGRAPH_SERVER_BACKENDS", "").split(",") if a.strip()]
     for role in ROLES:
         backend_id = getattr(ctx, role)
-        ok = backend_id.startswith("builtin:") or any(
+        ok = capabilities(role, backend_id).offline or any(
             backend_id == a or (a.endswith(":") and backend_id.startswith(a)) for a in allowed
         )
         if not ok:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import json
+import os
 import re
 import shlex
 import sqlite3
@@ -15,7 +18,7 @@ from typing import Any
 
 from strokegraph import __version__
 from strokegraph.errors import InvalidAnswer, RunError, StrokegraphError, UsageError
-from strokegraph.registry import DEFAULT_IDS, ROLES
+from strokegraph.registry import DEFAULT_IDS, ROLES, capabilities
 
 __all__ = ["EXIT_BUDGET", "EXIT_RUN_ERROR", "EXIT_STOPPED", "EXIT_UNJUDGED", "EXIT_USAGE", "main"]
 
@@ -136,6 +139,23 @@ def _add_scale_out(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_preset(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="a shipped set of the four roles ('strokegraph presets' lists them); --config and flags override it",
+    )
+
+
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="also show what model libraries print of their own (warnings, loading bars)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="strokegraph", description="Process-driven image generation: plan, draft, critique, refine.")
     p.add_argument("--version", action="version", version=f"strokegraph {__version__}")
@@ -147,6 +167,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--out", help="run directory (default: runs/<timestamp>-<slug>/); must not exist or be empty")
     for role in ROLES:
         g.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id (default: {DEFAULT_IDS[role]})")
+    _add_preset(g)
     g.add_argument("--config", metavar="FILE", help="TOML file with per-role ids and settings; flags override it")
     g.add_argument("--max-rounds", type=_non_negative, metavar="N", help="refine rounds in all (12)")
     g.add_argument("--rounds-per-step", type=_non_negative, metavar="N", help="refine rounds per plan step (3)")
@@ -161,6 +182,7 @@ def _parser() -> argparse.ArgumentParser:
         help="sketch world only: multiply its default fault rates (0 draws exactly; default 1)",
     )
     g.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    _add_verbose(g)
     g.add_argument(
         "--review", action="store_true", help="review the plan and every critique on stdin (accept, edit, add, stop)"
     )
@@ -184,10 +206,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     for role in ROLES:
         r.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id, to confirm or replace the recorded one")
+    _add_preset(r)
     r.add_argument(
         "--config", metavar="FILE", help="TOML file naming the model-backed backends (its role tables are read)"
     )
     r.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    _add_verbose(r)
     _add_scale_out(r)
 
     ru = sub.add_parser("runs", help="list the threads of a shared checkpoint database and where each stopped")
@@ -200,6 +224,7 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--planner", metavar="ID", default="builtin:rules", help="planner backend id (builtin:rules)")
     pl.add_argument("--json", action="store_true", help="print JSON (default: readable text)")
     pl.add_argument("--single-pass", action="store_true", help="the one-step plan of single-pass mode")
+    _add_verbose(pl)
     b = sub.add_parser("bench", help="run GenEval or T2I-CompBench in single-pass mode and through the loop")
     b.add_argument("benchmark", choices=("geneval", "t2i-compbench"))
     b.add_argument("--limit", type=_positive, metavar="N", help="only the first N prompts of each tag or category")
@@ -215,6 +240,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--judge", metavar="ID", default="builtin:pixels", help="critic id whose detector judges (builtin:pixels)"
     )
+    _add_preset(b)
     b.add_argument("--config", metavar="FILE", help="TOML file with per-role ids and settings; flags override it")
     b.add_argument("--out", metavar="DIR", help="results and runs (default: runs/bench-BENCHMARK/); reruns resume")
     b.add_argument("--seed", type=_seed, metavar="N", help="seed of each prompt's first image (0)")
@@ -247,6 +273,9 @@ def _parser() -> argparse.ArgumentParser:
         help="record an image whose drawing and judging takes over S seconds as failed, and move on (none)",
     )
     b.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    _add_verbose(b)
+
+    sub.add_parser("presets", help="list the presets: coherent sets of the four roles (--preset NAME)")
 
     cb = sub.add_parser("codebook", help="draw the sketch world's icon codebook, labelled, to an image")
     cb.add_argument("nouns", nargs="*", help="nouns to draw (default: every noun with a fixed code)")
@@ -351,9 +380,19 @@ def _display(quiet: bool) -> _Display | None:
 
 
 def _role_choices(args, config) -> tuple[dict, dict]:
-    """Each role's id and settings from the flags and the config file (flags win)."""
-    ids = {role: getattr(args, role) or getattr(config, role).id for role in ROLES}
-    settings = {role: getattr(config, role).settings for role in ROLES}
+    """Each role's id and settings from the flags, the config file and the preset (flags win, then the file).
+
+    A preset's settings for a role go with its id: naming another id for that role drops them.
+    """
+    from strokegraph.config import RunConfig
+    from strokegraph.presets import load_preset
+
+    preset = load_preset(args.preset) if args.preset else RunConfig()
+    ids, settings = {}, {}
+    for role in ROLES:
+        shipped, given = getattr(preset, role), getattr(config, role)
+        ids[role] = getattr(args, role) or given.id or shipped.id
+        settings[role] = {**(shipped.settings if ids[role] == shipped.id else {}), **given.settings}
     return ids, settings
 
 
@@ -366,7 +405,7 @@ def _generate(args) -> int:
     ids, settings = _role_choices(args, config)
     if args.faults is not None:
         for role in ("drafter", "refiner"):
-            if ids[role] and not ids[role].startswith("builtin:"):
+            if ids[role] and capabilities(role, ids[role]).draws != "sketch":
                 raise UsageError(f"--faults applies to the sketch world only, not to {role} {ids[role]!r}")
             settings[role]["fault_scale"] = args.faults
 
@@ -681,6 +720,17 @@ def _bench(args) -> int:
     return 0
 
 
+def _presets(args) -> int:
+    from strokegraph.presets import describe_preset, preset_names
+
+    names = preset_names()
+    width = max(map(len, names))
+    for name in names:
+        print(f"{name:<{width}}  {describe_preset(name)}")
+    print("use one with --preset NAME (generate, resume, bench); --config and flags override its roles")
+    return 0
+
+
 def _codebook(args) -> int:
     from strokegraph.tools.sketch.codebook import render_codebook
 
@@ -701,11 +751,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # that says so; the warning would only come first. (By message, so that PIL is not imported here.)
     warnings.filterwarnings("ignore", r"Image size \(\d+ pixels\) exceeds limit", RuntimeWarning, r"PIL\.Image")
     commands = {
-        "generate": _generate,
-        "resume": _resume,
+        "generate": _quiet_libraries(_generate),
+        "resume": _quiet_libraries(_resume),
         "runs": _runs,
-        "plan": _plan,
-        "bench": _bench,
+        "plan": _quiet_libraries(_plan),
+        "bench": _quiet_libraries(_bench),
+        "presets": _presets,
         "codebook": _codebook,
     }
     try:
@@ -732,6 +783,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+# The model libraries a backend imports print of their own on stderr: CLIP's "Token indices sequence
+# length ... (82 > 77)" and "truncated because CLIP can only handle sequences up to 77 tokens" for
+# every long step description, "requires torchvision" notes, loading bars. Nothing there is for the
+# person running the command (strokegraph says what it did in its progress lines), so commands hide
+# it unless -v. Through the libraries' own controls, without importing them here: the variables they
+# read when a backend imports them, and, for one already imported in this process, its logging
+# module. The libraries' Python warnings are ignored by module, strokegraph's own still show.
+_QUIET_ENVIRONMENT = {
+    "TRANSFORMERS_VERBOSITY": "error",
+    "DIFFUSERS_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TQDM_DISABLE": "1",  # diffusers' "Loading pipeline components" bar has no switch of its own
+}
+_LOGGING_MODULES = ("transformers.utils.logging", "diffusers.utils.logging")
+_WARNING_MODULES = r"(transformers|diffusers|huggingface_hub|accelerate)(\.|$)"
+
+
+def _quiet_libraries(command):
+    """``command``, run with the model libraries' own warnings and bars hidden unless ``args.verbose``."""
+
+    def run(args) -> int:
+        if getattr(args, "verbose", False):
+            return command(args)
+        with contextlib.ExitStack() as undo, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=_WARNING_MODULES)
+            for name, value in _QUIET_ENVIRONMENT.items():
+                if name not in os.environ:  # a setting of the person's own stays
+                    os.environ[name] = value
+                    undo.callback(os.environ.pop, name, None)
+            for name in _LOGGING_MODULES:
+                if name in sys.modules:
+                    logs = importlib.import_module(name)
+                    undo.callback(logs.set_verbosity, logs.get_verbosity())
+                    logs.set_verbosity_error()
+                    if logs.is_progress_bar_enabled():
+                        undo.callback(logs.enable_progress_bar)
+                        logs.disable_progress_bar()
+            return command(args)
+
+    return run
+
+
 def _database_errors() -> tuple[type[BaseException], ...]:
     """SQLite's errors, and psycopg's once a postgres:// checkpoint has loaded it."""
     psycopg = sys.modules.get("psycopg")
@@ -751,7 +844,7 @@ def _resume_hint(exc: BaseException, args: argparse.Namespace) -> str:
         record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
         backends = record["backends"]
         # resume takes no model-backed backend on run.json's word: the hint names them again.
-        named = {role: i for role, i in backends.items() if not i.startswith(("builtin:", "custom:"))}
+        named = {role: i for role, i in backends.items() if capabilities(role, i).offline is False}
         again = "".join(f" --{role} {shlex.quote(safe(i))}" for role, i in named.items())
         # Nor a database or a store: the hint names them for the person to give again (never a password).
         if record.get("checkpoint") == "postgres":
@@ -762,7 +855,9 @@ def _resume_hint(exc: BaseException, args: argparse.Namespace) -> str:
                 again += f" --store-endpoint {shlex.quote(safe(args.store_endpoint))}"
         if getattr(args, "config", None):
             again = f" --config {shlex.quote(safe(args.config))}{again}"
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        if getattr(args, "preset", None):
+            again = f" --preset {shlex.quote(safe(args.preset))}{again}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, UsageError):
         again = ""
     return f"; resume with: strokegraph resume {shlex.quote(str(run_dir))}{again}"
 

@@ -14,7 +14,8 @@ id = "transformers-detect:google/owlv2-base-patch16-ensemble"
 ```
 
 Every key other than ``id`` in a role's table is a setting of that backend; unknown keys, at the
-top level or in a role, are usage errors. Command-line flags override the file.
+top level or in a role, are usage errors. Command-line flags override the file, and the file
+overrides a preset (``--preset NAME``, see :mod:`strokegraph.presets`), whose files have this format.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from strokegraph.errors import UsageError
 
-__all__ = ["RoleConfig", "RunConfig", "load_config"]
+__all__ = ["RoleConfig", "RunConfig", "load_config", "parse_config"]
 
 
 class RoleConfig(BaseModel):
@@ -74,26 +75,33 @@ def load_config(path: str | Path) -> RunConfig:
     if len(raw) > MAX_CONFIG_BYTES:
         raise UsageError(f"config {str(path)!r} is larger than {MAX_CONFIG_BYTES} bytes")
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UsageError(f"config {str(path)!r} is not UTF-8 text (byte {exc.start + 1})") from None
+    return parse_config(text, f"config {str(path)!r}")
+
+
+def parse_config(text: str, source: str) -> RunConfig:
+    """Check the TOML ``text`` of a config (or a preset); ``source`` names it in the one-line :class:`UsageError`."""
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"config {str(path)!r} is not valid TOML: {exc}") from None
+        raise UsageError(f"{source} is not valid TOML: {exc}") from None
     except RecursionError:
-        raise UsageError(f"config {str(path)!r} nests too deeply") from None
+        raise UsageError(f"{source} nests too deeply") from None
     try:
         too_deep = _depth(data) > _MAX_DEPTH
     except RecursionError:
         too_deep = True
     if too_deep:
-        raise UsageError(f"config {str(path)!r} nests deeper than {_MAX_DEPTH} levels; settings are plain values")
+        raise UsageError(f"{source} nests deeper than {_MAX_DEPTH} levels; settings are plain values")
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        raise UsageError(f"config {str(path)!r}: {where}: {msg}") from None
+        raise UsageError(f"{source}: {where}: {msg}") from None
 
 
 def _depth(value: Any) -> int:

@@ -3,7 +3,9 @@
 The roles are the fields of :class:`Backends`, one record for a run's four backends; :data:`ROLES`
 lists them, and everything else that goes per role (command-line flags, ``run.json``, the server's
 allow-list, benchmarks) iterates it. Each role picks its backend by an id such as ``builtin:rules``.
-Nothing heavy is imported until :func:`build` is called for that id.
+Nothing heavy is imported until :func:`build` is called for that id. Each entry also declares what
+its backend can do (:func:`capabilities`), and :func:`backend_ids` refuses roles that do not fit
+together (:func:`check_pairing`) before anything is built.
 """
 
 from __future__ import annotations
@@ -29,11 +31,15 @@ __all__ = [
     "DEFAULT_IDS",
     "ROLES",
     "Backends",
+    "Capabilities",
+    "ImageKind",
     "Role",
     "backend_ids",
     "build",
     "build_backends",
+    "capabilities",
     "check",
+    "check_pairing",
     "clear_cache",
     "known_ids",
     "parse_id",
@@ -62,6 +68,31 @@ Role = Literal["planner", "drafter", "critic", "refiner"]
 ROLES: tuple[Role, ...] = tuple(cast(Role, f.name) for f in dataclasses.fields(Backends))
 
 
+ImageKind = Literal["sketch", "natural"]
+"""What an image shows: the sketch world's flat icons, or a natural image (a photo, a painting)."""
+
+_KIND_TEXT: dict[ImageKind, str] = {"sketch": "sketch-world icons", "natural": "natural images"}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, as its registry entry declares it; asked wherever a decision turns on it.
+
+    A backend object given in place of an id declares nothing: ``declared`` is False and every other
+    field None (unknown), and nothing is refused on its account.
+    """
+
+    declared: bool = True
+    offline: bool | None = None
+    """True for a backend built from code alone: no weights to load, no API to call, no key to send."""
+    draws: ImageKind | None = None
+    """The kind of image a drafter or refiner makes; None for the other roles."""
+    reads: frozenset[ImageKind] | None = None
+    """The kinds of image a critic can judge; None for the other roles."""
+    detector: bool | None = None
+    """Whether a critic finds objects with a detector (boxes and scores), which a benchmark judge needs."""
+
+
 @dataclass(frozen=True)
 class _Entry:
     target: str
@@ -72,27 +103,52 @@ class _Entry:
     """The pip extra that brings what the backend imports."""
     requires: tuple[str, ...] = ()
     """Modules that must be importable, checked before anything is built."""
+    offline: bool = False
+    """Built from code alone (see :attr:`Capabilities.offline`); an entry that does not say so is model-backed."""
+    draws: ImageKind | None = None
+    reads: tuple[ImageKind, ...] = ()
+    detector: bool = False
 
 
 _DIFFUSERS: dict[str, Any] = {"extra": "diffusers", "requires": ("torch", "diffusers", "transformers")}
 _TRANSFORMERS: dict[str, Any] = {"extra": "transformers", "requires": ("torch", "transformers")}
 _OPENAI: dict[str, Any] = {"extra": "openai", "requires": ("openai",)}
+_BUILTIN: dict[str, Any] = {"offline": True}
+_NATURAL: dict[str, Any] = {"draws": "natural"}
+# A VLM or chat model reads any picture; so does an open-vocabulary detector, which finds drawn
+# objects as well as photographed ones. The sketch world's pixel reader knows only its own icons.
+_READS_ANY: dict[str, Any] = {"reads": ("sketch", "natural")}
 
-# (role, provider) -> how to build it. Providers that take any model name list no models.
+# (role, provider) -> how to build it, and what it can do. Providers that take any model name list no models.
 _BACKENDS: dict[tuple[Role, str], _Entry] = {
-    ("planner", "builtin"): _Entry("strokegraph.tools.builtin:planner", ("rules",)),
-    ("drafter", "builtin"): _Entry("strokegraph.tools.builtin:drafter", ("sketch",)),
-    ("critic", "builtin"): _Entry("strokegraph.tools.builtin:critic", ("pixels",)),
-    ("refiner", "builtin"): _Entry("strokegraph.tools.builtin:refiner", ("sketch",)),
-    ("drafter", "diffusers"): _Entry("strokegraph.tools.hf_diffusers:drafter", **_DIFFUSERS),
-    ("refiner", "diffusers"): _Entry("strokegraph.tools.hf_diffusers:refiner", **_DIFFUSERS),
+    ("planner", "builtin"): _Entry("strokegraph.tools.builtin:planner", ("rules",), **_BUILTIN),
+    ("drafter", "builtin"): _Entry("strokegraph.tools.builtin:drafter", ("sketch",), **_BUILTIN, draws="sketch"),
+    ("critic", "builtin"): _Entry(
+        "strokegraph.tools.builtin:critic", ("pixels",), **_BUILTIN, reads=("sketch",), detector=True
+    ),
+    ("refiner", "builtin"): _Entry("strokegraph.tools.builtin:refiner", ("sketch",), **_BUILTIN, draws="sketch"),
+    ("drafter", "diffusers"): _Entry("strokegraph.tools.hf_diffusers:drafter", **_DIFFUSERS, **_NATURAL),
+    ("refiner", "diffusers"): _Entry("strokegraph.tools.hf_diffusers:refiner", **_DIFFUSERS, **_NATURAL),
     ("planner", "transformers"): _Entry("strokegraph.tools.hf_transformers:planner", **_TRANSFORMERS),
-    ("critic", "transformers-vlm"): _Entry("strokegraph.tools.hf_transformers:vlm_critic", **_TRANSFORMERS),
-    ("critic", "transformers-detect"): _Entry("strokegraph.tools.hf_transformers:detect_critic", **_TRANSFORMERS),
+    ("critic", "transformers-vlm"): _Entry(
+        "strokegraph.tools.hf_transformers:vlm_critic", **_TRANSFORMERS, **_READS_ANY
+    ),
+    ("critic", "transformers-detect"): _Entry(
+        "strokegraph.tools.hf_transformers:detect_critic", **_TRANSFORMERS, **_READS_ANY, detector=True
+    ),
     ("planner", "openai"): _Entry("strokegraph.tools.openai_api:planner", **_OPENAI),
-    ("critic", "openai"): _Entry("strokegraph.tools.openai_api:critic", **_OPENAI),
-    ("drafter", "openai"): _Entry("strokegraph.tools.openai_api:drafter", **_OPENAI),
-    ("refiner", "openai"): _Entry("strokegraph.tools.openai_api:refiner", **_OPENAI),
+    ("critic", "openai"): _Entry("strokegraph.tools.openai_api:critic", **_OPENAI, **_READS_ANY),
+    ("drafter", "openai"): _Entry("strokegraph.tools.openai_api:drafter", **_OPENAI, **_NATURAL),
+    ("refiner", "openai"): _Entry("strokegraph.tools.openai_api:refiner", **_OPENAI, **_NATURAL),
+}
+
+#: The provider a backend object is recorded under (``custom:<its type>``); no entry is registered for it.
+_CUSTOM = "custom"
+
+# A critic to name in the fix when the chosen one cannot read the drafter's images.
+_READER_FOR: dict[ImageKind, str] = {
+    "sketch": "builtin:pixels",
+    "natural": "transformers-detect:google/owlv2-base-patch16-ensemble",
 }
 
 #: The offline defaults: no GPU, no key, no download.
@@ -127,6 +183,71 @@ def parse_id(role: Role, backend_id: str) -> tuple[str, str]:
         hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
         raise UsageError(f"unknown {role} id {backend_id!r}; {hint}valid ids: {', '.join(valid)}")
     return provider, model
+
+
+def capabilities(role: Role, backend_id: str) -> Capabilities:
+    """What the backend ``role`` builds from ``backend_id`` can do, as its registry entry declares it.
+
+    An id a run records for a backend object (``custom:<its type>``) declares nothing (see
+    :class:`Capabilities`); any other id is parsed, and a bad one raises :class:`UsageError`.
+    """
+    if backend_id.partition(":")[0] == _CUSTOM:
+        return Capabilities(declared=False)
+    provider, _ = parse_id(role, backend_id)
+    entry = _BACKENDS[(role, provider)]
+    return Capabilities(
+        offline=entry.offline,
+        draws=entry.draws,
+        reads=frozenset(entry.reads) if role == "critic" else None,
+        detector=entry.detector if role == "critic" else None,
+    )
+
+
+def check_pairing(ids: Mapping[Role, str]) -> None:
+    """Refuse roles that cannot work together, before anything is built: a critic that cannot read
+    the drafter's images, or a refiner that draws another kind of image than the drafter.
+
+    ``ids`` maps each role to its id (as :func:`backend_ids` returns them); a role left out or
+    given as a backend object (``custom:...``) declares nothing and is never refused. Raises one
+    :class:`UsageError` that names every mismatch and what to change.
+    """
+    caps = {role: capabilities(role, ids[role]) for role in ("drafter", "critic", "refiner") if role in ids}
+    drafter, critic, refiner = (
+        caps.get(role, Capabilities(declared=False)) for role in ("drafter", "critic", "refiner")
+    )
+    kind = drafter.draws
+    if kind is None:
+        return
+    problems, fixes = [], []
+    if critic.reads is not None and kind not in critic.reads:
+        only = " and ".join(_KIND_TEXT[k] for k in sorted(critic.reads))
+        problems.append(f"the critic {ids['critic']!r} reads only {only}")
+        what = "a detector or VLM critic" if kind == "natural" else "a critic that reads them"
+        fixes.append(f"{what} (--critic {_READER_FOR[kind]})")
+    if refiner.draws is not None and refiner.draws != kind:
+        problems.append(f"the refiner {ids['refiner']!r} draws {_KIND_TEXT[refiner.draws]}")
+        provider, _ = parse_id("drafter", ids["drafter"])
+        same = ids["drafter"] if ("refiner", provider) in _BACKENDS else DEFAULT_IDS["refiner"]
+        fixes.append(f"a refiner that draws them too (--refiner {same})")
+    if not problems:
+        return
+    preset = _preset_like(ids["drafter"]) if kind == "natural" else None
+    fix = " and ".join(fixes) + (f", or --preset {preset}" if preset else "")
+    raise UsageError(
+        f"{' and '.join(problems)}, but the drafter {ids['drafter']!r} draws {_KIND_TEXT[kind]}: use {fix}"
+    )
+
+
+def _preset_like(drafter_id: str) -> str | None:
+    """A shipped preset to name in a fix: one whose drafter has the provider of ``drafter_id``, and
+    whose critic is the one the fix names if there is such a preset."""
+    from strokegraph.presets import load_preset, preset_names
+
+    provider = drafter_id.partition(":")[0]
+    same = [(name, load_preset(name)) for name in preset_names()]
+    same = [(name, p) for name, p in same if (p.drafter.id or "").partition(":")[0] == provider]
+    same.sort(key=lambda item: item[1].critic.id != _READER_FOR["natural"])
+    return same[0][0] if same else None
 
 
 def check(role: Role, backend_id: str, settings: dict[str, Any] | None = None) -> None:
@@ -187,7 +308,8 @@ def backend_ids(
     ``chosen`` maps a role to an id (``"builtin:sketch"``), to a backend object of your own (recorded
     as ``custom:<its type>``), or to None for :data:`DEFAULT_IDS`; ``settings`` maps a role to its
     backend's settings, which only a backend named by id takes. Raises :class:`UsageError` naming the
-    first problem: an unknown role, a bad id or setting, settings for a backend object.
+    first problem: an unknown role, a bad id or setting, settings for a backend object, roles that do
+    not fit together (see :func:`check_pairing`).
     """
     chosen, settings = chosen or {}, settings or {}
     for what, given in (("role(s)", chosen), ("settings for role(s)", settings)):
@@ -203,7 +325,8 @@ def backend_ids(
         elif settings.get(role):
             raise UsageError(f"settings for {role} apply to backends named by id, not to a backend object")
         else:
-            ids[role] = f"custom:{type(value).__name__}"
+            ids[role] = f"{_CUSTOM}:{type(value).__name__}"
+    check_pairing(ids)
     return ids
 
 

@@ -306,6 +306,9 @@ def test_the_loop_runs_on_the_tiny_model_and_counts_its_sampling_steps(tiny_dir,
         "a red cup to the left of a blue dog",
         out=tmp_path / "run",
         drafter=f"diffusers:{tiny_dir}",
+        # The pixel critic, given as an object so that the pairing check (it reads only sketch-world
+        # icons) leaves it be: it finds nothing in noise, so the loop spends every refine round.
+        critic=registry.build("critic", "builtin:pixels"),
         refiner=f"diffusers:{tiny_dir}",
         settings={"drafter": {"steps": 2}, "refiner": {"steps": 2}},
         budget=Budget(rounds_per_step=1, max_rounds=2),

@@ -143,6 +143,7 @@ def test_two_runs_on_one_diffusers_model_load_it_once(sd_dir, tmp_path, loads):
             "a red cup to the left of a blue dog",
             out=tmp_path / run,
             **ids,
+            critic=registry.build("critic", "builtin:pixels"),  # an object: the pairing check leaves it be
             settings=settings,
             budget=Budget(rounds_per_step=1, max_rounds=1),
         )

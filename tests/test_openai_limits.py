@@ -325,7 +325,10 @@ def test_the_cli_says_an_oversized_reply_image_in_one_line(server, tmp_path, cap
 
     server.script("images/generations", _b64_reply(_png(Image.new("1", (12000, 12000)))))
     config = tmp_path / "drafter.toml"
-    config.write_text(f'[drafter]\nid = "openai:{IMAGE}"\nbase_url = "{server.url}"\napi_key = "{SECRET}"\n')
+    endpoint = f'base_url = "{server.url}"\napi_key = "{SECRET}"\n'
+    # A critic and refiner that fit the drafter's natural images; the run stops at the first draft.
+    roles = {"drafter": IMAGE, "critic": CHAT, "refiner": IMAGE}
+    config.write_text("".join(f'[{role}]\nid = "openai:{model}"\n{endpoint}' for role, model in roles.items()))
     out = tmp_path / "run"
     assert main(["generate", PROMPT, "--out", str(out), "--config", str(config), "-q"]) == EXIT_RUN_ERROR
     err = capsys.readouterr().err.strip().splitlines()
