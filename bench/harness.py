@@ -261,7 +261,7 @@ def run_bench(
     settings = settings or {}
     roles = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
     ids = registry.backend_ids(roles, settings)  # every id and setting, before any model loads
-    check_judge(judge, judge_settings)
+    check_judge(judge, judge_settings, drafter_id=ids["drafter"])
     if ray is not None and (objects := [r for r, v in roles.items() if v is not None and not isinstance(v, str)]):
         raise UsageError(f"with ray, name every backend by id; {', '.join(objects)} is an object")
     out = Path(out) if out is not None else Path("runs") / f"bench-{benchmark}"

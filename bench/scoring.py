@@ -232,13 +232,24 @@ def load_judge(judge_id: str, settings: Mapping[str, Any] | None = None) -> Judg
     return Judge(critic.detector)
 
 
-def check_judge(judge_id: str, settings: Mapping[str, Any] | None = None) -> None:
-    """What can be checked of a judge id before anything loads; raises :class:`UsageError`."""
+def check_judge(judge_id: str, settings: Mapping[str, Any] | None = None, drafter_id: str | None = None) -> None:
+    """What can be checked of a judge id before anything loads; raises :class:`UsageError`.
+
+    With ``drafter_id``, the judge must also read the kind of image that drafter draws (the sketch
+    world's pixel detector cannot judge a diffusion model's photographs).
+    """
     from strokegraph import registry
 
     # A critic that answers in words (a VLM, a chat model) has no detector to lend.
-    if not registry.capabilities("critic", judge_id).detector:
+    judge = registry.capabilities("critic", judge_id)
+    if not judge.detector:
         raise UsageError(_not_a_detector(judge_id))
+    draws = registry.capabilities("drafter", drafter_id).draws if drafter_id else None
+    if draws is not None and judge.reads is not None and draws not in judge.reads:
+        raise UsageError(
+            f"judge {judge_id!r} cannot read the {draws} images the drafter {drafter_id!r} draws; name a detector "
+            "that can, e.g. --judge transformers-detect:google/owlv2-base-patch16-ensemble"
+        )
     registry.check("critic", judge_id, dict(settings or {}))
 
 

@@ -238,7 +238,10 @@ def _parser() -> argparse.ArgumentParser:
     for role in ROLES:
         b.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id (default: {DEFAULT_IDS[role]})")
     b.add_argument(
-        "--judge", metavar="ID", default="builtin:pixels", help="critic id whose detector judges (builtin:pixels)"
+        "--judge",
+        metavar="ID",
+        help="critic id whose detector judges (builtin:pixels; for a drafter of natural images, the critic if it "
+        "is a detector)",
     )
     _add_preset(b)
     b.add_argument("--config", metavar="FILE", help="TOML file with per-role ids and settings; flags override it")
@@ -678,6 +681,13 @@ def _bench(args) -> int:
     limits = ("max_rounds", "rounds_per_step", "max_sampling_steps")
     budget = Budget(**{k: v for k in limits if (v := getattr(config, k)) is not None})
     critic_id = ids["critic"] or DEFAULT_IDS["critic"]
+    judge = args.judge
+    if judge is None:
+        # The pixel detector reads only the sketch world; a natural-image drafter is judged by the
+        # critic when it is a detector (marked self-judged), and anything else must be named.
+        drafter_id = ids["drafter"] or DEFAULT_IDS["drafter"]
+        natural = capabilities("drafter", drafter_id).draws == "natural"
+        judge = critic_id if natural and capabilities("critic", critic_id).detector else DEFAULT_IDS["critic"]
     started = time.perf_counter()
     result = run_bench(
         args.benchmark,
@@ -686,8 +696,8 @@ def _bench(args) -> int:
         images_per_prompt=args.images_per_prompt,
         **ids,
         settings={role: s for role, s in settings.items() if s},
-        judge=args.judge,
-        judge_settings=settings["critic"] if args.judge == critic_id else None,
+        judge=judge,
+        judge_settings=settings["critic"] if judge == critic_id else None,
         seed=args.seed if args.seed is not None else config.seed or 0,
         budget=budget,
         keep_runs=args.keep_runs,

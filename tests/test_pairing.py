@@ -139,3 +139,15 @@ def test_no_module_decides_by_an_id_prefix():
                     if "builtin:" in text or "custom:" in text:
                         offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
     assert offenders == []
+
+
+@pytest.mark.usefixtures("nothing_loads")
+def test_bench_judges_a_natural_image_drafter_with_a_detector_that_reads_it(tmp_path, capsys):
+    # The pixel judge cannot read a diffusion model's images: named, it is refused before anything
+    # loads; left to its default, the judge is the detector critic (or the bench says what to name).
+    roles = ["--drafter", DIFFUSERS, "--refiner", DIFFUSERS, "--critic", OWL, "--limit", "1", "-q"]
+    out = ["--out", str(tmp_path / "b")]
+    assert main(["bench", "geneval", *roles, *out, "--judge", "builtin:pixels"]) == EXIT_USAGE
+    assert "cannot read the natural images" in capsys.readouterr().err
+    with pytest.raises(AssertionError, match="was built"):  # past every check, the judge included
+        main(["bench", "geneval", *roles, *out])
