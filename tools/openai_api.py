@@ -7,7 +7,8 @@ handed to the client and nowhere else, and it is scrubbed from error messages, a
 and password in ``base_url`` (see :func:`redact_url`).
 
 Every server is treated as hostile. ``timeout`` bounds each request attempt as a whole, connect to
-last byte; a reply may hold at most :data:`MAX_CHAT_REPLY_BYTES` or :data:`MAX_IMAGE_REPLY_BYTES`,
+last byte, and ``deadline`` a backend call as a whole, its retries and the waits between them
+included; a reply may hold at most :data:`MAX_CHAT_REPLY_BYTES` or :data:`MAX_IMAGE_REPLY_BYTES`,
 and a reply image at most :data:`MAX_IMAGE_PIXELS` pixels (or the requested ``size``, if larger).
 :func:`cancel_requests` ends the calls in flight at once, e.g. from a SIGINT handler.
 
