@@ -14,6 +14,9 @@ strokegraph's source (every module of the installed package) and flags, on those
 
 A check that finds nothing proves nothing by itself, so it is also run on code written the way the
 transport was before (it must find each use).
+
+The transport that replaced those uses builds its own connection pools, so it also does what
+httpx2 did for its own: take proxies from the environment.
 """
 
 from __future__ import annotations
@@ -21,12 +24,18 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import json
 import re
 import sys
+import threading
 from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from strokegraph.testing.openai_server import chat_reply
+from strokegraph.tools import openai_api
 
 LIBRARIES = ("openai", "httpx2", "httpcore2", "httpx", "httpcore")
 PACKAGES = ("strokegraph", "strokegraph.agents", "strokegraph.graph", "strokegraph.tools", "strokegraph.bench")
@@ -256,3 +265,53 @@ def test_the_check_finds_each_private_use_in_the_old_transport():
 )
 def test_the_check_leaves_public_use_and_our_own_private_names_alone(source):
     assert private_uses(source, "ok") == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Proxies: the transport builds its own connection pools, so it reads the environment itself
+# ---------------------------------------------------------------------------------------------
+
+
+class _Proxy(BaseHTTPRequestHandler):
+    """A forward proxy that answers every request itself with a chat reply, and records its target."""
+
+    targets: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server hook name
+        self.targets.append(self.path)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps(chat_reply("a reply from the proxy").body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def proxy(monkeypatch):
+    _Proxy.targets = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    yield _Proxy.targets
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.usefixtures("no_ambient_openai_env")
+def test_requests_go_through_the_proxy_of_the_environment_except_where_no_proxy_says(proxy, server):
+    # The first host does not resolve: only the proxy can answer for it.
+    chat = openai_api.planner("m", base_url="http://api.example.invalid/v1", api_key="sk-proxy-test").model
+    assert chat.complete([{"role": "user", "content": "hi"}]) == "a reply from the proxy"
+    assert proxy == ["http://api.example.invalid/v1/chat/completions"]
+
+    server.script("chat/completions", chat_reply("a reply from the server"))
+    chat = openai_api.planner("m", base_url=server.url, api_key="sk-proxy-test").model
+    assert chat.complete([{"role": "user", "content": "hi"}]) == "a reply from the server"
+    assert len(proxy) == 1 and len(server.sent("chat/completions")) == 1
