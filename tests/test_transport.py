@@ -53,7 +53,7 @@ def _installed(library: str) -> Path | None:
         module = importlib.import_module(library)
     except ImportError:
         return None
-    return Path(module.__file__).parent
+    return Path(inspect.getfile(module)).parent
 
 
 @cache

@@ -35,6 +35,8 @@ import httpcore2
 import httpx2
 import openai
 
+from strokegraph.errors import UsageError
+
 __all__ = [
     "BoundedClient",
     "Cancelled",
@@ -416,7 +418,7 @@ class _Transport(httpx2.BaseTransport):
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         url = request.url
-        pool = self.proxies.get(url.scheme)
+        pool: httpcore2.ConnectionPool | None = self.proxies.get(url.scheme)
         if pool is None or urllib.request.proxy_bypass(url.host):
             pool = self.direct
         core = httpcore2.Request(
@@ -443,7 +445,10 @@ class _Transport(httpx2.BaseTransport):
 def _proxy_pool(url: str, options: dict[str, Any]) -> httpcore2.HTTPProxy:
     proxy = httpx2.Proxy(url if "://" in url else f"http://{url}")
     if proxy.url.scheme not in ("http", "https"):
-        raise ValueError(f"proxy {proxy.url.scheme}:// is not supported for OpenAI backends; use an http(s) proxy")
+        raise UsageError(
+            f"the proxy of the environment is {proxy.url.scheme}://, which the OpenAI backends do not support; "
+            "use an http:// or https:// proxy, or name the host in NO_PROXY"
+        )
     target = httpcore2.URL(
         scheme=proxy.url.raw_scheme, host=proxy.url.raw_host, port=proxy.url.port, target=proxy.url.raw_path
     )

@@ -181,26 +181,28 @@ def _request(
     except transport.RefusedReply as exc:
         raise RunError(f"{backend}: {exc}", node=node, step=step) from None
     except transport.Failed as failed:
-        exc = failed.error
+        error = failed.error
         after = _after(failed.retries)
         spent = f"; the call's {deadline:g} s deadline ran out" if failed.out_of_time else ""
-        if isinstance(exc, openai.APIStatusError):
-            code = exc.status_code
+        if isinstance(error, openai.APIStatusError):
+            code = error.status_code
             # A 429 for an exhausted quota is a billing problem: waiting cannot fix it.
-            transient = (code in (408, 409, 429) or code >= 500) and getattr(exc, "code", None) != "insufficient_quota"
+            transient = (code in (408, 409, 429) or code >= 500) and getattr(
+                error, "code", None
+            ) != "insufficient_quota"
             reason = _REASONS.get(code, "server error" if code >= 500 else "error")
-            body = exc.body
+            body = error.body
             detail = body.get("message") if isinstance(body, dict) else body if isinstance(body, str) else None
             detail = f": {_scrub(detail, client)}" if detail else ""
             message = f"{code} {reason}{after}{detail}"
-        elif isinstance(exc, openai.APITimeoutError):
+        elif isinstance(error, openai.APITimeoutError):
             timeout = client.timeout
             seconds = f" ({timeout:g} s per try)" if isinstance(timeout, int | float) else ""
             message, transient = f"timed out{seconds}{after}", True
         elif failed.refused:
             message, transient = f"cannot connect to {redact_url(str(client.base_url))}: connection refused", False
         else:
-            cause = _scrub(exc.__cause__ or exc, client)
+            cause = _scrub(error.__cause__ or error, client)
             message, transient = f"cannot connect to {redact_url(str(client.base_url))}{after}: {cause}", True
         # ``from None``: the chained exception holds the request, headers included.
         raise RunError(
