@@ -191,6 +191,16 @@ def test_rate_limits_past_the_retries_name_status_and_retries(server):
     assert info.value.transient
 
 
+@pytest.mark.parametrize("after", ["600", "Wed, 21 Oct 2099 07:28:00 GMT"])
+def test_a_retry_after_over_two_minutes_is_not_waited_for(server, after):
+    # As openai's own retries did: a server that asks for more than two minutes is not retried.
+    limited = Reply(status=429, body=error_reply(429, "Rate limit reached").body, headers={"retry-after": after})
+    server.script("chat/completions", limited)
+    with pytest.raises(RunError, match=rf"^openai:{CHAT}: 429 rate limited: Rate limit reached \(node 'planner'\)$"):
+        openai_api.planner(CHAT, **_settings(server)).plan(PROMPT)
+    assert len(server.sent("chat/completions")) == 1
+
+
 def test_a_server_slower_than_the_timeout_is_a_run_error(server):
     server.script("chat/completions", Reply(body={}, delay=3.0))
     planner = openai_api.planner(CHAT, **_settings(server, timeout=0.5, max_retries=0))

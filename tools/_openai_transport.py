@@ -20,6 +20,7 @@ when it builds a client.
 
 from __future__ import annotations
 
+import email.utils
 import ipaddress
 import math
 import random
@@ -202,7 +203,6 @@ def call(fn: Callable[[], T], *, max_retries: int, deadline: float) -> T:
 
 def _wait(error: openai.APIStatusError | openai.APIConnectionError, retries: int) -> float | None:
     """Seconds to wait before trying again after ``error``; None: do not try again."""
-    headers = None
     if isinstance(error, openai.APIStatusError):
         headers = error.response.headers
         should = headers.get("x-should-retry")
@@ -221,7 +221,7 @@ def _retryable(status: int) -> bool:
 
 
 def _retry_after(headers: httpx2.Headers) -> float | None:
-    """A server's ``retry-after-ms`` or ``retry-after`` (seconds), as openai reads them."""
+    """A server's ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date) in seconds, as openai reads them."""
     for name, divisor in (("retry-after-ms", 1000), ("retry-after", 1)):
         value = headers.get(name)
         if value is None:
@@ -231,7 +231,11 @@ def _retry_after(headers: httpx2.Headers) -> float | None:
         except ValueError:
             continue
         return seconds if math.isfinite(seconds) else _MAX_RETRY_AFTER + 1
-    return None
+    date = email.utils.parsedate_tz(headers.get("retry-after", ""))  # an HTTP date
+    try:
+        return None if date is None else email.utils.mktime_tz(date) - time.time()
+    except (ValueError, OverflowError):
+        return None
 
 
 def _refused_here(error: openai.APIConnectionError) -> bool:
