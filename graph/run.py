@@ -251,11 +251,19 @@ class _Lock:
     """The exclusive lock on a run directory, held while a run works in it.
 
     Two processes (or two calls in one process) never run the same run's nodes at once: the second
-    gets a one-line :class:`UsageError`. The lock is an ``flock`` on ``.lock`` in the directory, so
-    the system releases it when the process dies, and a killed run never leaves a stale lock.
+    gets a one-line :class:`UsageError`. The lock is the system's lock on ``.lock`` in the directory
+    (``flock`` on POSIX, ``LockFileEx`` on Windows, through filelock's ``lock_descriptor``), so the
+    system releases it when the process dies, and a killed run never leaves a stale lock.
+
+    The file is opened here, never through a link (``O_NOFOLLOW``) and never truncated, and only the
+    open descriptor is handed to filelock: its ``FileLock`` opens the path itself, and in older
+    releases (3.12 among them) with ``O_TRUNC``, following links, so a ``.lock`` planted as a link
+    would empty its target.
     """
 
     def __init__(self, run_dir: Path) -> None:
+        from filelock import lock_descriptor
+
         self.fd: int | None = None
         try:
             # Taking the lock needs a file we may write; this is also the check that we may write here.
@@ -265,22 +273,18 @@ class _Lock:
         except OSError as exc:
             raise UsageError(f"cannot write to run directory {str(run_dir)!r}: {exc.strerror or exc}") from None
         try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks here; one process per run directory is up to you
-            self.fd = fd
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+            locked = lock_descriptor(fd, blocking=False)
+        except OSError as exc:  # a file system without locks
             os.close(fd)
-            raise UsageError(
-                f"run directory {str(run_dir)!r} is in use by another strokegraph run; wait until it ends"
-            ) from None
+            raise UsageError(f"cannot lock run directory {str(run_dir)!r}: {exc.strerror or exc}") from None
+        if not locked:
+            os.close(fd)
+            raise UsageError(f"run directory {str(run_dir)!r} is in use by another strokegraph run; wait until it ends")
         self.fd = fd
 
     def release(self) -> None:
         if self.fd is not None:
-            os.close(self.fd)  # closing the descriptor releases the flock
+            os.close(self.fd)  # closing the descriptor releases the lock
             self.fd = None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import socket
 
 import numpy as np
 import pytest
@@ -190,6 +191,16 @@ def test_rate_limits_past_the_retries_name_status_and_retries(server):
     assert info.value.transient
 
 
+@pytest.mark.parametrize("after", ["600", "Wed, 21 Oct 2099 07:28:00 GMT"])
+def test_a_retry_after_over_two_minutes_is_not_waited_for(server, after):
+    # As openai's own retries did: a server that asks for more than two minutes is not retried.
+    limited = Reply(status=429, body=error_reply(429, "Rate limit reached").body, headers={"retry-after": after})
+    server.script("chat/completions", limited)
+    with pytest.raises(RunError, match=rf"^openai:{CHAT}: 429 rate limited: Rate limit reached \(node 'planner'\)$"):
+        openai_api.planner(CHAT, **_settings(server)).plan(PROMPT)
+    assert len(server.sent("chat/completions")) == 1
+
+
 def test_a_server_slower_than_the_timeout_is_a_run_error(server):
     server.script("chat/completions", Reply(body={}, delay=3.0))
     planner = openai_api.planner(CHAT, **_settings(server, timeout=0.5, max_retries=0))
@@ -203,6 +214,42 @@ def test_an_unreachable_server_is_a_run_error(closed_port):
     planner = openai_api.planner(CHAT, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
     with pytest.raises(RunError, match=rf"^openai:{CHAT}: cannot connect to http://127.0.0.1:{port}/v1"):
         planner.plan(PROMPT)
+
+
+def _count_connects(monkeypatch, port: int) -> list[int]:
+    """One entry per TCP connection attempt to ``port`` from now on (counted where sockets connect)."""
+    tries: list[int] = []
+    real = socket.create_connection
+
+    def counting(address, *args, **kwargs):
+        if address[1] == port:
+            tries.append(1)
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", counting)
+    return tries
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_a_refused_connection_on_this_machine_is_not_retried(closed_port, monkeypatch, host):
+    # Nothing listens on a closed local port, and waiting seconds will not change that: one try,
+    # one line (the retries used to take seconds, and the graph's three tries of them 11 s).
+    tries = _count_connects(monkeypatch, closed_port)
+    planner = openai_api.planner(CHAT, base_url=f"http://{host}:{closed_port}/v1", max_retries=2)
+    with pytest.raises(RunError) as info:
+        planner.plan(PROMPT)
+    assert str(info.value) == (
+        f"openai:{CHAT}: cannot connect to http://{host}:{closed_port}/v1/: connection refused (node 'planner')"
+    )
+    assert not info.value.transient and len(tries) == 1
+
+
+def test_a_run_against_a_closed_local_port_makes_one_attempt(closed_port, monkeypatch, tmp_path):
+    tries = _count_connects(monkeypatch, closed_port)
+    url = f"http://alice:hunter2pw@127.0.0.1:{closed_port}/v1"
+    with pytest.raises(RunError, match=r"cannot connect to http://\*\*\*@127\.0\.0\.1:\d+/v1/: connection refused"):
+        generate(PROMPT, out=tmp_path / "run", planner=f"openai:{CHAT}", settings={"planner": {"base_url": url}})
+    assert len(tries) == 1
 
 
 def test_image_errors_name_the_node_and_step(server):
@@ -356,6 +403,8 @@ def test_key_from_the_environment(server, monkeypatch):
         (openai_api.refiner, {"feather": -1}, "feather"),
         (openai_api.critic, {"detail": "tiny"}, "detail"),
         (openai_api.planner, {"timeout": 0}, "timeout"),
+        (openai_api.critic, {"deadline": 0}, "deadline"),
+        (openai_api.refiner, {"deadline": -1.0}, "deadline"),
         (openai_api.planner, {"price_input_per_mtok": 1.0}, "price_output_per_mtok"),
     ],
 )

@@ -22,6 +22,7 @@ from PIL import Image
 
 from strokegraph.agents.drafter import DraftRequest
 from strokegraph.errors import RunError
+from strokegraph.graph.run import generate
 from strokegraph.schema import Entity, Plan, PlanStep, SceneGraph
 from strokegraph.testing.openai_server import (
     FakeOpenAI,
@@ -97,6 +98,42 @@ def test_every_try_gets_the_whole_timeout_and_the_retries_are_named(server):
     with pytest.raises(RunError, match=rf"^openai:{CHAT}: timed out \(1 s per try\) after 1 retry "):
         _planner(server, timeout=1, max_retries=1).plan(PROMPT)
     assert len(server.sent("chat/completions")) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# A deadline for the whole call, retries included
+# ---------------------------------------------------------------------------------------------
+
+# A reply trickled a byte every 0.05 s: 6000 bytes would take 300 s, so every try is cut.
+TRICKLE = Reply(body=chat_reply("{}").body | {"padding": "x" * 6000}, drip=0.05)
+
+
+def test_the_deadline_ends_a_call_across_the_client_retries(server):
+    # Tries of 0.5 s with waits of at least 0.375 s between: within 1.2 s two can start, where the
+    # retries alone would allow six. Counting requests, not seconds: a slow machine sends fewer.
+    server.script("chat/completions", *[TRICKLE] * 6)
+    with pytest.raises(RunError, match=r"the call's 1.2 s deadline ran out \(node 'planner'\)$") as info:
+        _planner(server, timeout=0.5, deadline=1.2, max_retries=5).plan(PROMPT)
+    assert not info.value.transient  # the graph must not start the call again
+    assert 1 <= len(server.sent("chat/completions")) <= 2
+
+
+def test_a_call_out_of_its_deadline_is_not_run_again_by_the_graph(server, tmp_path):
+    # Without the deadline, each of the graph's 3 tries of the planner sent 6 requests: 18 in all.
+    server.script("chat/completions", *[TRICKLE] * 18)
+    settings = {"base_url": server.url, "api_key": SECRET, "timeout": 0.5, "deadline": 1.2, "max_retries": 5}
+    with pytest.raises(RunError, match=r"deadline ran out"):
+        generate(PROMPT, out=tmp_path / "run", planner=f"openai:{CHAT}", settings={"planner": settings})
+    assert 1 <= len(server.sent("chat/completions")) <= 2
+
+
+def test_a_wait_longer_than_the_deadline_leaves_is_not_started(server):
+    limited = Reply(status=429, body=error_reply(429).body, headers={"retry-after": "30"})
+    server.script("chat/completions", limited)
+    with pytest.raises(RunError, match=r": 429 rate limited: .*; the call's 5 s deadline ran out") as info:
+        _planner(server, deadline=5).plan(PROMPT)
+    assert not info.value.transient
+    assert len(server.sent("chat/completions")) == 1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -438,3 +438,52 @@ def test_a_password_in_base_url_reaches_no_file_of_the_run(tmp_path, closed_port
     assert record["settings"]["planner"]["base_url"].startswith("http://***@127.0.0.1:")
     for name, data in _snapshot(run).items():
         assert b"hunter2-secret" not in data, name
+
+
+def test_a_second_run_is_refused_where_python_has_no_fcntl(tmp_path, monkeypatch):
+    # Windows has no fcntl, and the lock used to be skipped there without a word. filelock locks
+    # with each system's own primitive; loaded first, as on any platform, then fcntl goes away.
+    import filelock  # noqa: F401
+
+    monkeypatch.setitem(sys.modules, "fcntl", None)
+    test_a_second_run_in_a_locked_run_directory_is_refused(tmp_path)
+
+
+def test_a_lock_file_planted_as_a_link_is_not_followed(tmp_path):
+    run = tmp_path / "run"
+    _finished_run(run, budget=Budget(max_rounds=0), settings={"drafter": {"fault_scale": 3.33}})
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (run / ".lock").unlink()
+    (run / ".lock").symlink_to(victim)
+    with pytest.raises(UsageError, match="cannot write to run directory"):
+        resume(run, max_rounds=5)
+    assert victim.read_text() == "precious"
+
+
+_HOLD_THE_LOCK = """
+import sys, time
+from strokegraph.graph.run import generate
+from strokegraph.tools.sketch.drafter import SketchDrafter
+
+class Hung(SketchDrafter):
+    def draft(self, request):
+        print("drafting", flush=True)
+        time.sleep(300)
+
+generate("a red cat below a blue kite", out=sys.argv[1], drafter=Hung())
+"""
+
+
+def test_the_lock_of_a_killed_run_is_released(tmp_path):
+    run = tmp_path / "run"
+    child = subprocess.Popen([sys.executable, "-c", _HOLD_THE_LOCK, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "drafting"
+        with pytest.raises(UsageError, match="in use by another strokegraph run"):
+            resume(run, drafter=SketchDrafter())
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        child.kill()
+    assert resume(run, drafter=SketchDrafter()).final_image.is_file()

@@ -1,37 +1,62 @@
-"""The HTTP client under the OpenAI backends: a deadline per request, a cap on reply bytes, cancellation.
+"""The HTTP layer under the OpenAI backends: deadlines, a cap on reply bytes, retries, cancellation.
 
 openai 3.x sends through an ``httpx2.Client``, whose timeouts bound each network operation, not a
 request: a server that sends a byte every few seconds holds a call for ever, and a reply is read
-whole however large it is. And a call blocked in one of LangGraph's worker threads cannot be
-interrupted: Ctrl-C reaches the main thread, which then waits for the worker.
+whole however large it is. The client's own retries multiply that, and sleep between tries (up to
+two minutes, as a server's ``retry-after`` asks) where nothing can wake them. And a call blocked in
+a worker thread cannot be interrupted: Ctrl-C reaches the main thread only.
 
-:class:`BoundedClient` fixes the three where the bytes move, in the network streams of its
-connection pools: every read and write of a request attempt waits at most until the attempt's
-deadline, the bytes received per attempt are counted against a cap, and a stream in use by a call
-that :func:`cancel_all` cancelled is shut down, which wakes the thread blocked on it.
+Everything here rests on public APIs. :class:`BoundedClient` is an ``httpx2.Client`` whose
+transport sends through an ``httpcore2.ConnectionPool`` built with our ``network_backend``: every
+read and write of a request attempt waits at most until the attempt's deadline, the bytes received
+per attempt are counted against a cap, and a stream in use by a call that :func:`cancel_all`
+cancelled is shut down, which wakes the thread blocked on it. :func:`call` runs one backend call
+(the openai client makes none of its own retries) and retries it as openai would, within a total
+deadline, in waits that a cancel ends.
 
-Imports httpx2 and httpcore2; :mod:`strokegraph.tools.openai_api` imports this module only when it
-builds a client.
+Imports openai, httpx2 and httpcore2; :mod:`strokegraph.tools.openai_api` imports this module only
+when it builds a client.
 """
 
 from __future__ import annotations
 
+import email.utils
+import ipaddress
+import math
+import random
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import httpcore2
 import httpx2
-from openai import DefaultHttpxClient, OpenAI
+import openai
 
-__all__ = ["BoundedClient", "CancellableOpenAI", "Cancelled", "RefusedReply", "ReplyTooLarge", "cancel_all", "tracked"]
+from strokegraph.errors import UsageError
+
+__all__ = [
+    "BoundedClient",
+    "Cancelled",
+    "Failed",
+    "RefusedReply",
+    "ReplyTooLarge",
+    "call",
+    "cancel_all",
+]
+
+T = TypeVar("T")
 
 # Writes go out in pieces of this size, each under the deadline: a socket's own timeout restarts
 # with every send that makes progress, so one large write to a slow reader could overrun it.
 _PIECE = 64 * 1024
+
+# openai's own retry schedule (its _constants): 0.5 s doubling up to 8 s, less up to a quarter at
+# random; a server's retry-after is followed up to two minutes, and past that not retried at all.
+_FIRST_WAIT, _MAX_WAIT, _MAX_RETRY_AFTER = 0.5, 8.0, 120.0
 
 
 class Cancelled(Exception):
@@ -52,6 +77,27 @@ def _size(n: int) -> str:
     return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n} bytes"
 
 
+class Failed(Exception):
+    """A call that :func:`call` gave up on: ``error`` is openai's error from the last try.
+
+    ``retries`` were made before it; ``out_of_time`` says the call's deadline ended it (the last try
+    was cut, or no time was left for another); ``refused`` that a server on this machine refused the
+    connection, which is not tried again.
+    """
+
+    def __init__(self, error: openai.OpenAIError, *, retries: int, out_of_time: bool, refused: bool = False) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retries = retries
+        self.out_of_time = out_of_time
+        self.refused = refused
+
+
+# ---------------------------------------------------------------------------------------------
+# Cancellation
+# ---------------------------------------------------------------------------------------------
+
+
 class _Call:
     """One tracked call: whether it was cancelled, and the streams it is reading or writing now."""
 
@@ -62,39 +108,35 @@ class _Call:
         self.streams: set[_Stream] = set()
 
 
-# The calls in flight, and per thread: its call, and the deadline and byte budget of its attempt.
-# No locks: cancel_all runs in a signal handler, which may interrupt the main thread anywhere.
+# The calls in flight, and per thread: its call, its call's deadline, and the deadline and byte
+# budget of its request attempt. No locks: cancel_all runs in a signal handler, which may
+# interrupt the main thread anywhere.
 _calls: set[_Call] = set()
 _local = threading.local()
 
 
 @contextmanager
-def tracked() -> Iterator[None]:
-    """Make the requests this thread sends inside the block cancellable by :func:`cancel_all`.
-
-    A cancelled request raises :class:`Cancelled` from the client's call, without the client's
-    retries; the block's later requests raise it before they are sent.
-    """
+def _tracked() -> Iterator[_Call]:
     call = _Call()
     outer = getattr(_local, "call", None)
     _calls.add(call)
     _local.call = call
     try:
-        yield
+        yield call
     finally:
         _local.call = outer
         _calls.discard(call)
 
 
 def cancel_all() -> None:
-    """Cancel every tracked call in flight in this process, and wake the threads blocked in them.
+    """Cancel every call of :func:`call` in flight in this process, and wake the threads blocked in them.
 
     Takes no lock and does not wait, so a SIGINT handler may call it.
     """
-    for call in list(_calls):
-        call.cancelled = True
+    for tracked in list(_calls):
+        tracked.cancelled = True
         # Set before the streams are read: a stream added after this loop sees the flag itself.
-        for stream in list(call.streams):
+        for stream in list(tracked.streams):
             stream.abort()
 
 
@@ -103,9 +145,121 @@ def _current() -> _Call | None:
 
 
 def _check_cancelled() -> None:
-    call = _current()
-    if call is not None and call.cancelled:
+    tracked = _current()
+    if tracked is not None and tracked.cancelled:
         raise Cancelled
+
+
+def _sleep_cancellable(seconds: float) -> None:
+    # Polled, not an Event: setting one takes a lock, which a signal handler must not.
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        _check_cancelled()
+        time.sleep(min(left, 0.1))
+    _check_cancelled()
+
+
+# ---------------------------------------------------------------------------------------------
+# Calls and their retries
+# ---------------------------------------------------------------------------------------------
+
+
+def call(fn: Callable[[], T], *, max_retries: int, deadline: float) -> T:
+    """``fn()`` (one request of an openai client that makes no retries), tried again as openai would.
+
+    Rate limits, 408, 409, 5xx, timeouts and connection errors are retried up to ``max_retries``
+    times, after openai's waits, while ``deadline`` seconds from now leave time: a request attempt
+    ends at its own timeout or at the deadline, whichever comes first, and a wait that would end
+    past the deadline is not started. A connection refused by a server on this machine is not
+    retried: nothing listens there, and seconds will not change that.
+
+    Raises :class:`Failed` with openai's last error when it gives up; :class:`Cancelled` when
+    :func:`cancel_all` ended the call; :class:`RefusedReply` for a reply over a limit.
+    """
+    end = time.monotonic() + deadline
+    with _tracked():
+        retries = 0
+        while True:
+            _check_cancelled()
+            _local.call_end = end
+            try:
+                return fn()
+            except (openai.APIStatusError, openai.APIConnectionError) as exc:
+                error = exc
+            finally:
+                _local.call_end = None
+            _check_cancelled()  # a request the cancel cut short fails as a connection error
+            refused = isinstance(error, openai.APIConnectionError) and _refused_here(error)
+            wait = None if refused else _wait(error, retries)
+            if wait is None or retries == max_retries:
+                # Out of time only if the deadline, not the try's own timeout, cut the last try.
+                out_of_time = wait is not None and end - time.monotonic() <= 0
+                raise Failed(error, retries=retries, out_of_time=out_of_time, refused=refused) from None
+            if time.monotonic() + wait >= end:
+                raise Failed(error, retries=retries, out_of_time=True) from None
+            _sleep_cancellable(wait)
+            retries += 1
+
+
+def _wait(error: openai.APIStatusError | openai.APIConnectionError, retries: int) -> float | None:
+    """Seconds to wait before trying again after ``error``; None: do not try again."""
+    if isinstance(error, openai.APIStatusError):
+        headers = error.response.headers
+        should = headers.get("x-should-retry")
+        if should == "false" or (should != "true" and not _retryable(error.status_code)):
+            return None
+        after = _retry_after(headers)
+        if after is not None and after > _MAX_RETRY_AFTER:
+            return None
+        if after is not None and after > 0:
+            return after
+    return min(_FIRST_WAIT * 2.0**retries, _MAX_WAIT) * (1 - 0.25 * random.random())
+
+
+def _retryable(status: int) -> bool:
+    return status in (408, 409, 429) or status >= 500
+
+
+def _retry_after(headers: httpx2.Headers) -> float | None:
+    """A server's ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date) in seconds, as openai reads them."""
+    for name, divisor in (("retry-after-ms", 1000), ("retry-after", 1)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / divisor
+        except ValueError:
+            continue
+        return seconds if math.isfinite(seconds) else _MAX_RETRY_AFTER + 1
+    date = email.utils.parsedate_tz(headers.get("retry-after", ""))  # an HTTP date
+    try:
+        return None if date is None else email.utils.mktime_tz(date) - time.time()
+    except (ValueError, OverflowError):
+        return None
+
+
+def _refused_here(error: openai.APIConnectionError) -> bool:
+    """Whether a server on this machine (loopback, by name or address) refused the connection."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, ConnectionRefusedError):
+        cause = cause.__cause__ or cause.__context__
+    return cause is not None and _is_local(error.request.url.host)
+
+
+def _is_local(host: str) -> bool:
+    """Whether ``host`` names this machine: ``localhost`` (and its subdomains) or a loopback address."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# The network streams: deadline, byte budget and cancellation where the bytes move
+# ---------------------------------------------------------------------------------------------
 
 
 def _clamp(timeout: float | None, expired: type[Exception]) -> float | None:
@@ -115,7 +269,7 @@ def _clamp(timeout: float | None, expired: type[Exception]) -> float | None:
         return timeout
     left = deadline - time.monotonic()
     if left <= 0:
-        raise expired(f"the request took longer than {_local.total:g} s")
+        raise expired("the request attempt ran out of time")
     return left if timeout is None else min(timeout, left)
 
 
@@ -123,10 +277,10 @@ class _Stream(httpcore2.NetworkStream):
     """A pool's network stream that keeps its thread's deadline, byte budget and cancellation."""
 
     def __init__(self, inner: httpcore2.NetworkStream) -> None:
-        self._inner = inner
+        self.inner = inner
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        data = self._io(self._inner.read, max_bytes, timeout, httpcore2.ReadTimeout)
+        data = self._io(self.inner.read, max_bytes, timeout, httpcore2.ReadTimeout)
         left = getattr(_local, "budget", None)
         if left is not None:
             _local.budget = left - len(data)
@@ -136,31 +290,31 @@ class _Stream(httpcore2.NetworkStream):
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         for start in range(0, len(buffer), _PIECE):
-            self._io(self._inner.write, buffer[start : start + _PIECE], timeout, httpcore2.WriteTimeout)
+            self._io(self.inner.write, buffer[start : start + _PIECE], timeout, httpcore2.WriteTimeout)
 
     def _io(self, op: Callable[[Any, float | None], Any], arg: Any, timeout: float | None, expired: type[Exception]):
-        call = _current()
-        if call is None:
+        tracked = _current()
+        if tracked is None:
             return op(arg, _clamp(timeout, expired))
-        call.streams.add(self)
+        tracked.streams.add(self)
         try:
-            if call.cancelled:
+            if tracked.cancelled:
                 raise Cancelled
             try:
                 result = op(arg, _clamp(timeout, expired))
             except Exception:
-                if call.cancelled:  # the error is the shutdown that cancel_all made
+                if tracked.cancelled:  # the error is the shutdown that cancel_all made
                     raise Cancelled from None
                 raise
-            if call.cancelled:  # a read the shutdown ended early returns b""
+            if tracked.cancelled:  # a read the shutdown ended early returns b""
                 raise Cancelled
             return result
         finally:
-            call.streams.discard(self)
+            tracked.streams.discard(self)
 
     def abort(self) -> None:
         """Shut the socket down (not close it: only a shutdown wakes a thread blocked in it)."""
-        sock = self._inner.get_extra_info("socket")
+        sock = self.inner.get_extra_info("socket")
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -168,31 +322,147 @@ class _Stream(httpcore2.NetworkStream):
                 pass  # already closed or never connected: nothing blocks on it
 
     def close(self) -> None:
-        self._inner.close()
+        self.inner.close()
 
     def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None):
-        return _Stream(self._inner.start_tls(ssl_context, server_hostname, _clamp(timeout, httpcore2.ConnectTimeout)))
+        return _Stream(self.inner.start_tls(ssl_context, server_hostname, _clamp(timeout, httpcore2.ConnectTimeout)))
 
     def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
+        return self.inner.get_extra_info(info)
 
 
 class _Backend(httpcore2.NetworkBackend):
     def __init__(self, inner: httpcore2.NetworkBackend) -> None:
-        self._inner = inner
+        self.inner = inner
 
     def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
         _check_cancelled()
         timeout = _clamp(timeout, httpcore2.ConnectTimeout)
-        return _Stream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
+        return _Stream(self.inner.connect_tcp(host, port, timeout, local_address, socket_options))
 
     def connect_unix_socket(self, path, timeout=None, socket_options=None):
         _check_cancelled()
         timeout = _clamp(timeout, httpcore2.ConnectTimeout)
-        return _Stream(self._inner.connect_unix_socket(path, timeout, socket_options))
+        return _Stream(self.inner.connect_unix_socket(path, timeout, socket_options))
 
     def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
+        self.inner.sleep(seconds)
+
+
+# ---------------------------------------------------------------------------------------------
+# The transport and the client
+# ---------------------------------------------------------------------------------------------
+
+# httpcore2's errors as the httpx2 ones that openai knows (a timeout is retried as a timeout),
+# subclasses before their bases.
+_ERRORS: tuple[tuple[type[Exception], type[httpx2.TransportError]], ...] = (
+    (httpcore2.ConnectTimeout, httpx2.ConnectTimeout),
+    (httpcore2.ReadTimeout, httpx2.ReadTimeout),
+    (httpcore2.WriteTimeout, httpx2.WriteTimeout),
+    (httpcore2.PoolTimeout, httpx2.PoolTimeout),
+    (httpcore2.TimeoutException, httpx2.TimeoutException),
+    (httpcore2.ConnectError, httpx2.ConnectError),
+    (httpcore2.ReadError, httpx2.ReadError),
+    (httpcore2.WriteError, httpx2.WriteError),
+    (httpcore2.NetworkError, httpx2.NetworkError),
+    (httpcore2.ProxyError, httpx2.ProxyError),
+    (httpcore2.UnsupportedProtocol, httpx2.UnsupportedProtocol),
+    (httpcore2.LocalProtocolError, httpx2.LocalProtocolError),
+    (httpcore2.RemoteProtocolError, httpx2.RemoteProtocolError),
+    (httpcore2.ProtocolError, httpx2.ProtocolError),
+)
+
+
+@contextmanager
+def _as_httpx() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        for core, mapped in _ERRORS:
+            if isinstance(exc, core):
+                raise mapped(str(exc)) from exc
+        raise
+
+
+class _Body(httpx2.SyncByteStream):
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __iter__(self) -> Iterator[bytes]:
+        with _as_httpx():
+            yield from self.inner
+
+    def close(self) -> None:
+        with _as_httpx():
+            self.inner.close()
+
+
+class _Transport(httpx2.BaseTransport):
+    """httpx2's HTTP transport, on connection pools whose network backend is :class:`_Backend`.
+
+    Proxies come from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, less
+    ``NO_PROXY``), as httpx2 itself reads them; http and https proxies only.
+    """
+
+    def __init__(self, limits: httpx2.Limits) -> None:
+        options: dict[str, Any] = {
+            "ssl_context": httpx2.create_ssl_context(),
+            "max_connections": limits.max_connections,
+            "max_keepalive_connections": limits.max_keepalive_connections,
+            "keepalive_expiry": limits.keepalive_expiry,
+            "network_backend": _Backend(httpcore2.SyncBackend()),
+        }
+        self.direct = httpcore2.ConnectionPool(**options)
+        proxies = urllib.request.getproxies()
+        self.proxies: dict[str, httpcore2.HTTPProxy] = {}
+        for scheme in ("http", "https"):
+            url = proxies.get(scheme) or proxies.get("all")
+            if url:
+                self.proxies[scheme] = _proxy_pool(url, options)
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        url = request.url
+        pool: httpcore2.ConnectionPool | None = self.proxies.get(url.scheme)
+        if pool is None or urllib.request.proxy_bypass(url.host):
+            pool = self.direct
+        core = httpcore2.Request(
+            method=request.method,
+            url=httpcore2.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _as_httpx():
+            response = pool.handle_request(core)
+        return httpx2.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_Body(response.stream),
+            extensions=response.extensions,
+        )
+
+    def close(self) -> None:
+        for pool in (self.direct, *self.proxies.values()):
+            pool.close()
+
+
+def _proxy_pool(url: str, options: dict[str, Any]) -> httpcore2.HTTPProxy:
+    proxy = httpx2.Proxy(url if "://" in url else f"http://{url}")
+    if proxy.url.scheme not in ("http", "https"):
+        raise UsageError(
+            f"the proxy of the environment is {proxy.url.scheme}://, which the OpenAI backends do not support; "
+            "use an http:// or https:// proxy, or name the host in NO_PROXY"
+        )
+    target = httpcore2.URL(
+        scheme=proxy.url.raw_scheme, host=proxy.url.raw_host, port=proxy.url.port, target=proxy.url.raw_path
+    )
+    return httpcore2.HTTPProxy(
+        proxy_url=target,
+        proxy_auth=proxy.raw_auth,
+        proxy_headers=proxy.headers.raw,
+        proxy_ssl_context=proxy.ssl_context,
+        **options,
+    )
 
 
 def _refuse_encoded(response: httpx2.Response) -> None:
@@ -207,61 +477,37 @@ def _refuse_encoded(response: httpx2.Response) -> None:
         raise ReplyTooLarge(limit)
 
 
-class BoundedClient(DefaultHttpxClient):
+class BoundedClient(httpx2.Client):
     """An ``httpx2.Client`` with openai's defaults whose every request attempt is bounded.
 
-    Each :meth:`send` (one attempt; the SDK retries by calling it again) must finish, connect to
-    last byte and redirects included, within ``timeout`` seconds, or raises ``httpx2.ReadTimeout``
-    (or the connect or write kind), which the SDK treats as any timeout. It may receive at most
-    ``max_reply_bytes`` (headers included) or raises :class:`ReplyTooLarge`; a declared length
-    over the cap is refused before the body is read. Replies are always read in full within the
-    attempt, even when the caller asks for a stream. Requests ask for an uncompressed reply, and a
-    compressed one raises :class:`RefusedReply`. Inside :func:`tracked`, requests are cancellable.
+    Each :meth:`send` (one attempt) must finish, connect to last byte and redirects included, within
+    ``timeout`` seconds, and by the deadline of the :func:`call` it belongs to, or raises
+    ``httpx2.ReadTimeout`` (or the connect or write kind), which openai treats as any timeout. It
+    may receive at most ``max_reply_bytes`` (headers included) or raises :class:`ReplyTooLarge`; a
+    declared length over the cap is refused before the body is read. Replies are always read in
+    full within the attempt, even when the caller asks for a stream. Requests ask for an
+    uncompressed reply, and a compressed one raises :class:`RefusedReply`. Inside :func:`call`,
+    requests are cancellable.
     """
 
     def __init__(self, *, timeout: float, max_reply_bytes: int) -> None:
-        super().__init__(event_hooks={"response": [_refuse_encoded]})
+        super().__init__(
+            timeout=timeout,
+            follow_redirects=True,
+            transport=_Transport(openai.DEFAULT_CONNECTION_LIMITS),
+            event_hooks={"response": [_refuse_encoded]},
+        )
         self.total_timeout = timeout
         self.max_reply_bytes = max_reply_bytes
-        # httpx2 takes no network backend, so the pools it built get ours (proxies included).
-        transports = [self._transport, *(t for t in self._mounts.values() if t is not None)]
-        for transport in transports:
-            pool = getattr(transport, "_pool", None)
-            backend = getattr(pool, "_network_backend", None)
-            if pool is None or not isinstance(backend, httpcore2.NetworkBackend):
-                raise RuntimeError(
-                    f"this httpx2 ({httpx2.__version__}) builds its connection pools differently; "
-                    "strokegraph cannot bound its requests"
-                )
-            pool._network_backend = _Backend(backend)
 
     def send(self, request: httpx2.Request, *, stream: bool = False, **kwargs: Any) -> httpx2.Response:
         _check_cancelled()
         request.headers["Accept-Encoding"] = "identity"
-        _local.deadline = time.monotonic() + self.total_timeout
-        _local.total = self.total_timeout
+        deadline = time.monotonic() + self.total_timeout
+        call_end = getattr(_local, "call_end", None)
+        _local.deadline = deadline if call_end is None else min(deadline, call_end)
         _local.budget = _local.limit = self.max_reply_bytes
         try:
             return super().send(request, stream=False, **kwargs)
         finally:
             _local.deadline = _local.budget = _local.limit = None
-
-
-def _sleep_cancellable(seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while (left := end - time.monotonic()) > 0:
-        _check_cancelled()
-        time.sleep(min(left, 0.1))
-    _check_cancelled()
-
-
-class CancellableOpenAI(OpenAI):
-    """openai's client, whose waits between retries end as soon as a tracked call is cancelled.
-
-    The SDK sleeps between retries as the server asks (``retry-after``, up to two minutes), which no
-    shutdown of a socket can cut short.
-    """
-
-    def _sleep_for_retry(self, *, retries_taken, max_retries, options, response) -> None:
-        headers = response.headers if response is not None else None
-        _sleep_cancellable(self._calculate_retry_timeout(max_retries - retries_taken, options, headers))

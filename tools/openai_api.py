@@ -7,7 +7,8 @@ handed to the client and nowhere else, and it is scrubbed from error messages, a
 and password in ``base_url`` (see :func:`redact_url`).
 
 Every server is treated as hostile. ``timeout`` bounds each request attempt as a whole, connect to
-last byte; a reply may hold at most :data:`MAX_CHAT_REPLY_BYTES` or :data:`MAX_IMAGE_REPLY_BYTES`,
+last byte, and ``deadline`` a backend call as a whole, its retries and the waits between them
+included; a reply may hold at most :data:`MAX_CHAT_REPLY_BYTES` or :data:`MAX_IMAGE_REPLY_BYTES`,
 and a reply image at most :data:`MAX_IMAGE_PIXELS` pixels (or the requested ``size``, if larger).
 :func:`cancel_requests` ends the calls in flight at once, e.g. from a SIGINT handler.
 
@@ -29,9 +30,8 @@ import os
 import re
 import secrets
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel
 
@@ -69,6 +69,8 @@ __all__ = [
     "redact_url",
     "refiner",
 ]
+
+T = TypeVar("T")
 
 Detail = Literal["auto", "low", "high", "original"]
 Quality = Literal["low", "medium", "high", "xhigh", "max", "auto"]
@@ -128,9 +130,8 @@ def cancel_requests() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _retried(client: OpenAI) -> str:
-    n = client.max_retries
-    return f" after {n} {'retry' if n == 1 else 'retries'}" if n else ""
+def _after(retries: int) -> str:
+    return f" after {retries} {'retry' if retries == 1 else 'retries'}" if retries else ""
 
 
 def _secrets(client: OpenAI) -> list[str]:
@@ -152,50 +153,60 @@ def _scrub(text: object, client: OpenAI) -> str:
     return text[:300]
 
 
-@contextmanager
-def _api_call(backend: str, client: OpenAI, *, node: str | None, step: int | None = None) -> Iterator[None]:
-    """Turn what the client raises, after its own retries, into a one-line :class:`RunError`.
+def _request(
+    backend: str,
+    client: OpenAI,
+    deadline: float,
+    send: Callable[[OpenAI], T],
+    *,
+    node: str | None,
+    step: int | None = None,
+) -> T:
+    """``send(client)``, retried within ``deadline``; what fails becomes a one-line :class:`RunError`.
 
-    The call inside is cancellable by :func:`cancel_requests`.
+    The client's own retries are turned off for the call: they would sleep where no cancel reaches
+    and know no deadline. The call is cancellable by :func:`cancel_requests`. A call that ran out of
+    its deadline is not transient, so the graph does not start it again; nor is a connection refused
+    on this machine.
     """
     import openai
 
     from strokegraph.tools import _openai_transport as transport
 
     try:
-        with transport.tracked():
-            yield
+        once = client.with_options(max_retries=0)
+        return transport.call(lambda: send(once), max_retries=client.max_retries, deadline=deadline)
     except transport.Cancelled:
         raise RunError(f"{backend}: cancelled", node=node, step=step) from None
     except transport.RefusedReply as exc:
         raise RunError(f"{backend}: {exc}", node=node, step=step) from None
-    except openai.APIStatusError as exc:
-        code = exc.status_code
-        # A 429 for an exhausted quota is a billing problem: waiting cannot fix it.
-        transient = (code in (408, 409, 429) or code >= 500) and getattr(exc, "code", None) != "insufficient_quota"
-        # The client retries these by itself (with backoff) before raising.
-        after = _retried(client) if code in (408, 409, 429) or code >= 500 else ""
-        reason = _REASONS.get(code, "server error" if code >= 500 else "error")
-        body = exc.body
-        detail = body.get("message") if isinstance(body, dict) else body if isinstance(body, str) else None
-        detail = f": {_scrub(detail, client)}" if detail else ""
+    except transport.Failed as failed:
+        error = failed.error
+        after = _after(failed.retries)
+        spent = f"; the call's {deadline:g} s deadline ran out" if failed.out_of_time else ""
+        if isinstance(error, openai.APIStatusError):
+            code = error.status_code
+            # A 429 for an exhausted quota is a billing problem: waiting cannot fix it.
+            transient = (code in (408, 409, 429) or code >= 500) and getattr(
+                error, "code", None
+            ) != "insufficient_quota"
+            reason = _REASONS.get(code, "server error" if code >= 500 else "error")
+            body = error.body
+            detail = body.get("message") if isinstance(body, dict) else body if isinstance(body, str) else None
+            detail = f": {_scrub(detail, client)}" if detail else ""
+            message = f"{code} {reason}{after}{detail}"
+        elif isinstance(error, openai.APITimeoutError):
+            timeout = client.timeout
+            seconds = f" ({timeout:g} s per try)" if isinstance(timeout, int | float) else ""
+            message, transient = f"timed out{seconds}{after}", True
+        elif failed.refused:
+            message, transient = f"cannot connect to {redact_url(str(client.base_url))}: connection refused", False
+        else:
+            cause = _scrub(error.__cause__ or error, client)
+            message, transient = f"cannot connect to {redact_url(str(client.base_url))}{after}: {cause}", True
         # ``from None``: the chained exception holds the request, headers included.
         raise RunError(
-            f"{backend}: {code} {reason}{after}{detail}", node=node, step=step, transient=transient
-        ) from None
-    except openai.APITimeoutError:
-        timeout = client.timeout
-        seconds = f" ({timeout:g} s per try)" if isinstance(timeout, int | float) else ""
-        raise RunError(
-            f"{backend}: timed out{seconds}{_retried(client)}", node=node, step=step, transient=True
-        ) from None
-    except openai.APIConnectionError as exc:
-        raise RunError(
-            f"{backend}: cannot connect to {redact_url(str(client.base_url))}{_retried(client)}: "
-            f"{_scrub(exc.__cause__ or exc, client)}",
-            node=node,
-            step=step,
-            transient=True,
+            f"{backend}: {message}{spent}", node=node, step=step, transient=transient and not failed.out_of_time
         ) from None
 
 
@@ -228,6 +239,7 @@ class OpenAIChat:
         model: str,
         *,
         client: OpenAI,
+        deadline: float = 120.0,
         detail: Detail = "auto",
         price_input_per_mtok: float | None = None,
         price_output_per_mtok: float | None = None,
@@ -235,6 +247,7 @@ class OpenAIChat:
     ) -> None:
         self.model = model
         self.client = client
+        self.deadline = deadline
         self.detail = detail
         self.prices = (
             (price_input_per_mtok, price_output_per_mtok)
@@ -253,10 +266,14 @@ class OpenAIChat:
             from openai.lib import type_to_response_format_param
 
             kwargs["response_format"] = type_to_response_format_param(schema)
-        with _api_call(self.backend, self.client, node=self.node):
-            completion = self.client.chat.completions.create(
-                model=self.model, messages=[self._message(m) for m in messages], **kwargs
-            )
+        sent = [self._message(m) for m in messages]
+        completion = _request(
+            self.backend,
+            self.client,
+            self.deadline,
+            lambda client: client.chat.completions.create(model=self.model, messages=sent, **kwargs),
+            node=self.node,
+        )
         used = completion.usage
         if used is not None:
             cost = None
@@ -306,12 +323,14 @@ class _ImageAPI:
         model: str,
         *,
         client: OpenAI,
+        deadline: float = 300.0,
         size: str = "1024x1024",
         quality: Quality | None = None,
         price_per_image: float | None = None,
     ) -> None:
         self.model = model
         self.client = client
+        self.deadline = deadline
         self.size = size
         self.quality = quality
         self.price_per_image = price_per_image
@@ -324,8 +343,14 @@ class _ImageAPI:
         return {"model": self.model, "n": 1, "size": self.size, **({"quality": self.quality} if self.quality else {})}
 
     def _generate(self, prompt: str, *, node: str, step: int) -> Image.Image:
-        with _api_call(self.backend, self.client, node=node, step=step):
-            response = self.client.images.generate(prompt=prompt, **self._options())
+        response = _request(
+            self.backend,
+            self.client,
+            self.deadline,
+            lambda client: client.images.generate(prompt=prompt, **self._options()),
+            node=node,
+            step=step,
+        )
         return self._decode(response, node=node, step=step)
 
     def _edit(self, image: Image.Image, prompt: str, *, node: str, step: int, mask: Image.Image | None = None):
@@ -333,8 +358,14 @@ class _ImageAPI:
         files: dict[str, Any] = {"image": ("image.png", _png(image), "image/png")}
         if mask is not None:
             files["mask"] = ("mask.png", _png(mask, "RGBA"), "image/png")
-        with _api_call(self.backend, self.client, node=node, step=step):
-            response = self.client.images.edit(prompt=prompt, **files, **self._options())
+        response = _request(
+            self.backend,
+            self.client,
+            self.deadline,
+            lambda client: client.images.edit(prompt=prompt, **files, **self._options()),
+            node=node,
+            step=step,
+        )
         return self._decode(response, node=node, step=step)
 
     def _decode(self, response, *, node: str, step: int) -> Image.Image:
@@ -424,13 +455,16 @@ class OpenAIRefiner(_ImageAPI):
         model: str,
         *,
         client: OpenAI,
+        deadline: float = 300.0,
         size: str = "1024x1024",
         quality: Quality | None = None,
         price_per_image: float | None = None,
         grow: float = 0.05,
         feather: int = 8,
     ) -> None:
-        super().__init__(model, client=client, size=size, quality=quality, price_per_image=price_per_image)
+        super().__init__(
+            model, client=client, deadline=deadline, size=size, quality=quality, price_per_image=price_per_image
+        )
         self.grow = grow
         self.feather = feather
 
@@ -483,14 +517,16 @@ def _client(
                 "(or a 'base_url' for a local OpenAI-compatible server)"
             )
         api_key = PLACEHOLDER_KEY
+    from openai import OpenAI
+
     from strokegraph.tools import _cache
-    from strokegraph.tools._openai_transport import BoundedClient, CancellableOpenAI
+    from strokegraph.tools._openai_transport import BoundedClient
 
     # The endpoint goes into the hash too: it may hold a user name and password.
     endpoint = hmac.new(_CLIENT_SALT, f"{base_url}\0{api_key}".encode(), hashlib.sha256).hexdigest()
     return _cache.CLIENTS.get(
         ("openai", endpoint, float(timeout), max_retries, max_reply_bytes),
-        lambda: CancellableOpenAI(
+        lambda: OpenAI(
             api_key=api_key,
             base_url=base_url,
             timeout=float(timeout),
@@ -498,6 +534,11 @@ def _client(
             http_client=BoundedClient(timeout=float(timeout), max_reply_bytes=max_reply_bytes),
         ),
     )
+
+
+def _check_deadline(deadline: float) -> None:
+    if not deadline > 0:
+        raise UsageError(f"deadline must be a positive number of seconds, got {deadline!r}")
 
 
 def _check_price(name: str, value: float | None) -> None:
@@ -516,11 +557,13 @@ def _chat(
     base_url: str | None,
     api_key: str | None,
     timeout: float,
+    deadline: float,
     max_retries: int,
     price_input_per_mtok: float | None,
     price_output_per_mtok: float | None,
     detail: Detail = "auto",
 ) -> OpenAIChat:
+    _check_deadline(deadline)
     _check_choice("detail", detail, Detail)
     _check_price("price_input_per_mtok", price_input_per_mtok)
     _check_price("price_output_per_mtok", price_output_per_mtok)
@@ -529,6 +572,7 @@ def _chat(
     return OpenAIChat(
         model,
         client=_client(base_url, api_key, timeout, max_retries, MAX_CHAT_REPLY_BYTES),
+        deadline=deadline,
         detail=detail,
         price_input_per_mtok=price_input_per_mtok,
         price_output_per_mtok=price_output_per_mtok,
@@ -540,11 +584,13 @@ def _image_settings(
     base_url: str | None,
     api_key: str | None,
     timeout: float,
+    deadline: float,
     max_retries: int,
     size: str,
     quality: Quality | None,
     price_per_image: float | None,
 ) -> dict[str, Any]:
+    _check_deadline(deadline)
     if size != "auto" and not _SIZE.match(size):
         raise UsageError(f"size must be 'WIDTHxHEIGHT' (e.g. '1024x1024') or 'auto', got {size!r}")
     if quality is not None:
@@ -552,6 +598,7 @@ def _image_settings(
     _check_price("price_per_image", price_per_image)
     return {
         "client": _client(base_url, api_key, timeout, max_retries, MAX_IMAGE_REPLY_BYTES),
+        "deadline": deadline,
         "size": size,
         "quality": quality,
         "price_per_image": price_per_image,
@@ -564,6 +611,7 @@ def planner(
     base_url: str | None = None,
     api_key: str | None = None,
     timeout: float = 60.0,
+    deadline: float = 120.0,
     max_retries: int = 2,
     preparse: bool = False,
     price_input_per_mtok: float | None = None,
@@ -573,10 +621,22 @@ def planner(
 
     ``timeout`` is the seconds each request attempt may take as a whole, connect to last byte (a
     server that trickles its reply is cut off there); ``max_retries`` the attempts after the first
-    for rate limits, timeouts, connection errors and 5xx. A reply over :data:`MAX_CHAT_REPLY_BYTES`
-    fails.
+    for rate limits, timeouts, connection errors and 5xx; ``deadline`` the seconds the call may take
+    in all, its retries and the waits between them included (a call that runs out of it is not
+    tried again by the graph). A connection refused on this machine (``localhost``, a loopback
+    address) is not retried. A reply over :data:`MAX_CHAT_REPLY_BYTES` fails.
     """
-    chat = _chat(model, "planner", base_url, api_key, timeout, max_retries, price_input_per_mtok, price_output_per_mtok)
+    chat = _chat(
+        model,
+        "planner",
+        base_url,
+        api_key,
+        timeout,
+        deadline,
+        max_retries,
+        price_input_per_mtok,
+        price_output_per_mtok,
+    )
     return ChatPlanner(chat, preparse=preparse)
 
 
@@ -586,14 +646,24 @@ def critic(
     base_url: str | None = None,
     api_key: str | None = None,
     timeout: float = 60.0,
+    deadline: float = 120.0,
     max_retries: int = 2,
     detail: Detail = "low",
     price_input_per_mtok: float | None = None,
     price_output_per_mtok: float | None = None,
 ) -> ChatCritic:
-    """A critic on a vision chat model; ``timeout`` and ``max_retries`` as for :func:`planner`."""
+    """A critic on a vision chat model; ``timeout``, ``deadline`` and ``max_retries`` as for :func:`planner`."""
     chat = _chat(
-        model, "critic", base_url, api_key, timeout, max_retries, price_input_per_mtok, price_output_per_mtok, detail
+        model,
+        "critic",
+        base_url,
+        api_key,
+        timeout,
+        deadline,
+        max_retries,
+        price_input_per_mtok,
+        price_output_per_mtok,
+        detail,
     )
     return ChatCritic(chat)
 
@@ -604,18 +674,19 @@ def drafter(
     base_url: str | None = None,
     api_key: str | None = None,
     timeout: float = 180.0,
+    deadline: float = 300.0,
     max_retries: int = 2,
     size: str = "1024x1024",
     quality: Quality | None = None,
     price_per_image: float | None = None,
 ) -> OpenAIDrafter:
-    """A drafter on GPT-image; ``timeout`` and ``max_retries`` as for :func:`planner`.
+    """A drafter on GPT-image; ``timeout``, ``deadline`` and ``max_retries`` as for :func:`planner`.
 
     A reply over :data:`MAX_IMAGE_REPLY_BYTES`, or an image over :data:`MAX_IMAGE_PIXELS` (or over
     ``size``, when that is larger) or not PNG, JPEG or WebP, fails.
     """
     return OpenAIDrafter(
-        model, **_image_settings(base_url, api_key, timeout, max_retries, size, quality, price_per_image)
+        model, **_image_settings(base_url, api_key, timeout, deadline, max_retries, size, quality, price_per_image)
     )
 
 
@@ -625,6 +696,7 @@ def refiner(
     base_url: str | None = None,
     api_key: str | None = None,
     timeout: float = 180.0,
+    deadline: float = 300.0,
     max_retries: int = 2,
     size: str = "1024x1024",
     quality: Quality | None = None,
@@ -641,5 +713,5 @@ def refiner(
         model,
         grow=grow,
         feather=feather,
-        **_image_settings(base_url, api_key, timeout, max_retries, size, quality, price_per_image),
+        **_image_settings(base_url, api_key, timeout, deadline, max_retries, size, quality, price_per_image),
     )
