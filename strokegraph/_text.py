@@ -82,6 +82,12 @@ IRREGULAR_PLURALS: dict[str, str] = {
     "scissors": "scissors",
     "glasses": "glass",
     "broccoli": "broccoli",
+    "tomatoes": "tomato",
+    "potatoes": "potato",
+    "mangoes": "mango",
+    "heroes": "hero",
+    "volcanoes": "volcano",
+    "mosquitoes": "mosquito",
 }
 _IRREGULAR_SINGULARS = {v: k for k, v in IRREGULAR_PLURALS.items()}
 # Nouns ending in 's' that are singular in their own right (do not strip the 's').
@@ -147,9 +153,31 @@ def number_word(n: int) -> str:
     return _WORD_FOR.get(n, str(n))
 
 
+#: Nouns used only in the plural that name one thing: one is "a pair of jeans", two "two pairs of jeans".
+PLURAL_ONLY = frozenset(
+    "scissors jeans pants trousers shorts sunglasses eyeglasses spectacles goggles binoculars tongs pliers tweezers "
+    "headphones earphones pajamas pyjamas leggings tights overalls skis".split()
+)
+#: Nouns for a substance rather than a thing: "some pasta", "no cheese", never "a pasta" or "no cheeses".
+MASS_NOUNS = frozenset(
+    "pasta spaghetti noodles rice bread cheese soup water milk coffee tea juice butter meat sugar salt sand snow "
+    "grass hay mud smoke fog honey jam cereal popcorn salad".split()
+)
+
+
 def noun_phrase(noun: str, count: int, adjectives: Iterable[str] = ()) -> str:
-    """``noun_phrase('apple', 2, ['red'])`` -> ``'two red apples'``; count 0 -> ``'no red apples'``."""
-    words = " ".join([*adjectives, noun if count == 1 else pluralize(noun)])
+    """``noun_phrase('apple', 2, ['red'])`` -> ``'two red apples'``; count 0 -> ``'no red apples'``.
+
+    Plural-only nouns count in pairs (``'a pair of blue jeans'``), mass nouns take ``some`` and no
+    plural (``'some pasta'``, ``'no cheese'``).
+    """
+    last = noun.rpartition(" ")[2]
+    if last in PLURAL_ONLY and count:
+        words = " ".join([*adjectives, noun])
+        return f"a pair of {words}" if count == 1 else f"{number_word(count)} pairs of {words}"
+    if last in MASS_NOUNS and count <= 1:
+        return f"{'some' if count else 'no'} {' '.join([*adjectives, noun])}"
+    words = " ".join([*adjectives, noun if count == 1 or last in PLURAL_ONLY else pluralize(noun)])
     if count == 1:
         return f"{article(words)} {words}"
     return f"{number_word(count) if count else 'no'} {words}"

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import TypeVar
 
-from strokegraph._text import NUMBER_WORDS, check_prompt, join_words, pluralize, singularize
+from strokegraph._text import NUMBER_WORDS, PLURAL_ONLY, check_prompt, join_words, pluralize, singularize
 from strokegraph.errors import UsageError
 from strokegraph.schema import (
     COLOURS,
@@ -122,10 +122,7 @@ _VAGUE = {
     ("innumerable",): 100,
 }
 #: Nouns only used in the plural that name one thing: "a pair of jeans" is one, "jeans" too.
-_PAIRED = set(
-    "scissors jeans pants trousers shorts sunglasses eyeglasses spectacles goggles binoculars tongs pliers tweezers "
-    "headphones earphones pajamas pyjamas leggings tights overalls skis".split()
-)
+_PAIRED = PLURAL_ONLY
 #: Nouns that name one thing unless counted ("two glasses of water" are two glasses).
 _PAIRED_AFTER_PAIR = {"glasses"}
 _ZERO = {("no",): 0, ("zero",): 0, ("not", "a", "single"): 0, ("not", "any"): 0, ("none", "of", "the"): 0}
