@@ -214,6 +214,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_verbose(r)
     _add_scale_out(r)
 
+    sub.add_parser("backends", help="list every backend id, strokegraph's own and installed plugins', by role")
+
     ru = sub.add_parser("runs", help="list the threads of a shared checkpoint database and where each stopped")
     ru.add_argument("--checkpoint", metavar="URL", required=True, help="the postgres:// URL the runs were given")
     ru.add_argument("--limit", type=_positive, default=100, metavar="N", help="the N latest threads (100)")
@@ -602,6 +604,26 @@ def _outcome(result) -> int:
     return code
 
 
+def _backends(args) -> int:
+    from strokegraph import registry
+
+    rows = [("role", "id", "package", "extra", "what it does")]
+    for r in registry.registered():
+        caps = r.capabilities
+        does = [
+            "offline" if caps.offline else "loads a model or calls an API",
+            *([f"draws {caps.draws}"] if caps.draws else []),
+            *([f"reads {' and '.join(sorted(caps.reads))}"] if caps.reads else []),
+            *(["detector"] if caps.detector else []),
+        ]
+        extra = f"strokegraph[{r.extra}]" if r.extra else ""
+        rows += [(r.role, i, r.package, extra, ", ".join(does)) for i in r.ids]
+    widths = [max(len(row[k]) for row in rows) for k in range(4)]
+    for row in rows:
+        print("  ".join(safe(v).ljust(w) for v, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
+    return 0
+
+
 def _runs(args) -> int:
     from strokegraph.graph.threads import list_threads
 
@@ -764,6 +786,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "generate": _quiet_libraries(_generate),
         "resume": _quiet_libraries(_resume),
         "runs": _runs,
+        "backends": _backends,
         "plan": _quiet_libraries(_plan),
         "bench": _quiet_libraries(_bench),
         "presets": _presets,

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.metadata
 import importlib.util
 import inspect
+import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from strokegraph.errors import UsageError
@@ -29,8 +32,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_IDS",
+    "ENTRY_POINT_GROUP",
     "ROLES",
     "Backends",
+    "Registered",
     "Capabilities",
     "ImageKind",
     "Role",
@@ -43,6 +48,9 @@ __all__ = [
     "clear_cache",
     "known_ids",
     "parse_id",
+    "register",
+    "registered",
+    "unregister",
 ]
 
 
@@ -95,8 +103,8 @@ class Capabilities:
 
 @dataclass(frozen=True)
 class _Entry:
-    target: str
-    """``module:attribute`` of a factory ``f(model: str, **settings) -> backend``."""
+    target: str | Callable[..., Any]
+    """A factory ``f(model: str, **settings) -> backend``, or its ``module:attribute`` (imported on first use)."""
     models: tuple[str, ...] | None = None
     """The models this provider knows, or None when it takes any model name (a path, a hub id)."""
     extra: str | None = None
@@ -108,39 +116,108 @@ class _Entry:
     draws: ImageKind | None = None
     reads: tuple[ImageKind, ...] = ()
     detector: bool = False
+    package: str = "strokegraph"
+    """The distribution that registered it (``strokegraph backends`` names it)."""
 
 
-_DIFFUSERS: dict[str, Any] = {"extra": "diffusers", "requires": ("torch", "diffusers", "transformers")}
-_TRANSFORMERS: dict[str, Any] = {"extra": "transformers", "requires": ("torch", "transformers")}
-_OPENAI: dict[str, Any] = {"extra": "openai", "requires": ("openai",)}
-_BUILTIN: dict[str, Any] = {"offline": True}
-_NATURAL: dict[str, Any] = {"draws": "natural"}
-# A VLM or chat model reads any picture; so does an open-vocabulary detector, which finds drawn
-# objects as well as photographed ones. The sketch world's pixel reader knows only its own icons.
-_READS_ANY: dict[str, Any] = {"reads": ("sketch", "natural")}
+#: The entry-point group through which installed packages register backends: each entry point names
+#: a function ``register_backends(register)`` that calls :func:`register` once per backend.
+ENTRY_POINT_GROUP = "strokegraph.backends"
+# strokegraph's own backends register through the same hook as any other package's (as simonw/llm
+# loads its default plugins): this module's register_backends, loaded first.
+_DEFAULT_PLUGINS = ("strokegraph.tools.backends",)
 
-# (role, provider) -> how to build it, and what it can do. Providers that take any model name list no models.
-_BACKENDS: dict[tuple[Role, str], _Entry] = {
-    ("planner", "builtin"): _Entry("strokegraph.tools.builtin:planner", ("rules",), **_BUILTIN),
-    ("drafter", "builtin"): _Entry("strokegraph.tools.builtin:drafter", ("sketch",), **_BUILTIN, draws="sketch"),
-    ("critic", "builtin"): _Entry(
-        "strokegraph.tools.builtin:critic", ("pixels",), **_BUILTIN, reads=("sketch",), detector=True
-    ),
-    ("refiner", "builtin"): _Entry("strokegraph.tools.builtin:refiner", ("sketch",), **_BUILTIN, draws="sketch"),
-    ("drafter", "diffusers"): _Entry("strokegraph.tools.hf_diffusers:drafter", **_DIFFUSERS, **_NATURAL),
-    ("refiner", "diffusers"): _Entry("strokegraph.tools.hf_diffusers:refiner", **_DIFFUSERS, **_NATURAL),
-    ("planner", "transformers"): _Entry("strokegraph.tools.hf_transformers:planner", **_TRANSFORMERS),
-    ("critic", "transformers-vlm"): _Entry(
-        "strokegraph.tools.hf_transformers:vlm_critic", **_TRANSFORMERS, **_READS_ANY
-    ),
-    ("critic", "transformers-detect"): _Entry(
-        "strokegraph.tools.hf_transformers:detect_critic", **_TRANSFORMERS, **_READS_ANY, detector=True
-    ),
-    ("planner", "openai"): _Entry("strokegraph.tools.openai_api:planner", **_OPENAI),
-    ("critic", "openai"): _Entry("strokegraph.tools.openai_api:critic", **_OPENAI, **_READS_ANY),
-    ("drafter", "openai"): _Entry("strokegraph.tools.openai_api:drafter", **_OPENAI, **_NATURAL),
-    ("refiner", "openai"): _Entry("strokegraph.tools.openai_api:refiner", **_OPENAI, **_NATURAL),
-}
+# (role, provider) -> how to build it, and what it can do; filled by the plugins on first use.
+_BACKENDS: dict[tuple[Role, str], _Entry] = {}
+_loaded = False
+
+
+def register(
+    role: Role,
+    provider: str,
+    factory: str | Callable[..., Any],
+    *,
+    models: Sequence[str] | None = None,
+    extra: str | None = None,
+    requires: Sequence[str] = (),
+    offline: bool = False,
+    draws: ImageKind | None = None,
+    reads: Sequence[ImageKind] = (),
+    detector: bool = False,
+    package: str | None = None,
+) -> None:
+    """Make ``provider:<model>`` an id of ``role``, built by ``factory(model, **settings)``.
+
+    ``factory`` is a callable or its ``"module:attribute"``, imported only when the backend is
+    built. ``models`` lists the model names the provider accepts (None: any name, a path or a hub
+    id). ``extra`` and ``requires`` name what must be installed (checked before anything is built,
+    with the ``pip install`` line in the error); ``offline``, ``draws``, ``reads`` and ``detector``
+    declare what the backend can do (see :class:`Capabilities`): ``draws`` for a drafter or
+    refiner, ``reads`` and ``detector`` for a critic. Keyword-only settings of the factory are the
+    settings the id takes. A provider already registered for ``role`` by another package is a
+    :class:`UsageError`; :func:`unregister` it first to replace it.
+    """
+    if role not in ROLES:
+        raise UsageError(f"cannot register a backend for unknown role {role!r}; roles: {', '.join(ROLES)}")
+    if not _PROVIDER.fullmatch(provider) or provider in (_CUSTOM,):
+        raise UsageError(f"provider name {provider!r} must be a lowercase word (letters, digits, '-', '_')")
+    if draws is not None and draws not in _KIND_TEXT or any(k not in _KIND_TEXT for k in reads):
+        raise UsageError(f"image kinds are {', '.join(_KIND_TEXT)}, got draws={draws!r}, reads={tuple(reads)!r}")
+    package = package or _calling_package()
+    known = _BACKENDS.get((role, provider))
+    if known is not None and known.package != package:
+        raise UsageError(
+            f"{package} registers the {role} provider {provider!r}, which {known.package} registered already"
+        )
+    _BACKENDS[(role, provider)] = _Entry(
+        factory,
+        tuple(models) if models is not None else None,
+        extra,
+        tuple(requires),
+        offline,
+        draws,
+        tuple(reads),
+        detector,
+        package,
+    )
+
+
+def unregister(role: Role, provider: str) -> None:
+    """Forget ``role``'s provider (a test's plugin, or one to register anew); unknown ones are ignored."""
+    _entries().pop((role, provider), None)
+
+
+_PROVIDER = re.compile(r"[a-z][a-z0-9_-]*")
+
+
+def _calling_package() -> str:
+    """The top-level package of the module that called :func:`register`, for messages and listings."""
+    frame = inspect.currentframe()
+    caller = frame.f_back.f_back if frame and frame.f_back else None
+    return str((caller.f_globals.get("__name__") if caller else None) or "?").partition(".")[0]
+
+
+def _entries() -> dict[tuple[Role, str], _Entry]:
+    """Every registered backend: strokegraph's own, then each installed plugin's, loaded once."""
+    global _loaded
+    if not _loaded:
+        _loaded = True  # set first: a plugin that looks ids up while registering sees what is there
+        for name in _DEFAULT_PLUGINS:
+            importlib.import_module(name).register_backends(register)
+        for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            package = point.dist.name if point.dist is not None else point.module.partition(".")[0]
+            try:
+                hook = point.load()
+                hook(partial(register, package=package))
+            except UsageError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a broken plugin may fail in any way; name it
+                raise UsageError(
+                    f"backend plugin {point.name!r} of {package} failed to load ({type(exc).__name__}: {exc}); "
+                    f"fix or uninstall {package}"
+                ) from None
+    return _BACKENDS
+
 
 #: The provider a backend object is recorded under (``custom:<its type>``); no entry is registered for it.
 _CUSTOM = "custom"
@@ -160,10 +237,33 @@ DEFAULT_IDS: dict[Role, str] = {
 }
 
 
+@dataclass(frozen=True)
+class Registered:
+    """One registered provider of a role, as ``strokegraph backends`` lists it."""
+
+    role: Role
+    provider: str
+    ids: tuple[str, ...]
+    """``provider:model`` for each known model, or ``provider:<model>`` for one that takes any."""
+    package: str
+    extra: str | None
+    capabilities: Capabilities
+
+
+def registered() -> list[Registered]:
+    """Every registered provider, strokegraph's own and each installed plugin's, in role order."""
+    out = []
+    for (role, provider), entry in _entries().items():
+        ids = tuple(f"{provider}:{m}" for m in entry.models) if entry.models else (f"{provider}:<model>",)
+        caps = capabilities(role, ids[0]) if entry.models else capabilities(role, f"{provider}:any")
+        out.append(Registered(role, provider, ids, entry.package, entry.extra, caps))
+    return sorted(out, key=lambda r: ROLES.index(r.role))
+
+
 def known_ids(role: Role) -> list[str]:
     """Every id ``role`` accepts, with ``provider:<model>`` for open-ended providers."""
     out = []
-    for (r, provider), entry in _BACKENDS.items():
+    for (r, provider), entry in _entries().items():
         if r == role:
             out += [f"{provider}:{m}" for m in entry.models] if entry.models else [f"{provider}:<model>"]
     return out
@@ -174,7 +274,7 @@ def parse_id(role: Role, backend_id: str) -> tuple[str, str]:
     if role not in ROLES:
         raise UsageError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
     provider, sep, model = backend_id.strip().partition(":")
-    entry = _BACKENDS.get((role, provider))
+    entry = _entries().get((role, provider))
     if not sep or not model or entry is None or (entry.models is not None and model not in entry.models):
         import difflib
 
@@ -194,7 +294,7 @@ def capabilities(role: Role, backend_id: str) -> Capabilities:
     if backend_id.partition(":")[0] == _CUSTOM:
         return Capabilities(declared=False)
     provider, _ = parse_id(role, backend_id)
-    entry = _BACKENDS[(role, provider)]
+    entry = _entries()[(role, provider)]
     return Capabilities(
         offline=entry.offline,
         draws=entry.draws,
@@ -227,7 +327,7 @@ def check_pairing(ids: Mapping[Role, str]) -> None:
     if refiner.draws is not None and refiner.draws != kind:
         problems.append(f"the refiner {ids['refiner']!r} draws {_KIND_TEXT[refiner.draws]}")
         provider, _ = parse_id("drafter", ids["drafter"])
-        same = ids["drafter"] if ("refiner", provider) in _BACKENDS else DEFAULT_IDS["refiner"]
+        same = ids["drafter"] if ("refiner", provider) in _entries() else DEFAULT_IDS["refiner"]
         fixes.append(f"a refiner that draws them too (--refiner {same})")
     if not problems:
         return
@@ -256,7 +356,7 @@ def check(role: Role, backend_id: str, settings: dict[str, Any] | None = None) -
     Raises :class:`UsageError` naming what to change (or the ``pip install`` line that fixes it).
     """
     provider, _ = parse_id(role, backend_id)
-    entry = _BACKENDS[(role, provider)]
+    entry = _entries()[(role, provider)]
     missing = [m for m in entry.requires if importlib.util.find_spec(m) is None]
     if missing:
         raise UsageError(
@@ -276,6 +376,8 @@ def check(role: Role, backend_id: str, settings: dict[str, Any] | None = None) -
 
 
 def _factory(entry: _Entry) -> Callable[..., Any]:
+    if callable(entry.target):
+        return entry.target
     module_name, _, attr = entry.target.partition(":")
     return getattr(importlib.import_module(module_name), attr)
 
@@ -284,7 +386,7 @@ def build(role: Role, backend_id: str, **settings: Any) -> Any:
     """Build the backend for ``role`` named by ``backend_id``, importing its module only now."""
     check(role, backend_id, settings)
     provider, model = parse_id(role, backend_id)
-    return _factory(_BACKENDS[(role, provider)])(model, **settings)
+    return _factory(_entries()[(role, provider)])(model, **settings)
 
 
 def clear_cache() -> None:
