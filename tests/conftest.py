@@ -101,3 +101,28 @@ def owl_dir(tmp_path_factory):
     from tiny_hf import save_tiny_owlv2
 
     return save_tiny_owlv2(tmp_path_factory.mktemp("tiny-owlv2"))
+
+
+@pytest.fixture(scope="session")
+def vlm_dir(tmp_path_factory):
+    pytest.importorskip("transformers")
+    from tiny_hf import save_tiny_vlm
+
+    return save_tiny_vlm(tmp_path_factory.mktemp("tiny-vlm"))
+
+
+@pytest.fixture(scope="session")
+def dino_dir(tmp_path_factory):
+    pytest.importorskip("transformers")
+    from tiny_hf import save_tiny_grounding_dino
+
+    return save_tiny_grounding_dino(tmp_path_factory.mktemp("tiny-grounding-dino"))
+
+
+@pytest.fixture(scope="session")
+def sd_dir(tmp_path_factory):
+    """A tiny Stable Diffusion pipeline (tiny_sd.py), saved once per session."""
+    pytest.importorskip("diffusers")
+    from tiny_sd import save_tiny_sd
+
+    return save_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))

@@ -19,7 +19,6 @@ from PIL import Image, ImageColor, ImageDraw
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tiny_hf import save_tiny_grounding_dino, save_tiny_vlm  # noqa: E402
 
 from strokegraph import registry, usage  # noqa: E402
 from strokegraph.agents.critic import ChatCritic, CritiqueRequest, DetectorCritic, judge  # noqa: E402
@@ -51,16 +50,6 @@ def offline(monkeypatch):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-
-
-@pytest.fixture(scope="module")
-def vlm_dir(tmp_path_factory):
-    return save_tiny_vlm(tmp_path_factory.mktemp("tiny-vlm"))
-
-
-@pytest.fixture(scope="module")
-def dino_dir(tmp_path_factory):
-    return save_tiny_grounding_dino(tmp_path_factory.mktemp("tiny-grounding-dino"))
 
 
 def spy_generate(model, monkeypatch) -> list[dict]:

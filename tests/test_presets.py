@@ -59,22 +59,6 @@ def test_an_unknown_preset_is_one_line_with_the_closest_name(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def sd_dir(tmp_path_factory):
-    pytest.importorskip("diffusers")
-    from tiny_sd import save_tiny_sd
-
-    return save_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))
-
-
-@pytest.fixture(scope="module")
-def dino_dir(tmp_path_factory):
-    pytest.importorskip("transformers")
-    from tiny_hf import save_tiny_grounding_dino
-
-    return save_tiny_grounding_dino(tmp_path_factory.mktemp("tiny-grounding-dino"))
-
-
 @pytest.fixture
 def openai_server(no_ambient_openai_env):
     pytest.importorskip("openai")
