@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from strokegraph._redact import redact_url
 from strokegraph.errors import RunError, UsageError
 from strokegraph.schema import read_plain, write_new
 
@@ -204,7 +205,7 @@ def _boto_reason(exc: Exception) -> str:
         error = exc.response.get("Error", {})
         return f"{error.get('Code', 'error')} {error.get('Message', '')}".strip()[:200]
     # botocore's messages name the endpoint; one given as http://user:pass@host must not print its password.
-    return re.sub(r"(?<=://)[^/?#@\s]*@", "***@", " ".join(str(exc).split()))[:200]
+    return redact_url(" ".join(str(exc).split()))[:200]
 
 
 def open_store(

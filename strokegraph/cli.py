@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Sequence
 
 from strokegraph import __version__
+from strokegraph._redact import redact_url
 from strokegraph.errors import RunError, StrokegraphError, UsageError
 from strokegraph.registry import DEFAULT_IDS, ROLES
 
@@ -45,8 +46,8 @@ def safe(text: object) -> str:
 
 
 def _line(exc: BaseException) -> str:
-    """An error's message as one safe line."""
-    return " ".join(safe(exc).split())
+    """An error's message as one safe line, without the credentials of any URL in it."""
+    return " ".join(safe(redact_url(exc)).split())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -568,7 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_RUN_ERROR
     except OSError as exc:  # a full disk, a file that vanished: the system's reason, in one line
         what = f"{exc.strerror or exc}" + (f": {exc.filename!r}" if exc.filename else "")
-        print(f"strokegraph: run failed: {safe(what)}{_resume_hint(exc)}", file=sys.stderr)
+        print(f"strokegraph: run failed: {safe(redact_url(what))}{_resume_hint(exc)}", file=sys.stderr)
         return EXIT_RUN_ERROR
     except KeyboardInterrupt as exc:
         where = getattr(exc, "run_dir", None) or "its run directory"

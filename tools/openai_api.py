@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from pydantic import BaseModel
 
 from strokegraph import usage
+from strokegraph._redact import redact_url
 from strokegraph.agents.critic import ChatCritic
 from strokegraph.agents.drafter import DraftRequest, DraftResult
 from strokegraph.agents.planner import ChatPlanner
@@ -98,15 +99,6 @@ _REASONS = {
     429: "rate limited",
 }
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its user name and password, if it has any, replaced by ``***``.
-
-    ``http://user:pass@host/v1`` becomes ``http://***@host/v1``; anything else is returned as it is.
-    """
-    return _USERINFO.sub(r"\1***@", str(url))
 
 
 def cancel_requests() -> None:

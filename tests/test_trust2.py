@@ -1,0 +1,172 @@
+"""Trust boundaries, second pass (issue 18): each case reproduced from outside, through the CLI or the API."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from strokegraph.cli import EXIT_USAGE, main
+from strokegraph.graph.run import generate
+
+PROMPT = "two red apples to the left of a blue cup"
+
+
+def _files(run_dir: Path) -> dict[str, bytes]:
+    """Every file under ``run_dir`` (links as their target's name), by relative path: nothing may change."""
+    out = {}
+    for p in sorted(run_dir.rglob("*")):
+        name = p.relative_to(run_dir).as_posix()
+        if p.is_symlink():
+            out[name] = b"-> " + os.readlink(p).encode()
+        elif p.is_file():
+            out[name] = p.read_bytes()
+    return out
+
+
+def _one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def _cli(*args: str | bytes, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "strokegraph", *args],
+        capture_output=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+    )
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A finished sketch-world run, copied by each test that damages it."""
+    run = tmp_path_factory.mktemp("finished") / "run"
+    generate(PROMPT, out=run, seed=3)
+    return run
+
+
+def _copy(run: Path, to: Path) -> Path:
+    import shutil
+
+    shutil.copytree(run, to, symlinks=True)
+    return to
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Checkpoints that do not hold the progress the records show: refused, nothing changes
+# ---------------------------------------------------------------------------------------------
+
+
+def _empty(db: Path) -> None:
+    db.write_bytes(b"")
+
+
+def _foreign(db: Path) -> None:
+    db.unlink()
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("create table notes (text)")
+        conn.execute("insert into notes values ('not a strokegraph database')")
+        conn.commit()
+
+
+def _no_rows(db: Path) -> None:
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("delete from checkpoints")
+        conn.execute("delete from writes")
+        conn.commit()
+
+
+def _garbage(db: Path) -> None:
+    db.write_bytes(os.urandom(4096))
+
+
+@pytest.mark.parametrize("damage", [_empty, _foreign, _no_rows, _garbage], ids=lambda f: f.__name__[1:])
+def test_checkpoints_without_the_runs_progress_are_refused_and_every_file_stays(finished, tmp_path, capsys, damage):
+    run = _copy(finished, tmp_path / "run")
+    damage(run / "checkpoints.sqlite")
+    before = _files(run)
+    assert main(["resume", str(run), "-q"]) == EXIT_USAGE
+    line = _one_line(capsys.readouterr().err)
+    assert "checkpoints.sqlite" in line and "run it all again" in line
+    assert _files(run) == before  # byte for byte, and no -wal or -shm file beside the database
+
+
+def test_a_run_killed_before_its_first_checkpoint_still_starts_over(finished, tmp_path, capsys):
+    run = tmp_path / "fresh"
+    run.mkdir()
+    (run / "run.json").write_bytes((finished / "run.json").read_bytes().replace(b'"run"', b'"fresh"'))
+    (run / "checkpoints.sqlite").write_bytes(b"")  # killed right after SQLite created the file
+    (run / ".lock").write_bytes(b"")
+    assert main(["resume", str(run), "-q"]) == 0
+    assert (run / "final.png").read_bytes() == (finished / "final.png").read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Credentials in every URL form: masked in messages and records
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("postgres://u:p@ss@host/db", "postgres://***@host/db"),
+        ("postgres://h/db?password=hunter2&sslmode=require", "postgres://h/db?password=***&sslmode=require"),
+        (
+            "'postgres://h/db?sslmode=require&PassWord=hunter2': refused",
+            "'postgres://h/db?sslmode=require&PassWord=***': refused",
+        ),
+        (
+            "http://h/v1?api_key=k1&apikey=k2&token=t&access_token=a",
+            "http://h/v1?api_key=***&apikey=***&token=***&access_token=***",
+        ),
+        (
+            "https://b.s3/k?X-Amz-Signature=s&X-Amz-Credential=c&sig=x",
+            "https://b.s3/k?X-Amz-Signature=***&X-Amz-Credential=***&sig=***",
+        ),
+        ("http://h/v1?max_tokens=5&model=m", "http://h/v1?max_tokens=5&model=m"),
+        ("see http://u:pw@a/x and http://b/y?secret=s#frag", "see http://***@a/x and http://b/y?secret=***#frag"),
+    ],
+)
+def test_one_redaction_masks_every_url_form(text, shown):
+    from strokegraph._redact import redact_url
+    from strokegraph.graph import engine, run
+    from strokegraph.tools import openai_api
+
+    assert redact_url(text) == shown
+    # The one function, wherever a URL is printed or stored: no copy left to fall behind.
+    assert openai_api.redact_url is redact_url and run.redact_url is redact_url and engine.redact_url is redact_url
+
+
+def test_a_password_in_a_database_url_query_or_with_a_raw_at_is_never_printed(tmp_path, closed_port, capsys):
+    for url in (
+        f"postgres://u@127.0.0.1:{closed_port}/db?password=hunter2-secret",
+        f"postgres://u:hunter2@secret-tail@127.0.0.1:{closed_port}/db",
+    ):
+        assert main(["generate", PROMPT, "--out", str(tmp_path / "r"), "-q", "--checkpoint", url]) == EXIT_USAGE
+        line = _one_line(capsys.readouterr().err)
+        assert "hunter2" not in line and "secret-tail" not in line and "***" in line, line
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_key_in_the_base_url_query_reaches_no_file_of_the_run(tmp_path, closed_port, no_ambient_openai_env):
+    from strokegraph.errors import RunError
+
+    run = tmp_path / "run"
+    url = f"http://127.0.0.1:{closed_port}/v1?api_key=hunter2-secret"
+    settings = {"planner": {"base_url": url, "max_retries": 0, "timeout": 5}}
+    with pytest.raises(RunError) as caught:
+        generate(PROMPT, out=run, planner="openai:gpt-4.1-mini", settings=settings)
+    assert "hunter2" not in str(caught.value)
+    assert json.loads((run / "run.json").read_text())["settings"]["planner"]["base_url"].endswith("?api_key=***")
+    for name, data in _files(run).items():
+        assert b"hunter2" not in data, name
