@@ -144,6 +144,10 @@ class _RunRecord(BaseModel):
     is given it again and never opens one on this record's word."""
 
 
+def _without_secrets(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if not SECRET_NAME.search(k)}
+
+
 def _public(settings: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
     """Settings as run.json records them: no credentials, none inside URLs either.
 
@@ -151,7 +155,7 @@ def _public(settings: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, A
     environment (OPENAI_API_KEY...), as any run does that is given none.
     """
     return {
-        role: {k: redact_url(v) if isinstance(v, str) else v for k, v in s.items() if not SECRET_NAME.search(k)}
+        role: {k: redact_url(v) if isinstance(v, str) else v for k, v in _without_secrets(s).items()}
         for role, s in (settings or {}).items()
     }
 
@@ -207,6 +211,9 @@ def _read_record(run_dir: Path, postgres: bool = False) -> _RunRecord:
             raise UsageError(f"unknown role(s) {sorted(unknown)!r}")
     except UsageError as exc:
         raise UsageError(f"{str(path)!r} is not a run record strokegraph can resume: {exc}") from None
+    # A key in a record was planted there (runs never write one): it is never read, whatever the
+    # backends; a resumed run takes its key from the environment or from what it is given now.
+    record.settings = {role: _without_secrets(s) for role, s in record.settings.items()}
     if record.checkpoint != ("postgres" if postgres else "sqlite"):
         raise UsageError(
             "this run's checkpoints are in PostgreSQL: give --checkpoint postgres://... again"

@@ -170,3 +170,86 @@ def test_a_key_in_the_base_url_query_reaches_no_file_of_the_run(tmp_path, closed
     assert json.loads((run / "run.json").read_text())["settings"]["planner"]["base_url"].endswith("?api_key=***")
     for name, data in _files(run).items():
         assert b"hunter2" not in data, name
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. run.json's settings: bounded as any setting is, and never a key
+# ---------------------------------------------------------------------------------------------
+
+MODEL = "openai:gpt-4.1-mini"
+
+
+def _stopped_at_planning(run: Path) -> None:
+    """A run whose planner failed at once: resumable, with nothing drawn yet."""
+    from strokegraph.errors import RunError
+
+    class Down:
+        def plan(self, prompt):
+            raise RunError("planner service down", node="planner")
+
+    with pytest.raises(RunError):
+        generate(PROMPT, out=run, planner=Down())
+
+
+def _plant(run: Path, backends: dict, settings: dict) -> None:
+    record = json.loads((run / "run.json").read_text())
+    record["backends"].update({"planner": "builtin:rules", **backends})
+    record["settings"].update(settings)
+    (run / "run.json").write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_a_key_planted_in_run_json_is_never_sent(tmp_path, monkeypatch, trust):
+    from strokegraph.graph.run import resume
+    from strokegraph.testing.openai_server import FakeOpenAI, any_prompt_replies
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-mine")
+    run = tmp_path / "run"
+    _stopped_at_planning(run)
+    with FakeOpenAI(fallback=any_prompt_replies()) as server:
+        _plant(run, {"planner": MODEL}, {"planner": {"api_key": "sk-planted", "base_url": server.url}})
+        if trust:  # the record's endpoint is trusted, its key still is not read
+            resume(run, trust_record=True)
+        else:
+            resume(run, planner=MODEL, settings={"planner": {"base_url": server.url}})
+        sent = server.sent("chat/completions")
+    assert sent and {r.headers["authorization"] for r in sent} == {"Bearer sk-mine"}
+
+
+@pytest.mark.parametrize(
+    ("role", "backend", "settings", "needle"),
+    [
+        ("drafter", "builtin:sketch", {"size": 16000}, "size must be a whole number of px from 64 to 4096"),
+        ("refiner", "builtin:sketch", {"size": 16000}, "size must be a whole number of px from 64 to 4096"),
+        ("planner", MODEL, {"max_retries": 1000000}, "max_retries must be a whole number from 0 to 10"),
+        ("planner", MODEL, {"timeout": 1e9}, "timeout must be a number of seconds in (0, 3600]"),
+        (
+            "drafter",
+            "openai:gpt-image-1",
+            {"size": "30000x30000"},
+            "size must be 'WIDTHxHEIGHT' with sides from 1 to 8192",
+        ),
+    ],
+)
+def test_settings_in_run_json_meet_the_bounds_of_every_setting(tmp_path, capsys, role, backend, settings, needle):
+    run = tmp_path / "run"
+    _stopped_at_planning(run)
+    _plant(run, {role: backend}, {role: settings})
+    before = _files(run)
+    named = [] if backend.startswith("builtin:") else [f"--{role}", backend]
+    args = ["resume", str(run), "-q", *named]
+    if not backend.startswith("builtin:"):
+        config = tmp_path / "c.toml"
+        config.write_text(f'[{role}]\nid = "{backend}"\nbase_url = "http://127.0.0.1:9/v1"\n')
+        args += ["--config", str(config)]
+    assert main(args) == EXIT_USAGE
+    assert needle in _one_line(capsys.readouterr().err)
+    assert _files(run) == before
+    # The same bounds hold for a setting given in Python or a config file.
+    from strokegraph import registry
+    from strokegraph.errors import UsageError
+
+    with pytest.raises(UsageError, match=needle.replace("(", r"\(").replace("]", r"\]")):
+        registry.build(
+            role, backend, **settings, **({} if backend.startswith("builtin:") else {"base_url": "http://h/v1"})
+        )
