@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from strokegraph import __version__, registry, usage
 from strokegraph._redact import SECRET_NAME, redact_url
-from strokegraph._text import check_prompt
+from strokegraph._text import check_prompt, check_utf8
 from strokegraph.agents.critic import Critic
 from strokegraph.agents.drafter import Drafter
 from strokegraph.agents.planner import Planner
@@ -68,7 +68,7 @@ def new_run_dir(prompt: str, out: str | os.PathLike | None = None, root: str | o
         base = Path(root) / f"{datetime.now():%Y%m%d-%H%M%S}-{_slug(prompt)}"
         path = _claim(base)
     else:
-        path = Path(out)
+        path = Path(check_utf8("output directory", os.fspath(out)))
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise UsageError(f"output directory {str(path)!r} already exists and is not empty; choose another --out")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 
@@ -30,6 +31,23 @@ def check_prompt(prompt: object) -> str:
         what = "is not valid UTF-8" if "\ud800" <= char <= "\udfff" else f"holds a control character {char!r}"
         raise UsageError(f"prompt {what} (at character {bad.start() + 1})")
     return prompt
+
+
+def check_utf8(what: str, text: str) -> str:
+    """``text`` (a path or a name) if it is valid UTF-8; otherwise a one-line :class:`UsageError` naming ``what``.
+
+    Python spells command-line bytes that are not UTF-8 as lone surrogates, which no record
+    (``run.json``, a store's key) can hold: refused before anything is created for them.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        try:
+            shown = os.fsencode(text).decode("utf-8", "backslashreplace")[:200]  # the bytes as given: \xff
+        except UnicodeEncodeError:  # a lone surrogate that did not come from bytes
+            shown = text.encode("utf-8", "backslashreplace").decode()[:200]
+        raise UsageError(f"{what} '{shown}' is not valid UTF-8 (at character {exc.start + 1})") from None
+    return text
 
 
 NUMBER_WORDS: dict[str, int] = {

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from strokegraph._redact import redact_url
+from strokegraph._text import check_utf8
 from strokegraph.errors import RunError, UsageError
 from strokegraph.schema import read_plain, write_new
 
@@ -103,7 +104,7 @@ class LocalDirStore:
     """A directory as a store: ``<root>/<thread>/images/<name>.png``. Symlinks under it are refused."""
 
     def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root).absolute()
+        self.root = Path(check_utf8("artifact store", os.fspath(root))).absolute()
         self.url = str(self.root)
         try:
             self.root.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import shlex
 import sqlite3
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 
 from strokegraph import __version__
 from strokegraph._redact import redact_url
+from strokegraph._text import check_utf8
 from strokegraph.errors import RunError, StrokegraphError, UsageError
 from strokegraph.registry import DEFAULT_IDS, ROLES
 
@@ -555,8 +557,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # against strokegraph's own, lower cap right after PIL reads its header, and refused in one line
     # that says so; the warning would only come first. (By message, so that PIL is not imported here.)
     warnings.filterwarnings("ignore", r"Image size \(\d+ pixels\) exceeds limit", RuntimeWarning, r"PIL\.Image")
+    # A checkpoint holding a type LangGraph does not revive makes it log a warning (two lines of
+    # stderr) before strokegraph's own one-line error about that checkpoint. By message, as above.
+    logging.getLogger("langgraph.checkpoint.serde.jsonplus").addFilter(_quiet_blocked)
     commands = {"generate": _generate, "resume": _resume, "plan": _plan, "bench": _bench, "codebook": _codebook}
     try:
+        # Every path is checked before any is used: a store's folder is made before the run's.
+        for name in ("out", "run_dir", "config", "store", "checkpoint", "store_endpoint"):
+            if isinstance(value := getattr(args, name, None), str):
+                check_utf8(f"--{name.replace('_', '-')}" if name != "run_dir" else "RUN_DIR", value)
         return commands[args.command](args)
     except UsageError as exc:
         print(f"strokegraph: error: {_line(exc)}", file=sys.stderr)
@@ -575,6 +584,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = getattr(exc, "run_dir", None) or "its run directory"
         print(f"strokegraph: interrupted; what the run made so far is in {where}{_resume_hint(exc)}", file=sys.stderr)
         return 130
+
+
+def _quiet_blocked(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Blocked deserialization")
 
 
 def _database_errors() -> tuple[type[BaseException], ...]:

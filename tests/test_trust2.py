@@ -253,3 +253,65 @@ def test_settings_in_run_json_meet_the_bounds_of_every_setting(tmp_path, capsys,
         registry.build(
             role, backend, **settings, **({} if backend.startswith("builtin:") else {"base_url": "http://h/v1"})
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. No traceback, no hang, nothing left behind
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--out", b"\xff"],
+        ["--out", "r", "--store", b"s\xff"],
+        ["--out", b"r\xfe", "--store", "s"],
+    ],
+    ids=["out", "store", "out-with-store"],
+)
+def test_paths_that_are_not_utf8_are_one_line_and_leave_nothing(tmp_path, args):
+    done = _cli("generate", PROMPT, "-q", *args, cwd=tmp_path)
+    assert done.returncode == EXIT_USAGE
+    assert "is not valid UTF-8" in _one_line(done.stderr.decode())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_malformed_base_url_is_one_line(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[planner]\nid = "openai:gpt-4.1-mini"\nbase_url = "http://[::1:31815/v1"\n')
+    done = _cli("generate", PROMPT, "-q", "--out", str(tmp_path / "r"), "--config", str(config))
+    assert done.returncode == EXIT_USAGE
+    assert "base_url 'http://[::1:31815/v1' is not a URL" in _one_line(done.stderr.decode())
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_config_that_is_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "c.toml"
+    os.mkfifo(fifo)
+    done = _cli("generate", PROMPT, "-q", "--out", str(tmp_path / "r"), "--config", str(fifo), timeout=30)
+    assert done.returncode == EXIT_USAGE
+    assert "is not a regular file" in _one_line(done.stderr.decode())
+
+
+def _plant_blocked_type(db: Path) -> None:
+    """Make the last checkpoint's budget an ``os.system`` call, as msgpack can spell one."""
+    import ormsgpack
+
+    with closing(sqlite3.connect(db)) as conn:
+        rowid, blob = conn.execute("select rowid, checkpoint from checkpoints order by checkpoint_id desc").fetchone()
+        checkpoint = ormsgpack.unpackb(blob, ext_hook=ormsgpack.Ext, option=ormsgpack.OPT_NON_STR_KEYS)
+        checkpoint["channel_values"]["budget"] = ormsgpack.Ext(0, ormsgpack.packb(("os", "system", "echo pwned")))
+        data = ormsgpack.packb(checkpoint, option=ormsgpack.OPT_NON_STR_KEYS)
+        conn.execute("update checkpoints set checkpoint = ? where rowid = ?", (data, rowid))
+        conn.commit()
+
+
+def test_a_checkpoint_with_a_blocked_type_is_one_line_without_langgraphs_warning(finished, tmp_path):
+    run = _copy(finished, tmp_path / "run")
+    _plant_blocked_type(run / "checkpoints.sqlite")
+    before = _files(run)
+    done = _cli("resume", str(run), "-q")  # a process of its own: LangGraph warns once per process
+    assert done.returncode == EXIT_USAGE
+    line = _one_line(done.stderr.decode())
+    assert "cannot be loaded" in line and "Blocked" not in line
+    assert _files(run) == before
