@@ -7,8 +7,10 @@ import json
 import logging
 import re
 import shlex
+import signal
 import sqlite3
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -19,7 +21,15 @@ from strokegraph._text import check_utf8
 from strokegraph.errors import RunError, StrokegraphError, UsageError
 from strokegraph.registry import DEFAULT_IDS, ROLES
 
-__all__ = ["EXIT_BUDGET", "EXIT_RUN_ERROR", "EXIT_STOPPED", "EXIT_UNJUDGED", "EXIT_USAGE", "main"]
+__all__ = [
+    "EXIT_BUDGET",
+    "EXIT_RUN_ERROR",
+    "EXIT_STOPPED",
+    "EXIT_TERMINATED",
+    "EXIT_UNJUDGED",
+    "EXIT_USAGE",
+    "main",
+]
 
 EXIT_RUN_ERROR = 1
 EXIT_USAGE = 2
@@ -549,7 +559,30 @@ def _codebook(args) -> int:
     return 0
 
 
+#: Stopped by SIGTERM (what docker stop, systemd and Kubernetes send): 128 + 15, as the shell reports it.
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, as Ctrl-C raises KeyboardInterrupt: the run writes its files."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Only the main thread may set a handler; main() called elsewhere (a test's thread) keeps the default.
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args, unknown = _parser().parse_known_args(argv)
     if unknown:  # reported by the command's parser, so that the error points at its --help
         args.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
@@ -582,6 +615,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_RUN_ERROR
     except KeyboardInterrupt as exc:
         where = getattr(exc, "run_dir", None) or "its run directory"
+        if isinstance(exc, _Terminated):
+            print(
+                f"strokegraph: terminated; what the run made so far is in {where}{_resume_hint(exc)}", file=sys.stderr
+            )
+            return EXIT_TERMINATED
         print(f"strokegraph: interrupted; what the run made so far is in {where}{_resume_hint(exc)}", file=sys.stderr)
         return 130
 

@@ -315,3 +315,49 @@ def test_a_checkpoint_with_a_blocked_type_is_one_line_without_langgraphs_warning
     line = _one_line(done.stderr.decode())
     assert "cannot be loaded" in line and "Blocked" not in line
     assert _files(run) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. SIGTERM: handled as Ctrl-C is, and the run resumes
+# ---------------------------------------------------------------------------------------------
+
+
+def test_sigterm_writes_the_runs_files_says_so_in_one_line_and_the_run_resumes(tmp_path):
+    import signal
+    import time
+
+    from strokegraph.testing.openai_server import FakeOpenAI, any_prompt_replies
+
+    run = tmp_path / "run"
+    with FakeOpenAI(latency=0.4, fallback=any_prompt_replies()) as server:
+        config = tmp_path / "slow.toml"
+        config.write_text(
+            f'[drafter]\nid = "openai:gpt-image-1"\nbase_url = "{server.url}"\n'
+            f'[critic]\nid = "openai:gpt-4.1-mini"\nbase_url = "{server.url}"\n'
+        )
+        args = ["generate", PROMPT, "--out", str(run), "--config", str(config), "-q"]
+        env = {**os.environ, "PYTHONIOENCODING": "utf-8", "OPENAI_API_KEY": "sk-test"}
+        proc = subprocess.Popen([sys.executable, "-m", "strokegraph", *args], stderr=subprocess.PIPE, env=env)
+        try:
+            deadline = time.monotonic() + 60
+            # The first draft is on disk; its critique (0.4 s on the wire) is in flight.
+            while not list(run.glob("images/*.png")) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert proc.poll() is None, "the run ended before it could be stopped"
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 143, err.decode()
+        line = _one_line(err.decode())
+        assert line.startswith(f"strokegraph: terminated; what the run made so far is in {run}; resume with: ")
+        assert "--drafter openai:gpt-image-1 --critic openai:gpt-4.1-mini" in line
+        doc = json.loads((run / "trajectory.json").read_text())
+        assert doc["events"] and not doc["finished"] and (run / "report.html").is_file()
+
+        done = _cli("resume", str(run), "--config", str(config), "-q")
+    assert done.returncode == 0, done.stderr.decode()
+    doc = json.loads((run / "trajectory.json").read_text())
+    assert doc["finished"] and doc["passed"] and (run / "final.png").is_file()
+    assert [e["stage"] for e in doc["events"]].count("draft") == 2  # the first draft was not made again
