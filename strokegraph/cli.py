@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import shlex
 import signal
 import sqlite3
@@ -17,7 +16,7 @@ from collections.abc import Sequence
 
 from strokegraph import __version__
 from strokegraph._redact import redact_url
-from strokegraph._text import check_utf8
+from strokegraph._text import check_utf8, printable
 from strokegraph.errors import RunError, StrokegraphError, UsageError
 from strokegraph.registry import DEFAULT_IDS, ROLES
 
@@ -40,21 +39,10 @@ EXIT_UNJUDGED = 4
 #: A person reviewing the run (``--review``) stopped it.
 EXIT_STOPPED = 5
 
-# Escape sequences (CSI, OSC, and the rest) and other control characters. Model replies reach the
-# terminal in progress lines, reviews and error messages; none of them may move the cursor, retitle
-# the window, write the clipboard or forge a hyperlink.
-_TERMINAL_CONTROL = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI ... final byte
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC ... BEL or ST
-    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC ... ST
-    r"|\x1b.?"  # any other escape
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"  # C0 and C1 controls but tab and newline
-)
-
 
 def safe(text: object) -> str:
-    """``text`` as it may be printed on a terminal: escape sequences and control characters removed."""
-    return _TERMINAL_CONTROL.sub("", str(text))
+    """``text`` as it may be printed on a terminal: escape sequences, control and bidi characters removed."""
+    return printable(text)
 
 
 def _line(exc: BaseException) -> str:

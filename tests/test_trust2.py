@@ -361,3 +361,47 @@ def test_sigterm_writes_the_runs_files_says_so_in_one_line_and_the_run_resumes(t
     doc = json.loads((run / "trajectory.json").read_text())
     assert doc["finished"] and doc["passed"] and (run / "final.png").is_file()
     assert [e["stage"] for e in doc["events"]].count("draft") == 2  # the first draft was not made again
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Bidi controls and escape bytes: refused in prompts, removed from model text on screen and page
+# ---------------------------------------------------------------------------------------------
+
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+
+
+@pytest.mark.parametrize("char", list(BIDI))
+def test_a_prompt_with_a_bidi_control_is_refused(tmp_path, capsys, char):
+    assert main(["generate", f"two red apples {char}left of a blue cup", "--out", str(tmp_path / "r")]) == EXIT_USAGE
+    line = _one_line(capsys.readouterr().err)
+    assert "bidi control character" in line and char not in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_model_text_reaches_neither_terminal_nor_report_with_bidi_controls_or_escapes(tmp_path, capsys):
+    from strokegraph.cli import safe
+    from strokegraph.testing.openai_server import FakeOpenAI, any_prompt_replies, chat_reply
+
+    hostile = f"cup\u202egnissim{BIDI} red\x1b[2J\x1b]0;owned\x07 bird\x9b31m"
+    assert safe(hostile) == "cupgnissim red bird31m"
+    violation = {
+        "kind": "missing",
+        "entity_ids": ["e1"],
+        "expected": "a blue cup",
+        "observed": "none",
+        "relation": None,
+        "box": None,
+        "message": hostile,
+    }
+    run = tmp_path / "r"
+    with FakeOpenAI(fallback=any_prompt_replies()) as server:
+        server.script("chat/completions", chat_reply(json.dumps({"violations": [violation], "detections": []})))
+        config = tmp_path / "critic.toml"
+        config.write_text(f'[critic]\nid = "{MODEL}"\nbase_url = "{server.url}"\napi_key = "sk-test"\n')
+        code = main(["generate", PROMPT, "--out", str(run), "--config", str(config)])
+    assert code in (0, 3)
+    err = capsys.readouterr().err
+    page = (run / "report.html").read_text(encoding="utf-8")
+    for shown in (err, page):
+        assert "gnissim" in shown and "owned" not in shown  # the words are shown, the sequences are not
+        assert not any(c in shown for c in BIDI + "\x1b\x07\x9b")
