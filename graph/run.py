@@ -835,6 +835,14 @@ def _resume_locked(
             ) from None
         if loaded is None and made:
             raise _lost_checkpoints(described, "it holds no checkpoint past the run's start", made)
+        if loaded is not None and loaded.image is not None and store is None:
+            # The next node and the final image start from it; a resume could only fail on it again.
+            try:
+                loaded.image.read_bytes(run_dir)
+            except RunError as exc:
+                raise UsageError(
+                    f"the run's latest image is damaged: {exc}; the run's files are left as they were"
+                ) from None
         # Checkpoints written from here on carry the record's sha256 on, so the thread stays resumable elsewhere.
         record_sha = (snapshot.metadata or {}).get(_RECORD_SHA)
         if not (isinstance(record_sha, str) and _SHA256.fullmatch(record_sha)):

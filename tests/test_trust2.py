@@ -405,3 +405,35 @@ def test_model_text_reaches_neither_terminal_nor_report_with_bidi_controls_or_es
     for shown in (err, page):
         assert "gnissim" in shown and "owned" not in shown  # the words are shown, the sequences are not
         assert not any(c in shown for c in BIDI + "\x1b\x07\x9b")
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. A damaged latest image: exit 2 naming it, as the README says, with no resume hint
+# ---------------------------------------------------------------------------------------------
+
+
+def _link(image: Path) -> None:
+    image.unlink()
+    image.symlink_to("step01-draft.png")
+
+
+def _append(image: Path) -> None:
+    image.write_bytes(image.read_bytes() + b"x")
+
+
+@pytest.mark.parametrize("damage", [_link, _append], ids=["symlink", "sha256"])
+@pytest.mark.parametrize("spent", [False, True], ids=["finished", "budget-spent"])
+def test_a_damaged_latest_image_is_exit_2_naming_it(tmp_path, capsys, damage, spent):
+    from strokegraph.graph import Budget
+
+    run = tmp_path / "run"
+    kwargs = {"budget": Budget(max_rounds=0), "settings": {"drafter": {"fault_scale": 3.33}}} if spent else {}
+    result = generate(PROMPT, out=run, seed=3, **kwargs)
+    assert result.passed != spent
+    latest = run / json.loads((run / "trajectory.json").read_text())["events"][-1]["image"]["path"]
+    damage(latest)
+    before = _files(run)
+    assert main(["resume", str(run), "-q", *(["--max-rounds", "5"] if spent else [])]) == EXIT_USAGE
+    line = _one_line(capsys.readouterr().err)
+    assert f"image 'images/{latest.name}'" in line and "damaged" in line and "resume with" not in line
+    assert _files(run) == before
