@@ -602,7 +602,7 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"strokegraph: run failed: {safe(redact_url(what))}{_resume_hint(exc)}", file=sys.stderr)
         return EXIT_RUN_ERROR
     except KeyboardInterrupt as exc:
-        where = getattr(exc, "run_dir", None) or "its run directory"
+        where = safe(getattr(exc, "run_dir", None) or "its run directory")
         if isinstance(exc, _Terminated):
             print(
                 f"strokegraph: terminated; what the run made so far is in {where}{_resume_hint(exc)}", file=sys.stderr
@@ -628,7 +628,10 @@ def _resume_hint(exc: BaseException) -> str:
     if run_dir is None or not (run_dir / "run.json").is_file():
         return ""
     try:
-        record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        from strokegraph.schema import read_plain
+
+        # run.json as resume reads it: a plain file (no link, FIFO or device), at most 1 MiB.
+        record = json.loads(read_plain(run_dir / "run.json", 1 << 20))
         backends = record["backends"]
         # resume takes no model-backed backend on run.json's word: the hint names them again.
         named = {role: i for role, i in backends.items() if not i.startswith(("builtin:", "custom:"))}
@@ -637,10 +640,10 @@ def _resume_hint(exc: BaseException) -> str:
         if record.get("checkpoint") == "postgres":
             again += " --checkpoint POSTGRES_URL"
         if isinstance(record.get("store"), str):
-            again += f" --store {shlex.quote(safe(record['store']))}"
+            again += f" --store {shlex.quote(safe(redact_url(record['store'])))}"
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         again = ""
-    return f"; resume with: strokegraph resume {shlex.quote(str(run_dir))}{again}"
+    return f"; resume with: strokegraph resume {shlex.quote(safe(run_dir))}{again}"
 
 
 if __name__ == "__main__":

@@ -437,3 +437,17 @@ def test_a_damaged_latest_image_is_exit_2_naming_it(tmp_path, capsys, damage, sp
     line = _one_line(capsys.readouterr().err)
     assert f"image 'images/{latest.name}'" in line and "damaged" in line and "resume with" not in line
     assert _files(run) == before
+
+
+def test_the_resume_hint_prints_no_escape_from_the_run_directorys_name(tmp_path, capsys, monkeypatch):
+    from strokegraph.tools.sketch.drafter import SketchDrafter
+
+    def down(self, request):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(SketchDrafter, "draft", down)
+    run = tmp_path / "r\x1b]0;owned\x07\u202e"
+    assert main(["generate", PROMPT, "--out", str(run), "-q"]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "resume with: strokegraph resume" in line and "owned" not in line
+    assert not any(c in line for c in "\x1b\x07\u202e")
