@@ -726,8 +726,10 @@ def resume(
     ``max_rounds`` sets the run's total refine budget anew, so that a run that spent its budget with
     violations left refines further. A finished run with nothing left to do returns its result as
     it is. Raises :class:`UsageError` for a directory that is not a run, a record or checkpoint that
-    fails to load (the run's files are then left as they were), a run another process is working
-    on, and what :func:`generate` raises while running.
+    fails to load, checkpoints that do not hold the progress the run's files show (missing, empty,
+    foreign: the run is never silently started over), a damaged latest image (the run's files are
+    then left as they were), a run another process is working on, and what :func:`generate` raises
+    while running. A key in the record's settings is never read.
 
     A run made with ``review=True`` that waits on a review takes the person's ``answer`` (see
     :func:`strokegraph.graph.nodes.review_answer`) and runs on to the next review or the end; without
@@ -840,7 +842,7 @@ def _resume_locked(
             try:
                 loaded.image.read_bytes(run_dir)
             except RunError as exc:
-                raise UsageError(
+                raise _DamagedImage(
                     f"the run's latest image is damaged: {exc}; the run's files are left as they were"
                 ) from None
         # Checkpoints written from here on carry the record's sha256 on, so the thread stays resumable elsewhere.
@@ -900,6 +902,12 @@ def _resume_locked(
         finally:
             _finish(run, error)
     return run.result()
+
+
+class _DamagedImage(UsageError, RunError):
+    """A resumed run's latest image is damaged: resuming cannot mend it, so the CLI says so as of any
+    run directory that cannot be resumed (exit 2, no resume hint). Still a :class:`RunError`, as reading
+    the image raised before it was checked up front."""
 
 
 def _made(run_dir: Path) -> list[str]:
