@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from strokegraph._redact import redact_url
 from strokegraph.errors import UsageError
 from strokegraph.graph.builder import build_graph
 from strokegraph.graph.state import CheckpointError, RunContext, RunState, checkpoint_serializer
@@ -34,6 +35,7 @@ __all__ = [
     "compiled",
     "describe",
     "graph",
+    "holds_thread",
     "is_postgres",
     "lock_thread",
 ]
@@ -63,7 +65,7 @@ def graph(checkpointer: BaseCheckpointSaver | None, *, review: bool = False) -> 
 
 
 _POSTGRES = re.compile(r"postgres(?:ql)?://", re.IGNORECASE)
-_USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
+_AUTHORITY = re.compile(r"[^:]*://[^/?#]*")
 
 
 def is_postgres(where: str | Path) -> bool:
@@ -76,17 +78,42 @@ def checkpoint_url(spec: str | None) -> str | None:
     if spec is None or spec == "sqlite":
         return None
     if not is_postgres(spec):
-        raise UsageError(f"checkpoint {_redacted(str(spec))[:200]!r} is neither 'sqlite' nor a postgres:// URL")
+        raise UsageError(f"checkpoint {redact_url(str(spec))[:200]!r} is neither 'sqlite' nor a postgres:// URL")
+    if _AUTHORITY.match(spec)[0].count("@") > 1:
+        # libpq splits at the first '@' and would look up the rest of the password as a host name.
+        raise UsageError(
+            f"checkpoint {redact_url(spec)[:200]!r} has a raw '@' in its user name or password; write it as %40"
+        )
     return spec
 
 
 def describe(where: str | Path) -> str:
     """``where`` as messages show it: a URL without its password."""
-    return _redacted(str(where))
+    return redact_url(str(where))
 
 
-def _redacted(url: str) -> str:
-    return _USERINFO.sub("***@", url)
+def holds_thread(path: Path, thread_id: str) -> str | None:
+    """Why the SQLite database ``path`` holds no checkpoint of ``thread_id``; None when it holds one.
+
+    Reads without writing a byte: :func:`checkpointer` would create LangGraph's tables in an empty
+    or foreign file. Checkpoints a killed run left in the write-ahead log are read too.
+    """
+    if not path.is_file() or path.is_symlink():
+        return "it is missing" if not path.exists() else "it is not a plain file"
+    if path.stat().st_size == 0:
+        return "it is empty"
+    # immutable=1 opens no -wal or -shm file (read-only mode would create both); with a -wal file
+    # beside it, which may hold the latest checkpoints, read-only mode reads it.
+    wal = path.with_name(path.name + "-wal").is_file()
+    uri = f"{path.absolute().as_uri()}?{'mode=ro' if wal else 'immutable=1'}"
+    try:
+        with closing(sqlite3.connect(uri, uri=True)) as conn:
+            found = conn.execute(
+                "select 1 from checkpoints where thread_id = ? and checkpoint_ns = '' limit 1", (thread_id,)
+            ).fetchone()
+    except sqlite3.Error as exc:
+        return f"it holds no strokegraph checkpoints ({' '.join(str(exc).split())[:100]})"
+    return None if found else f"it holds no checkpoint of thread {thread_id[:80]!r}"
 
 
 @contextmanager
@@ -163,8 +190,8 @@ _CONNECT = {"autocommit": True, "prepare_threshold": 0}
 
 
 def _connect_error(url: str, exc: Exception) -> UsageError:
-    reason = _redacted(" ".join(str(exc).split()))[:300]
-    return UsageError(f"cannot use the checkpoint database {_redacted(url)!r}: {reason}")
+    reason = redact_url(" ".join(str(exc).split()))[:300]
+    return UsageError(f"cannot use the checkpoint database {redact_url(url)!r}: {reason}")
 
 
 def lock_thread(saver: BaseCheckpointSaver, thread_id: str) -> None:

@@ -5,7 +5,8 @@ built as if every value in it were an attack: every value from state goes throug
 escapes it unless it is markup this module built itself (:class:`_Html`); numbers are formatted by
 :func:`_num` with an explicit format spec; attribute values are only numbers formatted here or
 ``data:`` URLs built here from checked image bytes. A Content-Security-Policy that allows no script
-at all backs this up should an escape ever be missed.
+at all backs this up should an escape ever be missed. Escape sequences, control characters and bidi
+controls are removed from every value (:func:`strokegraph._text.printable`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from strokegraph import usage
+from strokegraph._text import printable
 from strokegraph.errors import RunError
 from strokegraph.graph.state import RunState
 from strokegraph.schema import Critique, Event, ImageRef, write_new
@@ -55,10 +57,15 @@ class _Html(str):
 
 
 def _esc(value: object) -> _Html:
-    """``value`` as text: markup built here passes, anything else (of any type) is escaped."""
+    """``value`` as text: markup built here passes, anything else (of any type) is escaped.
+
+    Escaping makes text inert as markup, not as text: escape sequences (a page saved and printed
+    with ``cat``), control characters and bidi controls (which reorder what the page shows) are
+    removed first, as on the terminal.
+    """
     if isinstance(value, _Html):
         return value
-    return _Html(html.escape(value if isinstance(value, str) else str(value), quote=True))
+    return _Html(html.escape(printable(value), quote=True))
 
 
 def _h(template: str, *args: object, **kwargs: object) -> _Html:

@@ -21,7 +21,8 @@ from langgraph.types import Command, Durability, StreamMode
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from strokegraph import __version__, registry, usage
-from strokegraph._text import check_prompt
+from strokegraph._redact import SECRET_NAME, redact_url
+from strokegraph._text import check_prompt, check_utf8
 from strokegraph.agents.critic import Critic
 from strokegraph.agents.drafter import Drafter
 from strokegraph.agents.planner import Planner
@@ -71,7 +72,7 @@ def new_run_dir(prompt: str, out: str | os.PathLike | None = None, root: str | o
         base = Path(root) / f"{datetime.now():%Y%m%d-%H%M%S}-{_slug(prompt)}"
         path = _claim(base)
     else:
-        path = Path(out)
+        path = Path(check_utf8("output directory", os.fspath(out)))
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise UsageError(f"output directory {str(path)!r} already exists and is not empty; choose another --out")
     try:
@@ -112,17 +113,10 @@ _DURABILITY: Durability = "sync"
 _RUN_FILE = "run.json"
 _LOCK_FILE = ".lock"
 
-# Settings that hold credentials. They never reach run.json: a resumed run takes its key from the
-# environment (OPENAI_API_KEY...), as any run does that is given none. ``token(?!s)`` keeps counts
-# such as ``max_new_tokens``, which do change what a backend makes.
-_SECRET = re.compile(r"key|secret|password|token(?!s)", re.IGNORECASE)
 
 # Settings that say where requests go. :func:`resume` never takes them from run.json on its own:
 # a run directory from someone else could otherwise send your key and images to their server.
 _ENDPOINT = re.compile(r"url|endpoint|host", re.IGNORECASE)
-
-# ``user:password@`` in a URL: credentials too, so they are masked wherever a URL is recorded.
-_USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
 
 #: Budgets and seeds beyond these are mistakes, and 2**64 does not even fit a checkpoint.
 MAX_COUNT = 1_000_000
@@ -154,15 +148,18 @@ class _RunRecord(BaseModel):
     is given it again and never opens one on this record's word."""
 
 
-def redact_url(text: str) -> str:
-    """``text`` with the ``user:password@`` part of any URL in it replaced by ``***@``."""
-    return _USERINFO.sub("***@", text)
+def _without_secrets(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if not SECRET_NAME.search(k)}
 
 
 def _public(settings: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
-    """Settings as run.json records them: no credentials, no passwords inside URLs."""
+    """Settings as run.json records them: no credentials, none inside URLs either.
+
+    Credentials (:data:`SECRET_NAME`) never reach run.json: a resumed run takes its key from the
+    environment (OPENAI_API_KEY...), as any run does that is given none.
+    """
     return {
-        role: {k: redact_url(v) if isinstance(v, str) else v for k, v in s.items() if not _SECRET.search(k)}
+        role: {k: redact_url(v) if isinstance(v, str) else v for k, v in _without_secrets(s).items()}
         for role, s in (settings or {}).items()
     }
 
@@ -218,6 +215,9 @@ def _read_record(run_dir: Path, postgres: bool = False) -> _RunRecord:
             raise UsageError(f"unknown role(s) {sorted(unknown)!r}")
     except UsageError as exc:
         raise UsageError(f"{str(path)!r} is not a run record strokegraph can resume: {exc}") from None
+    # A key in a record was planted there (runs never write one): it is never read, whatever the
+    # backends; a resumed run takes its key from the environment or from what it is given now.
+    record.settings = {role: _without_secrets(s) for role, s in record.settings.items()}
     if record.checkpoint != ("postgres" if postgres else "sqlite"):
         raise UsageError(
             "this run's checkpoints are in PostgreSQL: give --checkpoint postgres://... again"
@@ -773,8 +773,10 @@ def resume(
     ``max_rounds`` sets the run's total refine budget anew, so that a run that spent its budget with
     violations left refines further. A finished run with nothing left to do returns its result as
     it is. Raises :class:`UsageError` for a directory that is not a run, a record or checkpoint that
-    fails to load (the run's files are then left as they were), a run another process is working
-    on, and what :func:`generate` raises while running.
+    fails to load, checkpoints that do not hold the progress the run's files show (missing, empty,
+    foreign: the run is never silently started over), a damaged latest image (the run's files are
+    then left as they were), a run another process is working on, and what :func:`generate` raises
+    while running. A key in the record's settings is never read.
 
     A run made with ``review=True`` that waits on a review takes the person's ``answer`` (see
     :func:`strokegraph.graph.nodes.review_answer`) and runs on to the next review or the end; without
@@ -861,6 +863,12 @@ def _resume_locked(
     state_in = RunState(prompt=record.prompt, single_pass=record.single_pass, budget=record.budget)
     config = _config(record.thread_id, record.budget, record.review)
     described = engine.describe(where)
+    made = _made(run_dir)
+    if made and not engine.is_postgres(where):
+        # Checked before the checkpointer opens the file: it would write its tables into it.
+        why = engine.holds_thread(where, record.thread_id)
+        if why is not None:
+            raise _lost_checkpoints(described, why, made)
     with engine.checkpointer(where) as saver:
         if engine.is_postgres(where):
             engine.lock_thread(saver, record.thread_id)
@@ -874,6 +882,16 @@ def _resume_locked(
                 f"{described!r} cannot be loaded ({type(exc).__name__}: "
                 f"{' '.join(str(exc).split())[:200]}); the run's files are left as they were"
             ) from None
+        if loaded is None and made:
+            raise _lost_checkpoints(described, "it holds no checkpoint past the run's start", made)
+        if loaded is not None and loaded.image is not None and store is None:
+            # The next node and the final image start from it; a resume could only fail on it again.
+            try:
+                loaded.image.read_bytes(run_dir)
+            except RunError as exc:
+                raise _DamagedImage(
+                    f"the run's latest image is damaged: {exc}; the run's files are left as they were"
+                ) from None
         # Checkpoints written from here on carry the record's sha256 on, so the thread stays resumable elsewhere.
         record_sha = (snapshot.metadata or {}).get(_RECORD_SHA)
         if not (isinstance(record_sha, str) and _SHA256.fullmatch(record_sha)):
@@ -931,6 +949,43 @@ def _resume_locked(
         finally:
             _finish(run, error)
     return run.result()
+
+
+class _DamagedImage(UsageError, RunError):
+    """A resumed run's latest image is damaged: resuming cannot mend it, so the CLI says so as of any
+    run directory that cannot be resumed (exit 2, no resume hint). Still a :class:`RunError`, as reading
+    the image raised before it was checked up front."""
+
+
+def _made(run_dir: Path) -> list[str]:
+    """What in ``run_dir`` shows that its run got somewhere: events in trajectory.json, final.png, images.
+
+    A run killed before its first checkpoint has none of them, nor has one stopped before its first
+    node ended (a full disk), whose trajectory.json lists no event.
+    """
+    made = []
+    trajectory = run_dir / "trajectory.json"
+    if os.path.lexists(trajectory):
+        try:
+            events = json.loads(_read_small(trajectory, _MAX_RECORD_BYTES)).get("events")
+        except (UsageError, ValueError, AttributeError, RecursionError):
+            events = True  # a trajectory that cannot be read is no proof that nothing ran
+        if events:
+            made.append("trajectory.json")
+    if os.path.lexists(run_dir / "final.png"):
+        made.append("final.png")
+    images = run_dir / "images"
+    if images.is_dir() and any(images.iterdir()):
+        made.append("images/")
+    return made
+
+
+def _lost_checkpoints(described: str, why: str, made: list[str]) -> UsageError:
+    """The refusal to start over a run whose records show progress that its checkpoints do not hold."""
+    return UsageError(
+        f"{described!r} holds no checkpoint of this run ({why}), yet the run got somewhere "
+        f"({', '.join(made)}); resuming would run it all again, so the run's files are left as they were"
+    )
 
 
 def _set_budget(graph, config: RunnableConfig, snapshot, budget: Budget) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 
@@ -11,9 +12,33 @@ from strokegraph.errors import UsageError
 #: stay under 900 characters; a prompt far beyond that is a mistake or an attack on the planner.
 MAX_PROMPT_CHARS = 2000
 
-# C0 controls but tab and newline, DEL, C1 controls: terminal escapes and the like have no place
-# in a description of a picture. Lone surrogates are how Python spells argv bytes that were not UTF-8.
-_BAD_PROMPT_CHAR = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+# The Unicode bidi controls (embeddings, overrides, isolates, marks): they reorder how the text
+# around them is shown, so that what a person reads is not what a program gets ("Trojan Source").
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+
+# C0 controls but tab and newline, DEL, C1 controls, bidi controls: terminal escapes and the like
+# have no place in a description of a picture. Lone surrogates are how Python spells argv bytes
+# that were not UTF-8.
+_BAD_PROMPT_CHAR = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f\\ud800-\\udfff{_BIDI}]")
+
+# Escape sequences (CSI, OSC, and the rest), other control characters and bidi controls. Model
+# replies and prompts reach the terminal (progress lines, reviews, error messages) and report.html;
+# none of them may move the cursor, retitle the window, write the clipboard, forge a hyperlink or
+# reorder the text shown around them.
+_UNPRINTABLE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI ... final byte
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC ... BEL or ST
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC ... ST
+    r"|\x1b.?"  # any other escape
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"  # C0 and C1 controls but tab and newline
+    f"|[{_BIDI}]"
+)
+
+
+def printable(text: object) -> str:
+    """``text`` as a person may be shown it, on a terminal or in a page: escape sequences, control
+    characters (but tab and newline) and bidi controls removed."""
+    return _UNPRINTABLE.sub("", str(text))
 
 
 def check_prompt(prompt: object) -> str:
@@ -27,9 +52,30 @@ def check_prompt(prompt: object) -> str:
     bad = _BAD_PROMPT_CHAR.search(prompt)
     if bad is not None:
         char = bad.group()
-        what = "is not valid UTF-8" if "\ud800" <= char <= "\udfff" else f"holds a control character {char!r}"
+        if "\ud800" <= char <= "\udfff":
+            what = "is not valid UTF-8"
+        else:
+            kind = "a control" if re.match(r"[\x00-\x9f]", char) else "a bidi control"
+            what = f"holds {kind} character {char!r}"
         raise UsageError(f"prompt {what} (at character {bad.start() + 1})")
     return prompt
+
+
+def check_utf8(what: str, text: str) -> str:
+    """``text`` (a path or a name) if it is valid UTF-8; otherwise a one-line :class:`UsageError` naming ``what``.
+
+    Python spells command-line bytes that are not UTF-8 as lone surrogates, which no record
+    (``run.json``, a store's key) can hold: refused before anything is created for them.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        try:
+            shown = os.fsencode(text).decode("utf-8", "backslashreplace")[:200]  # the bytes as given: \xff
+        except UnicodeEncodeError:  # a lone surrogate that did not come from bytes
+            shown = text.encode("utf-8", "backslashreplace").decode()[:200]
+        raise UsageError(f"{what} '{shown}' is not valid UTF-8 (at character {exc.start + 1})") from None
+    return text
 
 
 NUMBER_WORDS: dict[str, int] = {

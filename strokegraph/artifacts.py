@@ -19,6 +19,8 @@ import re
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from strokegraph._redact import redact_url
+from strokegraph._text import check_utf8
 from strokegraph.errors import RunError, UsageError
 from strokegraph.schema import read_plain, write_new
 
@@ -102,7 +104,7 @@ class LocalDirStore:
     """A directory as a store: ``<root>/<thread>/images/<name>.png``. Symlinks under it are refused."""
 
     def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root).absolute()
+        self.root = Path(check_utf8("artifact store", os.fspath(root))).absolute()
         self.url = str(self.root)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -204,7 +206,7 @@ def _boto_reason(exc: Exception) -> str:
         error = exc.response.get("Error", {})
         return f"{error.get('Code', 'error')} {error.get('Message', '')}".strip()[:200]
     # botocore's messages name the endpoint; one given as http://user:pass@host must not print its password.
-    return re.sub(r"(?<=://)[^/?#@\s]*@", "***@", " ".join(str(exc).split()))[:200]
+    return redact_url(" ".join(str(exc).split()))[:200]
 
 
 def open_store(

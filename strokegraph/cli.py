@@ -6,21 +6,33 @@ import argparse
 import contextlib
 import importlib
 import json
+import logging
 import os
-import re
 import shlex
+import signal
 import sqlite3
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 from strokegraph import __version__
+from strokegraph._redact import redact_url
+from strokegraph._text import check_utf8, printable
 from strokegraph.errors import InvalidAnswer, RunError, StrokegraphError, UsageError
 from strokegraph.registry import DEFAULT_IDS, ROLES, capabilities
 
-__all__ = ["EXIT_BUDGET", "EXIT_RUN_ERROR", "EXIT_STOPPED", "EXIT_UNJUDGED", "EXIT_USAGE", "main"]
+__all__ = [
+    "EXIT_BUDGET",
+    "EXIT_RUN_ERROR",
+    "EXIT_STOPPED",
+    "EXIT_TERMINATED",
+    "EXIT_UNJUDGED",
+    "EXIT_USAGE",
+    "main",
+]
 
 EXIT_RUN_ERROR = 1
 EXIT_USAGE = 2
@@ -31,26 +43,15 @@ EXIT_UNJUDGED = 4
 #: A person reviewing the run (``--review``) stopped it.
 EXIT_STOPPED = 5
 
-# Escape sequences (CSI, OSC, and the rest) and other control characters. Model replies reach the
-# terminal in progress lines, reviews and error messages; none of them may move the cursor, retitle
-# the window, write the clipboard or forge a hyperlink.
-_TERMINAL_CONTROL = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI ... final byte
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC ... BEL or ST
-    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC ... ST
-    r"|\x1b.?"  # any other escape
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"  # C0 and C1 controls but tab and newline
-)
-
 
 def safe(text: object) -> str:
-    """``text`` as it may be printed on a terminal: escape sequences and control characters removed."""
-    return _TERMINAL_CONTROL.sub("", str(text))
+    """``text`` as it may be printed on a terminal: escape sequences, control and bidi characters removed."""
+    return printable(text)
 
 
 def _line(exc: BaseException) -> str:
-    """An error's message as one safe line."""
-    return " ".join(safe(exc).split())
+    """An error's message as one safe line, without the credentials of any URL in it."""
+    return " ".join(safe(redact_url(exc)).split())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -774,7 +775,30 @@ def _codebook(args) -> int:
     return 0
 
 
+#: Stopped by SIGTERM (what docker stop, systemd and Kubernetes send): 128 + 15, as the shell reports it.
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, as Ctrl-C raises KeyboardInterrupt: the run writes its files."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Only the main thread may set a handler; main() called elsewhere (a test's thread) keeps the default.
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args, unknown = _parser().parse_known_args(argv)
     if unknown:  # reported by the command's parser, so that the error points at its --help
         args.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
@@ -782,6 +806,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # against strokegraph's own, lower cap right after PIL reads its header, and refused in one line
     # that says so; the warning would only come first. (By message, so that PIL is not imported here.)
     warnings.filterwarnings("ignore", r"Image size \(\d+ pixels\) exceeds limit", RuntimeWarning, r"PIL\.Image")
+    # A checkpoint holding a type LangGraph does not revive makes it log a warning (two lines of
+    # stderr) before strokegraph's own one-line error about that checkpoint. By message, as above.
+    logging.getLogger("langgraph.checkpoint.serde.jsonplus").addFilter(_quiet_blocked)
     commands = {
         "generate": _quiet_libraries(_generate),
         "resume": _quiet_libraries(_resume),
@@ -793,6 +820,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "codebook": _codebook,
     }
     try:
+        # Every path is checked before any is used: a store's folder is made before the run's.
+        for name in ("out", "run_dir", "config", "store", "checkpoint", "store_endpoint"):
+            if isinstance(value := getattr(args, name, None), str):
+                check_utf8(f"--{name.replace('_', '-')}" if name != "run_dir" else "RUN_DIR", value)
         return commands[args.command](args)
     except UsageError as exc:
         print(f"strokegraph: error: {_line(exc)}", file=sys.stderr)
@@ -805,10 +836,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_RUN_ERROR
     except OSError as exc:  # a full disk, a file that vanished: the system's reason, in one line
         what = f"{exc.strerror or exc}" + (f": {exc.filename!r}" if exc.filename else "")
-        print(f"strokegraph: run failed: {safe(what)}{_resume_hint(exc, args)}", file=sys.stderr)
+        print(f"strokegraph: run failed: {safe(redact_url(what))}{_resume_hint(exc, args)}", file=sys.stderr)
         return EXIT_RUN_ERROR
     except KeyboardInterrupt as exc:
-        where = getattr(exc, "run_dir", None) or "its run directory"
+        where = safe(getattr(exc, "run_dir", None) or "its run directory")
+        if isinstance(exc, _Terminated):
+            print(
+                f"strokegraph: terminated; what the run made so far is in {where}{_resume_hint(exc, args)}",
+                file=sys.stderr,
+            )
+            return EXIT_TERMINATED
         print(
             f"strokegraph: interrupted; what the run made so far is in {where}{_resume_hint(exc, args)}",
             file=sys.stderr,
@@ -858,6 +895,10 @@ def _quiet_libraries(command):
     return run
 
 
+def _quiet_blocked(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Blocked deserialization")
+
+
 def _database_errors() -> tuple[type[BaseException], ...]:
     """SQLite's errors, and psycopg's once a postgres:// checkpoint has loaded it."""
     psycopg = sys.modules.get("psycopg")
@@ -874,7 +915,10 @@ def _resume_hint(exc: BaseException, args: argparse.Namespace) -> str:
     if run_dir is None or not (run_dir / "run.json").is_file():
         return ""
     try:
-        record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        from strokegraph.schema import read_plain
+
+        # run.json as resume reads it: a plain file (no link, FIFO or device), at most 1 MiB.
+        record = json.loads(read_plain(run_dir / "run.json", 1 << 20))
         backends = record["backends"]
         # resume takes no model-backed backend on run.json's word: the hint names them again.
         named = {role: i for role, i in backends.items() if capabilities(role, i).offline is False}
@@ -883,16 +927,16 @@ def _resume_hint(exc: BaseException, args: argparse.Namespace) -> str:
         if record.get("checkpoint") == "postgres":
             again += " --checkpoint POSTGRES_URL"
         if isinstance(record.get("store"), str):
-            again += f" --store {shlex.quote(safe(record['store']))}"
+            again += f" --store {shlex.quote(safe(redact_url(record['store'])))}"
             if getattr(args, "store_endpoint", None):
-                again += f" --store-endpoint {shlex.quote(safe(args.store_endpoint))}"
+                again += f" --store-endpoint {shlex.quote(safe(redact_url(args.store_endpoint)))}"
         if getattr(args, "config", None):
             again = f" --config {shlex.quote(safe(args.config))}{again}"
         if getattr(args, "preset", None):
             again = f" --preset {shlex.quote(safe(args.preset))}{again}"
     except (OSError, ValueError, KeyError, TypeError, AttributeError, UsageError):
         again = ""
-    return f"; resume with: strokegraph resume {shlex.quote(str(run_dir))}{again}"
+    return f"; resume with: strokegraph resume {shlex.quote(safe(run_dir))}{again}"
 
 
 if __name__ == "__main__":

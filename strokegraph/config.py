@@ -20,6 +20,8 @@ overrides a preset (``--preset NAME``, see :mod:`strokegraph.presets`), whose fi
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -66,8 +68,11 @@ def load_config(path: str | Path) -> RunConfig:
     """Read and check a config file; every problem is a one-line :class:`UsageError`."""
     path = Path(path)
     try:
-        with path.open("rb") as f:
-            if not path.is_file():
+        # Opening a FIFO for reading waits for a writer, so nothing but a regular file is opened:
+        # O_NONBLOCK opens one at once, and fstat says what was opened before a byte is read.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise UsageError(f"config {str(path)!r} is not a regular file")
             raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:

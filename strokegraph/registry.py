@@ -17,6 +17,7 @@ import importlib.util
 import inspect
 import re
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -129,7 +130,9 @@ _DEFAULT_PLUGINS = ("strokegraph.tools.backends",)
 
 # (role, provider) -> how to build it, and what it can do; filled by the plugins on first use.
 _BACKENDS: dict[tuple[Role, str], _Entry] = {}
-_loaded = False
+_LOAD_LOCK = threading.RLock()
+_loading = False
+_ready = False
 
 
 def register(
@@ -199,24 +202,37 @@ def _calling_package() -> str:
 
 def _entries() -> dict[tuple[Role, str], _Entry]:
     """Every registered backend: strokegraph's own, then each installed plugin's, loaded once."""
-    global _loaded
-    if not _loaded:
-        _loaded = True  # set first: a plugin that looks ids up while registering sees what is there
-        for name in _DEFAULT_PLUGINS:
-            importlib.import_module(name).register_backends(register)
-        for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            package = point.dist.name if point.dist is not None else point.module.partition(".")[0]
-            try:
-                hook = point.load()
-                hook(partial(register, package=package))
-            except UsageError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a broken plugin may fail in any way; name it
-                raise UsageError(
-                    f"backend plugin {point.name!r} of {package} failed to load ({type(exc).__name__}: {exc}); "
-                    f"fix or uninstall {package}"
-                ) from None
+    global _loading, _ready
+    if _ready:
+        return _BACKENDS
+    # Runs started at once in threads (agenerate) all ask here first: one loads, the others wait.
+    with _LOAD_LOCK:
+        if _ready or _loading:  # _loading: a plugin's hook in this thread looks ids up while registering
+            return _BACKENDS
+        _loading = True
+        try:
+            for name in _DEFAULT_PLUGINS:
+                importlib.import_module(name).register_backends(register)
+            for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+                _load_plugin(point)
+            _ready = True
+        finally:
+            _loading = False
     return _BACKENDS
+
+
+def _load_plugin(point: importlib.metadata.EntryPoint) -> None:
+    package = point.dist.name if point.dist is not None else point.module.partition(".")[0]
+    try:
+        hook = point.load()
+        hook(partial(register, package=package))
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a broken plugin may fail in any way; name it
+        raise UsageError(
+            f"backend plugin {point.name!r} of {package} failed to load ({type(exc).__name__}: {exc}); "
+            f"fix or uninstall {package}"
+        ) from None
 
 
 #: The provider a backend object is recorded under (``custom:<its type>``); no entry is registered for it.

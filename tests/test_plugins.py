@@ -110,3 +110,30 @@ def test_the_example_plugin_installs_and_runs_from_the_cli_and_a_config_file(tmp
     assert len(one["plan"]["steps"]) == 1  # the whole scene in one step
     assert len(two["plan"]["steps"]) == 2  # its setting, from the config file: the anchor-first plan
     assert json.loads((tmp_path / "flag" / "run.json").read_text())["backends"]["planner"] == "example:one-step"
+
+
+def test_runs_started_at_once_find_every_backend_on_first_use():
+    # The first look-up loads the plugins; threads asking at the same moment (agenerate's runs) wait
+    # for it instead of finding an empty table ("unknown drafter id 'builtin:sketch'").
+    code = """
+import sys, threading
+from strokegraph import registry
+sys.setswitchinterval(1e-6)  # threads take turns often, as on a busy machine
+errors = []
+start = threading.Barrier(40)
+def check():
+    start.wait()
+    try:
+        registry.check("drafter", "builtin:sketch")
+    except Exception as exc:
+        errors.append(exc)
+threads = [threading.Thread(target=check) for _ in range(40)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(len(errors))
+"""
+    for _ in range(3):  # a fresh interpreter each time: the table is loaded once per process
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert done.returncode == 0 and done.stdout.strip() == "0", done.stdout + done.stderr

@@ -110,9 +110,14 @@ def _scheduler_class(name: str | None) -> type | None:
     return cls
 
 
+# Bounds of the settings, whether they come from a config file, Python or a resumed run's record.
+_MAX_SIDE = 4096
+_MAX_STEPS = 1000
+
+
 def _check_settings(steps: int, guidance: float, **strengths: float) -> None:
-    if not isinstance(steps, int) or steps < 1:
-        raise UsageError(f"steps must be a whole number >= 1, got {steps!r}")
+    if not isinstance(steps, int) or not 1 <= steps <= _MAX_STEPS:
+        raise UsageError(f"steps must be a whole number from 1 to {_MAX_STEPS}, got {steps!r}")
     if guidance < 0:
         raise UsageError(f"guidance must be >= 0, got {guidance!r}")
     for name, value in strengths.items():
@@ -372,8 +377,8 @@ def _check_negative_prompt(model: str, negative_prompt: str | None, *pipes) -> N
 
 
 def _check_side(name: str, value: int | None) -> None:
-    if value is not None and (not isinstance(value, int) or value < 8 or value % 8):
-        raise UsageError(f"{name} must be a positive multiple of 8, got {value!r}")
+    if value is not None and (not isinstance(value, int) or not 8 <= value <= _MAX_SIDE or value % 8):
+        raise UsageError(f"{name} must be a positive multiple of 8 up to {_MAX_SIDE}, got {value!r}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,12 +30,14 @@ import os
 import re
 import secrets
 import sys
+import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel
 
 from strokegraph import usage
+from strokegraph._redact import redact_url
 from strokegraph.agents.critic import ChatCritic
 from strokegraph.agents.drafter import DraftRequest, DraftResult
 from strokegraph.agents.planner import ChatPlanner
@@ -99,16 +101,13 @@ _REASONS = {
     422: "unprocessable request",
     429: "rate limited",
 }
-_SIZE = re.compile(r"^(\d+)x(\d+)$")
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its user name and password, if it has any, replaced by ``***``.
-
-    ``http://user:pass@host/v1`` becomes ``http://***@host/v1``; anything else is returned as it is.
-    """
-    return _USERINFO.sub(r"\1***@", str(url))
+_SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+# Bounds of the settings, whether they come from a config file, Python or a resumed run's record.
+# A requested size may raise the reply's pixel cap above MAX_IMAGE_PIXELS (a 4608 px side is
+# tested), so a side may be twice the cap's: 8192^2 RGB is 192 MiB, where 30000^2 took 2.5 GiB.
+_MAX_SIDE = 8192
+_MAX_RETRIES = 10
+_MAX_TIMEOUT = 3600
 
 
 def cancel_requests() -> None:
@@ -504,11 +503,13 @@ def _client(
     The same arguments give the same client, made once per process (while it stays among the recent
     ones or a backend uses it). Raises :class:`UsageError` before any call when no key can be found.
     """
-    if not timeout > 0:
-        raise UsageError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    if not (isinstance(max_retries, int) and max_retries >= 0):
-        raise UsageError(f"max_retries must be a whole number >= 0, got {max_retries!r}")
+    if not (isinstance(timeout, int | float) and 0 < timeout <= _MAX_TIMEOUT):
+        raise UsageError(f"timeout must be a number of seconds in (0, {_MAX_TIMEOUT}], got {timeout!r}")
+    if not (isinstance(max_retries, int) and 0 <= max_retries <= _MAX_RETRIES):
+        raise UsageError(f"max_retries must be a whole number from 0 to {_MAX_RETRIES}, got {max_retries!r}")
     base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+    if base_url is not None:
+        _check_base_url(base_url)
     api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
     if api_key is None:
         if base_url is None:
@@ -539,6 +540,19 @@ def _client(
 def _check_deadline(deadline: float) -> None:
     if not deadline > 0:
         raise UsageError(f"deadline must be a positive number of seconds, got {deadline!r}")
+
+
+def _check_base_url(url: object) -> None:
+    """An http(s) URL with a host, or a one-line :class:`UsageError` (the client would raise deep inside)."""
+    try:
+        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+        ok = parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
+        if ok:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise UsageError(f"base_url {redact_url(url)[:200]!r} is not a URL: {exc}") from None
+    if not ok:
+        raise UsageError(f"base_url {redact_url(url)[:200]!r} is not an http:// or https:// URL with a host")
 
 
 def _check_price(name: str, value: float | None) -> None:
@@ -591,8 +605,11 @@ def _image_settings(
     price_per_image: float | None,
 ) -> dict[str, Any]:
     _check_deadline(deadline)
-    if size != "auto" and not _SIZE.match(size):
-        raise UsageError(f"size must be 'WIDTHxHEIGHT' (e.g. '1024x1024') or 'auto', got {size!r}")
+    sides = _SIZE.match(size) if isinstance(size, str) else None
+    if size != "auto" and not (sides and all(1 <= int(side) <= _MAX_SIDE for side in sides.groups())):
+        raise UsageError(
+            f"size must be 'WIDTHxHEIGHT' with sides from 1 to {_MAX_SIDE} (e.g. '1024x1024') or 'auto', got {size!r}"
+        )
     if quality is not None:
         _check_choice("quality", quality, Quality)
     _check_price("price_per_image", price_per_image)
