@@ -598,8 +598,8 @@ def _outcome(result) -> int:
             sys.stderr.write(f"not judged: {safe(part)}\n")
     else:
         verdict, code = "passed", 0
-    print(f"{verdict}: {result.final_image or f'nothing drawn yet, in {result.run_dir}'}")
-    print(f"report: {result.run_dir / 'report.html'}")
+    print(f"{verdict}: {safe(result.final_image or f'nothing drawn yet, in {result.run_dir}')}")
+    print(f"report: {safe(result.run_dir / 'report.html')}")
     if result.thread_id is not None:
         print(f"thread: {safe(result.thread_id)}")
     return code

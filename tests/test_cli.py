@@ -293,3 +293,11 @@ def test_progress_off_a_terminal_is_plain_lines():
     assert display._bars is None
     (line,) = log.getvalue().splitlines()
     assert line.endswith("critique step 1           no violations") and "\x1b" not in line
+
+
+def test_the_summary_prints_a_hostile_run_directory_name_made_safe(tmp_path, capsys):
+    out = tmp_path / "run\x1b]0;owned\x07\u202e"
+    assert main(["generate", "a red cat", "--out", str(out), "-q"]) in (0, 3, 4)
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed and "\x07" not in printed and "\u202e" not in printed
+    assert printed.count("report: ") == 1
