@@ -174,6 +174,19 @@ def checkpoint_serializer() -> JsonPlusSerializer:
     return _StrictSerializer([t for t in types if issubclass(t, BaseModel)])
 
 
+# Types besides strokegraph's own that a checkpoint may hold: LangGraph's, and plain data.
+_PLAIN_DATA = {"datetime", "uuid", "pathlib", "decimal", "collections"}
+_PLAIN_BUILTINS = {"set", "frozenset", "bytearray"}
+
+
+def _revivable(module: object, name: object) -> bool:
+    if not (isinstance(module, str) and isinstance(name, str)):
+        return False
+    if module == "builtins":
+        return name in _PLAIN_BUILTINS
+    return module.startswith("langgraph.") or module in _PLAIN_DATA
+
+
 class _StrictSerializer(JsonPlusSerializer):
     def __init__(self, models: list[type[BaseModel]]) -> None:
         super().__init__(allowed_msgpack_modules=models)
@@ -201,8 +214,13 @@ class _StrictSerializer(JsonPlusSerializer):
         def hook(code: int, blob: bytes) -> Any:
             inner = ormsgpack.unpackb(blob, ext_hook=hook, option=ormsgpack.OPT_NON_STR_KEYS)
             if code not in (EXT_PYDANTIC_V1, EXT_PYDANTIC_V2):
-                # Any model nested in it went through this hook just now, strictly; what is left
-                # (sets, datetimes, LangGraph's own types) LangGraph rebuilds by its allowlist.
+                # Any model nested in it went through this hook just now, strictly. What is left is
+                # rebuilt by LangGraph only when it is plain data or LangGraph's own (a review's
+                # Interrupt): for any other type LangGraph would log "Blocked deserialization" and
+                # hand back the raw argument, which could pass as a string field's value.
+                if not (isinstance(inner, list | tuple) and len(inner) >= 2 and _revivable(inner[0], inner[1])):
+                    where = f"{str(inner[0])[:80]}.{str(inner[1])[:80]}" if isinstance(inner, list | tuple) else "?"
+                    fail(f"it holds a {where}, which is not a strokegraph state type")
                 return lenient(code, blob)
             if not (isinstance(inner, list | tuple) and len(inner) >= 3):
                 fail("it holds a malformed pydantic model")

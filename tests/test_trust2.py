@@ -298,14 +298,14 @@ def test_a_config_that_is_a_fifo_is_refused_without_waiting_for_a_writer(tmp_pat
     assert "is not a regular file" in _one_line(done.stderr.decode())
 
 
-def _plant_blocked_type(db: Path) -> None:
-    """Make the last checkpoint's budget an ``os.system`` call, as msgpack can spell one."""
+def _plant_blocked_type(db: Path, channel: str = "budget") -> None:
+    """Make the last checkpoint's ``channel`` an ``os.system`` call, as msgpack can spell one."""
     import ormsgpack
 
     with closing(sqlite3.connect(db)) as conn:
         rowid, blob = conn.execute("select rowid, checkpoint from checkpoints order by checkpoint_id desc").fetchone()
         checkpoint = ormsgpack.unpackb(blob, ext_hook=ormsgpack.Ext, option=ormsgpack.OPT_NON_STR_KEYS)
-        checkpoint["channel_values"]["budget"] = ormsgpack.Ext(0, ormsgpack.packb(("os", "system", "echo pwned")))
+        checkpoint["channel_values"][channel] = ormsgpack.Ext(0, ormsgpack.packb(("os", "system", "echo pwned")))
         data = ormsgpack.packb(checkpoint, option=ormsgpack.OPT_NON_STR_KEYS)
         conn.execute("update checkpoints set checkpoint = ? where rowid = ?", (data, rowid))
         conn.commit()
@@ -319,6 +319,20 @@ def test_a_checkpoint_with_a_blocked_type_is_one_line_without_langgraphs_warning
     assert done.returncode == EXIT_USAGE
     line = _one_line(done.stderr.decode())
     assert "cannot be loaded" in line and "Blocked" not in line
+    assert _files(run) == before
+
+
+def test_a_blocked_type_in_a_text_field_is_refused_not_read_as_its_argument(finished, tmp_path):
+    # LangGraph hands back the raw argument of a type it does not revive ("echo pwned"), which
+    # passed as the prompt's text; the strict serializer refuses any type that is not plain data.
+    from strokegraph.errors import UsageError
+    from strokegraph.graph.run import resume
+
+    run = _copy(finished, tmp_path / "run")
+    _plant_blocked_type(run / "checkpoints.sqlite", channel="prompt")
+    before = _files(run)
+    with pytest.raises(UsageError, match="os.system, which is not a strokegraph state type"):
+        resume(run, max_rounds=20)
     assert _files(run) == before
 
 
