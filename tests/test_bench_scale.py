@@ -288,5 +288,5 @@ def test_ray_replaces_dead_and_stuck_workers_and_records_what_keeps_failing(ray_
 def test_a_ray_worker_that_cannot_start_stops_the_bench_with_its_reason(ray_cluster, tmp_path):
     # A setting only building the backend can refuse: in this process it is refused before anything runs.
     settings = {"planner": {"base_url": "http://127.0.0.1:9/v1", "timeout": -1}}
-    with pytest.raises(RunError, match=r"a Ray worker could not start: .*timeout must be a positive number"):
+    with pytest.raises(RunError, match=r"a Ray worker could not start: .*timeout must be a number of seconds"):
         run_bench("geneval", out=tmp_path / "bench", limit=1, planner="openai:x", settings=settings, ray=ray_cluster)
