@@ -124,7 +124,7 @@ _BACKENDS: dict[tuple[Role, str], _Entry] = {
     ("planner", "builtin"): _Entry("strokegraph.tools.builtin:planner", ("rules",), **_BUILTIN),
     ("drafter", "builtin"): _Entry("strokegraph.tools.builtin:drafter", ("sketch",), **_BUILTIN, draws="sketch"),
     ("critic", "builtin"): _Entry(
-        "strokegraph.tools.builtin:critic", ("pixels",), **_BUILTIN, reads=("sketch",), detector=True
+        "strokegraph.tools.builtin:critic", ("pixels", "truth"), **_BUILTIN, reads=("sketch",), detector=True
     ),
     ("refiner", "builtin"): _Entry("strokegraph.tools.builtin:refiner", ("sketch",), **_BUILTIN, draws="sketch"),
     ("drafter", "diffusers"): _Entry("strokegraph.tools.hf_diffusers:drafter", **_DIFFUSERS, **_NATURAL),
