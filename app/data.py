@@ -154,7 +154,15 @@ def draw_data(
                 if run_dir.exists():
                     shutil.rmtree(run_dir)  # interrupted before it finished: drawn again
                 try:
-                    generate(item.prompt, out=run_dir, seed=s, **ids)
+                    generate(
+                        item.prompt,
+                        out=run_dir,
+                        seed=s,
+                        planner=ids["planner"],
+                        drafter=ids["drafter"],
+                        critic=ids["critic"],
+                        refiner=ids["refiner"],
+                    )
                     if ids["drafter"] == SKETCH and ids["refiner"] == SKETCH:
                         record_truth(run_dir)
                 except (RunError, UsageError) as exc:

@@ -42,8 +42,8 @@ def _counts(result: ExportResult) -> str:
     for (config, split, kind, label, source), n in result.rows.items():
         table.setdefault((config, kind, label, source), Counter())[split] += n
     lines = ["| config | kind | label | negative source | train | validation |", "|---|---|---|---|---|---|"]
-    for (config, kind, label, source), n in sorted(table.items()):
-        lines.append(f"| {config} | {kind} | {label} | {source} | {n['train']} | {n['validation']} |")
+    for (config, kind, label, source), by_split in sorted(table.items()):
+        lines.append(f"| {config} | {kind} | {label} | {source} | {by_split['train']} | {by_split['validation']} |")
     return "\n".join(lines)
 
 

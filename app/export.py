@@ -114,11 +114,12 @@ class _Writer:
 
         if not self.buffer:
             return
-        if self.writer is None:
+        writer = self.writer
+        if writer is None:
             self.rel = f"data/{self.config}/{self.split}/{self.index:05d}.parquet"
             (self.root / self.rel).parent.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(self.root / self.rel, self.schema)
-        self.writer.write_table(pa.Table.from_pylist(self.buffer, schema=self.schema), row_group_size=ROW_GROUP)
+            writer = self.writer = pq.ParquetWriter(self.root / self.rel, self.schema)
+        writer.write_table(pa.Table.from_pylist(self.buffer, schema=self.schema), row_group_size=ROW_GROUP)
         self.in_file += len(self.buffer)
         self.groups += 1
         self.buffer = []

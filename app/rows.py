@@ -36,6 +36,7 @@ __all__ = ["KINDS", "Kind", "Part", "Row", "box_text", "rows_for"]
 Kind = Literal["multiturn", "conflict", "alignment"]
 KINDS: tuple[Kind, ...] = ("multiturn", "conflict", "alignment")
 NegativeSource = Literal["none", "failed_run", "critic_violation", "perturbed_plan"]
+Label = Literal["positive", "negative"]
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,16 @@ def _judged(t: _Trajectory) -> Iterator[tuple[Event, Critique]]:
             yield e, critique
 
 
-def _conflict_row(e: Event, label, source, plan_text: str, answer: str, violations, truth, variant="") -> Row:
+def _conflict_row(
+    e: Event,
+    label: Label,
+    source: NegativeSource,
+    plan_text: str,
+    answer: str,
+    violations: tuple[dict[str, Any], ...],
+    truth: Label | None,
+    variant: str = "",
+) -> Row:
     assert e.image is not None
     return Row(
         kind="conflict",
@@ -256,7 +266,7 @@ def _conflict(t: _Trajectory) -> Iterator[Row]:
                 answer = f"inconsistent: {violation['message']}\n<refine>Make the image show {violation['expected']}."
                 answer += "</refine>"
                 # Against the changed plan a truly clean image is wrong; of any other image the truth says nothing sure.
-                wrong = "negative" if truth == "positive" else None
+                wrong: Label | None = "negative" if truth == "positive" else None
                 yield _conflict_row(e, "negative", "perturbed_plan", perturbed, answer, (violation,), wrong, "p")
         else:
             lines = "; ".join(_violation_text(v) for v in critique.violations)
@@ -272,6 +282,8 @@ def _alignment(t: _Trajectory) -> Iterator[Row]:
         instruction = (
             f"<ins>{run.plan.steps[e.step].instruction}</ins>" if e.stage == "draft" else f"<refine>{e.text}</refine>"
         )
+        label: Label
+        source: NegativeSource
         if critique.passed:
             answer, label, source = "aligned", "positive", "none"
         else:

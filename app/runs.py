@@ -127,7 +127,7 @@ def load_run(run_dir: Path) -> RunData:
     if not drawn:
         raise Skipped("the run has no images")
     try:
-        for ref in {e.image.path: e.image for e in drawn}.values():
+        for ref in {e.image.path: e.image for e in events if e.image is not None}.values():
             ref.read_bytes(run_dir)
     except RunError as exc:
         raise Skipped(str(exc)) from None
@@ -144,7 +144,7 @@ def load_run(run_dir: Path) -> RunData:
         if not isinstance(source, str) or not isinstance(tag, str):
             raise Skipped(f"{SOURCE} is damaged")
     digest = hashlib.sha256(read_plain(run_dir / "trajectory.json", _MAX_JSON)).hexdigest()[:12]
-    thread = record.get("thread_id") if isinstance(record.get("thread_id"), str) else run_dir.name
+    thread = record["thread_id"] if isinstance(record.get("thread_id"), str) else run_dir.name
     last_critique = next((e.critique for e in reversed(events) if e.stage == "critique"), None)
     last_image = drawn[-1].image
     passed = bool(

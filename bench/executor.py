@@ -407,7 +407,7 @@ def _draw_and_judge(
     elif result is not None and result.final_image is not None:
         detections = _final_detections(result, item.metadata) if reuse else None
         with Image.open(result.final_image) as im:
-            if truth is not None and by_truth:
+            if truth is not None and isinstance(judge.detector, TruthDetector):
                 judge.detector.learn(im, truth)
             if detections is not None:
                 score = evaluate(item.metadata, detections, size=im.size)

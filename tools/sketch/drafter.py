@@ -35,7 +35,7 @@ from strokegraph.geometry import relation_holds
 from strokegraph.schema import COLOURS, Colour, Entity, Plan, Refinement, Relation, SceneGraph, Violation
 from strokegraph.tools.sketch.codebook import BACKGROUND, codes_for, draw_icon, glyph_box, halo_width, silhouette_for
 from strokegraph.tools.sketch.layout import MIN_SIDE, RELATION_MARGIN, PixelBox, acyclic_relations, solve_layout
-from strokegraph.tools.sketch.truth import Drawing, InjectedFault, Instance
+from strokegraph.tools.sketch.truth import Drawing, FaultKind, InjectedFault, Instance
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -603,7 +603,7 @@ class SketchRefiner:
     ) -> InjectedFault:
         entity = sketch.scene.entity(entity_id)
         relations = [r for r in sketch.relations if r.subject == entity_id and r.object in icons]
-        kinds = ["missing"]
+        kinds: list[FaultKind] = ["missing"]
         if entity.colour:
             kinds.append("colour_leak")
         if entity.count > 1 or regenerate:

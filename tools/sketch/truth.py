@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Drawing",
+    "FaultKind",
     "InjectedFault",
     "Instance",
     "Truth",
@@ -52,6 +53,9 @@ __all__ = [
 SKETCH = "builtin:sketch"
 _MAX_SIDECAR = 4 << 20
 _MAX_RECORD = 64 << 20
+
+
+FaultKind = Literal["missing", "count", "colour_leak", "flip"]
 
 
 class _Model(BaseModel):
@@ -70,7 +74,7 @@ class Instance(_Model):
 class InjectedFault(_Model):
     """A mistake the drafter or refiner made on purpose (see ``SketchFaults``)."""
 
-    kind: Literal["missing", "count", "colour_leak", "flip"]
+    kind: FaultKind
     entity_id: str
     detail: str
 
