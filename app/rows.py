@@ -4,7 +4,7 @@
   text (``<ins>``/``<des>``) and the draft; each critique with its boxes; each ``<refine>`` and the
   redraw. Positive only when the run's final critique passed. An image is a loss target only in a
   positive row and only when its own critique passed (and its truth, where recorded, is clean): a
-  flawed intermediate image is context, never a target.
+  flawed intermediate image is context, never a target; nor is a critique the truth contradicts.
 - ``conflict``: the image at step k and the plan so far -> consistent or not, with the violations and
   the correction. Negatives are the critic's real findings (``critic_violation``) and plans perturbed
   on purpose (``perturbed_plan``: a colour, a relation or a count changed in ``<des>``); positives
@@ -147,7 +147,9 @@ def _multiturn(t: _Trajectory) -> Iterator[Row]:
         elif e.stage == "refine" and e.image is not None:
             parts.append(Part("assistant", text=f"<refine>{e.text}</refine>", loss=True))
         elif e.stage == "critique" and e.critique is not None:
-            parts.append(Part("assistant", text=_critique_text(e.critique), loss=True))
+            # A critique the truth contradicts (it passed a flawed image, or failed a clean one) is not taught.
+            truth = t.truth_clean.get(e.image.path) if e.image is not None else None
+            parts.append(Part("assistant", text=_critique_text(e.critique), loss=truth in (None, e.critique.passed)))
         if e.stage in ("draft", "refine") and e.image is not None:
             critique = t.critique.get(e.image.path)
             clean = critique is not None and critique.passed and t.truth_clean.get(e.image.path, True)

@@ -296,3 +296,48 @@ def test_data_draws_keeps_and_resumes(tmp_path, capsys):
     assert main(["export", str(out), "--out", str(tmp_path / "again"), "--format", "trl"]) == 0
     prompts.write_text('{"prompt": "a cup", "seed": -1}\n')
     assert main(["data", str(prompts), "--out", str(tmp_path / "e")]) == 2
+
+
+class _AlwaysPasses:
+    """A deliberately wrong critic: every image passes."""
+
+    def critique(self, request: CritiqueRequest) -> Critique:
+        return Critique(judged_entity_ids=tuple(sorted(request.scope)))
+
+
+def test_an_image_the_truth_finds_flawed_is_never_a_target_and_the_card_says_so(tmp_path):
+    run = generate(
+        "a red cup left of a blue book",
+        out=tmp_path / "runs" / "fooled",
+        critic=_AlwaysPasses(),
+        settings={"drafter": {"fault_scale": 5.0}},
+    )
+    assert run.passed  # the critic saw nothing wrong ...
+    record_truth(run.run_dir)
+    out = tmp_path / "x"
+    export_runs([tmp_path / "runs"], out, "obelics")
+    rows = _rows(out)
+    multi = next(r for r in rows if r["kind"] == "multiturn")
+    assert multi["label"] == "positive" and multi["truth_label"] == "negative"  # ... the truth did
+    meta = json.loads(multi["metadata"])
+    assert not any(m["loss"] for m, image in zip(meta, multi["images"], strict=True) if image is not None)
+    # Its "no violations" on an image the truth finds flawed is not taught either.
+    wrong = [
+        m["loss"] for m, text in zip(meta, multi["texts"], strict=True) if text == "<critique>no violations</critique>"
+    ]
+    assert wrong and not all(wrong)
+    card = (out / "README.md").read_text()
+    assert re.search(r"\| multiturn \| 1 \| 1 \| 0 \| 1 \| 0\.000 \|", card)
+
+
+def test_a_benchmark_kept_with_keep_runs_exports_with_its_backends(tmp_path):
+    from strokegraph.bench import run_bench
+
+    run_bench("geneval", out=tmp_path / "b", limit=1, keep_runs=True)
+    out = tmp_path / "x"
+    result = export_runs([tmp_path / "b"], out, "trl")
+    assert result.runs == 12 and not result.skipped
+    rows = _rows(out)
+    assert {r["prompt_source"] for r in rows} == {"geneval"} and {r["drafter"] for r in rows} == {"builtin:sketch"}
+    assert all(r["truth_label"] is not None for r in rows)  # bench --keep-runs records the truth
+    assert _run_card_snippets(out) == 1
