@@ -34,7 +34,8 @@ from strokegraph.bench.scoring import Judge, evaluate, load_judge
 from strokegraph.errors import RunError, StrokegraphError, UsageError
 from strokegraph.graph import Budget
 from strokegraph.graph.run import generate
-from strokegraph.schema import Detection
+from strokegraph.schema import Detection, Violation
+from strokegraph.tools.sketch.truth import Truth, TruthDetector, record_truth
 
 if TYPE_CHECKING:
     from strokegraph.bench.harness import BenchPrompt, Mode
@@ -397,9 +398,17 @@ def _draw_and_judge(
     wall_s = time.perf_counter() - started
 
     started = time.perf_counter()
-    if result is not None and result.final_image is not None:
+    truth, truth_error = None, None
+    by_truth = isinstance(judge.detector, TruthDetector)
+    if result is not None and result.final_image is not None and (by_truth or job.keep == "all"):
+        truth, truth_error = _final_truth(run_dir, result, backends)
+    if result is not None and result.final_image is not None and by_truth and truth is None:
+        correct, reasons, detected = False, [f"no truth: {truth_error}"], {}
+    elif result is not None and result.final_image is not None:
         detections = _final_detections(result, item.metadata) if reuse else None
         with Image.open(result.final_image) as im:
+            if truth is not None and isinstance(judge.detector, TruthDetector):
+                judge.detector.learn(im, truth)
             if detections is not None:
                 score = evaluate(item.metadata, detections, size=im.size)
             else:
@@ -437,6 +446,46 @@ def _draw_and_judge(
         "error": error,
         "image": "final.png" if (run_dir / "final.png").is_file() else None,
         "peak_rss_mib": _peak_rss_mib(),
+        "truth": _critic_vs_truth(result, truth) if result is not None and truth is not None else None,
+    }
+
+
+def _final_truth(run_dir: Path, result, backends: registry.Backends) -> tuple[Truth | None, str | None]:
+    """The truth of the run's final image, recorded now for all its images (sketch runs only); else why not."""
+    drawn = [e for e in result.trajectory if e.stage in ("draft", "refine") and e.image is not None]
+    if not drawn:
+        return None, "the run drew nothing"
+    try:
+        truths = record_truth(run_dir, backends.drafter, backends.refiner)
+    except (UsageError, RunError) as exc:
+        return None, str(exc)
+    truth = truths.get(drawn[-1].image.path)
+    return truth, None if truth is not None else "the final image was not replayed"
+
+
+def _violation_key(v: Violation) -> tuple:
+    return (v.kind, v.entity_ids, v.relation)
+
+
+def _critic_vs_truth(result, truth: Truth) -> dict[str, Any]:
+    """The critic's final critique beside the one its rules give on the true instances.
+
+    A violation of the critic is real when the truth's critique has one of the same kind, entities
+    and relation. ``clean``: the truth's critique passes.
+    """
+    from strokegraph.agents.critic import judge as judge_detections
+
+    scope = frozenset(e.id for e in result.scene.entities)
+    true = judge_detections(result.scene, scope, truth.detections())
+    critic = result.critique.violations if result.critique is not None else ()
+    real = {_violation_key(v) for v in true.violations}
+    return {
+        "clean": true.passed,
+        "exact": truth.exact,
+        "critic_violations": len(critic),
+        "real_violations": sum(_violation_key(v) in real for v in critic),
+        "true_violations": len(true.violations),
+        "found_violations": len(real & {_violation_key(v) for v in critic}),
     }
 
 

@@ -435,6 +435,41 @@ def _mode_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         "cost_usd": sum(costs) if costs else None,
         "cost_usd_per_image": sum(costs) / len(records) if costs else None,
         "peak_rss_mib": max((p for r in records if (p := r["peak_rss_mib"]) is not None), default=None),
+        "critic_vs_truth": _critic_vs_truth([t for r in records if isinstance(t := r.get("truth"), dict)]),
+    }
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _critic_vs_truth(truths: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """How far the critic's verdicts on the final images hold against the sketch world's truth.
+
+    ``pass_precision``: of the images the critic passed, the share really clean; ``fail_precision``:
+    of those it failed, the share really flawed; ``flaw_recall``: of the flawed, the share it failed.
+    Per violation: ``violation_precision`` (the critic's that are real), ``violation_recall`` (the
+    real ones it named). None without truth (a drafter other than the sketch world's).
+    """
+    if not truths:
+        return None
+    passed = [t for t in truths if t["critic_violations"] == 0]
+    failed = [t for t in truths if t["critic_violations"] > 0]
+    flawed = [t for t in truths if not t["clean"]]
+    return {
+        "images": len(truths),
+        "exact": sum(t["exact"] for t in truths),
+        "critic_passed": len(passed),
+        "truly_clean": len(truths) - len(flawed),
+        "pass_precision": _ratio(sum(t["clean"] for t in passed), len(passed)),
+        "fail_precision": _ratio(sum(not t["clean"] for t in failed), len(failed)),
+        "flaw_recall": _ratio(sum(t["critic_violations"] > 0 for t in flawed), len(flawed)),
+        "violation_precision": _ratio(
+            sum(t["real_violations"] for t in truths), sum(t["critic_violations"] for t in truths)
+        ),
+        "violation_recall": _ratio(
+            sum(t["found_violations"] for t in truths), sum(t["true_violations"] for t in truths)
+        ),
     }
 
 
@@ -522,6 +557,20 @@ def format_table(summary: dict[str, Any]) -> str:
             _fmt(m["peak_rss_mib"], ".0f"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    if any(summary["modes"][mode].get("critic_vs_truth") for mode in MODES):
+        lines += [
+            "",
+            "| critic vs truth | images | critic passed | truly clean | pass precision | "
+            "fail precision | flaw recall | violation precision | violation recall |",
+            "|" + "---|" * 9,
+        ]
+        for mode in MODES:
+            c = summary["modes"][mode].get("critic_vs_truth")
+            if c:
+                cells = [_MODE_NAMES[mode], str(c["images"]), str(c["critic_passed"]), str(c["truly_clean"])]
+                cells += [_fmt(c[k]) for k in ("pass_precision", "fail_precision", "flaw_recall")]
+                cells += [_fmt(c[k]) for k in ("violation_precision", "violation_recall")]
+                lines.append("| " + " | ".join(cells) + " |")
     if "prompts" in summary:
         lines += ["", "| category | judged | skipped | why skipped |", "|---|---|---|---|"]
         for category, c in summary["prompts"].items():
@@ -550,6 +599,15 @@ def _notes(summary: dict[str, Any]) -> list[str]:
             f"place in the run's order is {shard['index']} modulo {shard['count']}; a run without a shard over the "
             "same directory draws the rest and summarises them all."
         )
+    if any(summary["modes"][mode].get("critic_vs_truth") for mode in MODES):
+        notes.append(
+            "Critic vs truth: the critic's final critique beside the one its own rules give on the instances the "
+            "sketch world really drew (images/<name>.truth.json, recorded by replaying the run); clean = no true "
+            "violation. Pass precision: passed images really clean; fail precision: failed images really flawed; "
+            "flaw recall: flawed images the critic failed; per violation, precision and recall by kind and entities."
+        )
+    if summary["judge"] == "builtin:truth":
+        notes.append("truth-judged: the final images are scored on what the sketch world drew, not on a detector.")
     if summary["self_judged"]:
         notes.append(
             "self-judged: the judge is the loop's critic, so the loop is scored by the detector that steered it."

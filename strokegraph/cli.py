@@ -281,6 +281,24 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     _add_verbose(b)
 
+    ex = sub.add_parser("export", help="turn finished runs into an interleaved training dataset (extra: data)")
+    ex.add_argument("runs", nargs="+", metavar="RUN_OR_DIR", help="run directories, or folders of runs")
+    _add_export_options(ex)
+
+    da = sub.add_parser("data", help="draw a prompt set through the loop, keep the runs and export them")
+    da.add_argument(
+        "prompts", metavar="PROMPTS", help="a file (a prompt a line, or JSON lines), or geneval, t2i-compbench"
+    )
+    da.add_argument("--seeds", type=_positive, default=1, metavar="K", help="seeds per prompt (1)")
+    da.add_argument("--seed", type=_seed, default=0, metavar="N", help="first seed of a prompt that names none (0)")
+    da.add_argument(
+        "--limit", type=_positive, metavar="N", help="only the first N prompts (of each tag, for a built-in set)"
+    )
+    for role in ROLES:
+        da.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id (default: {DEFAULT_IDS[role]})")
+    da.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    _add_export_options(da, out_help="runs (DIR/runs, resumed on a rerun) and the dataset (DIR/dataset)")
+
     sub.add_parser("presets", help="list the presets: coherent sets of the four roles (--preset NAME)")
 
     cb = sub.add_parser("codebook", help="draw the sketch world's icon codebook, labelled, to an image")
@@ -666,6 +684,56 @@ def _plan(args) -> int:
     return 0
 
 
+def _add_export_options(parser: argparse.ArgumentParser, out_help: str = "the dataset folder (new or empty)") -> None:
+    parser.add_argument("--out", required=True, metavar="DIR", help=out_help)
+    parser.add_argument("--format", default="obelics", metavar="FORMAT", help="bagel, obelics or trl (obelics)")
+    parser.add_argument(
+        "--kinds",
+        type=lambda text: [k.strip() for k in text.split(",") if k.strip()],
+        metavar="K1,K2",
+        help="multiturn, conflict, alignment (all; trl: conflict,alignment)",
+    )
+
+
+def _export_summary(result) -> str:
+    rows = sum(result.rows.values())
+    configs = ", ".join(sorted(result.files))
+    return (
+        f"{rows} row(s) from {result.runs} run(s) ({len(result.skipped)} skipped, {result.duplicates} duplicate(s)) "
+        f"in {configs}: {result.out}"
+    )
+
+
+def _export(args) -> int:
+    from strokegraph.app.export import export_runs, print_skip
+
+    result = export_runs(args.runs, args.out, args.format, args.kinds, on_skip=print_skip)
+    print(_export_summary(result))
+    return 0
+
+
+def _data(args) -> int:
+    from strokegraph.app.data import draw_data
+
+    def progress(p: dict) -> None:
+        print(f"{p['done']}/{p['total']} runs, {p['resumed']} resumed, {p['failed']} failed", file=sys.stderr)
+
+    result = draw_data(
+        args.prompts,
+        args.out,
+        seeds=args.seeds,
+        seed=args.seed,
+        limit=args.limit,
+        fmt=args.format,
+        kinds=args.kinds,
+        backends={role: getattr(args, role) for role in ROLES},
+        on_progress=None if args.quiet else progress,
+    )
+    print(f"{result.drawn} run(s) drawn, {result.resumed} resumed, {result.failed} failed")
+    print(_export_summary(result.export))
+    return 0
+
+
 def _bench_progress(stream):
     """An in-place counter on a terminal; elsewhere a line every 5% of the images. Each shows the images
     done (of every worker), the error records so far and the time left at the pace of the images drawn."""
@@ -818,6 +886,8 @@ def _main(argv: Sequence[str] | None) -> int:
         "bench": _quiet_libraries(_bench),
         "presets": _presets,
         "codebook": _codebook,
+        "export": _export,
+        "data": _quiet_libraries(_data),
     }
     try:
         # Every path is checked before any is used: a store's folder is made before the run's.

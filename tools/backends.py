@@ -30,8 +30,15 @@ def register_backends(register: Callable[..., None]) -> None:
     )
     register("planner", "builtin", f"{builtin}:planner", models=("rules",), offline=True)
     register("drafter", "builtin", f"{builtin}:drafter", models=("sketch",), offline=True, draws="sketch")
+    # builtin:truth judges a benchmark from what the sketch world really drew (never a loop's critic).
     register(
-        "critic", "builtin", f"{builtin}:critic", models=("pixels",), offline=True, reads=("sketch",), detector=True
+        "critic",
+        "builtin",
+        f"{builtin}:critic",
+        models=("pixels", "truth"),
+        offline=True,
+        reads=("sketch",),
+        detector=True,
     )
     register("refiner", "builtin", f"{builtin}:refiner", models=("sketch",), offline=True, draws="sketch")
     register("drafter", "diffusers", f"{hf}:drafter", **_DIFFUSERS, **_NATURAL)

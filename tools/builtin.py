@@ -23,6 +23,11 @@ def drafter(model: str, *, fault_scale: float = 1.0, size: int = 512):
 
 def critic(model: str):
     from strokegraph.agents.critic import DetectorCritic
+
+    if model == "truth":
+        from strokegraph.tools.sketch.truth import TruthDetector
+
+        return DetectorCritic(TruthDetector())
     from strokegraph.tools.sketch.pixels import PixelDetector
 
     return DetectorCritic(PixelDetector())

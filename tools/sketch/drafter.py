@@ -35,6 +35,7 @@ from strokegraph.geometry import relation_holds
 from strokegraph.schema import COLOURS, Colour, Entity, Plan, Refinement, Relation, SceneGraph, Violation
 from strokegraph.tools.sketch.codebook import BACKGROUND, codes_for, draw_icon, glyph_box, halo_width, silhouette_for
 from strokegraph.tools.sketch.layout import MIN_SIDE, RELATION_MARGIN, PixelBox, acyclic_relations, solve_layout
+from strokegraph.tools.sketch.truth import Drawing, FaultKind, InjectedFault, Instance
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -383,6 +384,10 @@ class _Sketch:
             return icons
         return [replace(icon, box=box) for icon, box in zip(icons, fallback, strict=True)]
 
+    def instance(self, icon: _Icon) -> Instance:
+        """What the sketch world knows of a painted icon: its entity, noun, colour and normalised box."""
+        return Instance(entity_id=icon.entity_id, noun=icon.noun, colour=icon.colour, box=self.unit(icon.box))
+
     def unit(self, box: Sequence[float]) -> tuple[float, float, float, float]:
         """``box`` normalised by the canvas size, as the critic sees boxes."""
         return (box[0] / self.width, box[1] / self.height, box[2] / self.width, box[3] / self.height)
@@ -448,6 +453,10 @@ class SketchDrafter:
         self.size = size
 
     def draft(self, request: DraftRequest) -> DraftResult:
+        return self.draw(request).result
+
+    def draw(self, request: DraftRequest) -> Drawing:
+        """The draft of :meth:`draft`, with the icons it painted and the faults it injected (the truth)."""
         from PIL import Image
 
         scene, step, seed = request.scene, request.step, request.seed
@@ -458,21 +467,30 @@ class SketchDrafter:
             image = request.image.convert("RGB").copy()
         sketch = _Sketch(scene, image.width, image.height, seed)
         f = self.faults
+        faults: list[InjectedFault] = []
         # What earlier steps drew, as far as the drafter knows: their entities at their layout boxes.
         earlier = dict.fromkeys(i for s in request.plan.steps[:step] for i in s.entity_ids)
         drawn = [icon for i in earlier for icon in sketch.ideal(i)]
+        painted: list[_Icon] = []
         flipped: list[tuple[list[_Icon], Relation]] = []
         for entity_id in request.plan.steps[step].entity_ids:
             entity = scene.entity(entity_id)
             icons = sketch.ideal(entity_id)
             if _rng(scene.prompt, seed, step, entity_id, "missing").random() < f.missing:
+                faults.append(InjectedFault(kind="missing", entity_id=entity_id, detail=f"{len(icons)} not drawn"))
                 continue
             rng = _rng(scene.prompt, seed, step, entity_id, "count")
             if rng.random() < f.count:
+                before = len(icons)
                 icons = sketch.miscount(entity, icons, rng, image)
+                faults.append(InjectedFault(kind="count", entity_id=entity_id, detail=f"{before} -> {len(icons)}"))
             rng = _rng(scene.prompt, seed, step, entity_id, "colour_leak")
             if entity.colour and rng.random() < f.colour_leak:
                 icons = sketch.leak(entity, icons, rng)
+                leaked = icons[0].colour if icons else "?"
+                faults.append(
+                    InjectedFault(kind="colour_leak", entity_id=entity_id, detail=f"{entity.colour} -> {leaked}")
+                )
             rel = next(
                 (
                     r
@@ -484,6 +502,7 @@ class SketchDrafter:
             if rel is None:
                 sketch.paint(image, icons)
                 drawn += icons
+                painted += icons
             else:
                 flipped.append((icons, rel))
         # Flipped groups go on last, each clear of every glyph drawn before it, so no icon of the
@@ -492,7 +511,15 @@ class SketchDrafter:
             icons = sketch.flip(icons, rel, drawn, image)
             sketch.paint(image, icons)
             drawn += icons
-        return DraftResult(image=image, sampling_steps=1)
+            painted += icons
+            detail = f"{rel.subject} {rel.predicate} {rel.object} drawn as {_INVERSE[rel.predicate]}"
+            faults.append(InjectedFault(kind="flip", entity_id=rel.subject, detail=detail))
+        return Drawing(
+            result=DraftResult(image=image, sampling_steps=1),
+            painted=tuple(sketch.instance(i) for i in painted),
+            faults=tuple(faults),
+            mode="over",
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -525,6 +552,10 @@ class SketchRefiner:
         self.size = size
 
     def refine(self, request: RefineRequest) -> RefineResult:
+        return self.draw(request).result
+
+    def draw(self, request: RefineRequest) -> Drawing:
+        """The redraw of :meth:`refine`, with the icons it painted, where, and the fault it injected if it failed."""
         scene, step, seed = request.scene, request.step, request.seed
         _check_step(scene, request.plan, step)
         violations = request.critique.violations
@@ -542,32 +573,45 @@ class SketchRefiner:
             violations=violations,
         )
 
+        def drawing(out: Image.Image, icons: Sequence[_Icon], faults=(), region=None) -> Drawing:
+            done = refinement.model_copy(update={"region": region}) if region and any(region) else refinement
+            return Drawing(
+                result=RefineResult(image=out, refinement=done, sampling_steps=1),
+                painted=tuple(sketch.instance(i) for i in icons),
+                faults=tuple(faults),
+                mode="inpaint" if region is not None else "fresh",
+                region=region,
+            )
+
         icons = {i: sketch.ideal(i) for i in introduced}
         rng = _rng(scene.prompt, seed, step, request.round, "refine")
+        faults: list[InjectedFault] = []
         if rng.random() < self.failure_rate:
             if not concerned:
-                return RefineResult(image=image.copy(), refinement=refinement, sampling_steps=1)
-            self._fail(sketch, icons, rng.choice(concerned), rng, regenerate)
-        ideal = sketch.render(icon for group in icons.values() for icon in group)
+                # Nothing redrawn: an empty region keeps every instance of the image it was given.
+                return drawing(image.copy(), [], region=(0.0, 0.0, 0.0, 0.0))
+            faults.append(self._fail(sketch, icons, rng.choice(concerned), rng, regenerate))
+        every = [icon for group in icons.values() for icon in group]
+        ideal = sketch.render(every)
         if regenerate:
-            return RefineResult(image=ideal, refinement=refinement, sampling_steps=1)
+            return drawing(ideal, every, faults)
 
         rect = self._region(sketch, violations, concerned)
         out = image.copy()
         if rect is None:
-            return RefineResult(image=out, refinement=refinement, sampling_steps=1)
+            return drawing(out, [], region=(0.0, 0.0, 0.0, 0.0))
         out.paste(ideal.crop(rect), rect[:2])
         x0, y0, x1, y1 = rect
         region = (x0 / image.width, y0 / image.height, x1 / image.width, y1 / image.height)
-        return RefineResult(image=out, refinement=refinement.model_copy(update={"region": region}), sampling_steps=1)
+        return drawing(out, every, faults, region=region)
 
     @staticmethod
     def _fail(
         sketch: _Sketch, icons: dict[str, list[_Icon]], entity_id: str, rng: random.Random, regenerate: bool
-    ) -> None:
+    ) -> InjectedFault:
         entity = sketch.scene.entity(entity_id)
         relations = [r for r in sketch.relations if r.subject == entity_id and r.object in icons]
-        kinds = ["missing"]
+        kinds: list[FaultKind] = ["missing"]
         if entity.colour:
             kinds.append("colour_leak")
         if entity.count > 1 or regenerate:
@@ -589,6 +633,7 @@ class SketchRefiner:
             # Re-inserted, so it is drawn last and nothing covers its glyph.
             del icons[entity_id]
             icons[entity_id] = flipped
+        return InjectedFault(kind=kind, entity_id=entity_id, detail="the redraw failed")
 
     @staticmethod
     def _region(
