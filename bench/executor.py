@@ -289,7 +289,7 @@ def execute_ray(
 
     def start() -> None:
         # An actor takes a job only once it has started, so that loading its models is not timed as an image.
-        fresh = actor.remote(setup)
+        fresh: Any = actor.remote(setup)
         starting[fresh.ready.remote()] = fresh
 
     for _ in range(min(workers, len(jobs))):

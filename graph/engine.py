@@ -79,7 +79,8 @@ def checkpoint_url(spec: str | None) -> str | None:
         return None
     if not is_postgres(spec):
         raise UsageError(f"checkpoint {redact_url(str(spec))[:200]!r} is neither 'sqlite' nor a postgres:// URL")
-    if _AUTHORITY.match(spec)[0].count("@") > 1:
+    authority = _AUTHORITY.match(spec)
+    if authority is not None and authority[0].count("@") > 1:
         # libpq splits at the first '@' and would look up the rest of the password as a host name.
         raise UsageError(
             f"checkpoint {redact_url(spec)[:200]!r} has a raw '@' in its user name or password; write it as %40"

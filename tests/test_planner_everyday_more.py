@@ -235,7 +235,7 @@ CONTACT = [
     ("a vase on a dining table", [("vase", 1, None), ("dining table", 1, None)], [(0, "above", 1)], []),
 ]
 
-WITHOUT = [
+WITHOUT: list[tuple] = [
     ("a sandwich without any cheese", [("sandwich", 1, None), ("cheese", 0, None)], [], []),
     ("a sandwich without cheese", [("sandwich", 1, None), ("cheese", 0, None)], [], []),
     ("a pizza without any olives", [("pizza", 1, None), ("olive", 0, None)], [], []),
@@ -248,7 +248,7 @@ WITHOUT = [
     ("a kitchen table without any plates", [("table", 1, None, "kitchen"), ("plate", 0, None)], [], ["kitchen table"]),
 ]
 
-VERBS = [
+VERBS: list[tuple] = [
     ("a chef cooking pasta", [("chef", 1, None), ("pasta", 1, None)], [], ["a chef cooking pasta"]),
     ("a woman drinking coffee", [("woman", 1, None), ("coffee", 1, None)], [], ["a woman drinking coffee"]),
     ("a girl reading books", [("girl", 1, None), ("book", 2, None)], [], ["a girl reading books"]),
@@ -274,7 +274,7 @@ VERBS = [
     ("a dog running fast", [("dog", 1, None)], [], ["running fast"]),
 ]
 
-MOTION = [
+MOTION: list[tuple] = [
     ("a dog running across the snow", [("dog", 1, None)], [], ["running across the snow"]),
     ("a man walking down the street", [("man", 1, None)], [], ["walking down the street"]),
     (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -77,12 +78,8 @@ def test_the_example_plugin_installs_and_runs_from_the_cli_and_a_config_file(tmp
     """examples/plugin, pip-installed into a folder of its own, registers example:one-step."""
     target = tmp_path / "site"
     build = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target)]
-    try:
-        import setuptools  # noqa: F401 - only whether the build can use this interpreter's setuptools
-
+    if importlib.util.find_spec("setuptools") is not None:  # build with this interpreter's, no download
         build.append("--no-build-isolation")
-    except ImportError:
-        pass
     installed = subprocess.run([*build, str(ROOT / "examples" / "plugin")], capture_output=True, text=True)
     if installed.returncode != 0 and "setuptools" in installed.stderr and "--no-build-isolation" not in build:
         pytest.skip(f"pip could not fetch setuptools to build the example plugin: {installed.stderr[-300:]}")

@@ -547,7 +547,7 @@ def _check_base_url(url: object) -> None:
     try:
         parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
         ok = parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
-        if ok:
+        if ok and parts is not None:
             parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
     except ValueError as exc:
         raise UsageError(f"base_url {redact_url(url)[:200]!r} is not a URL: {exc}") from None

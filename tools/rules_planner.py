@@ -116,7 +116,7 @@ _TEENS = {
 _TENS = dict(zip("twenty thirty forty fifty sixty seventy eighty ninety".split(), range(20, 100, 10), strict=True))
 _BIG = {"hundred": 100, "thousand": 1000, "million": 1_000_000, "billion": 1_000_000_000}
 #: Counts that say only "more than a few"; each reads as the least it can mean, and is left unjudged.
-_VAGUE = {
+_VAGUE: dict[tuple[str, ...], int] = {
     **{(f"{w}s", "of"): n for w, n in (("dozen", 24), ("hundred", 200), ("thousand", 2000), ("million", 2_000_000))},
     ("countless",): 100,
     ("innumerable",): 100,
@@ -583,7 +583,8 @@ class _Scene:
         where the entity is: its words are kept as free text."""
         axes = {p.axis for p in self.places}
         middle_axis = "x" if "x" in axes else "y"
-        for axis, predicate in (("x", "left of"), ("y", "above")):
+        axis_predicates: tuple[tuple[str, Predicate], ...] = (("x", "left of"), ("y", "above"))
+        for axis, predicate in axis_predicates:
             places = [p for p in self.places if p.axis == axis or (p.axis == "m" and axis == middle_axis)]
             drawn = [p for p in places if self.count_of(p.eid) > 0]
             sides = [list(dict.fromkeys(p.eid for p in drawn if p.side == k)) for k in range(3)]
