@@ -53,7 +53,7 @@ class ChatPlanner:
             raise UsageError("prompt is empty; say what to draw")
         draft = "none"
         if self.preparse:
-            from strokegraph.tools.rules_planner import RulesPlanner
+            from strokegraph.grammar import RulesPlanner
 
             try:
                 scene, plan = RulesPlanner().plan(prompt)

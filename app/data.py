@@ -128,7 +128,7 @@ def draw_data(
     """Draw every prompt of ``prompts`` with ``seeds`` seeds (``seed``.. unless a prompt names its own,
     then that one and the next), keep the runs under ``out/runs`` and export them to ``out/dataset``."""
     from strokegraph import registry
-    from strokegraph.graph.run import generate
+    from strokegraph.app.runner import generate
     from strokegraph.tools.sketch.truth import SKETCH, record_truth
 
     if seeds < 1:

@@ -1,6 +1,6 @@
 """Finished run directories, read as untrusted input.
 
-A run directory is what :func:`strokegraph.graph.run.generate` writes (``run.json``,
+A run directory is what :func:`strokegraph.app.runner.generate` writes (``run.json``,
 ``trajectory.json``, ``images/``). Every file is read with :func:`~strokegraph.schema.read_plain`
 (no symlinks, a size cap), every record validated by its pydantic model, and every image through
 :meth:`ImageRef.read_bytes <strokegraph.schema.ImageRef.read_bytes>` (contained in ``images/``,

@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from strokegraph import registry, usage
 from strokegraph.agents.critic import DetectorCritic
+from strokegraph.app.runner import generate
 from strokegraph.bench.scoring import Judge, evaluate, load_judge
 from strokegraph.errors import RunError, StrokegraphError, UsageError
 from strokegraph.graph import Budget
-from strokegraph.graph.run import generate
 from strokegraph.schema import Detection, Violation
 from strokegraph.tools.sketch.truth import Truth, TruthDetector, record_truth
 

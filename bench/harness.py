@@ -143,7 +143,7 @@ def t2i_compbench_prompts(limit: int | None = None) -> tuple[list[BenchPrompt], 
     ``limit`` takes the first prompts of each category, judged and skipped together. Numeracy prompts
     are judged as GenEval's counting prompts (tag ``counting``: threshold 0.9, exact counts).
     """
-    from strokegraph.tools.rules_planner import parse
+    from strokegraph.grammar import parse
 
     data = resources.files("strokegraph.bench.data.t2i_compbench")
     lines = []
@@ -218,7 +218,7 @@ def run_bench(
 ) -> BenchResult:
     """Draw ``benchmark``'s prompts in both modes, judge every image and write the results to ``out``.
 
-    Each role takes a backend id or object, as in :func:`~strokegraph.graph.run.generate`; backends named
+    Each role takes a backend id or object, as in :func:`~strokegraph.app.runner.generate`; backends named
     by id are built once for the whole benchmark. ``judge`` is a critic id whose backend is a
     :class:`~strokegraph.agents.critic.DetectorCritic`; only its detector is used. ``out`` (default
     ``runs/bench-<benchmark>``) must be new, empty, or hold an earlier run of this benchmark with the

@@ -11,7 +11,7 @@ would take that long too.
 
 The backends are synchronous, so LangGraph runs them in the event loop's default executor, whose
 thread count caps how many requests are in flight at once: ``agenerate`` gives a loop without one
-an executor sized for backends that wait (``strokegraph.graph.run.IO_THREADS``; Python's own has
+an executor sized for backends that wait (``strokegraph.app.runner.IO_THREADS``; Python's own has
 min(32, CPUs + 4) threads), and ``--threads`` sets one of that size on the loop first instead.
 The OpenAI clients are shared across roles and runs (one per endpoint, key and limits); it prints
 how many the runs made, and what building one run's backends costs with and without them made.

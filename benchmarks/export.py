@@ -37,8 +37,8 @@ print(json.dumps({"runs": result.runs, "rows": sum(result.rows.values()), "wall_
 
 def draw(cache: Path, n: int) -> list[str]:
     """The first ``n`` runs of GenEval x seeds 0, 1 under ``cache``, drawn where missing."""
+    from strokegraph.app.runner import generate
     from strokegraph.bench.harness import geneval_prompts
-    from strokegraph.graph.run import generate
     from strokegraph.tools.sketch.truth import record_truth
 
     jobs = [(p.prompt, seed, f"{p.index:03d}-{seed}") for seed in (0, 1) for p in geneval_prompts()][:n]

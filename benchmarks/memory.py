@@ -23,10 +23,10 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from strokegraph.app.runner import generate
 from strokegraph.errors import UsageError
-from strokegraph.graph.run import generate
+from strokegraph.grammar import parse
 from strokegraph.registry import build_backends
-from strokegraph.tools.rules_planner import parse
 
 MiB = 1024 * 1024
 

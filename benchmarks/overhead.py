@@ -60,6 +60,7 @@ from langgraph.graph import END
 from langgraph.pregel import Pregel
 from langgraph.runtime import Runtime
 
+from strokegraph.app.runner import generate
 from strokegraph.bench import geneval_prompts
 from strokegraph.graph import (
     RunContext,
@@ -71,7 +72,6 @@ from strokegraph.graph import (
     nodes,
     recursion_limit,
 )
-from strokegraph.graph.run import generate
 from strokegraph.registry import build_backends
 
 N_PROMPTS = 20

@@ -13,7 +13,7 @@ import argparse
 import time
 
 from strokegraph._text import MAX_PROMPT_CHARS
-from strokegraph.tools.rules_planner import RulesPlanner, parse, plan_scene
+from strokegraph.grammar import RulesPlanner, parse, plan_scene
 
 SENTENCES = (
     "A red apple sits to the left of a blue cup on a wooden table, and two cats sleep under a green chair. ",

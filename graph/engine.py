@@ -1,4 +1,4 @@
-"""What :func:`strokegraph.graph.run.generate` and ``resume`` run on: the loop compiled once per process,
+"""What :func:`strokegraph.app.runner.generate` and ``resume`` run on: the loop compiled once per process,
 and each run's checkpointer: SQLite in the run directory (tuned for one writer), or a PostgreSQL
 database that runs on several machines share (the ``postgres`` extra).
 

@@ -8,14 +8,14 @@ __version__ = "0.1.0"
 __all__ = ["Budget", "Result", "agenerate", "generate"]
 
 if TYPE_CHECKING:
+    from strokegraph.app.runner import Result, agenerate, generate
     from strokegraph.graph import Budget
-    from strokegraph.graph.run import Result, agenerate, generate
 
 
 def __getattr__(name: str) -> Any:
     # Imported on first use, so `import strokegraph` (and the CLI's start) stays fast.
     if name in ("generate", "agenerate", "Result"):
-        from strokegraph.graph import run
+        from strokegraph.app import runner as run
 
         return getattr(run, name)
     if name == "Budget":

@@ -1,5 +1,8 @@
+"""``python -m strokegraph``: the command line, which lives with the application (strokegraph.app.cli)."""
+
 import sys
 
-from strokegraph.cli import main
+if __name__ == "__main__":
+    from strokegraph.app.cli import main
 
-sys.exit(main())
+    sys.exit(main())

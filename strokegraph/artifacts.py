@@ -4,7 +4,7 @@ A store keeps bytes under keys that strokegraph builds itself, ``<thread id>/ima
 and ``<thread id>/run.json``, and hands them back only when their sha256 is the one the caller
 recorded (in a checkpoint). A run that writes its images to a store and its checkpoints to a shared
 database can be resumed on another machine, into another directory (see
-:func:`strokegraph.graph.run.resume`'s ``thread``).
+:func:`strokegraph.app.runner.resume`'s ``thread``).
 
 Two stores: :class:`LocalDirStore` (a directory, e.g. a shared mount) and :class:`S3Store` (any
 S3-compatible service through boto3, the ``s3`` extra). Without a store a run keeps its images in

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from strokegraph import agenerate
 from strokegraph.agents.drafter import DraftRequest, DraftResult
-from strokegraph.graph.run import IO_THREADS
+from strokegraph.app.runner import IO_THREADS
 from strokegraph.tools.sketch.drafter import SketchDrafter
 
 PROMPT = "a red apple"

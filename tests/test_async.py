@@ -13,9 +13,9 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from PIL import Image
 
 from strokegraph import agenerate, registry
+from strokegraph.app.runner import generate
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import RunState, build_graph, checkpoint_serializer
-from strokegraph.graph.run import generate
 from strokegraph.testing.openai_server import FakeOpenAI, any_prompt_replies
 
 PROMPT = "three purple stars above a green circle"

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from strokegraph.agents.critic import DetectorCritic
+from strokegraph.app.cli import main
 from strokegraph.bench import COMPBENCH_CATEGORIES, MODES, executor, geneval_prompts, run_bench, t2i_compbench_prompts
-from strokegraph.cli import main
 from strokegraph.errors import UsageError
 from strokegraph.tools.sketch.pixels import PixelDetector
 

@@ -9,9 +9,9 @@ import threading
 
 import pytest
 
-from strokegraph import cli
+from strokegraph.app import cli
+from strokegraph.app.cli import main
 from strokegraph.bench import run_bench
-from strokegraph.cli import main
 from strokegraph.errors import UsageError
 from strokegraph.testing.openai_server import FakeOpenAI, any_prompt_replies, error_reply
 from strokegraph.tools.sketch.drafter import SketchDrafter

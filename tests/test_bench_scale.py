@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from strokegraph.agents.critic import DetectorCritic
+from strokegraph.app.cli import main
 from strokegraph.bench import geneval_prompts, harness, run_bench
 from strokegraph.bench.executor import Drawn, Job
-from strokegraph.cli import main
 from strokegraph.errors import RunError, UsageError
 from strokegraph.tools.sketch.pixels import PixelDetector
 

@@ -72,7 +72,7 @@ def _critique_request():
     from PIL import Image
 
     from strokegraph.agents.critic import CritiqueRequest
-    from strokegraph.tools.rules_planner import parse
+    from strokegraph.grammar import parse
 
     scene = parse(PROMPT)
     image = Image.new("RGB", (64, 64), (153, 153, 153))

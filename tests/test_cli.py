@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from strokegraph.cli import EXIT_BUDGET, EXIT_UNJUDGED, EXIT_USAGE, main
+from strokegraph.app.cli import EXIT_BUDGET, EXIT_UNJUDGED, EXIT_USAGE, main
 from strokegraph.schema import Critique
 
 PROMPT = "two red apples to the left of a blue cup"
@@ -245,8 +245,8 @@ def test_a_prompt_with_unjudged_parts_never_exits_as_a_plain_pass(tmp_path, caps
 
 
 def test_strict_refuses_unjudged_parts_after_planning(tmp_path, capsys):
+    from strokegraph.app.runner import generate
     from strokegraph.errors import UsageError
-    from strokegraph.graph.run import generate
 
     out = tmp_path / "r"
     assert main(["generate", "a dog in front of a house", "--out", str(out), "--strict", "-q"]) == EXIT_USAGE
@@ -265,7 +265,7 @@ class _Terminal(io.StringIO):
 
 
 def test_progress_on_a_terminal_shows_each_stage_from_its_start_with_a_bar_while_sampling():
-    from strokegraph.cli import _Display
+    from strokegraph.app.cli import _Display
 
     term = _Terminal()
     display = _Display(term)
@@ -283,7 +283,7 @@ def test_progress_on_a_terminal_shows_each_stage_from_its_start_with_a_bar_while
 
 
 def test_progress_off_a_terminal_is_plain_lines():
-    from strokegraph.cli import _Display
+    from strokegraph.app.cli import _Display
 
     log = io.StringIO()
     display = _Display(log)

@@ -14,8 +14,8 @@ import httpx2
 import pytest
 
 from strokegraph import registry
+from strokegraph.app.runner import generate
 from strokegraph.errors import RunError
-from strokegraph.graph.run import generate
 from strokegraph.testing.openai_server import FakeOpenAI, Reply, any_prompt_replies
 from strokegraph.tools import _cache, openai_api
 

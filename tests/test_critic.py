@@ -22,8 +22,8 @@ from strokegraph.agents.critic import (
     judge,
 )
 from strokegraph.errors import UsageError
+from strokegraph.grammar import parse
 from strokegraph.schema import COLOURS, POSITION_PREDICATES, Colour, Detection, Entity, Relation, SceneGraph
-from strokegraph.tools.rules_planner import parse
 from strokegraph.tools.sketch.codebook import (
     BACKGROUND,
     codes_for,

@@ -107,7 +107,7 @@ def test_custom_critic_with_strokegraphs_other_nodes(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# langgraph.json and graph/server.py
+# langgraph.json and app/server.py
 # ---------------------------------------------------------------------------------------------
 # langgraph-cli and langgraph-api install from PyPI, and `langgraph dev` serves this langgraph.json
 # (checked by hand with langgraph-cli 0.4.40 and langgraph-api 0.16.7: runs/wait and runs/stream on a
@@ -130,7 +130,7 @@ def test_server_graph_runs_with_state_alone(server_graph, tmp_path):
     assert run_dir.parent == tmp_path / "served"
     assert Path(out["final_image"]) == run_dir / "final.png" and (run_dir / "final.png").is_file()
     assert (run_dir / "trajectory.json").is_file()
-    # What a remote client fetches from graph/webapp.py (tests/test_webapp.py serves it).
+    # What a remote client fetches from app/webapp.py (tests/test_webapp.py serves it).
     assert out["final_image_url"] == f"/strokegraph/images/{run_dir.name}/final.png"
     assert out["image_urls"] and all(
         u.startswith(f"/strokegraph/images/{run_dir.name}/images/") for u in out["image_urls"]

@@ -19,9 +19,9 @@ from PIL import Image
 from strokegraph import progress
 from strokegraph.agents.drafter import DraftRequest, DraftResult
 from strokegraph.agents.refiner import RefineResult
+from strokegraph.app.runner import generate
 from strokegraph.errors import RunError
 from strokegraph.graph import CheckpointError, RunContext, RunState, engine
-from strokegraph.graph.run import generate
 from strokegraph.registry import Backends, build_backends
 from strokegraph.schema import Critique, Refinement, Violation
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from strokegraph.agents.critic import CritiqueRequest
+from strokegraph.app.cli import main
 from strokegraph.app.export import export_runs, split_of
 from strokegraph.app.rows import perturb
+from strokegraph.app.runner import generate
 from strokegraph.app.runs import load_run
-from strokegraph.cli import main
 from strokegraph.errors import UsageError
 from strokegraph.graph import Budget
-from strokegraph.graph.run import generate
 from strokegraph.schema import Critique, Violation
 from strokegraph.tools.sketch.truth import record_truth
 

@@ -19,9 +19,9 @@ from tiny_sd import SIZE, save_tiny_sd
 from strokegraph import registry
 from strokegraph.agents.drafter import Drafter, DraftRequest
 from strokegraph.agents.refiner import Refiner, RefineRequest, region_mask
+from strokegraph.app.runner import generate
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget
-from strokegraph.graph.run import generate
 from strokegraph.schema import Critique, Entity, Plan, PlanStep, Relation, SceneGraph, Violation
 from strokegraph.tools import hf_diffusers
 

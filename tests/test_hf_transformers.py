@@ -23,9 +23,9 @@ pytest.importorskip("transformers")
 from strokegraph import registry, usage  # noqa: E402
 from strokegraph.agents.critic import ChatCritic, CritiqueRequest, DetectorCritic, judge  # noqa: E402
 from strokegraph.agents.planner import ChatPlanner  # noqa: E402
+from strokegraph.app.runner import generate  # noqa: E402
 from strokegraph.errors import RunError, UsageError  # noqa: E402
 from strokegraph.graph import Budget  # noqa: E402
-from strokegraph.graph.run import generate  # noqa: E402
 from strokegraph.schema import COLOURS, Detection, Entity, SceneGraph  # noqa: E402
 from strokegraph.tools.hf_transformers import (  # noqa: E402
     TransformersChat,

@@ -71,7 +71,7 @@ def test_a_cached_diffusers_model_loads_from_the_cache_when_the_hub_is_out_of_re
 @pytest.mark.slow
 def test_a_model_that_is_not_cached_fails_in_one_line_saying_the_hub_is_out_of_reach(tmp_path, closed_port):
     (tmp_path / "cache").mkdir()
-    cli = "import sys; from strokegraph.cli import main; sys.exit(main(sys.argv[1:]))"
+    cli = "import sys; from strokegraph.app.cli import main; sys.exit(main(sys.argv[1:]))"
     args = ["generate", "a cat", "--critic", "transformers-detect:tiny/absent", "--out", str(tmp_path / "run"), "-q"]
     done = _run(cli, tmp_path / "cache", closed_port, *args)
     assert done.returncode == 2, done.stderr[-2000:]

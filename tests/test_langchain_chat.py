@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage  # noqa: E402
 
 from strokegraph.agents.critic import ChatCritic  # noqa: E402
 from strokegraph.agents.planner import ChatPlanner  # noqa: E402
-from strokegraph.graph.run import generate  # noqa: E402
+from strokegraph.app.runner import generate  # noqa: E402
 from strokegraph.tools.langchain_chat import LangChainChat  # noqa: E402
 
 

@@ -13,7 +13,7 @@ pytest.importorskip("openai", reason="needs the openai extra")
 from tiny_hf import save_tiny_owlv2  # noqa: E402
 from tiny_sd import save_tiny_sd  # noqa: E402
 
-from strokegraph.cli import EXIT_BUDGET, main  # noqa: E402
+from strokegraph.app.cli import EXIT_BUDGET, main  # noqa: E402
 from strokegraph.testing.openai_server import FakeOpenAI, any_prompt_replies  # noqa: E402
 
 SECRET = "sk-mixed-secret"

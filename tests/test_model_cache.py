@@ -20,9 +20,9 @@ import pytest
 from tiny_sd import save_tiny_sd
 
 from strokegraph import registry
+from strokegraph.app.runner import generate
 from strokegraph.errors import UsageError
 from strokegraph.graph import Budget
-from strokegraph.graph.run import generate
 from strokegraph.tools import _cache
 
 torch = pytest.importorskip("torch")

@@ -16,8 +16,8 @@ from strokegraph.agents.chat import CriticReply, PlannerReply
 from strokegraph.agents.critic import CritiqueRequest
 from strokegraph.agents.drafter import DraftRequest
 from strokegraph.agents.refiner import RefineRequest, region_mask
+from strokegraph.app.runner import generate
 from strokegraph.errors import RunError, UsageError
-from strokegraph.graph.run import generate
 from strokegraph.schema import Critique, Entity, Plan, PlanStep, Relation, SceneGraph, Violation
 from strokegraph.testing.openai_server import Reply, chat_reply, error_reply, image_reply
 from strokegraph.tools import openai_api

@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 
 from strokegraph.agents.drafter import DraftRequest
+from strokegraph.app.runner import generate
 from strokegraph.errors import RunError
-from strokegraph.graph.run import generate
 from strokegraph.schema import Entity, Plan, PlanStep, SceneGraph
 from strokegraph.testing.openai_server import (
     FakeOpenAI,
@@ -358,7 +358,7 @@ def test_a_server_that_echoes_the_credentials_does_not_leak_them(server):
 def test_the_cli_says_an_oversized_reply_image_in_one_line(server, tmp_path, capsys, recwarn):
     # 144 MP is over PIL's own warning threshold (89 MP): PIL would print a warning (two lines of
     # stderr) before strokegraph's own refusal, which already says what is wrong.
-    from strokegraph.cli import EXIT_RUN_ERROR, main
+    from strokegraph.app.cli import EXIT_RUN_ERROR, main
 
     server.script("images/generations", _b64_reply(_png(Image.new("1", (12000, 12000)))))
     config = tmp_path / "drafter.toml"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from strokegraph import registry
-from strokegraph.cli import EXIT_USAGE, main
+from strokegraph.app.cli import EXIT_USAGE, main
+from strokegraph.app.runner import generate, resume
 from strokegraph.errors import UsageError
-from strokegraph.graph.run import generate, resume
 from strokegraph.registry import Capabilities
 
 ROOT = Path(__file__).resolve().parents[1]

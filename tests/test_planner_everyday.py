@@ -10,8 +10,8 @@ import pytest
 
 from strokegraph._text import MAX_PROMPT_CHARS
 from strokegraph.errors import UsageError
+from strokegraph.grammar import MAX_PAIRS, MAX_STEPS, RulesPlanner, parse, plan_scene
 from strokegraph.schema import MAX_COUNT, Entity, Relation, SceneGraph
-from strokegraph.tools.rules_planner import MAX_PAIRS, MAX_STEPS, RulesPlanner, parse, plan_scene
 
 EVERYDAY = [
     ("an astronaut riding a horse", [("astronaut", 1, None), ("horse", 1, None)], [], ["an astronaut riding a horse"]),

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from strokegraph.cli import EXIT_UNJUDGED, EXIT_USAGE, main
+from strokegraph.app.cli import EXIT_UNJUDGED, EXIT_USAGE, main
 from strokegraph.errors import UsageError
+from strokegraph.grammar import RulesPlanner
 from strokegraph.schema import MAX_COUNT, SceneGraph
-from strokegraph.tools.rules_planner import RulesPlanner
 
 PAIRS = [
     ("a pair of scissors", [("scissors", 1, None)], [], []),

@@ -9,8 +9,8 @@ import pytest
 from strokegraph.agents.planner import Planner
 from strokegraph.bench import geneval_prompts
 from strokegraph.errors import UsageError
+from strokegraph.grammar import RulesPlanner, parse, plan_scene
 from strokegraph.schema import Entity, Relation, SceneGraph
-from strokegraph.tools.rules_planner import RulesPlanner, parse, plan_scene
 
 
 def _geneval() -> list[dict]:

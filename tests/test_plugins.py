@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from strokegraph import registry
+from strokegraph.app.runner import generate
 from strokegraph.errors import UsageError
-from strokegraph.graph.run import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "two red apples to the left of a blue cup"
@@ -87,7 +87,7 @@ def test_the_example_plugin_installs_and_runs_from_the_cli_and_a_config_file(tmp
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        code = "import sys; from strokegraph.cli import main; sys.exit(main(sys.argv[1:]))"
+        code = "import sys; from strokegraph.app.cli import main; sys.exit(main(sys.argv[1:]))"
         return subprocess.run(
             [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=tmp_path
         )

@@ -12,10 +12,10 @@ import sys
 import pytest
 
 from strokegraph import registry
-from strokegraph.cli import EXIT_BUDGET, EXIT_USAGE, main
+from strokegraph.app.cli import EXIT_BUDGET, EXIT_USAGE, main
+from strokegraph.app.runner import generate
 from strokegraph.config import RunConfig
 from strokegraph.graph import Budget
-from strokegraph.graph.run import generate
 from strokegraph.presets import describe_preset, load_preset, preset_names
 from strokegraph.testing.openai_server import FakeOpenAI, any_prompt_replies
 
@@ -165,7 +165,7 @@ def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
     """The CLI in a fresh interpreter, so that transformers and diffusers are imported by the run."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRANSFORMERS_", "DIFFUSERS_", "TQDM_"))}
     env |= {"HF_HUB_OFFLINE": "1"}
-    code = "import sys; from strokegraph.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from strokegraph.app.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run(
         [sys.executable, "-c", code, *argv], env=env, capture_output=True, text=True, timeout=300, check=False
     )

@@ -48,11 +48,11 @@ def test_every_surface_that_names_a_role_names_every_role():
     import inspect
     import typing
 
+    from strokegraph.app.cli import _parser
+    from strokegraph.app.runner import agenerate, generate, resume
+    from strokegraph.app.server import ServerContext
     from strokegraph.bench import run_bench
-    from strokegraph.cli import _parser
     from strokegraph.config import RunConfig
-    from strokegraph.graph.run import agenerate, generate, resume
-    from strokegraph.graph.server import ServerContext
 
     roles = set(registry.ROLES)
     assert typing.get_args(registry.Role) == registry.ROLES and set(registry.DEFAULT_IDS) == roles
@@ -94,7 +94,7 @@ def test_backends_satisfy_their_role_protocols():
 
 def test_importing_the_cli_loads_no_backend():
     code = (
-        "import sys, strokegraph.cli, strokegraph.registry; "
+        "import sys, strokegraph.app.cli, strokegraph.registry; "
         "print(sorted(m for m in sys.modules if 'sketch' in m or 'langgraph' in m))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

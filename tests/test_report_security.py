@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from strokegraph.graph.report import write_report
+from strokegraph.app.report import write_report
 from strokegraph.graph.state import RunState
 from strokegraph.schema import (
     Critique,

@@ -15,10 +15,10 @@ from contextlib import closing
 
 import pytest
 
-from strokegraph.cli import EXIT_RUN_ERROR, EXIT_USAGE, main
+from strokegraph.app.cli import EXIT_RUN_ERROR, EXIT_USAGE, main
+from strokegraph.app.runner import generate, resume
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget, RunState, build_graph, checkpoint_serializer
-from strokegraph.graph.run import generate, resume
 from strokegraph.testing.openai_server import FakeOpenAI, any_prompt_replies
 from strokegraph.tools.sketch.drafter import SketchDrafter
 

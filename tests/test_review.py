@@ -8,9 +8,9 @@ import json
 import pytest
 
 from strokegraph import registry
-from strokegraph.cli import EXIT_STOPPED, main
+from strokegraph.app.cli import EXIT_STOPPED, main
+from strokegraph.app.runner import generate, resume
 from strokegraph.errors import UsageError
-from strokegraph.graph.run import generate, resume
 
 PROMPT = "two red apples to the left of a blue cup"
 
@@ -177,7 +177,7 @@ def test_cli_review_error_that_no_answer_mends_ends_the_command(tmp_path, monkey
         (out / "run.json").write_text("{}")
         return real_resume(run_dir, **kwargs)
 
-    monkeypatch.setattr("strokegraph.graph.run.resume", damaging_resume)
+    monkeypatch.setattr("strokegraph.app.runner.resume", damaging_resume)
     monkeypatch.setattr("sys.stdin", io.StringIO("a\n" * 5))
     assert main(["generate", PROMPT, "--out", str(out), "--review", "-q"]) == 2
     err = capsys.readouterr().err

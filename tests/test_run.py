@@ -8,10 +8,10 @@ import pytest
 from conftest import FailingDrafter
 from PIL import Image
 
+from strokegraph.app.runner import generate
 from strokegraph.bench import geneval_prompts
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget
-from strokegraph.graph.run import generate
 
 
 def _geneval(tag: str, n: int) -> list[str]:

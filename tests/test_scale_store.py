@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from strokegraph.app.runner import generate, resume
 from strokegraph.artifacts import LocalDirStore, S3Store, check_key, image_key, record_key
 from strokegraph.errors import RunError, UsageError
-from strokegraph.graph.run import generate, resume
 from strokegraph.tools.sketch.drafter import SketchDrafter
 
 PROMPT = "two red apples to the left of a blue cup and three green stars"
@@ -139,7 +139,7 @@ def _bucket_keys(endpoint: str) -> list[str]:
 # "Machine A": the command line, with the sketch drafter dying like kill -9 inside its 3rd call.
 _DIES_IN_THIRD_DRAFT = """
 import os, sys
-from strokegraph.cli import main
+from strokegraph.app.cli import main
 from strokegraph.tools.sketch.drafter import SketchDrafter
 draft, calls = SketchDrafter.draft, []
 def dying(self, request):
@@ -277,7 +277,7 @@ def test_a_run_resumes_in_its_own_directory_with_its_database_and_store_named_ag
 def test_an_async_run_checkpoints_to_postgres(pg, s3, tmp_path):
     import asyncio
 
-    from strokegraph.graph.run import agenerate
+    from strokegraph.app.runner import agenerate
 
     done = asyncio.run(agenerate(PROMPT, out=tmp_path / "a", seed=3, checkpoint=pg, store=s3))
     thread = json.loads((tmp_path / "a" / "run.json").read_text())["thread_id"]
@@ -414,7 +414,7 @@ def test_a_thread_needs_a_database_and_a_store(tmp_path):
 
 
 def test_the_server_takes_its_database_and_store_from_its_operator(pg, s3, s3_endpoint, monkeypatch, tmp_path):
-    from strokegraph.graph.server import graph
+    from strokegraph.app.server import graph
 
     monkeypatch.setenv("STROKEGRAPH_SERVER_ROOT", str(tmp_path / "served"))
     monkeypatch.setenv("STROKEGRAPH_SERVER_CHECKPOINT", pg)
@@ -440,7 +440,7 @@ def test_a_thread_runs_on_one_machine_at_a_time(pg, s3, tmp_path):
 
 
 def test_a_shared_run_says_its_thread_and_runs_lists_where_each_thread_stopped(pg, s3, tmp_path, capsys):
-    from strokegraph.cli import main
+    from strokegraph.app.cli import main
 
     stopped = _stopped_run(pg, s3, tmp_path / "a")
     code = main(

@@ -17,8 +17,8 @@ from strokegraph.bench.scoring import (
     summarize,
 )
 from strokegraph.errors import UsageError
+from strokegraph.grammar import parse
 from strokegraph.schema import Detection, Entity, SceneGraph
-from strokegraph.tools.rules_planner import parse
 from strokegraph.tools.sketch.pixels import PixelDetector
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from strokegraph.cli import EXIT_RUN_ERROR, EXIT_USAGE, main, safe
+from strokegraph.app.cli import EXIT_RUN_ERROR, EXIT_USAGE, main, safe
+from strokegraph.app.runner import generate, resume
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget, build_graph, checkpoint_serializer
-from strokegraph.graph.run import generate, resume
 from strokegraph.schema import ImageRef
 from strokegraph.testing.openai_server import FakeOpenAI, any_prompt_replies, chat_reply
 from strokegraph.tools.sketch.drafter import SketchDrafter
@@ -463,7 +463,7 @@ def test_a_lock_file_planted_as_a_link_is_not_followed(tmp_path):
 
 _HOLD_THE_LOCK = """
 import sys, time
-from strokegraph.graph.run import generate
+from strokegraph.app.runner import generate
 from strokegraph.tools.sketch.drafter import SketchDrafter
 
 class Hung(SketchDrafter):

@@ -7,7 +7,7 @@ import pytest
 from strokegraph.agents.drafter import DraftRequest
 from strokegraph.errors import UsageError
 from strokegraph.geometry import failing_pairs
-from strokegraph.tools.rules_planner import RulesPlanner, parse
+from strokegraph.grammar import RulesPlanner, parse
 from strokegraph.tools.sketch.drafter import SketchDrafter, SketchFaults
 from strokegraph.tools.sketch.layout import RELATION_MARGIN, acyclic_relations, solve_layout
 from strokegraph.tools.sketch.pixels import PixelDetector

@@ -12,10 +12,10 @@ import itertools
 import pytest
 
 from strokegraph import generate
-from strokegraph.cli import EXIT_UNJUDGED, main
+from strokegraph.app.cli import EXIT_UNJUDGED, main
 from strokegraph.geometry import failing_pairs
+from strokegraph.grammar import parse
 from strokegraph.schema import Entity, Relation, SceneGraph
-from strokegraph.tools.rules_planner import parse
 from strokegraph.tools.sketch.layout import RELATION_MARGIN, acyclic_relations, solve_layout
 
 SIZE = 512

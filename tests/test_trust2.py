@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from strokegraph.cli import EXIT_USAGE, main
-from strokegraph.graph.run import generate
+from strokegraph.app.cli import EXIT_USAGE, main
+from strokegraph.app.runner import generate
 
 PROMPT = "two red apples to the left of a blue cup"
 
@@ -139,12 +139,13 @@ def test_a_run_killed_before_its_first_checkpoint_still_starts_over(finished, tm
 )
 def test_one_redaction_masks_every_url_form(text, shown):
     from strokegraph._redact import redact_url
-    from strokegraph.graph import engine, run
+    from strokegraph.app import record
+    from strokegraph.graph import engine
     from strokegraph.tools import openai_api
 
     assert redact_url(text) == shown
     # The one function, wherever a URL is printed or stored: no copy left to fall behind.
-    assert openai_api.redact_url is redact_url and run.redact_url is redact_url and engine.redact_url is redact_url
+    assert openai_api.redact_url is redact_url and record.redact_url is redact_url and engine.redact_url is redact_url
 
 
 def test_a_password_in_a_database_url_query_or_with_a_raw_at_is_never_printed(tmp_path, closed_port, capsys):
@@ -200,7 +201,7 @@ def _plant(run: Path, backends: dict, settings: dict) -> None:
 
 @pytest.mark.parametrize("trust", [False, True])
 def test_a_key_planted_in_run_json_is_never_sent(tmp_path, monkeypatch, trust):
-    from strokegraph.graph.run import resume
+    from strokegraph.app.runner import resume
     from strokegraph.testing.openai_server import FakeOpenAI, any_prompt_replies
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-mine")
@@ -325,8 +326,8 @@ def test_a_checkpoint_with_a_blocked_type_is_one_line_without_langgraphs_warning
 def test_a_blocked_type_in_a_text_field_is_refused_not_read_as_its_argument(finished, tmp_path):
     # LangGraph hands back the raw argument of a type it does not revive ("echo pwned"), which
     # passed as the prompt's text; the strict serializer refuses any type that is not plain data.
+    from strokegraph.app.runner import resume
     from strokegraph.errors import UsageError
-    from strokegraph.graph.run import resume
 
     run = _copy(finished, tmp_path / "run")
     _plant_blocked_type(run / "checkpoints.sqlite", channel="prompt")
@@ -399,7 +400,7 @@ def test_a_prompt_with_a_bidi_control_is_refused(tmp_path, capsys, char):
 
 
 def test_model_text_reaches_neither_terminal_nor_report_with_bidi_controls_or_escapes(tmp_path, capsys):
-    from strokegraph.cli import safe
+    from strokegraph.app.cli import safe
     from strokegraph.testing.openai_server import FakeOpenAI, any_prompt_replies, chat_reply
 
     hostile = f"cup\u202egnissim{BIDI} red\x1b[2J\x1b]0;owned\x07 bird\x9b31m"

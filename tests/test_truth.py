@@ -7,9 +7,9 @@ import json
 import pytest
 
 from strokegraph.agents.critic import CritiqueRequest
+from strokegraph.app.runner import generate
 from strokegraph.bench import run_bench
 from strokegraph.errors import RunError
-from strokegraph.graph.run import generate
 from strokegraph.schema import Critique, ImageRef
 from strokegraph.tools.sketch.truth import read_truth, record_truth, truth_path
 

@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from strokegraph import generate
 from strokegraph.agents.chat import PlannerReply
 from strokegraph.agents.critic import ChatCritic, CritiqueRequest, DetectorCritic
+from strokegraph.grammar import parse
 from strokegraph.schema import Detection, Entity, Relation, SceneGraph
-from strokegraph.tools.rules_planner import parse
 from strokegraph.tools.sketch.drafter import SketchDrafter, SketchFaults, SketchRefiner
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-pytest.importorskip("starlette", reason="graph/webapp.py needs starlette: pip install 'strokegraph[server]'")
+pytest.importorskip("starlette", reason="app/webapp.py needs starlette: pip install 'strokegraph[server]'")
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"

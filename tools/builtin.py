@@ -10,7 +10,7 @@ __all__ = ["critic", "drafter", "planner", "refiner"]
 
 
 def planner(model: str):
-    from strokegraph.tools.rules_planner import RulesPlanner
+    from strokegraph.grammar import RulesPlanner
 
     return RulesPlanner()
 

@@ -184,7 +184,7 @@ _PLANNER_PROMPT = re.compile(r'^Prompt: "(.*)"$', re.MULTILINE)
 
 def _any_prompt_chat(request: Request) -> Reply:
     from strokegraph.errors import UsageError
-    from strokegraph.tools.rules_planner import RulesPlanner
+    from strokegraph.grammar import RulesPlanner
 
     body = request.json or {}
     schema = body.get("response_format", {}).get("json_schema", {}).get("name")

@@ -2,7 +2,7 @@
 
 A server sends state, and at most a context dict and ``configurable``; it cannot build backends. So
 this graph takes backend *ids* as its context (:class:`ServerContext`, all optional: the offline
-sketch world by default) and its one node runs :func:`strokegraph.graph.run.generate`, which builds the
+sketch world by default) and its one node runs :func:`strokegraph.app.runner.generate`, which builds the
 backends, runs the loop and writes the usual files (``final.png``, ``trajectory.json``,
 ``report.html``) into ``<root>/<thread id>/<timestamp>-<slug>/``, one directory per run. The loop's
 progress events reach the server's ``custom`` stream mode.
@@ -20,7 +20,7 @@ Like the root, these come from the operator's environment, never from a request.
 
 The returned state names the images twice: as paths on the server (``final_image``) and as URLs a
 remote client can fetch (``final_image_url``, ``image_urls``), paths under :data:`IMAGE_ROUTE` that
-``graph/webapp.py`` serves when ``langgraph.json``'s ``http.app`` mounts it. A client prefixes them
+``app/webapp.py`` serves when ``langgraph.json``'s ``http.app`` mounts it. A client prefixes them
 with the server's base URL (``base.rstrip("/") + url``).
 ``graph.invoke({"prompt": "..."})`` works with no context at all.
 """
@@ -40,14 +40,14 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
+from strokegraph.app.runner import generate, new_run_dir
 from strokegraph.errors import UsageError
-from strokegraph.graph.run import generate, new_run_dir
 from strokegraph.graph.state import Budget
 from strokegraph.registry import DEFAULT_IDS, ROLES, capabilities
 
 __all__ = ["IMAGE_ROUTE", "ServerContext", "ServerState", "graph", "server_root"]
 
-#: Where ``graph/webapp.py`` serves a run's PNGs: ``<route>/<run dir under the root>/final.png`` and
+#: Where ``app/webapp.py`` serves a run's PNGs: ``<route>/<run dir under the root>/final.png`` and
 #: ``<route>/<run dir under the root>/images/<name>.png``.
 IMAGE_ROUTE = "/strokegraph/images"
 

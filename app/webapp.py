@@ -1,7 +1,7 @@
 """The HTTP routes that ``langgraph.json``'s ``http.app`` adds to LangGraph's server: a run's images.
 
 ``GET /strokegraph/images/<run>/final.png`` and ``GET /strokegraph/images/<run>/images/<name>.png``
-serve the PNGs of a run of the server graph (``graph/server.py``), where ``<run>`` is the run
+serve the PNGs of a run of the server graph (``app/server.py``), where ``<run>`` is the run
 directory under ``$STROKEGRAPH_SERVER_ROOT`` (``<thread>/<timestamp>-<slug>`` or
 ``<timestamp>-<slug>``): the paths the graph returns as ``final_image_url`` and ``image_urls``.
 
@@ -29,8 +29,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from strokegraph.app.server import IMAGE_ROUTE, server_root
 from strokegraph.artifacts import MAX_BYTES
-from strokegraph.graph.server import IMAGE_ROUTE, server_root
 
 __all__ = ["app"]
 

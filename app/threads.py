@@ -49,7 +49,7 @@ def list_threads(checkpoint: str, limit: int = 1000) -> list[Thread]:
     :class:`~strokegraph.errors.UsageError` for a URL that is not ``postgres://`` or a database
     that cannot be reached (named without its password).
     """
-    from strokegraph.graph.run import _load_state
+    from strokegraph.app.runner import _load_state
 
     url = engine.checkpoint_url(checkpoint)
     if url is None:

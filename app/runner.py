@@ -1,4 +1,7 @@
-"""Running the loop: backends by id, a run directory, checkpoints, and the files a person looks at."""
+"""Running the loop: generate, agenerate and resume, from backend ids to a finished run directory.
+
+The run directory and its lock are :mod:`strokegraph.app.rundir`, the record :mod:`strokegraph.app.record`,
+the files a person looks at :mod:`strokegraph.app.outputs`."""
 
 from __future__ import annotations
 
@@ -6,100 +9,47 @@ import asyncio
 import json
 import os
 import re
-import secrets
 import shlex
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command, Durability, StreamMode
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from strokegraph import __version__, registry, usage
-from strokegraph._redact import SECRET_NAME, redact_url
-from strokegraph._text import check_prompt, check_utf8
+from strokegraph import __version__, registry
+from strokegraph._redact import redact_url
+from strokegraph._text import check_prompt
 from strokegraph.agents.critic import Critic
 from strokegraph.agents.drafter import Drafter
 from strokegraph.agents.planner import Planner
 from strokegraph.agents.refiner import Refiner
+from strokegraph.app.outputs import Result, result_of, write_outputs
+from strokegraph.app.record import (
+    MAX_COUNT,
+    MAX_RECORD_BYTES,
+    MAX_SEED,
+    RECORD_SHA,
+    SHA256,
+    RunRecord,
+    check_limits,
+    fetch_record,
+    new_thread_id,
+    public_settings,
+    read_record,
+    read_small,
+)
+from strokegraph.app.rundir import LOCK_FILE, RUN_FILE, RunLock, new_run_dir
 from strokegraph.artifacts import ArtifactStore, check_thread, open_store, record_key
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget, RunContext, RunState, engine, recursion_limit
 from strokegraph.graph.nodes import review_answer
-from strokegraph.graph.state import ImageCache
-from strokegraph.schema import Critique, Event, Plan, SceneGraph, read_plain, write_new
+from strokegraph.schema import SceneGraph, write_new
 
-__all__ = ["Result", "agenerate", "generate", "new_run_dir", "resume"]
-
-
-@dataclass(frozen=True)
-class Result:
-    """What a finished run produced. Every path lies inside ``run_dir``."""
-
-    run_dir: Path
-    final_image: Path | None
-    passed: bool
-    critique: Critique | None
-    scene: SceneGraph | None
-    plan: Plan | None
-    trajectory: list[Event]
-    rounds: int
-    sampling_steps: int
-    interrupt: dict[str, Any] | None = None
-    """With ``review=True``: what the run waits for a person to answer (then ``passed`` is False);
-    continue with :func:`resume` and ``answer=``."""
-    unjudged: tuple[str, ...] = ()
-    """Parts of the prompt the final critique could not judge. ``passed`` speaks only for the rest."""
-    stopped: bool = False
-    """A person reviewing the run stopped it."""
-    thread_id: str | None = None
-    """The run's thread when its checkpoints or images go to a shared place (a database, a store),
-    which :func:`resume` takes as ``thread=`` on any machine; None for a run kept in its directory."""
-
-
-def _slug(prompt: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:40] or "run"
-
-
-def new_run_dir(prompt: str, out: str | os.PathLike | None = None, root: str | os.PathLike = "runs") -> Path:
-    """Create the run directory. An existing non-empty directory is never reused or overwritten."""
-    if out is None:
-        base = Path(root) / f"{datetime.now():%Y%m%d-%H%M%S}-{_slug(prompt)}"
-        path = _claim(base)
-    else:
-        path = Path(check_utf8("output directory", os.fspath(out)))
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise UsageError(f"output directory {str(path)!r} already exists and is not empty; choose another --out")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as exc:
-        raise UsageError(f"cannot write to output directory {str(path)!r}: {exc.strerror or exc}") from exc
-    return path
-
-
-def _claim(base: Path) -> Path:
-    """``base``, or ``base-2``, ``base-3``...: the first name this call could create.
-
-    ``mkdir`` without ``exist_ok`` claims a name atomically, so runs started at the same second (in
-    threads, as :func:`agenerate` prepares them, or in processes) never share a directory.
-    """
-    path, n = base, 1
-    while True:
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            n += 1
-            path = base.with_name(f"{base.name}-{n}")
-        except OSError as exc:
-            raise UsageError(f"cannot write to output directory {str(path)!r}: {exc.strerror or exc}") from exc
+__all__ = ["IO_THREADS", "MAX_COUNT", "MAX_SEED", "Result", "agenerate", "generate", "new_run_dir", "resume"]
 
 
 # Progress reaches ``on_progress`` through ``RunContext.on_progress``, which the nodes call; streaming
@@ -110,182 +60,10 @@ _STREAM_MODE: list[StreamMode] = ["values"]
 # the node in flight and :func:`resume` never runs a finished node again.
 _DURABILITY: Durability = "sync"
 
-_RUN_FILE = "run.json"
-_LOCK_FILE = ".lock"
-
 
 # Settings that say where requests go. :func:`resume` never takes them from run.json on its own:
 # a run directory from someone else could otherwise send your key and images to their server.
 _ENDPOINT = re.compile(r"url|endpoint|host", re.IGNORECASE)
-
-#: Budgets and seeds beyond these are mistakes, and 2**64 does not even fit a checkpoint.
-MAX_COUNT = 1_000_000
-MAX_SEED = 2**63 - 1
-
-_MAX_RECORD_BYTES = 1 << 20
-
-
-class _RunRecord(BaseModel):
-    """``run.json``: what :func:`resume` needs to rebuild a run. ``format`` changes with its shape."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    format: Literal[1]
-    strokegraph: str
-    thread_id: str
-    prompt: str
-    backends: dict[registry.Role, str]
-    settings: dict[str, dict[str, Any]]
-    seed: int
-    budget: Budget
-    single_pass: bool
-    review: bool = False
-    checkpoint: Literal["sqlite", "postgres"] = "sqlite"
-    """Where the checkpoints are: ``checkpoints.sqlite`` in the run directory, or a PostgreSQL
-    database (never its URL: resume is given that again)."""
-    store: str | None = None
-    """The artifact store the run's images also go to, as given (it holds no credentials); resume
-    is given it again and never opens one on this record's word."""
-
-
-def _without_secrets(settings: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in settings.items() if not SECRET_NAME.search(k)}
-
-
-def _public(settings: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
-    """Settings as run.json records them: no credentials, none inside URLs either.
-
-    Credentials (:data:`SECRET_NAME`) never reach run.json: a resumed run takes its key from the
-    environment (OPENAI_API_KEY...), as any run does that is given none.
-    """
-    return {
-        role: {k: redact_url(v) if isinstance(v, str) else v for k, v in _without_secrets(s).items()}
-        for role, s in (settings or {}).items()
-    }
-
-
-def _check_limits(seed: int, budget: Budget) -> None:
-    if not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise UsageError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
-    for name in ("rounds_per_step", "max_rounds", "max_sampling_steps"):
-        value = getattr(budget, name)
-        if value is not None and value > MAX_COUNT:
-            raise UsageError(f"{name} must be at most {MAX_COUNT}, got {value}")
-
-
-def _read_small(path: Path, limit: int) -> bytes:
-    """A record's bytes: a regular file, no symlink, at most ``limit`` bytes; else a :class:`UsageError`."""
-    try:
-        return read_plain(path, limit)
-    except OSError as exc:
-        raise UsageError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-
-
-def _read_record(run_dir: Path, postgres: bool = False) -> _RunRecord:
-    """The run's record; anything that is not a run directory of this version is a :class:`UsageError`.
-
-    ``postgres``: the checkpoints are in a PostgreSQL database, so the directory holds no
-    ``checkpoints.sqlite``, and the record must say so.
-    """
-    if not run_dir.is_dir():
-        raise UsageError(f"run directory {str(run_dir)!r} does not exist")
-    path = run_dir / _RUN_FILE
-    checkpoints = run_dir / "checkpoints.sqlite"
-    if not (path.is_file() or path.is_symlink()) or not (postgres or checkpoints.is_file()):
-        if (path.is_file() or path.is_symlink()) and _recorded_checkpoint(path) == "postgres":
-            raise UsageError(
-                f"{str(run_dir)!r} keeps its checkpoints in PostgreSQL: give --checkpoint postgres://... again"
-            )
-        raise UsageError(f"{str(run_dir)!r} is not a strokegraph run directory (no {_RUN_FILE} or checkpoints.sqlite)")
-    for name in (_RUN_FILE, "checkpoints.sqlite", "images"):
-        if (run_dir / name).is_symlink():
-            raise UsageError(f"{str(run_dir / name)!r} is a symlink; a run directory holds its own files")
-    try:
-        record = _RunRecord.model_validate_json(_read_small(path, _MAX_RECORD_BYTES))
-    except ValidationError as exc:
-        raise UsageError(
-            f"{str(path)!r} is not a run record this strokegraph ({__version__}) can resume "
-            f"({exc.error_count()} problem(s), first at {'.'.join(map(str, exc.errors()[0]['loc'])) or 'top level'})"
-        ) from None
-    try:
-        check_prompt(record.prompt)
-        _check_limits(record.seed, record.budget)
-        unknown = set(record.backends) - set(registry.ROLES)
-        if unknown or set(record.settings) - set(registry.ROLES):
-            raise UsageError(f"unknown role(s) {sorted(unknown)!r}")
-    except UsageError as exc:
-        raise UsageError(f"{str(path)!r} is not a run record strokegraph can resume: {exc}") from None
-    # A key in a record was planted there (runs never write one): it is never read, whatever the
-    # backends; a resumed run takes its key from the environment or from what it is given now.
-    record.settings = {role: _without_secrets(s) for role, s in record.settings.items()}
-    if record.checkpoint != ("postgres" if postgres else "sqlite"):
-        raise UsageError(
-            "this run's checkpoints are in PostgreSQL: give --checkpoint postgres://... again"
-            if record.checkpoint == "postgres"
-            else "this run's checkpoints are in its run directory: resume it without --checkpoint"
-        )
-    return record
-
-
-def _recorded_checkpoint(path: Path) -> str | None:
-    """What a record says of its checkpoints, for an error message only (the record may be anything)."""
-    try:
-        return json.loads(_read_small(path, _MAX_RECORD_BYTES)).get("checkpoint")
-    except (UsageError, ValueError, AttributeError, RecursionError):
-        return None
-
-
-def _thread_id(run_dir: Path, shared: bool) -> str:
-    """A new run's thread: its directory's name, as always, when only its own files hold it.
-
-    A run whose checkpoints or images go to a place other runs share (a database, a store) gets a
-    plain name with a random suffix, so that runs on two machines never share one.
-    """
-    if not shared:
-        return run_dir.name
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", run_dir.name).strip("-._")[:100] or "run"
-    return check_thread(f"{name}-{secrets.token_hex(6)}")
-
-
-class _Lock:
-    """The exclusive lock on a run directory, held while a run works in it.
-
-    Two processes (or two calls in one process) never run the same run's nodes at once: the second
-    gets a one-line :class:`UsageError`. The lock is the system's lock on ``.lock`` in the directory
-    (``flock`` on POSIX, ``LockFileEx`` on Windows, through filelock's ``lock_descriptor``), so the
-    system releases it when the process dies, and a killed run never leaves a stale lock.
-
-    The file is opened here, never through a link (``O_NOFOLLOW``) and never truncated, and only the
-    open descriptor is handed to filelock: its ``FileLock`` opens the path itself, and in older
-    releases (3.12 among them) with ``O_TRUNC``, following links, so a ``.lock`` planted as a link
-    would empty its target.
-    """
-
-    def __init__(self, run_dir: Path) -> None:
-        from filelock import lock_descriptor
-
-        self.fd: int | None = None
-        try:
-            # Taking the lock needs a file we may write; this is also the check that we may write here.
-            fd = os.open(run_dir / _LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-            with tempfile.TemporaryFile(dir=run_dir):
-                pass
-        except OSError as exc:
-            raise UsageError(f"cannot write to run directory {str(run_dir)!r}: {exc.strerror or exc}") from None
-        try:
-            locked = lock_descriptor(fd, blocking=False)
-        except OSError as exc:  # a file system without locks
-            os.close(fd)
-            raise UsageError(f"cannot lock run directory {str(run_dir)!r}: {exc.strerror or exc}") from None
-        if not locked:
-            os.close(fd)
-            raise UsageError(f"run directory {str(run_dir)!r} is in use by another strokegraph run; wait until it ends")
-        self.fd = fd
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing the descriptor releases the lock
-            self.fd = None
 
 
 def _load_state(values: dict[str, Any]) -> RunState:
@@ -341,7 +119,7 @@ class _Run:
     context: RunContext
     state_in: RunState
     config: RunnableConfig
-    lock: _Lock
+    lock: RunLock
     strict: bool = False
     """Refuse, right after planning, a scene with parts the critics cannot judge."""
     last: dict | None = None
@@ -378,7 +156,7 @@ class _Run:
         return _load_state(self.last) if self.last is not None else self.state_in
 
     def result(self) -> Result:
-        result = _result(self.run_dir, self.state())
+        result = result_of(self.run_dir, self.state())
         if self.checkpoint_url is not None or self.context.store is not None:
             result = replace(result, thread_id=self.context.thread_id)
         return replace(result, interrupt=self.interrupt, passed=False) if self.interrupt is not None else result
@@ -407,21 +185,21 @@ def _prepare(
     """Check the input, build the backends, open the store, claim and lock the run directory."""
     check_prompt(prompt)
     budget = budget or Budget()
-    _check_limits(seed, budget)
+    check_limits(seed, budget)
     url = engine.checkpoint_url(checkpoint)
     store = open_store(store)
     backends, ids = registry.build_backends(roles, settings)
     existed = out is not None and Path(out).exists()
     run_dir = new_run_dir(prompt, out)
-    lock = _Lock(run_dir)
+    lock = RunLock(run_dir)
     try:
-        record = _RunRecord(
+        record = RunRecord(
             format=1,
             strokegraph=__version__,
-            thread_id=_thread_id(run_dir, shared=url is not None or store is not None),
+            thread_id=new_thread_id(run_dir, shared=url is not None or store is not None),
             prompt=prompt,
             backends=ids,
-            settings=_public(settings),
+            settings=public_settings(settings),
             seed=seed,
             budget=budget,
             single_pass=single_pass,
@@ -430,7 +208,7 @@ def _prepare(
             store=store.url if store is not None else None,
         )
         data = record.model_dump_json(indent=2).encode()
-        write_new(run_dir / _RUN_FILE, data)
+        write_new(run_dir / RUN_FILE, data)
         # The record goes to the store before any checkpoint: a run resumed elsewhere gets it there,
         # checked against the sha256 every checkpoint of the thread carries in its metadata.
         record_sha = store.put(record_key(record.thread_id), data) if store is not None else None
@@ -464,11 +242,6 @@ def _prepare(
     )
 
 
-# The checkpoint metadata key of the sha256 of the run's record in the store.
-_RECORD_SHA = "strokegraph_record_sha256"
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
 def _config(thread_id: str, budget: Budget, review: bool = False, record_sha: str | None = None) -> RunnableConfig:
     config: RunnableConfig = {
         "configurable": {"thread_id": thread_id},
@@ -476,7 +249,7 @@ def _config(thread_id: str, budget: Budget, review: bool = False, record_sha: st
     }
     if record_sha is not None:
         # LangGraph copies string metadata into every checkpoint it writes with this config.
-        config["metadata"] = {_RECORD_SHA: record_sha}
+        config["metadata"] = {RECORD_SHA: record_sha}
     return config
 
 
@@ -498,12 +271,12 @@ def _finish(run: _Run, error: BaseException | None) -> None:
             # The prompt could not be planned, so nothing was made: leave no empty run behind.
             if run.checkpoint_url is None:
                 run.run_dir.joinpath("checkpoints.sqlite").unlink(missing_ok=True)
-            (run.run_dir / _RUN_FILE).unlink(missing_ok=True)
-            (run.run_dir / _LOCK_FILE).unlink(missing_ok=True)
+            (run.run_dir / RUN_FILE).unlink(missing_ok=True)
+            (run.run_dir / LOCK_FILE).unlink(missing_ok=True)
             if not run.existed and not any(run.run_dir.iterdir()):
                 run.run_dir.rmdir()
         if run.run_dir.exists():
-            _write_outputs(run.run_dir, run.state(), error, run.context.images)
+            write_outputs(run.run_dir, run.state(), error, run.context.images)
     except (OSError, RunError, ValidationError) as exc:
         if error is None:
             raise
@@ -688,7 +461,7 @@ async def agenerate(
 
 
 def _choose_backends(
-    record: _RunRecord,
+    record: RunRecord,
     given: dict[str, Any],
     settings_now: dict[str, dict[str, Any]],
     *,
@@ -801,8 +574,8 @@ def resume(
                 "resuming a thread elsewhere needs the database of its checkpoints (--checkpoint postgres://...) "
                 "and its store (--store)"
             )
-        _fetch_record(run_dir, thread, url, store)
-    record = _read_record(run_dir, postgres=url is not None)
+        fetch_record(run_dir, thread, url, store)
+    record = read_record(run_dir, postgres=url is not None)
     if thread is not None and record.thread_id != thread:
         raise UsageError(f"the record of thread {thread!r} names thread {record.thread_id[:80]!r}")
     if record.store is not None and store is None:
@@ -818,7 +591,7 @@ def resume(
     given = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
     roles, role_settings = _choose_backends(record, given, settings or {}, trust_record=trust_record, confirm=confirm)
     registry.backend_ids(roles, role_settings)  # every id and setting is checked before anything runs
-    lock = _Lock(run_dir)
+    lock = RunLock(run_dir)
     try:
         where = url or run_dir / "checkpoints.sqlite"
         return _resume_locked(
@@ -826,35 +599,6 @@ def resume(
         )
     finally:
         lock.release()
-
-
-def _fetch_record(run_dir: Path, thread: str, url: str, store: ArtifactStore) -> None:
-    """Write ``thread``'s run.json into ``run_dir`` from ``store``, checked against its checkpoints' sha256."""
-    if run_dir.is_symlink() or (run_dir.exists() and not run_dir.is_dir()):
-        raise UsageError(f"{str(run_dir)!r} is not a directory to resume thread {thread!r} into")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        here = run_dir / _RUN_FILE
-        try:
-            mine = json.loads(_read_small(here, _MAX_RECORD_BYTES)).get("thread_id") if here.is_file() else None
-        except (ValueError, AttributeError, RecursionError):
-            mine = None
-        if mine != thread:
-            raise UsageError(
-                f"{str(run_dir)!r} is not empty and holds no earlier resume of thread {thread!r}; choose another --out"
-            )
-    with engine.checkpointer(url) as saver:
-        found = saver.get_tuple({"configurable": {"thread_id": thread, "checkpoint_ns": ""}})
-    if found is None:
-        raise UsageError(f"the checkpoint database holds no thread {thread!r}")
-    sha = (found.metadata or {}).get(_RECORD_SHA)
-    if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
-        raise UsageError(f"thread {thread!r} was made without an artifact store; resume it in its run directory")
-    try:
-        data = store.get(record_key(thread), sha, max_bytes=_MAX_RECORD_BYTES)
-    except RunError as exc:
-        raise UsageError(f"cannot resume thread {thread!r}: {exc}") from None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_new(run_dir / _RUN_FILE, data)
 
 
 def _resume_locked(
@@ -893,15 +637,15 @@ def _resume_locked(
                     f"the run's latest image is damaged: {exc}; the run's files are left as they were"
                 ) from None
         # Checkpoints written from here on carry the record's sha256 on, so the thread stays resumable elsewhere.
-        record_sha = (snapshot.metadata or {}).get(_RECORD_SHA)
-        if not (isinstance(record_sha, str) and _SHA256.fullmatch(record_sha)):
+        record_sha = (snapshot.metadata or {}).get(RECORD_SHA)
+        if not (isinstance(record_sha, str) and SHA256.fullmatch(record_sha)):
             record_sha = None
         config = _config(record.thread_id, record.budget, record.review, record_sha)
         if record.review and snapshot.interrupts and loaded is not None:
             if max_rounds is not None:
                 raise UsageError("this run waits on a review; answer it before giving max_rounds")
             if answer is None:
-                return replace(_result(run_dir, loaded), interrupt=snapshot.interrupts[0].value, passed=False)
+                return replace(result_of(run_dir, loaded), interrupt=snapshot.interrupts[0].value, passed=False)
             # Check the answer here, so a bad one fails before anything runs and the review stays open.
             review_answer(loaded, snapshot.interrupts[0].value["kind"], answer)
         elif answer is not None:
@@ -967,7 +711,7 @@ def _made(run_dir: Path) -> list[str]:
     trajectory = run_dir / "trajectory.json"
     if os.path.lexists(trajectory):
         try:
-            events = json.loads(_read_small(trajectory, _MAX_RECORD_BYTES)).get("events")
+            events = json.loads(read_small(trajectory, MAX_RECORD_BYTES)).get("events")
         except (UsageError, ValueError, AttributeError, RecursionError):
             events = True  # a trajectory that cannot be read is no proof that nothing ran
         if events:
@@ -1006,72 +750,3 @@ def _set_budget(graph, config: RunnableConfig, snapshot, budget: Budget) -> None
         # It ended at the critic's router for want of budget: writing as the critic makes the router
         # decide again, with the new budget.
         graph.update_state(config, {"budget": budget}, as_node="critic")
-
-
-def _result(run_dir: Path, state: RunState) -> Result:
-    final = run_dir / "final.png" if state.image else None
-    return Result(
-        run_dir=run_dir,
-        final_image=final,
-        passed=bool(
-            state.critique and state.critique.passed and state.plan and state.step == len(state.plan.steps) - 1
-        ),
-        critique=state.critique,
-        scene=state.scene,
-        plan=state.plan,
-        trajectory=list(state.trajectory),
-        rounds=state.rounds_total,
-        sampling_steps=state.sampling_steps,
-        unjudged=state.critique.unjudged if state.critique else (),
-        stopped=state.stopped,
-    )
-
-
-def _write_outputs(
-    run_dir: Path, state: RunState, error: BaseException | None = None, images: ImageCache | None = None
-) -> None:
-    """Write trajectory.json, final.png and report.html for whatever state the run reached.
-
-    With ``images`` (the run's :class:`ImageCache`), images the run made elsewhere (a run resumed on
-    another machine) are fetched from its store first; one that cannot be fetched is shown as
-    missing in the report, and fails the call when it is the final image.
-    """
-    from strokegraph.graph.report import write_report
-
-    result = _result(run_dir, state)
-    if images is not None:
-        refs = {e.image.path: e.image for e in state.trajectory if e.image is not None}
-        for ref in refs.values():
-            if ref != state.image:
-                try:
-                    images.fetch(ref, run_dir)
-                except RunError:
-                    pass  # the report says the image cannot be shown, and why reading it fails
-        if state.image is not None:
-            images.fetch(state.image, run_dir)
-    if state.image is not None:
-        # read_bytes checks the image is the run's own (contained, no symlink, same sha256).
-        write_new(run_dir / "final.png", state.image.read_bytes(run_dir))
-    doc = {
-        "prompt": state.prompt,
-        "single_pass": state.single_pass,
-        "passed": result.passed,
-        "finished": state.critique is not None and state.step == (len(state.plan.steps) - 1 if state.plan else -2),
-        "rounds": state.rounds_total,
-        "sampling_steps": state.sampling_steps,
-        "usage": (used.model_dump() if (used := usage.total(e.usage for e in state.trajectory)) else None),
-        "budget": state.budget.model_dump(),
-        "scene": state.scene.model_dump() if state.scene else None,
-        "plan": state.plan.model_dump() if state.plan else None,
-        "final_image": "final.png" if state.image else None,
-        "final_critique": state.critique.model_dump() if state.critique else None,
-        "error": None if error is None else redact_url(f"{type(error).__name__}: {error}"),
-        "events": [e.model_dump() for e in state.trajectory],
-        "reviews": state.reviews,
-        "stopped": state.stopped,
-    }
-    write_new(run_dir / "trajectory.json", json.dumps(doc, indent=2).encode())
-    report = run_dir / "report.html"
-    if report.is_symlink():  # a planted link is replaced, never written through
-        report.unlink()
-    write_report(run_dir, state, passed=result.passed)

@@ -76,7 +76,7 @@ def _number(text: str) -> float:
 
 
 def _non_negative(text: str) -> int:
-    from strokegraph.graph.run import MAX_COUNT
+    from strokegraph.app.runner import MAX_COUNT
 
     value = _whole(text)
     if not 0 <= value <= MAX_COUNT:
@@ -85,7 +85,7 @@ def _non_negative(text: str) -> int:
 
 
 def _seed(text: str) -> int:
-    from strokegraph.graph.run import MAX_SEED
+    from strokegraph.app.runner import MAX_SEED
 
     value = _whole(text)
     if not 0 <= value <= MAX_SEED:
@@ -421,9 +421,9 @@ def _role_choices(args, config) -> tuple[dict, dict]:
 
 
 def _generate(args) -> int:
+    from strokegraph.app.runner import generate
     from strokegraph.config import RunConfig, load_config
     from strokegraph.graph import Budget
-    from strokegraph.graph.run import generate
 
     config = load_config(args.config) if args.config else RunConfig()
     ids, settings = _role_choices(args, config)
@@ -464,8 +464,8 @@ def _generate(args) -> int:
 
 
 def _resume(args) -> int:
+    from strokegraph.app.runner import resume
     from strokegraph.config import RunConfig, load_config
-    from strokegraph.graph.run import resume
 
     if args.thread is None and args.run_dir is None:
         raise UsageError("resume needs RUN_DIR, or --thread ID (with --checkpoint and --store) to resume elsewhere")
@@ -575,7 +575,7 @@ def _review_loop(result, display: _Display | None, chosen: dict):
 
     ``chosen`` holds the backends this command was given; the run goes on with them.
     """
-    from strokegraph.graph.run import resume
+    from strokegraph.app.runner import resume
 
     # A role given settings but no id ran on its default backend: name it, as resume needs an id
     # for settings (--faults alone sets the sketch world's settings).
@@ -644,7 +644,7 @@ def _backends(args) -> int:
 
 
 def _runs(args) -> int:
-    from strokegraph.graph.threads import list_threads
+    from strokegraph.app.threads import list_threads
 
     threads = list_threads(args.checkpoint, limit=args.limit)
     if args.json:
