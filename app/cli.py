@@ -904,6 +904,10 @@ def _main(argv: Sequence[str] | None) -> int:
     except _database_errors() as exc:  # the checkpoint database could not be written (a full disk, a lost server)
         print(f"strokegraph: run failed: checkpoints: {_line(exc)}{_resume_hint(exc, args)}", file=sys.stderr)
         return EXIT_RUN_ERROR
+    except BrokenPipeError:  # `strokegraph presets | head -1`: the reader left; say nothing, as other tools do
+        # Python would complain again flushing stdout at exit: point it at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except OSError as exc:  # a full disk, a file that vanished: the system's reason, in one line
         what = f"{exc.strerror or exc}" + (f": {exc.filename!r}" if exc.filename else "")
         print(f"strokegraph: run failed: {safe(redact_url(what))}{_resume_hint(exc, args)}", file=sys.stderr)

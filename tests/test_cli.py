@@ -301,3 +301,20 @@ def test_the_summary_prints_a_hostile_run_directory_name_made_safe(tmp_path, cap
     printed = capsys.readouterr().out
     assert "\x1b" not in printed and "\x07" not in printed and "\u202e" not in printed
     assert printed.count("report: ") == 1
+
+
+def test_a_reader_that_leaves_early_gets_no_error_line(tmp_path):
+    # `strokegraph presets | head -1` printed "strokegraph: run failed: Broken pipe" (exit 1).
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "strokegraph", "backends"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before anything is written
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141 and err == ""
