@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
-import html
 import json
 import os
 import re
@@ -42,6 +41,7 @@ from strokegraph.agents.critic import Critic
 from strokegraph.agents.drafter import Drafter
 from strokegraph.agents.planner import Planner
 from strokegraph.agents.refiner import Refiner
+from strokegraph.app.pages import render
 from strokegraph.bench.executor import Drawn, Job, Keep, Setup, Worker, execute_ray, execute_serial, ray_session
 from strokegraph.bench.scoring import check_judge, clauses_for, inexpressible, summarize
 from strokegraph.errors import RunError, UsageError
@@ -71,6 +71,7 @@ COMPBENCH_CATEGORIES = ("spatial", "color", "shape", "numeracy")
 SAMPLES = 3
 
 _MODE_NAMES = {"single_pass": "single pass", "loop": "loop"}
+_PNG = b"\x89PNG\r\n\x1a\n"
 _RECORD = "record.json"
 _MANIFEST = "bench.json"
 
@@ -651,15 +652,6 @@ def _markdown(summary: dict[str, Any]) -> str:
     return text
 
 
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;color:#222;background:#fafafa}
-h1{font-size:1.4rem} h2{font-size:1.1rem;margin-top:2rem;border-bottom:1px solid #ccc} h3{font-size:1rem}
-table{border-collapse:collapse;font-size:.9rem} td,th{padding:.25rem .6rem;border:1px solid #ddd;text-align:left}
-.row{display:flex;flex-wrap:wrap;gap:1rem} figure{margin:0;width:260px;font-size:.85rem}
-figure img{width:256px;height:256px;border:1px solid #ccc;display:block} .ok{color:#1a7f37} .bad{color:#c62828}
-"""
-
-
 # What a record on disk must hold for its image to count as done. A record from an older run, a
 # damaged or an edited one is drawn again rather than trusted.
 _RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -701,67 +693,54 @@ def _done_record(path: Path, mode: str, item: Any, k: int) -> dict[str, Any] | N
     return record
 
 
-def _table_html(markdown: str) -> str:
-    out = []
+def _tables(markdown: str) -> list[dict[str, Any]]:
+    """The Markdown tables of :func:`format_table` as heads and rows of cells."""
+    tables = []
     for block in markdown.strip().split("\n\n"):
-        rows = [line.strip("|").split(" | ") for line in block.splitlines() if not line.startswith("|---")]
-        head = "".join(f"<th>{html.escape(c.strip())}</th>" for c in rows[0])
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in r) + "</tr>" for r in rows[1:])
-        out.append(f"<table><tr>{head}</tr>{body}</table>")
-    return "<br>".join(out)
+        lines = [line for line in block.splitlines() if not line.startswith("|---")]
+        rows = [[c.strip() for c in line.strip("|").split(" | ")] for line in lines]
+        tables.append({"head": rows[0], "rows": rows[1:]})
+    return tables
 
 
-def _figure(out: Path, record: dict[str, Any]) -> str:
+def _figure(out: Path, record: dict[str, Any]) -> dict[str, Any]:
     # The record was checked by _done_record; the image is read only as the run's own final.png.
     run_dir = out / record["mode"] / record["tag"] / f"{record['index']}-{record['image_index']}"
     image = run_dir / "final.png" if record["image"] == "final.png" else None
     data = b""
     if image is not None and image.is_file() and not image.is_symlink():
         data = image.read_bytes()
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        img = f'<img src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}" alt="">'
-    else:
-        img = "<p>(no image kept)</p>"
-    verdict = (
-        '<span class="ok">correct</span>'
-        if record["correct"]
-        else '<span class="bad">incorrect</span>: ' + html.escape("; ".join(record["reasons"]))
-    )
-    return (
-        f"<figure>{img}<figcaption><b>{html.escape(record['prompt'])}</b><br>{verdict}<br>"
-        f"seed {int(record['seed'])}, {int(record['rounds'])} refine round(s)</figcaption></figure>"
-    )
+    # Base64 of bytes that start as a PNG: the only characters are [A-Za-z0-9+/=].
+    url = "data:image/png;base64," + base64.b64encode(data).decode("ascii") if data.startswith(_PNG) else None
+    return {
+        "url": url,
+        "prompt": record["prompt"],
+        "correct": record["correct"],
+        "reasons": "; ".join(record["reasons"]),
+        "seed": record["seed"],
+        "rounds": record["rounds"],
+    }
 
 
 def _html(
     summary: dict[str, Any], out: Path, records: dict[Mode, list[dict[str, Any]]], samples: set[tuple[str, int]]
 ) -> str:
-    title = "GenEval" if summary["benchmark"] == "geneval" else "T2I-CompBench (judged by GenEval's rules)"
-    parts = [
-        "<!doctype html><html><head><meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
-        "img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'\">",
-        f"<meta charset='utf-8'><title>{title}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{title}</h1>",
-        _table_html(format_table(summary)),
-        "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in _notes(summary)) + "</ul>",
-    ]
-    if summary["errors"]["count"]:
-        head = "".join(f"<th>{c}</th>" for c in _FAILED_HEAD)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in _failed_rows(summary)
-        )
-        parts.append(f"<h2>Failed images</h2><table><tr>{head}</tr>{body}</table>")
+    sections = []
     for tag in summary["tags"]:
-        parts.append(f"<h2>{html.escape(tag)}</h2>")
-        if not any(r["tag"] == tag for r in records["loop"]):
-            parts.append("<p>No prompt of this category was judged.</p>")
+        modes = []
         for mode in MODES:
             shown = [
                 r for r in records[mode] if r["tag"] == tag and (tag, r["index"]) in samples and r["image_index"] == 0
             ]
             if shown:
-                parts.append(f"<h3>{_MODE_NAMES[mode]}</h3><div class='row'>")
-                parts += [_figure(out, r) for r in shown]
-                parts.append("</div>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+                modes.append({"name": _MODE_NAMES[mode], "figures": [_figure(out, r) for r in shown]})
+        sections.append({"tag": tag, "judged": any(r["tag"] == tag for r in records["loop"]), "modes": modes})
+    failed = {"head": _FAILED_HEAD, "rows": _failed_rows(summary)} if summary["errors"]["count"] else None
+    return render(
+        "results",
+        title="GenEval" if summary["benchmark"] == "geneval" else "T2I-CompBench (judged by GenEval's rules)",
+        tables=_tables(format_table(summary)),
+        notes=_notes(summary),
+        failed=failed,
+        sections=sections,
+    )
