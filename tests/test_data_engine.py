@@ -146,3 +146,15 @@ def test_ray_workers_draw_the_dataset_one_process_draws(ray_cluster, tmp_path, c
         assert "0 run(s) drawn, 6 resumed, 0 failed" in capsys.readouterr().out
     rows = _rows(ray)
     assert rows == _rows(serial) and len(rows) > 6
+
+
+def test_the_config_gives_the_roles_settings_budget_and_seed_as_for_generate(tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text("seed = 5\nmax_rounds = 1\n\n[drafter]\nfault_scale = 0.0\n")
+    out = tmp_path / "d"
+    assert main(["data", _prompts(tmp_path, "a red cup"), "--out", str(out), "-q", "--config", str(config)]) == 0
+    (run,) = out.glob("runs/*/run.json")
+    record = json.loads(run.read_text())
+    assert record["seed"] == 5 and record["budget"]["max_rounds"] == 1
+    assert record["settings"] == {"drafter": {"fault_scale": 0.0}}
+    assert record["backends"]["drafter"] == "builtin:sketch"  # the id, not a built object's custom:
