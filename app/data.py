@@ -23,14 +23,16 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from strokegraph.app.export import ExportResult, check_export, export_runs, print_skip
 from strokegraph.app.runs import SOURCE
-from strokegraph.bench.executor import Drawn, drawn_in_scratch, execute_ray, execute_serial, ray_session, write_files
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget
 from strokegraph.schema import read_plain, write_new
+
+if TYPE_CHECKING:
+    from strokegraph.bench.executor import Drawn
 
 __all__ = [
     "BUILTIN_SETS",
@@ -123,6 +125,9 @@ class DataWorker:
 
     def draw(self, job: DataJob, out: Path | None = None) -> Drawn:
         """Draw ``job``: in place under ``out``, or (``out`` None) in a scratch directory whose files come back."""
+        # bench sits above app: its executor is imported where it is used (as the built-in prompt sets are).
+        from strokegraph.bench.executor import Drawn, drawn_in_scratch
+
         if out is not None:
             return Drawn(job, self._draw(job, out / job.rel), None, None)
         return drawn_in_scratch(job, lambda run_dir: self._draw(job, run_dir))
@@ -130,6 +135,8 @@ class DataWorker:
     @staticmethod
     def lost(setup: DataSetup, job: DataJob, error: str, wall_s: float) -> Drawn:
         """The record of a run that made none (it timed out, its worker died): failed, no files."""
+        from strokegraph.bench.executor import Drawn
+
         return Drawn(job, {"prompt": job.item.prompt, "seed": job.seed, "error": error}, {}, None)
 
     def _draw(self, job: DataJob, run_dir: Path) -> dict[str, Any]:
@@ -143,7 +150,10 @@ class DataWorker:
             generate(
                 job.item.prompt,
                 out=run_dir,
-                **self.ids,
+                planner=self.ids["planner"],
+                drafter=self.ids["drafter"],
+                critic=self.ids["critic"],
+                refiner=self.ids["refiner"],
                 settings={role: s for role, s in self.setup.settings.items() if s},
                 seed=job.seed,
                 budget=self.setup.budget,
@@ -257,6 +267,8 @@ def draw_data(
     time into one ``out``); a later run without ``shard`` draws the rest and exports them all. Nothing
     is exported either while no run has finished.
     """
+    from strokegraph.bench.executor import execute_ray, execute_serial, ray_session
+
     if seeds < 1:
         raise UsageError(f"seeds must be 1 or more, got {seeds}")
     if workers < 1:
@@ -328,6 +340,8 @@ def draw_data(
 def _write(runs: Path, landed: Drawn) -> str | None:
     """Write a drawn run's files (unless drawn in place), then its ``source.json`` last when it finished;
     return its error, None when it finished."""
+    from strokegraph.bench.executor import write_files
+
     job: DataJob = landed.job
     run_dir = runs / job.rel
     if landed.files:

@@ -331,7 +331,7 @@ def execute_ray(
     workers: int,
     gpus_per_worker: float,
     timeout: float | None = None,
-    worker: type = Worker,
+    worker: type[Any] = Worker,
 ) -> Iterator[Drawn]:
     """Draw ``jobs`` on ``workers`` Ray actors of class ``worker`` (each built from ``setup``), one job at a
     time each, yielding each as it lands (in any order).
@@ -347,7 +347,7 @@ def execute_ray(
         return
     import ray
 
-    actor = ray.remote(num_cpus=1, num_gpus=gpus_per_worker)(worker)
+    actor: Any = ray.remote(num_cpus=1, num_gpus=gpus_per_worker)(worker)
     queue = deque(jobs)
     deaths: dict[Path, int] = {}
     starting: dict[Any, Any] = {}  # object ref of its ready() -> an actor still building its backends
