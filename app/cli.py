@@ -290,12 +290,38 @@ def _parser() -> argparse.ArgumentParser:
         "prompts", metavar="PROMPTS", help="a file (a prompt a line, or JSON lines), or geneval, t2i-compbench"
     )
     da.add_argument("--seeds", type=_positive, default=1, metavar="K", help="seeds per prompt (1)")
-    da.add_argument("--seed", type=_seed, default=0, metavar="N", help="first seed of a prompt that names none (0)")
+    da.add_argument("--seed", type=_seed, metavar="N", help="first seed of a prompt that names none (0)")
     da.add_argument(
         "--limit", type=_positive, metavar="N", help="only the first N prompts (of each tag, for a built-in set)"
     )
     for role in ROLES:
         da.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id (default: {DEFAULT_IDS[role]})")
+    _add_preset(da)
+    da.add_argument("--config", metavar="FILE", help="TOML file with per-role ids and settings; flags override it")
+    da.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="draw on Ray workers: 'local' starts Ray here, else a running cluster's address (extra: ray)",
+    )
+    da.add_argument(
+        "--workers", type=_positive, default=1, metavar="N", help="Ray workers, 1 CPU each (1; needs --ray)"
+    )
+    da.add_argument(
+        "--gpus-per-worker", type=_gpus, default=0, metavar="G", help="GPUs each Ray worker holds (0; needs --ray)"
+    )
+    da.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="draw only the runs whose place in the set is I modulo N, export nothing; a rerun without it "
+        "draws the rest and exports all",
+    )
+    da.add_argument(
+        "--timeout-per-image",
+        type=_number,
+        metavar="S",
+        help="count a run that takes over S seconds as failed, and move on (none)",
+    )
     da.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     _add_export_options(da, out_help="runs (DIR/runs, resumed on a rerun) and the dataset (DIR/dataset)")
 
@@ -714,23 +740,59 @@ def _export(args) -> int:
 
 def _data(args) -> int:
     from strokegraph.app.data import draw_data
+    from strokegraph.config import RunConfig, load_config
+    from strokegraph.graph import Budget
+
+    config = load_config(args.config) if args.config else RunConfig()
+    ids, settings = _role_choices(args, config)
+    if args.timeout_per_image is not None and not args.timeout_per_image > 0:  # also refuses NaN
+        raise UsageError(f"--timeout-per-image must be a number of seconds over 0, got {args.timeout_per_image}")
+    limits = ("max_rounds", "rounds_per_step", "max_sampling_steps")
+    budget = Budget(**{k: v for k in limits if (v := getattr(config, k)) is not None})
 
     def progress(p: dict) -> None:
         print(f"{p['done']}/{p['total']} runs, {p['resumed']} resumed, {p['failed']} failed", file=sys.stderr)
 
+    started = time.perf_counter()
     result = draw_data(
         args.prompts,
         args.out,
         seeds=args.seeds,
-        seed=args.seed,
+        seed=args.seed if args.seed is not None else config.seed or 0,
         limit=args.limit,
         fmt=args.format,
         kinds=args.kinds,
-        backends={role: getattr(args, role) for role in ROLES},
+        backends=ids,
+        settings={role: s for role, s in settings.items() if s},
+        budget=budget,
+        single_pass=bool(config.single_pass),
         on_progress=None if args.quiet else progress,
+        ray=args.ray,
+        workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
+        shard=args.shard,
+        timeout_per_run=args.timeout_per_image,
     )
-    print(f"{result.drawn} run(s) drawn, {result.resumed} resumed, {result.failed} failed")
-    print(_export_summary(result.export))
+    where = f" on {len(result.nodes)} Ray node(s)" if result.nodes else ""
+    shard = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
+    print(
+        f"{result.drawn} run(s) drawn{where}, {result.resumed} resumed, {result.failed} failed{shard}, "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+    if result.export is not None:
+        print(_export_summary(result.export))
+    elif args.shard:
+        print(f"no dataset written for a shard: rerun without --shard over {safe(result.out)} to export every run")
+    else:
+        print("no dataset written: no run has finished")
+    if result.failures:
+        for f in result.failures:
+            print(f"strokegraph: failed: {safe(f.prompt)!r} seed {f.seed}: {safe(f.error)}", file=sys.stderr)
+        print(
+            f"strokegraph: {result.failed} run(s) failed (not exported); rerun with the same --out to draw them again",
+            file=sys.stderr,
+        )
+        return EXIT_RUN_ERROR
     return 0
 
 

@@ -6,26 +6,45 @@ Prompts come from a file (one prompt a line, or JSON lines with ``prompt`` and o
 prompt came from; a sketch-world run also gets its truth sidecars. A run already finished there is
 not drawn again, so an interrupted ``data`` resumes. The dataset is written to ``DIR/dataset``
 (replaced as a whole when it is written again).
+
+The runs are drawn by the benchmark's executor (:mod:`strokegraph.bench.executor`): in this process,
+or on Ray actors, with its retries of dead workers, its time limit per run and its shards. A
+:class:`DataWorker` on Ray (or under a time limit) draws in a scratch directory and hands the run's
+files back; only this process writes ``DIR``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from strokegraph.app.export import ExportResult, check_export, export_runs, print_skip
 from strokegraph.app.runs import SOURCE
 from strokegraph.errors import RunError, UsageError
+from strokegraph.graph import Budget
 from strokegraph.schema import read_plain, write_new
 
-__all__ = ["BUILTIN_SETS", "DataResult", "PromptItem", "draw_data", "read_prompts"]
+if TYPE_CHECKING:
+    from strokegraph.bench.executor import Drawn
+
+__all__ = [
+    "BUILTIN_SETS",
+    "DataJob",
+    "DataResult",
+    "DataSetup",
+    "DataWorker",
+    "Failure",
+    "PromptItem",
+    "draw_data",
+    "read_prompts",
+]
 
 BUILTIN_SETS = ("geneval", "t2i-compbench")
 _MAX_PROMPTS_FILE = 64 << 20
@@ -40,12 +59,111 @@ class PromptItem:
 
 
 @dataclass(frozen=True)
+class Failure:
+    """A run that made no finished run directory, and why."""
+
+    prompt: str
+    seed: int
+    error: str
+
+
+@dataclass(frozen=True)
 class DataResult:
     out: Path
     drawn: int
     resumed: int
-    failed: int
-    export: ExportResult
+    failures: list[Failure]
+    export: ExportResult | None
+    """None for a shard (the dataset is exported by a run without ``shard``, see :func:`draw_data`) and
+    where no run has finished."""
+    nodes: dict[str, int] = field(default_factory=dict)
+    """Runs drawn per Ray node (empty in this process)."""
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+
+@dataclass(frozen=True)
+class DataJob:
+    """One run to draw: a prompt and its seed."""
+
+    item: PromptItem
+    seed: int
+
+    @property
+    def rel(self) -> Path:
+        """The run directory, relative to ``DIR/runs``: a hash of prompt and seed (also its thread id)."""
+        return Path(hashlib.sha256(f"{self.item.prompt}\x1f{self.seed}".encode()).hexdigest()[:16])
+
+
+@dataclass(frozen=True)
+class DataSetup:
+    """What a :class:`DataWorker` draws with (ids and settings only, for a Ray actor)."""
+
+    roles: dict[str, str | None]
+    settings: dict[str, dict[str, Any]]
+    budget: Budget
+    single_pass: bool = False
+
+
+class DataWorker:
+    """Draws runs one at a time, each with the backends named by id, as ``strokegraph generate`` would.
+
+    Each run builds its backends from their ids: a run handed backend objects records them as
+    ``custom:`` ids, and the export reads a run's backends from its ``run.json``.
+    """
+
+    def __init__(self, setup: DataSetup) -> None:
+        from strokegraph import registry
+
+        self.setup = setup
+        self.ids = registry.backend_ids(setup.roles, setup.settings)
+
+    def ready(self) -> None:
+        """Nothing: on Ray, its answer says that the actor has started and can take jobs."""
+
+    def draw(self, job: DataJob, out: Path | None = None) -> Drawn:
+        """Draw ``job``: in place under ``out``, or (``out`` None) in a scratch directory whose files come back."""
+        # bench sits above app: its executor is imported where it is used (as the built-in prompt sets are).
+        from strokegraph.bench.executor import Drawn, drawn_in_scratch
+
+        if out is not None:
+            return Drawn(job, self._draw(job, out / job.rel), None, None)
+        return drawn_in_scratch(job, lambda run_dir: self._draw(job, run_dir))
+
+    @staticmethod
+    def lost(setup: DataSetup, job: DataJob, error: str, wall_s: float) -> Drawn:
+        """The record of a run that made none (it timed out, its worker died): failed, no files."""
+        from strokegraph.bench.executor import Drawn
+
+        return Drawn(job, {"prompt": job.item.prompt, "seed": job.seed, "error": error}, {}, None)
+
+    def _draw(self, job: DataJob, run_dir: Path) -> dict[str, Any]:
+        from strokegraph.app.runner import generate
+        from strokegraph.tools.sketch.truth import SKETCH, record_truth
+
+        if run_dir.exists():
+            shutil.rmtree(run_dir)  # interrupted before it finished: drawn again
+        error = None
+        try:
+            generate(
+                job.item.prompt,
+                out=run_dir,
+                planner=self.ids["planner"],
+                drafter=self.ids["drafter"],
+                critic=self.ids["critic"],
+                refiner=self.ids["refiner"],
+                settings={role: s for role, s in self.setup.settings.items() if s},
+                seed=job.seed,
+                budget=self.setup.budget,
+                single_pass=self.setup.single_pass,
+            )
+            if self.ids["drafter"] == SKETCH and self.ids["refiner"] == SKETCH:
+                record_truth(run_dir)
+        except (RunError, UsageError) as exc:
+            error = str(exc)
+        return {"prompt": job.item.prompt, "seed": job.seed, "error": error}
 
 
 def read_prompts(spec: str, limit: int | None = None) -> list[PromptItem]:
@@ -123,60 +241,116 @@ def draw_data(
     fmt: str = "obelics",
     kinds: list[str] | None = None,
     backends: dict[str, str | None] | None = None,
+    settings: dict[str, dict[str, Any]] | None = None,
+    budget: Budget | None = None,
+    single_pass: bool = False,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ray: str | None = None,
+    workers: int = 1,
+    gpus_per_worker: float = 0,
+    shard: tuple[int, int] | None = None,
+    timeout_per_run: float | None = None,
 ) -> DataResult:
     """Draw every prompt of ``prompts`` with ``seeds`` seeds (``seed``.. unless a prompt names its own,
-    then that one and the next), keep the runs under ``out/runs`` and export them to ``out/dataset``."""
-    from strokegraph import registry
-    from strokegraph.app.runner import generate
-    from strokegraph.tools.sketch.truth import SKETCH, record_truth
+    then that one and the next), keep the runs under ``out/runs`` and export them to ``out/dataset``.
+
+    ``backends`` maps a role to an id (None: the default) and ``settings`` a role to its backend's
+    settings. A run already finished under ``out/runs`` is not drawn again. A run that fails (its
+    backend raised, it ran over ``timeout_per_run`` seconds, :data:`~strokegraph.bench.executor.DEATHS`
+    Ray workers died drawing it) is listed in ``DataResult.failures`` and drawn again by a rerun;
+    the others are exported. ``on_progress`` gets a dict (``done``, ``total``, ``resumed``,
+    ``failed``) after each run.
+
+    ``ray``, ``workers``, ``gpus_per_worker`` and ``shard`` are those of
+    :func:`~strokegraph.bench.run_bench`: ``shard=(i, n)`` draws only the runs whose place in the
+    order (prompts, then seeds) is ``i`` modulo ``n``, and exports nothing (shards may run at the same
+    time into one ``out``); a later run without ``shard`` draws the rest and exports them all. Nothing
+    is exported either while no run has finished.
+    """
+    from strokegraph.bench.executor import execute_ray, execute_serial, ray_session
 
     if seeds < 1:
         raise UsageError(f"seeds must be 1 or more, got {seeds}")
+    if workers < 1:
+        raise UsageError(f"workers must be 1 or more, got {workers}")
+    if not gpus_per_worker >= 0:  # also refuses NaN
+        raise UsageError(f"gpus_per_worker must be 0 or more, got {gpus_per_worker}")
+    if ray is None and (workers != 1 or gpus_per_worker):
+        raise UsageError("workers and gpus_per_worker need ray (--ray local or --ray ADDRESS)")
+    if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
+        raise UsageError(f"shard must be I/N with 0 <= I < N, got {'/'.join(map(str, shard))}")
+    if timeout_per_run is not None and not 0 < timeout_per_run < float("inf"):  # also refuses NaN
+        raise UsageError(f"timeout_per_run must be a number of seconds over 0, got {timeout_per_run}")
     check_export(fmt, kinds)
     items = read_prompts(prompts, limit)
-    ids = registry.backend_ids(backends or {})  # every id checked before anything is drawn
+    setup = DataSetup(dict(backends or {}), dict(settings or {}), budget or Budget(), single_pass)
+    worker = DataWorker(setup)  # every id and setting checked before anything is drawn
     out = Path(out)
     if out.exists() and not (out / "runs").is_dir() and any(out.iterdir()):
         raise UsageError(f"{str(out)!r} exists and is not a data folder; choose another --out")
     runs = out / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
-    drawn = resumed = failed = 0
-    total = len(items) * seeds
+
+    planned: list[tuple[DataJob, bool]] = []  # every run of this call, and whether it is finished already
+    n = 0
     for item in items:
         for k in range(seeds):
-            s = (item.seed if item.seed is not None else seed) + k
-            key = hashlib.sha256(f"{item.prompt}\x1f{s}".encode()).hexdigest()[:16]
-            run_dir = runs / key
-            if _finished(run_dir):
+            job = DataJob(item, (item.seed if item.seed is not None else seed) + k)
+            n += 1
+            if shard is None or (n - 1) % shard[1] == shard[0]:
+                planned.append((job, _finished(runs / job.rel)))
+    todo = [job for job, done in planned if not done]
+
+    drawn = resumed = 0
+    failures: list[Failure] = []
+    nodes: dict[str, int] = {}
+    with contextlib.ExitStack() as stack:
+        # Ray is started only when there is something to draw, and before anything is written.
+        if todo and ray is not None:
+            stack.enter_context(ray_session(ray, workers, gpus_per_worker))
+            results = execute_ray(todo, setup, workers, gpus_per_worker, timeout_per_run, worker=DataWorker)
+        else:
+            results = execute_serial(worker, todo, runs, timeout_per_run)
+        runs.mkdir(parents=True, exist_ok=True)
+        # Walking the plan keeps the progress of a run in this process in its order; Ray's runs land in
+        # any order, and each is counted as it lands.
+        for done, (_, finished) in enumerate(planned, 1):
+            if finished:
                 resumed += 1
             else:
-                if run_dir.exists():
-                    shutil.rmtree(run_dir)  # interrupted before it finished: drawn again
-                try:
-                    generate(
-                        item.prompt,
-                        out=run_dir,
-                        seed=s,
-                        planner=ids["planner"],
-                        drafter=ids["drafter"],
-                        critic=ids["critic"],
-                        refiner=ids["refiner"],
-                    )
-                    if ids["drafter"] == SKETCH and ids["refiner"] == SKETCH:
-                        record_truth(run_dir)
-                except (RunError, UsageError) as exc:
-                    failed += 1
-                    print(f"strokegraph: {item.prompt!r} seed {s}: {exc}", file=sys.stderr)
-                    continue
-                meta = {"prompt": item.prompt, "seed": s, "tag": item.tag, "source": item.source}
-                write_new(run_dir / SOURCE, json.dumps(meta).encode())  # last: the run is done
-                drawn += 1
+                landed = next(results)
+                error = _write(runs, landed)
+                if error is not None:
+                    failures.append(Failure(landed.job.item.prompt, landed.job.seed, error))
+                else:
+                    drawn += 1
+                if landed.node is not None:
+                    nodes[landed.node] = nodes.get(landed.node, 0) + 1
             if on_progress is not None:
-                on_progress({"done": drawn + resumed + failed, "total": total, "resumed": resumed, "failed": failed})
+                on_progress({"done": done, "total": len(planned), "resumed": resumed, "failed": len(failures)})
+    if shard is not None or not any(_finished(run_dir) for run_dir in runs.iterdir()):
+        return DataResult(out, drawn, resumed, failures, None, nodes)
     dataset = out / "dataset"
     # Rebuilt from the runs each time (BAGEL's index names the shards' final paths, so it is written in place).
     if dataset.exists():
         shutil.rmtree(dataset)
     result = export_runs([runs], dataset, fmt, kinds, on_skip=print_skip)
-    return DataResult(out=out, drawn=drawn, resumed=resumed, failed=failed, export=result)
+    return DataResult(out, drawn, resumed, failures, result, nodes)
+
+
+def _write(runs: Path, landed: Drawn) -> str | None:
+    """Write a drawn run's files (unless drawn in place), then its ``source.json`` last when it finished;
+    return its error, None when it finished."""
+    from strokegraph.bench.executor import write_files
+
+    job: DataJob = landed.job
+    run_dir = runs / job.rel
+    if landed.files:
+        write_files(run_dir, landed.files, reserved=(SOURCE,))
+    elif landed.files is not None and run_dir.exists():
+        shutil.rmtree(run_dir)  # it made no files (it timed out, its workers died): none of an older try stay
+    error = landed.record.get("error")
+    if error is not None:
+        return str(error)
+    meta = {"prompt": job.item.prompt, "seed": job.seed, "tag": job.item.tag, "source": job.item.source}
+    write_new(run_dir / SOURCE, json.dumps(meta).encode())  # last: the run is done
+    return None

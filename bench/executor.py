@@ -9,12 +9,18 @@ the output directory.
 
 Every job comes back as a record: an image that failed, timed out or whose Ray worker died
 :data:`DEATHS` times is an error record (:func:`failed`), and the benchmark goes on.
+
+:func:`execute_serial` and :func:`execute_ray` take any worker of the same shape (built from a setup,
+with ``ready``, ``draw`` and a static ``lost``): ``strokegraph data`` draws its runs through them with
+a worker of its own (:class:`strokegraph.app.data.DataWorker`), writing the files it gets back with
+:func:`write_files`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import socket
 import sys
@@ -22,7 +28,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +46,19 @@ from strokegraph.tools.sketch.truth import Truth, TruthDetector, record_truth
 if TYPE_CHECKING:
     from strokegraph.bench.harness import BenchPrompt, Mode
 
-__all__ = ["DEATHS", "Drawn", "Job", "Setup", "Worker", "execute_ray", "execute_serial", "failed", "ray_session"]
+__all__ = [
+    "DEATHS",
+    "Drawn",
+    "Job",
+    "Setup",
+    "Worker",
+    "drawn_in_scratch",
+    "execute_ray",
+    "execute_serial",
+    "failed",
+    "ray_session",
+    "write_files",
+]
 
 Keep = Literal["all", "image"]
 #: How many Ray workers may die drawing one image before it is recorded as failed instead of tried again.
@@ -68,7 +86,8 @@ class Job:
 class Drawn:
     """A drawn job: its record, and the files its run keeps unless they were drawn in place."""
 
-    job: Job
+    job: Any
+    """The job: a :class:`Job` of the benchmark's, or another worker's own kind (it has a ``rel``)."""
     record: dict[str, Any]
     files: dict[str, bytes] | None
     """Path relative to the run directory (``/``-separated) to bytes; None when drawn in place."""
@@ -92,6 +111,7 @@ class Worker:
     """Builds the backends and the judge once, then draws and judges jobs one at a time."""
 
     def __init__(self, setup: Setup) -> None:
+        self.setup = setup
         roles, settings = setup.roles, setup.settings
         ids = registry.backend_ids(roles, settings)
         # The judge may take the critic's final detections instead of detecting again only when it is
@@ -115,21 +135,60 @@ class Worker:
     def draw(self, job: Job, out: Path | None = None) -> Drawn:
         """Draw and judge ``job``: in place under ``out``, or (``out`` None) in a scratch directory whose kept
         files come back as bytes and which is removed afterwards."""
+
+        def draw(run_dir: Path) -> dict[str, Any]:
+            return _draw_and_judge(job, run_dir, self.backends, self.judge, self.seed, self.budget, self.reuse)
+
         if out is not None:
-            record = _draw_and_judge(job, out / job.rel, self.backends, self.judge, self.seed, self.budget, self.reuse)
-            return Drawn(job, record, None, None)
-        with tempfile.TemporaryDirectory(prefix="sg-bench-") as scratch:
-            # The run directory's name is its checkpoints' thread id: the same as it would be in place.
-            run_dir = Path(scratch) / job.rel.name
-            record = _draw_and_judge(job, run_dir, self.backends, self.judge, self.seed, self.budget, self.reuse)
-            files = {}
-            if run_dir.is_dir():
-                files = {
-                    p.relative_to(run_dir).as_posix(): p.read_bytes()
-                    for p in sorted(run_dir.rglob("*"))
-                    if p.is_file() and not p.is_symlink()
-                }
-        return Drawn(job, record, files, _ray_node())
+            return Drawn(job, draw(out / job.rel), None, None)
+        return drawn_in_scratch(job, draw)
+
+    @staticmethod
+    def lost(setup: Setup, job: Job, error: str, wall_s: float) -> Drawn:
+        """The error record of a job that made none (it timed out, its worker died)."""
+        return failed(job, setup.seed, error, wall_s)
+
+
+def drawn_in_scratch(job: Any, draw: Callable[[Path], dict[str, Any]]) -> Drawn:
+    """``draw(run_dir)``'s record for ``job``, drawn in a scratch directory whose files come back as bytes and
+    which is removed afterwards: what a worker that does not write the output directory hands back."""
+    with tempfile.TemporaryDirectory(prefix="sg-draw-") as scratch:
+        # The run directory's name is its checkpoints' thread id: the same as it would be in place.
+        run_dir = Path(scratch) / job.rel.name
+        record = draw(run_dir)
+        files = {}
+        if run_dir.is_dir():
+            files = {
+                p.relative_to(run_dir).as_posix(): p.read_bytes()
+                for p in sorted(run_dir.rglob("*"))
+                if p.is_file() and not p.is_symlink()
+            }
+    return Drawn(job, record, files, _ray_node())
+
+
+# A file's path in a run directory, as a worker names it: a file, or a file in one folder (images/).
+_FILE_NAME = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}/)?\.?[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def write_files(run_dir: Path, files: dict[str, bytes], reserved: tuple[str, ...] = ()) -> None:
+    """Write a worker's files into ``run_dir`` (replacing whatever an interrupted run left there).
+
+    A worker's reply is untrusted like any other: each name must be a plain relative path of at most two
+    parts and not start with one of ``reserved`` (the files only the driver writes), and nothing is
+    written outside ``run_dir``, through a link or over another file. Raises :class:`RunError` naming
+    the first bad name, before anything is written.
+    """
+    bad = [name for name in files if not _FILE_NAME.fullmatch(name) or name.startswith(reserved)]
+    if bad:
+        raise RunError(f"a worker sent a file named {bad[0][:80]!r} for {run_dir.name}")
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    for name, data in files.items():
+        path = run_dir / name
+        path.parent.mkdir(exist_ok=True)
+        with open(path, "xb") as f:
+            f.write(data)
 
 
 def _ray_node() -> str | None:
@@ -167,7 +226,7 @@ def failed(job: Job, seed: int, error: str, wall_s: float) -> Drawn:
     return Drawn(job, record, {}, None)
 
 
-def execute_serial(worker: Worker, jobs: list[Job], out: Path, timeout: float | None = None) -> Iterator[Drawn]:
+def execute_serial(worker: Any, jobs: list[Any], out: Path, timeout: float | None = None) -> Iterator[Drawn]:
     """Draw ``jobs`` one after the other in this process, in their order: in place under ``out``, or with a
     ``timeout`` (seconds per image) each in a thread of its own, given up on when it runs over.
 
@@ -182,7 +241,7 @@ def execute_serial(worker: Worker, jobs: list[Job], out: Path, timeout: float | 
             continue
         box: dict[str, Any] = {}
 
-        def draw(job: Job = job, box: dict[str, Any] = box) -> None:
+        def draw(job: Any = job, box: dict[str, Any] = box) -> None:
             try:
                 box["drawn"] = worker.draw(job)
             except BaseException as exc:  # noqa: BLE001 - raised again in the bench's thread
@@ -193,7 +252,7 @@ def execute_serial(worker: Worker, jobs: list[Job], out: Path, timeout: float | 
         thread.start()
         thread.join(timeout)
         if thread.is_alive():
-            yield failed(job, worker.seed, f"timed out after {timeout:g} s", time.perf_counter() - started)
+            yield worker.lost(worker.setup, job, f"timed out after {timeout:g} s", time.perf_counter() - started)
         elif "error" in box:
             raise box["error"]
         else:
@@ -267,9 +326,15 @@ def _room(nodes: list[dict[str, Any]], gpus_per_worker: float) -> int:
 
 
 def execute_ray(
-    jobs: list[Job], setup: Setup, workers: int, gpus_per_worker: float, timeout: float | None = None
+    jobs: list[Any],
+    setup: Any,
+    workers: int,
+    gpus_per_worker: float,
+    timeout: float | None = None,
+    worker: type[Any] = Worker,
 ) -> Iterator[Drawn]:
-    """Draw ``jobs`` on ``workers`` Ray actors, one job at a time each, yielding each as it lands (in any order).
+    """Draw ``jobs`` on ``workers`` Ray actors of class ``worker`` (each built from ``setup``), one job at a
+    time each, yielding each as it lands (in any order).
 
     Needs a :func:`ray_session`. A job whose actor dies goes to a fresh actor; once :data:`DEATHS` actors
     have died on it, it is an error record. A job that runs over ``timeout`` seconds (counted from when a
@@ -282,7 +347,7 @@ def execute_ray(
         return
     import ray
 
-    actor = ray.remote(num_cpus=1, num_gpus=gpus_per_worker)(Worker)
+    actor: Any = ray.remote(num_cpus=1, num_gpus=gpus_per_worker)(worker)
     queue = deque(jobs)
     deaths: dict[Path, int] = {}
     starting: dict[Any, Any] = {}  # object ref of its ready() -> an actor still building its backends
@@ -294,7 +359,7 @@ def execute_ray(
 
     for _ in range(min(workers, len(jobs))):
         start()
-    running: dict[Any, tuple[Any, Job, float]] = {}  # object ref -> actor, job, when it took the job
+    running: dict[Any, tuple[Any, Any, float]] = {}  # object ref -> actor, job, when it took the job
     idle: list[Any] = []
     while queue or running:
         while idle and queue:
@@ -312,7 +377,7 @@ def execute_ray(
                     ray.kill(a)
                     if queue:
                         start()
-                    yield failed(job, setup.seed, f"timed out after {timeout:g} s", now - took)
+                    yield worker.lost(setup, job, f"timed out after {timeout:g} s", now - took)
             continue
         ref = ready[0]
         if ref in starting:
@@ -342,7 +407,7 @@ def execute_ray(
                 start()
             if n >= DEATHS:
                 error = f"{n} Ray workers died drawing it, the last: {_first_line(exc)}"
-                yield failed(job, setup.seed, error, time.monotonic() - took)
+                yield worker.lost(setup, job, error, time.monotonic() - took)
             continue
         idle.append(a)
         yield drawn
