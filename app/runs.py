@@ -143,7 +143,11 @@ def load_run(run_dir: Path) -> RunData:
         source, tag = meta.get("source", "user"), meta.get("tag", "")
         if not isinstance(source, str) or not isinstance(tag, str):
             raise Skipped(f"{SOURCE} is damaged")
-    digest = hashlib.sha256(read_plain(run_dir / "trajectory.json", _MAX_JSON)).hexdigest()[:12]
+    # What the run made, not how long it took: two draws of one run (here, on Ray workers, another day)
+    # give the same rows, the same ids and the same perturbations.
+    made = [e.model_dump(mode="json", exclude={"duration_s"}) for e in events]
+    content = json.dumps({"prompt": prompt, "seed": seed, "events": made}, sort_keys=True).encode()
+    digest = hashlib.sha256(content).hexdigest()[:12]
     thread = record["thread_id"] if isinstance(record.get("thread_id"), str) else run_dir.name
     last_critique = next((e.critique for e in reversed(events) if e.stage == "critique"), None)
     last_image = drawn[-1].image
