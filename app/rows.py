@@ -181,7 +181,7 @@ def perturb(description: str, run: RunData, step: int, key: str) -> tuple[str, d
         if e.id in scope and e.colour is not None and re.search(rf"\b{e.colour}\b", description):
             pick = int(hashlib.sha256(f"{key}|{e.id}".encode()).hexdigest(), 16)
             other = [c for c in COLOURS if c != e.colour][pick % (len(COLOURS) - 1)]
-            text = re.sub(rf"\b{e.colour}\b", other, description, count=1)
+            text = _recolour(description, e.colour, other)
             candidates.append((text, _made("attribute", e.id, f"{other} {e.noun}", f"{e.colour} {e.noun}")))
     for phrase, inverse in _SWAPS.items():
         if re.search(rf"\b{phrase}\b", description):
@@ -197,6 +197,19 @@ def perturb(description: str, run: RunData, step: int, key: str) -> tuple[str, d
     if not candidates:
         return None
     return candidates[int(hashlib.sha256(key.encode()).hexdigest(), 16) % len(candidates)]
+
+
+def _recolour(description: str, colour: str, other: str) -> str:
+    """``description`` with its first ``colour`` made ``other``, and an article before it agreeing ("an orange")."""
+
+    def swap(m: re.Match[str]) -> str:
+        article = m.group(1)
+        if article is None:
+            return other
+        fitting = "an" if other[0] in "aeiou" else "a"
+        return (fitting.capitalize() if article[0].isupper() else fitting) + " " + other
+
+    return re.sub(rf"\b(?:([Aa]n?) )?{colour}\b", swap, description, count=1)
 
 
 def _made(kind: str, entity_id: str | None, expected: str, observed: str) -> dict[str, Any]:

@@ -341,3 +341,11 @@ def test_a_benchmark_kept_with_keep_runs_exports_with_its_backends(tmp_path):
     assert {r["prompt_source"] for r in rows} == {"geneval"} and {r["drafter"] for r in rows} == {"builtin:sketch"}
     assert all(r["truth_label"] is not None for r in rows)  # bench --keep-runs records the truth
     assert _run_card_snippets(out) == 1
+
+
+def test_a_changed_colour_keeps_its_article_right():
+    from strokegraph.app.rows import _recolour
+
+    assert _recolour("A red cup and a blue bird.", "red", "orange") == "An orange cup and a blue bird."
+    assert _recolour("two red apples and an orange cup", "orange", "blue") == "two red apples and a blue cup"
+    assert _recolour("Two red apples.", "red", "orange") == "Two orange apples."
