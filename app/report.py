@@ -90,7 +90,7 @@ def _figure(run_dir: Path, ref: object, critique: Critique | None = None) -> dic
 
 def _critique(c: Critique) -> dict[str, Any]:
     seen = ", ".join(f"{d.colour or ''} {d.noun}".strip() for d in c.detections) or "nothing"
-    return {"passed": c.passed, "violations": c.violations, "seen": seen}
+    return {"passed": c.passed, "violations": c.violations, "unjudged": c.unjudged, "seen": seen}
 
 
 def _section(run_dir: Path, state: RunState, step: int, events: list[Event]) -> dict[str, Any]:

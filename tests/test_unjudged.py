@@ -158,3 +158,13 @@ def test_a_dog_in_front_of_a_house_draws_both_and_says_the_relation_is_unjudged(
     assert result.passed
     assert sorted(d.noun for d in result.critique.detections) == ["dog", "house"]
     assert result.critique.unjudged == result.scene.unjudged() == ("the dog in front of the house",)
+
+
+def test_the_report_lists_what_each_critique_did_not_judge(tmp_path):
+    # The verdict line named the unjudged parts, but a critique's card said only "No violations.".
+    import html
+
+    generate("a dog in front of a house", out=tmp_path / "run", settings={"drafter": {"fault_scale": 0.0}})
+    page = html.unescape((tmp_path / "run" / "report.html").read_text())
+    cards = page.split("<h2>Step ")[1:]
+    assert cards and "Not judged: “the dog in front of the house”" in cards[-1]  # the last step's critique
