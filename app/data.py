@@ -267,20 +267,18 @@ def draw_data(
     time into one ``out``); a later run without ``shard`` draws the rest and exports them all. Nothing
     is exported either while no run has finished.
     """
-    from strokegraph.bench.executor import execute_ray, execute_serial, ray_session
+    from strokegraph.bench.executor import check_fan_out, execute_ray, execute_serial, ray_session
 
     if seeds < 1:
         raise UsageError(f"seeds must be 1 or more, got {seeds}")
-    if workers < 1:
-        raise UsageError(f"workers must be 1 or more, got {workers}")
-    if not gpus_per_worker >= 0:  # also refuses NaN
-        raise UsageError(f"gpus_per_worker must be 0 or more, got {gpus_per_worker}")
-    if ray is None and (workers != 1 or gpus_per_worker):
-        raise UsageError("workers and gpus_per_worker need ray (--ray local or --ray ADDRESS)")
-    if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
-        raise UsageError(f"shard must be I/N with 0 <= I < N, got {'/'.join(map(str, shard))}")
-    if timeout_per_run is not None and not 0 < timeout_per_run < float("inf"):  # also refuses NaN
-        raise UsageError(f"timeout_per_run must be a number of seconds over 0, got {timeout_per_run}")
+    check_fan_out(
+        ray=ray,
+        workers=workers,
+        gpus_per_worker=gpus_per_worker,
+        shard=shard,
+        timeout=timeout_per_run,
+        timeout_name="timeout_per_run",
+    )
     check_export(fmt, kinds)
     items = read_prompts(prompts, limit)
     setup = DataSetup(dict(backends or {}), dict(settings or {}), budget or Budget(), single_pass)

@@ -52,6 +52,7 @@ __all__ = [
     "Job",
     "Setup",
     "Worker",
+    "check_fan_out",
     "drawn_in_scratch",
     "execute_ray",
     "execute_serial",
@@ -189,6 +190,28 @@ def write_files(run_dir: Path, files: dict[str, bytes], reserved: tuple[str, ...
         path.parent.mkdir(exist_ok=True)
         with open(path, "xb") as f:
             f.write(data)
+
+
+def check_fan_out(
+    *,
+    ray: str | None,
+    workers: int,
+    gpus_per_worker: float,
+    shard: tuple[int, int] | None,
+    timeout: float | None,
+    timeout_name: str,
+) -> None:
+    """The checks of how a batch (bench, data) fans out, before anything is drawn; a :class:`UsageError`."""
+    if workers < 1:
+        raise UsageError(f"workers must be 1 or more, got {workers}")
+    if not gpus_per_worker >= 0:  # also refuses NaN
+        raise UsageError(f"gpus_per_worker must be 0 or more, got {gpus_per_worker}")
+    if ray is None and (workers != 1 or gpus_per_worker):
+        raise UsageError("workers and gpus_per_worker need ray (--ray local or --ray ADDRESS)")
+    if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
+        raise UsageError(f"shard must be I/N with 0 <= I < N, got {'/'.join(map(str, shard))}")
+    if timeout is not None and not 0 < timeout < float("inf"):  # also refuses NaN
+        raise UsageError(f"{timeout_name} must be a number of seconds over 0, got {timeout}")
 
 
 def _ray_node() -> str | None:

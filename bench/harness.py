@@ -42,7 +42,17 @@ from strokegraph.agents.drafter import Drafter
 from strokegraph.agents.planner import Planner
 from strokegraph.agents.refiner import Refiner
 from strokegraph.app.pages import render
-from strokegraph.bench.executor import Drawn, Job, Keep, Setup, Worker, execute_ray, execute_serial, ray_session
+from strokegraph.bench.executor import (
+    Drawn,
+    Job,
+    Keep,
+    Setup,
+    Worker,
+    check_fan_out,
+    execute_ray,
+    execute_serial,
+    ray_session,
+)
 from strokegraph.bench.scoring import check_judge, clauses_for, inexpressible, summarize
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget
@@ -248,16 +258,14 @@ def run_bench(
         raise UsageError(f"limit must be 1 or more, got {limit}")
     if images_per_prompt < 1:
         raise UsageError(f"images_per_prompt must be 1 or more, got {images_per_prompt}")
-    if workers < 1:
-        raise UsageError(f"workers must be 1 or more, got {workers}")
-    if not gpus_per_worker >= 0:  # also refuses NaN
-        raise UsageError(f"gpus_per_worker must be 0 or more, got {gpus_per_worker}")
-    if ray is None and (workers != 1 or gpus_per_worker):
-        raise UsageError("workers and gpus_per_worker need ray (--ray local or --ray ADDRESS)")
-    if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
-        raise UsageError(f"shard must be I/N with 0 <= I < N, got {'/'.join(map(str, shard))}")
-    if timeout_per_image is not None and not 0 < timeout_per_image < float("inf"):  # also refuses NaN
-        raise UsageError(f"timeout_per_image must be a number of seconds over 0, got {timeout_per_image}")
+    check_fan_out(
+        ray=ray,
+        workers=workers,
+        gpus_per_worker=gpus_per_worker,
+        shard=shard,
+        timeout=timeout_per_image,
+        timeout_name="timeout_per_image",
+    )
     budget = budget or Budget()
     settings = settings or {}
     roles = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
