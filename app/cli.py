@@ -140,6 +140,22 @@ def _add_scale_out(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_fan_out(parser: argparse.ArgumentParser, shard_help: str) -> None:
+    """The flags that spread a batch (bench, data) over Ray workers or machines."""
+    parser.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="draw on Ray workers: 'local' starts Ray here, else a running cluster's address (extra: ray)",
+    )
+    parser.add_argument(
+        "--workers", type=_positive, default=1, metavar="N", help="Ray workers, 1 CPU each (1; needs --ray)"
+    )
+    parser.add_argument(
+        "--gpus-per-worker", type=_gpus, default=0, metavar="G", help="GPUs each Ray worker holds (0; needs --ray)"
+    )
+    parser.add_argument("--shard", type=_shard, metavar="I/N", help=shard_help)
+
+
 def _add_preset(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset",
@@ -251,20 +267,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out", metavar="DIR", help="results and runs (default: runs/bench-BENCHMARK/); reruns resume")
     b.add_argument("--seed", type=_seed, metavar="N", help="seed of each prompt's first image (0)")
     b.add_argument("--keep-runs", action="store_true", help="keep every run's files, not only records and samples")
-    b.add_argument(
-        "--ray",
-        metavar="ADDRESS",
-        help="draw on Ray workers: 'local' starts Ray here, else a running cluster's address (extra: ray)",
-    )
-    b.add_argument("--workers", type=_positive, default=1, metavar="N", help="Ray workers, 1 CPU each (1; needs --ray)")
-    b.add_argument(
-        "--gpus-per-worker", type=_gpus, default=0, metavar="G", help="GPUs each Ray worker holds (0; needs --ray)"
-    )
-    b.add_argument(
-        "--shard",
-        type=_shard,
-        metavar="I/N",
-        help="draw only the images whose place in the run is I modulo N; a rerun without it draws the rest",
+    _add_fan_out(
+        b, shard_help="draw only the images whose place in the run is I modulo N; a rerun without it draws the rest"
     )
     b.add_argument(
         "--retry-errors",
@@ -298,23 +302,10 @@ def _parser() -> argparse.ArgumentParser:
         da.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id (default: {DEFAULT_IDS[role]})")
     _add_preset(da)
     da.add_argument("--config", metavar="FILE", help="TOML file with per-role ids and settings; flags override it")
-    da.add_argument(
-        "--ray",
-        metavar="ADDRESS",
-        help="draw on Ray workers: 'local' starts Ray here, else a running cluster's address (extra: ray)",
-    )
-    da.add_argument(
-        "--workers", type=_positive, default=1, metavar="N", help="Ray workers, 1 CPU each (1; needs --ray)"
-    )
-    da.add_argument(
-        "--gpus-per-worker", type=_gpus, default=0, metavar="G", help="GPUs each Ray worker holds (0; needs --ray)"
-    )
-    da.add_argument(
-        "--shard",
-        type=_shard,
-        metavar="I/N",
-        help="draw only the runs whose place in the set is I modulo N, export nothing; a rerun without it "
-        "draws the rest and exports all",
+    _add_fan_out(
+        da,
+        shard_help="draw only the runs whose place in the set is I modulo N, export nothing; a rerun "
+        "without it draws the rest and exports all",
     )
     da.add_argument(
         "--timeout-per-image",
