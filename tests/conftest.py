@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import tempfile
 
 import pytest
 
@@ -126,3 +128,28 @@ def sd_dir(tmp_path_factory):
     from tiny_sd import save_tiny_sd
 
     return save_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """The address of a local Ray cluster of two nodes, each of 1 CPU and 1 declared (not real) GPU:
+    room for one worker of 1 GPU per node. Nothing here connects to it; run_bench and draw_data do.
+    One per test module that asks for it."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'strokegraph[ray]')")
+    from ray.cluster_utils import Cluster
+
+    # Ray's unix sockets live under RAY_TMPDIR and a socket path has at most 107 bytes, so it is short;
+    # it is ours too, since the cluster writes its address file there whatever temp_dir says.
+    temp = tempfile.mkdtemp(prefix="sgray-")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_TMPDIR", temp)
+        env.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        node = {"num_cpus": 1, "num_gpus": 1, "object_store_memory": 75 << 20}  # Ray's smallest store
+        cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+        try:
+            cluster.add_node(**node)
+            cluster.wait_for_nodes()
+            yield cluster.address
+        finally:
+            cluster.shutdown()
+            shutil.rmtree(temp, ignore_errors=True)

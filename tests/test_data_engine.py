@@ -4,8 +4,6 @@ dataset one process draws, the driver alone writing the output folder."""
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -86,28 +84,6 @@ def test_scale_out_flags_are_checked_before_anything_is_written(tmp_path, capsys
     assert main(["data", _prompts(tmp_path, "a red cup"), "--out", str(out), *flags]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """The address of a local Ray cluster of two nodes of 1 CPU and 1 declared GPU each (as in
-    test_bench_scale.py): a worker of 1 GPU on each node."""
-    pytest.importorskip("ray", reason="Ray is not installed (pip install 'strokegraph[ray]')")
-    from ray.cluster_utils import Cluster
-
-    temp = tempfile.mkdtemp(prefix="sgray-")  # a unix socket's path has at most 107 bytes
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("RAY_TMPDIR", temp)
-        env.setenv("RAY_USAGE_STATS_ENABLED", "0")
-        node = {"num_cpus": 1, "num_gpus": 1, "object_store_memory": 75 << 20}
-        cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
-        try:
-            cluster.add_node(**node)
-            cluster.wait_for_nodes()
-            yield cluster.address
-        finally:
-            cluster.shutdown()
-            shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.mark.slow
