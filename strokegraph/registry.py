@@ -119,6 +119,9 @@ class _Entry:
     detector: bool = False
     package: str = "strokegraph"
     """The distribution that registered it (``strokegraph backends`` names it)."""
+    check_model: str | Callable[..., None] | None = None
+    """``f(model: str, settings: dict) -> None`` (or its ``module:attribute``), run by :func:`check` for
+    what depends on the model part of an id (the provider package a ``langchain:`` id needs)."""
 
 
 #: The entry-point group through which installed packages register backends: each entry point names
@@ -148,6 +151,7 @@ def register(
     reads: Sequence[ImageKind] = (),
     detector: bool = False,
     package: str | None = None,
+    check_model: str | Callable[..., None] | None = None,
 ) -> None:
     """Make ``provider:<model>`` an id of ``role``, built by ``factory(model, **settings)``.
 
@@ -157,8 +161,11 @@ def register(
     with the ``pip install`` line in the error); ``offline``, ``draws``, ``reads`` and ``detector``
     declare what the backend can do (see :class:`Capabilities`): ``draws`` for a drafter or
     refiner, ``reads`` and ``detector`` for a critic. Keyword-only settings of the factory are the
-    settings the id takes. A provider already registered for ``role`` by another package is a
-    :class:`UsageError`; :func:`unregister` it first to replace it.
+    settings the id takes. ``check_model(model, settings)`` (a callable or its ``"module:attribute"``),
+    when given, checks before anything is built what depends on the model part of the id, such as a
+    package that only some models need, and raises :class:`UsageError` naming the fix. A provider
+    already registered for ``role`` by another package is a :class:`UsageError`; :func:`unregister`
+    it first to replace it.
     """
     if role not in ROLES:
         raise UsageError(f"cannot register a backend for unknown role {role!r}; roles: {', '.join(ROLES)}")
@@ -182,6 +189,7 @@ def register(
         tuple(reads),
         detector,
         package,
+        check_model,
     )
 
 
@@ -371,7 +379,7 @@ def check(role: Role, backend_id: str, settings: dict[str, Any] | None = None) -
 
     Raises :class:`UsageError` naming what to change (or the ``pip install`` line that fixes it).
     """
-    provider, _ = parse_id(role, backend_id)
+    provider, model = parse_id(role, backend_id)
     entry = _entries()[(role, provider)]
     missing = [m for m in entry.requires if importlib.util.find_spec(m) is None]
     if missing:
@@ -389,12 +397,19 @@ def check(role: Role, backend_id: str, settings: dict[str, Any] | None = None) -
                     f"unknown setting(s) {', '.join(map(repr, unknown))} for {role} {backend_id!r}; "
                     f"valid: {', '.join(valid) or 'none'}"
                 )
+    if entry.check_model is not None:
+        _load(entry.check_model)(model, dict(settings or {}))
 
 
 def _factory(entry: _Entry) -> Callable[..., Any]:
-    if callable(entry.target):
-        return entry.target
-    module_name, _, attr = entry.target.partition(":")
+    return _load(entry.target)
+
+
+def _load(target: str | Callable[..., Any]) -> Callable[..., Any]:
+    """``target`` itself, or the attribute its ``module:attribute`` names (imported now)."""
+    if callable(target):
+        return target
+    module_name, _, attr = target.partition(":")
     return getattr(importlib.import_module(module_name), attr)
 
 
