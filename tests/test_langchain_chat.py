@@ -1,4 +1,4 @@
-"""A LangChain chat model behind the planner and the critic."""
+"""Any LangChain chat model behind the planner and the critic, given as an object from Python."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from langchain_core.messages import AIMessage  # noqa: E402
 from strokegraph.agents.critic import ChatCritic  # noqa: E402
 from strokegraph.agents.planner import ChatPlanner  # noqa: E402
 from strokegraph.app.runner import generate  # noqa: E402
-from strokegraph.tools.langchain_chat import LangChainChat  # noqa: E402
+from strokegraph.tools.langchain import LangChainChat  # noqa: E402
 
 
 class Recording(GenericFakeChatModel):
@@ -46,10 +46,13 @@ def test_planner_and_critic_on_a_langchain_model(tmp_path):
     assert [e.noun for e in result.scene.entities] == ["cat", "kite"]
     stages = [(e.stage, e.usage.prompt_tokens if e.usage else None) for e in result.trajectory]
     assert stages[0] == ("plan", 10)
-    # The critic's message carried the image as a data URL.
+    # The critic's message carried the image as LangChain's standard image block.
     critic_message = fake.seen[1][0]
-    assert critic_message.content[0]["type"] == "image_url"
-    assert critic_message.content[0]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert critic_message.content[0]["type"] == "image"
+    assert critic_message.content[0]["mime_type"] == "image/png" and critic_message.content[0]["base64"]
+    # A model whose profile claims no structured output is asked for the schema in the prompt.
+    assert llm.method == "prompt"
+    assert '"title": "PlannerReply"' in fake.seen[0][-1].content[0]["text"]
     assert result.trajectory[0].backend == "custom:ChatPlanner"
     doc = json.loads((tmp_path / "r" / "trajectory.json").read_text())
     assert doc["usage"]["calls"] == 4 and doc["usage"]["prompt_tokens"] == 40
@@ -59,3 +62,11 @@ def test_planner_and_critic_on_a_langchain_model(tmp_path):
 def test_rejects_what_is_not_a_langchain_chat_model():
     with pytest.raises(TypeError, match="BaseChatModel"):
         LangChainChat(object())
+
+
+@pytest.mark.parametrize(
+    ("profile", "method"),
+    [({"structured_output": True, "tool_calling": True}, "json_schema"), ({"tool_calling": True}, "function_calling")],
+)
+def test_auto_asks_for_structured_output_as_the_models_profile_allows(profile, method):
+    assert LangChainChat(GenericFakeChatModel(messages=iter([]), profile=profile)).method == method

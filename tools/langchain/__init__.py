@@ -133,12 +133,16 @@ class LangChainChat:
         if runnable is None:
             runnable = self.chat_model
             if key is not None:
-                runnable = runnable.with_structured_output(key, method=self.method, include_raw=True)
+                # The JSON schema, not the pydantic class: with the class some clients validate the
+                # reply themselves (openai's parse) and raise, where ask_json should re-ask.
+                shape = key.model_json_schema()
+                runnable = runnable.with_structured_output(shape, method=self.method, include_raw=True)
             if self.retry_on is not None and self.max_retries > 0:
                 runnable = runnable.with_retry(
                     retry_if_exception_type=self.retry_on,
                     stop_after_attempt=self.max_retries + 1,
-                    exponential_jitter_params={"initial": 0.5, "max": 8.0},
+                    # From 1 s, doubling to 8 s, plus up to half a second (tenacity's own "initial").
+                    exponential_jitter_params={"max": 8.0, "jitter": 0.5},
                 )
             self._runnables[key] = runnable
         return runnable, sent
@@ -255,11 +259,6 @@ def check_model(model: str, settings: dict[str, Any]) -> None:
     import importlib.util
 
     provider, _ = _provider(model)
-    if importlib.util.find_spec(provider.module) is None:
-        raise UsageError(
-            f"langchain:{provider.name} needs {provider.package} (not installed); "
-            f"run: pip install 'strokegraph[{provider.package}]'"
-        )
     given = {k for k, v in settings.items() if v is not None and k in Settings.__dataclass_fields__}
     unsupported = sorted(given - provider.settings)
     if unsupported:
@@ -270,6 +269,11 @@ def check_model(model: str, settings: dict[str, Any]) -> None:
     _settings(settings)
     _check_choice("structured_output", settings.get("structured_output", "auto"), StructuredOutput)
     _check_prices(settings.get("price_input_per_mtok"), settings.get("price_output_per_mtok"))
+    if importlib.util.find_spec(provider.module) is None:
+        raise UsageError(
+            f"langchain:{provider.name} needs {provider.package} (not installed); "
+            f"run: pip install 'strokegraph[{provider.package}]'"
+        )
 
 
 def _settings(settings: dict[str, Any]) -> Settings:

@@ -38,4 +38,12 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TimeoutException)
 
 
-OLLAMA = _Ollama("ollama", "langchain-ollama", "langchain_ollama", "json_schema", base_url_env=("OLLAMA_HOST",))
+OLLAMA = _Ollama(
+    "ollama",
+    "langchain-ollama",
+    "langchain_ollama",
+    "json_schema",
+    key_env=("OLLAMA_API_KEY",),
+    key_required=False,
+    base_url_env=("OLLAMA_HOST",),
+)

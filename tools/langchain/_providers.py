@@ -41,8 +41,10 @@ class Provider:
     method: Method
     """Structured output the provider's way: a JSON schema in the request, or a forced tool call."""
     key_env: tuple[str, ...] = ()
-    """Variables the chat model class reads its key from; () when it needs none or finds it itself
-    (AWS's credential chain)."""
+    """Variables the chat model class reads its key from; () when it finds it itself (AWS's
+    credential chain). Their values are scrubbed from error messages."""
+    key_required: bool = True
+    """Whether a call needs the key (a local Ollama server does not)."""
     base_url_env: tuple[str, ...] = ()
     """Variables the chat model class reads its endpoint from."""
     settings: frozenset[str] = frozenset({"temperature", "max_tokens", "base_url", "timeout", "max_retries"})
@@ -51,7 +53,7 @@ class Provider:
     """Its class refuses to start without a key: send a placeholder to a ``base_url`` given without one."""
 
     def has_key(self) -> bool:
-        return not self.key_env or any(os.environ.get(name) for name in self.key_env)
+        return not (self.key_env and self.key_required) or any(os.environ.get(name) for name in self.key_env)
 
     def has_endpoint(self, settings: Settings) -> bool:
         return settings.base_url is not None or any(os.environ.get(name) for name in self.base_url_env)

@@ -1,0 +1,215 @@
+"""langchain:<provider>:<model> ids: what is checked before anything runs, the prompt-only fallback,
+and the command line of the issue ("Done when") against loopback Ollama and Anthropic servers."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("langchain", reason="needs the langchain extra (pip install 'strokegraph[langchain]')")
+
+from conftest import GOOD, PROMPT  # noqa: E402
+
+from strokegraph import registry  # noqa: E402
+from strokegraph.app.cli import main  # noqa: E402
+from strokegraph.app.runner import generate  # noqa: E402
+from strokegraph.errors import UsageError  # noqa: E402
+from strokegraph.testing import anthropic_server, ollama_server  # noqa: E402
+from strokegraph.testing.openai_server import FakeOpenAI, chat_reply  # noqa: E402
+from strokegraph.tools.langchain import PROVIDERS  # noqa: E402
+
+KEY = "sk-ant-test-7d2a-never-stored"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _installed(*modules: str) -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+needs_ollama_and_anthropic = pytest.mark.skipif(
+    not _installed("langchain_ollama", "langchain_anthropic"),
+    reason="needs langchain-ollama and langchain-anthropic "
+    "(pip install 'strokegraph[langchain-ollama,langchain-anthropic]')",
+)
+needs_openai = pytest.mark.skipif(
+    not _installed("langchain_openai"), reason="needs langchain-openai (pip install 'strokegraph[langchain-openai]')"
+)
+
+
+@pytest.fixture(autouse=True)
+def only_loopback(monkeypatch):
+    for name in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "OPENAI_API_BASE",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "ANTHROPIC_API_URL",
+        "OLLAMA_HOST",
+        "OLLAMA_API_KEY",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_the_ids_take_a_provider_and_a_model_that_may_hold_colons():
+    assert registry.parse_id("critic", "langchain:ollama:qwen2.5vl:7b") == ("langchain", "ollama:qwen2.5vl:7b")
+    assert registry.capabilities("critic", "langchain:anthropic:claude-sonnet-4-5").reads == {"sketch", "natural"}
+    assert "langchain:<model>" in registry.known_ids("planner")
+
+
+@pytest.mark.parametrize(
+    ("backend_id", "settings", "message"),
+    [
+        ("langchain:antropic:claude-sonnet-4-5", {}, "names no known provider; did you mean 'anthropic'?"),
+        ("langchain:anthropic", {}, "names no model; use langchain:anthropic:<model>"),
+        ("langchain:ollama: ", {}, "names no model"),
+        ("langchain:anthropic:claude-sonnet-4-5", {"api_key": "sk-x"}, "unknown setting(s) 'api_key'"),
+        ("langchain:google_genai:gemini-2.5-flash", {"base_url": "http://h"}, "takes no 'base_url' setting"),
+        ("langchain:ollama:qwen2.5", {"temperature": 9}, "temperature must be a number from 0 to 2"),
+        ("langchain:ollama:qwen2.5", {"max_retries": -1}, "max_retries must be a whole number from 0 to 10"),
+        ("langchain:ollama:qwen2.5", {"base_url": "ftp://u:pw@h"}, "'ftp://***@h' is not an http:// or https://"),
+        ("langchain:ollama:qwen2.5", {"structured_output": "xml"}, "structured_output must be one of 'auto'"),
+        ("langchain:ollama:qwen2.5", {"price_input_per_mtok": 1.0}, "set both price_input_per_mtok"),
+    ],
+)
+def test_bad_ids_and_settings_fail_before_anything_is_built(backend_id, settings, message):
+    with pytest.raises(UsageError) as caught:
+        registry.check("planner", backend_id, settings)
+    assert message in str(caught.value)
+
+
+def test_a_missing_provider_package_names_its_pip_line(monkeypatch):
+    # A provider whose package is not installed: the entry as shipped, with a module no one has.
+    gone = dataclasses.replace(PROVIDERS["anthropic"], module="strokegraph_test_no_such_module")
+    monkeypatch.setitem(PROVIDERS, "anthropic", gone)
+    with pytest.raises(UsageError) as caught:
+        registry.check("critic", "langchain:anthropic:claude-sonnet-4-5")
+    assert str(caught.value) == (
+        "langchain:anthropic needs langchain-anthropic (not installed); "
+        "run: pip install 'strokegraph[langchain-anthropic]'"
+    )
+
+
+def test_the_command_line_says_which_package_is_missing_in_one_line(monkeypatch, tmp_path, capsys):
+    gone = dataclasses.replace(PROVIDERS["ollama"], module="strokegraph_test_no_such_module")
+    monkeypatch.setitem(PROVIDERS, "ollama", gone)
+    out = tmp_path / "r"
+    assert main(["generate", PROMPT, "--planner", "langchain:ollama:qwen2.5", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("run: pip install 'strokegraph[langchain-ollama]'") and "\n" not in err
+    assert "Traceback" not in err and not out.exists()
+
+
+@needs_ollama_and_anthropic
+def test_a_missing_key_fails_before_anything_is_sent(tmp_path):
+    with anthropic_server.FakeAnthropic() as fake:
+        with pytest.raises(UsageError, match="langchain:anthropic needs a key: set ANTHROPIC_API_KEY"):
+            generate(PROMPT, out=tmp_path / "r", critic="langchain:anthropic:claude-sonnet-4-5")
+        assert fake.requests == [] and not (tmp_path / "r").exists()
+
+
+@needs_openai
+def test_prompt_only_json_for_a_model_without_structured_output(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with FakeOpenAI() as fake:
+        fake.script("chat/completions", chat_reply("```json\n" + json.dumps(GOOD) + "\n```"))
+        planner = registry.build(
+            "planner", "langchain:openai:some-local-model", base_url=fake.url, structured_output="prompt"
+        )
+        scene, _ = planner.plan(PROMPT)
+    assert [e.noun for e in scene.entities] == ["cat", "kite"]
+    body = fake.sent("chat/completions")[0].json
+    assert "response_format" not in body and "tools" not in body
+    assert '"title": "PlannerReply"' in body["messages"][-1]["content"][0]["text"]
+
+
+@needs_openai
+def test_the_cost_comes_from_the_raw_reply_and_the_prices(monkeypatch, tmp_path):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    prices = {"price_input_per_mtok": 2.0, "price_output_per_mtok": 8.0}
+    with FakeOpenAI() as fake:
+        fake.script("chat/completions", chat_reply(json.dumps(GOOD), prompt_tokens=1000, completion_tokens=500))
+        result = generate(
+            PROMPT,
+            out=tmp_path / "r",
+            planner="langchain:openai:gpt-4.1-mini",
+            settings={"planner": {"base_url": fake.url, **prices}},
+        )
+    used = result.trajectory[0].usage
+    assert used is not None and (used.prompt_tokens, used.completion_tokens) == (1000, 500)
+    assert used.cost_usd == pytest.approx((1000 * 2.0 + 500 * 8.0) / 1e6)
+
+
+def _servers():
+    return (
+        ollama_server.FakeOllama(fallback=ollama_server.any_prompt_replies()),
+        anthropic_server.FakeAnthropic(fallback=anthropic_server.any_prompt_replies()),
+    )
+
+
+def _check_structured_paths(ollama, anthropic, out: Path) -> None:
+    (plan,) = ollama.sent("api/chat")
+    assert plan.json["format"]["title"] == "PlannerReply"
+    critiques = anthropic.sent("v1/messages")
+    assert critiques and all(r.json["tool_choice"] == {"type": "tool", "name": "CriticReply"} for r in critiques)
+    assert all(any(b["type"] == "image" for b in r.json["messages"][0]["content"]) for r in critiques)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert files and not [p for p in files if KEY.encode() in p.read_bytes()]
+
+
+@needs_ollama_and_anthropic
+def test_the_issue_command_runs_with_endpoints_from_the_environment(tmp_path):
+    ollama, anthropic = _servers()
+    with ollama, anthropic:
+        env = {
+            **os.environ,
+            "OLLAMA_HOST": ollama.url,
+            "ANTHROPIC_BASE_URL": anthropic.url,
+            "ANTHROPIC_API_KEY": KEY,
+        }
+        out = tmp_path / "run"
+        command = [
+            sys.executable,
+            "-m",
+            "strokegraph",
+            "generate",
+            "two red apples to the left of a blue cup",
+            "--planner",
+            "langchain:ollama:qwen2.5",
+            "--critic",
+            "langchain:anthropic:claude-sonnet-4-5",
+            "--out",
+            str(out),
+        ]
+        done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "passed" in done.stdout
+    _check_structured_paths(ollama, anthropic, out)
+    recorded = json.loads((out / "run.json").read_text())
+    assert recorded["backends"]["planner"] == "langchain:ollama:qwen2.5"
+
+
+@needs_ollama_and_anthropic
+def test_the_issue_command_runs_with_endpoints_from_a_config_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    ollama, anthropic = _servers()
+    with ollama, anthropic:
+        config = tmp_path / "hosted.toml"
+        config.write_text(
+            f'[planner]\nid = "langchain:ollama:qwen2.5"\nbase_url = "{ollama.url}"\ntemperature = 0.0\n\n'
+            f'[critic]\nid = "langchain:anthropic:claude-sonnet-4-5"\nbase_url = "{anthropic.url}"\nmax_tokens = 2048\n'
+        )
+        out = tmp_path / "run"
+        prompt = "two red apples to the left of a blue cup"
+        code = main(["generate", prompt, "--config", str(config), "--out", str(out)])
+    assert code == 0
+    _check_structured_paths(ollama, anthropic, out)
+    assert anthropic.sent("v1/messages")[0].json["max_tokens"] == 2048
+    assert ollama.sent("api/chat")[0].json["options"]["temperature"] == 0.0

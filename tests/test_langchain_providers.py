@@ -1,0 +1,234 @@
+"""langchain:<provider>:<model> ids with each provider's real LangChain class against a loopback
+server speaking its protocol: ChatOpenAI (OpenAI chat completions), ChatOllama (Ollama's /api/chat)
+and ChatAnthropic (the Messages API). Each test checks that the provider's structured path was used
+(a JSON schema in the request, Ollama's ``format``, a forced tool call), that the critic's request
+carried the image, that a failure is retried and an invalid reply re-asked once, and that the key
+never reaches the run directory."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("langchain", reason="needs the langchain extra (pip install 'strokegraph[langchain]')")
+
+from conftest import GOOD, PROMPT  # noqa: E402
+
+from strokegraph import registry  # noqa: E402
+from strokegraph.agents.chat import PlannerReply  # noqa: E402
+from strokegraph.app.runner import generate  # noqa: E402
+from strokegraph.errors import RunError  # noqa: E402
+from strokegraph.testing import anthropic_server, ollama_server, openai_server  # noqa: E402
+from strokegraph.testing.openai_server import Reply, Request  # noqa: E402
+
+KEY = "sk-test-4f1c9e-never-stored"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One provider: its id, its server, how it answers, and how its structured path shows in a request."""
+
+    id: str
+    module: str
+    package: str
+    key_env: str
+    server: Callable[..., Any]
+    endpoint: str
+    planner_reply: Callable[[dict], Reply]
+    critic_reply: Callable[[dict], Reply]
+    error: Callable[[int], Reply]
+    structured: Callable[[dict], Any]
+    """What in a planner request shows the structured path (the schema's or tool's name)."""
+    image: Callable[[dict], bool]
+    """Whether a request carries a PNG image."""
+    prompt_tokens: int
+    base_url: Callable[[Any], str] = lambda fake: fake.url
+
+
+def _openai_image(body: dict) -> bool:
+    parts = [p for m in body["messages"] if isinstance(m["content"], list) for p in m["content"]]
+    return any(
+        p.get("type") == "image_url" and p["image_url"]["url"].startswith("data:image/png;base64,") for p in parts
+    )
+
+
+def _anthropic_image(body: dict) -> bool:
+    parts = [p for m in body["messages"] if isinstance(m["content"], list) for p in m["content"]]
+    return any(p.get("type") == "image" and p["source"]["media_type"] == "image/png" for p in parts)
+
+
+CASES = [
+    Case(
+        "langchain:openai:gpt-4.1-mini",
+        "langchain_openai",
+        "langchain-openai",
+        "OPENAI_API_KEY",
+        openai_server.FakeOpenAI,
+        "chat/completions",
+        lambda reply: openai_server.chat_reply(json.dumps(reply)),
+        lambda reply: openai_server.chat_reply(json.dumps(reply)),
+        openai_server.error_reply,
+        lambda body: (body["response_format"]["type"], body["response_format"]["json_schema"]["name"]),
+        _openai_image,
+        11,
+    ),
+    Case(
+        "langchain:ollama:qwen2.5vl:7b",
+        "langchain_ollama",
+        "langchain-ollama",
+        "OLLAMA_API_KEY",
+        ollama_server.FakeOllama,
+        "api/chat",
+        lambda reply: ollama_server.chat_reply(json.dumps(reply)),
+        lambda reply: ollama_server.chat_reply(json.dumps(reply)),
+        ollama_server.error_reply,
+        lambda body: ("format", body["format"]["title"]),
+        lambda body: any(m.get("images") for m in body["messages"]),
+        13,
+    ),
+    Case(
+        "langchain:anthropic:claude-sonnet-4-5",
+        "langchain_anthropic",
+        "langchain-anthropic",
+        "ANTHROPIC_API_KEY",
+        anthropic_server.FakeAnthropic,
+        "v1/messages",
+        lambda reply: anthropic_server.tool_reply("PlannerReply", reply),
+        lambda reply: anthropic_server.tool_reply("CriticReply", reply),
+        anthropic_server.error_reply,
+        lambda body: (body["tool_choice"]["type"], body["tool_choice"]["name"]),
+        _anthropic_image,
+        17,
+    ),
+]
+EXPECTED = {"openai": ("json_schema", "PlannerReply"), "ollama": ("format", "PlannerReply")}
+EXPECTED["anthropic"] = ("tool", "PlannerReply")
+
+
+def _param(case: Case) -> Any:
+    missing = importlib.util.find_spec(case.module) is None
+    why = f"needs {case.package} (pip install 'strokegraph[{case.package}]')"
+    return pytest.param(case, id=case.id.split(":")[1], marks=pytest.mark.skipif(missing, reason=why))
+
+
+PARAMS = [_param(case) for case in CASES]
+
+
+@pytest.fixture(autouse=True)
+def only_loopback(monkeypatch):
+    """No endpoint or key of the machine leaks into a test; each test sets what it needs."""
+    for name in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "OPENAI_API_BASE",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "ANTHROPIC_API_URL",
+        "OLLAMA_HOST",
+        "OLLAMA_API_KEY",
+        "LANGSMITH_TRACING",
+        "LANGCHAIN_TRACING_V2",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _fallback(case: Case) -> dict[str, Callable[[Request], Reply]]:
+    """After the scripted replies: the critic finds nothing wrong."""
+    return {case.endpoint: lambda request: case.critic_reply({"violations": [], "detections": []})}
+
+
+def _run(case: Case, fake: Any, out: Path) -> Any:
+    settings = {"base_url": case.base_url(fake), "max_retries": 2}
+    return generate(
+        PROMPT,
+        out=out,
+        planner=case.id,
+        critic=case.id,
+        settings={"planner": settings, "critic": settings},
+    )
+
+
+@pytest.mark.parametrize("case", PARAMS)
+def test_a_run_uses_the_providers_structured_output_and_sends_the_image(case, tmp_path, monkeypatch):
+    monkeypatch.setenv(case.key_env, KEY)
+    with case.server(fallback=_fallback(case)) as fake:
+        fake.script(case.endpoint, case.planner_reply(GOOD))
+        result = _run(case, fake, tmp_path / "r")
+    assert [e.noun for e in result.scene.entities] == ["cat", "kite"]
+    planner_request, *critic_requests = fake.sent(case.endpoint)
+    assert case.structured(planner_request.json) == EXPECTED[case.id.split(":")[1]]
+    assert critic_requests and all(case.image(r.json) for r in critic_requests)
+    assert not case.image(planner_request.json)
+    plan = result.trajectory[0]
+    assert plan.stage == "plan" and plan.backend == case.id
+    assert plan.usage is not None and plan.usage.prompt_tokens == case.prompt_tokens
+
+
+@pytest.mark.parametrize("case", PARAMS)
+def test_a_server_error_is_retried(case, tmp_path, monkeypatch):
+    monkeypatch.setenv(case.key_env, KEY)
+    with case.server(fallback=_fallback(case)) as fake:
+        fake.script(case.endpoint, case.error(500), case.planner_reply(GOOD))
+        result = _run(case, fake, tmp_path / "r")
+    assert result.scene.entities
+    first, second = fake.sent(case.endpoint)[:2]
+    assert first.raw == second.raw  # the same request, sent again
+
+
+@pytest.mark.parametrize("case", PARAMS)
+def test_a_failure_past_the_retries_is_one_line_naming_the_backend(case, tmp_path, monkeypatch):
+    monkeypatch.setenv(case.key_env, KEY)
+    with case.server() as fake:
+        fake.script(case.endpoint, case.error(400, f"bad request, key {KEY}"))
+        chat = registry.build("planner", case.id, base_url=case.base_url(fake), max_retries=0).model
+        with pytest.raises(RunError) as caught:
+            chat.complete([{"role": "user", "content": [{"type": "text", "text": "hi"}]}], schema=PlannerReply)
+    message = str(caught.value)
+    assert message.startswith(f"{case.id}: 400") and "\n" not in message
+    assert KEY not in message and not caught.value.transient
+
+
+@pytest.mark.parametrize("case", PARAMS)
+def test_an_invalid_reply_is_re_asked_once(case, tmp_path, monkeypatch):
+    monkeypatch.setenv(case.key_env, KEY)
+    invalid = {"scene": {"entities": [], "relations": [], "constraints": []}}  # no plan
+    with case.server(fallback=_fallback(case)) as fake:
+        fake.script(case.endpoint, case.planner_reply(invalid), case.planner_reply(GOOD))
+        result = _run(case, fake, tmp_path / "r")
+    assert [e.noun for e in result.scene.entities] == ["cat", "kite"]
+    re_ask = fake.sent(case.endpoint)[1]
+    assert "That answer was not valid" in re_ask.raw.decode()
+    assert case.structured(re_ask.json) == EXPECTED[case.id.split(":")[1]]
+
+
+@pytest.mark.parametrize("case", PARAMS)
+def test_the_key_is_sent_but_never_reaches_the_run_directory(case, tmp_path, monkeypatch):
+    monkeypatch.setenv(case.key_env, KEY)
+    with case.server(fallback=_fallback(case)) as fake:
+        fake.script(case.endpoint, case.planner_reply(GOOD))
+        _run(case, fake, tmp_path / "r")
+    assert any(KEY in value for value in fake.sent(case.endpoint)[0].headers.values())
+    files = [p for p in (tmp_path / "r").rglob("*") if p.is_file()]
+    assert files and not [p for p in files if KEY.encode() in p.read_bytes()]
+    recorded = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert recorded["backends"]["planner"] == case.id
+
+
+@pytest.mark.parametrize("case", PARAMS)
+def test_acomplete_asks_the_same_way_on_the_event_loop(case, monkeypatch):
+    monkeypatch.setenv(case.key_env, KEY)
+    with case.server() as fake:
+        fake.script(case.endpoint, case.planner_reply(GOOD))
+        chat = registry.build("planner", case.id, base_url=case.base_url(fake)).model
+        text = asyncio.run(
+            chat.acomplete([{"role": "user", "content": [{"type": "text", "text": "plan"}]}], schema=PlannerReply)
+        )
+    assert PlannerReply.model_validate_json(text).plan.steps[0].entity_ids == ["e1"]
+    assert case.structured(fake.sent(case.endpoint)[0].json) == EXPECTED[case.id.split(":")[1]]
