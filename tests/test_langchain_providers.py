@@ -49,7 +49,8 @@ class Case:
     image: Callable[[dict], bool]
     """Whether a request carries a PNG image."""
     prompt_tokens: int
-    base_url: Callable[[Any], str] = lambda fake: fake.url
+    any_prompt: Callable[[], dict[str, Any]]
+    """Fallback replies that answer any planner and critic request."""
 
 
 def _openai_image(body: dict) -> bool:
@@ -78,6 +79,7 @@ CASES = [
         lambda body: (body["response_format"]["type"], body["response_format"]["json_schema"]["name"]),
         _openai_image,
         11,
+        openai_server.any_prompt_replies,
     ),
     Case(
         "langchain:ollama:qwen2.5vl:7b",
@@ -92,6 +94,7 @@ CASES = [
         lambda body: ("format", body["format"]["title"]),
         lambda body: any(m.get("images") for m in body["messages"]),
         13,
+        ollama_server.any_prompt_replies,
     ),
     Case(
         "langchain:anthropic:claude-sonnet-4-5",
@@ -106,6 +109,7 @@ CASES = [
         lambda body: (body["tool_choice"]["type"], body["tool_choice"]["name"]),
         _anthropic_image,
         17,
+        anthropic_server.any_prompt_replies,
     ),
 ]
 EXPECTED = {"openai": ("json_schema", "PlannerReply"), "ollama": ("format", "PlannerReply")}
@@ -145,7 +149,7 @@ def _fallback(case: Case) -> dict[str, Callable[[Request], Reply]]:
 
 
 def _run(case: Case, fake: Any, out: Path) -> Any:
-    settings = {"base_url": case.base_url(fake), "max_retries": 2}
+    settings = {"base_url": fake.url, "max_retries": 2}
     return generate(
         PROMPT,
         out=out,
@@ -187,7 +191,7 @@ def test_a_failure_past_the_retries_is_one_line_naming_the_backend(case, tmp_pat
     monkeypatch.setenv(case.key_env, KEY)
     with case.server() as fake:
         fake.script(case.endpoint, case.error(400, f"bad request, key {KEY}"))
-        chat = registry.build("planner", case.id, base_url=case.base_url(fake), max_retries=0).model
+        chat = registry.build("planner", case.id, base_url=fake.url, max_retries=0).model
         with pytest.raises(RunError) as caught:
             chat.complete([{"role": "user", "content": [{"type": "text", "text": "hi"}]}], schema=PlannerReply)
     message = str(caught.value)
@@ -226,9 +230,31 @@ def test_acomplete_asks_the_same_way_on_the_event_loop(case, monkeypatch):
     monkeypatch.setenv(case.key_env, KEY)
     with case.server() as fake:
         fake.script(case.endpoint, case.planner_reply(GOOD))
-        chat = registry.build("planner", case.id, base_url=case.base_url(fake)).model
+        chat = registry.build("planner", case.id, base_url=fake.url).model
         text = asyncio.run(
             chat.acomplete([{"role": "user", "content": [{"type": "text", "text": "plan"}]}], schema=PlannerReply)
         )
     assert PlannerReply.model_validate_json(text).plan.steps[0].entity_ids == ["e1"]
     assert case.structured(fake.sent(case.endpoint)[0].json) == EXPECTED[case.id.split(":")[1]]
+
+
+def _conformance_cases() -> list[Any]:
+    from strokegraph.testing import conformance
+
+    return [
+        pytest.param(case, role, check, id=f"{case.id.split(':')[1]}-{role}-{check}", marks=param.marks)
+        for param in PARAMS
+        for case in param.values
+        for role in ("planner", "critic")
+        for check in conformance.checks(role)
+    ]
+
+
+@pytest.mark.parametrize(("case", "role", "check"), _conformance_cases())
+def test_the_langchain_backends_conform_against_loopback_servers(case, role, check, monkeypatch):
+    from strokegraph.testing import conformance
+
+    monkeypatch.setenv(case.key_env, KEY)
+    with case.server(fallback=case.any_prompt()) as fake:
+        backend = registry.build(role, case.id, base_url=fake.url, max_retries=0)
+        conformance.run_check(role, check, backend)

@@ -20,7 +20,6 @@ Nothing here imports LangChain until a backend is built.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import difflib
 import io
@@ -118,8 +117,6 @@ class LangChainChat:
         runnable, sent = self._request(messages, schema)
         try:
             out = await runnable.ainvoke(sent)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # noqa: BLE001 - as in complete
             raise self._error(exc) from None
         return self._reply(out, schema)
