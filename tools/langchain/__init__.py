@@ -110,7 +110,7 @@ class LangChainChat:
             out = runnable.invoke(sent)
         except Exception as exc:  # noqa: BLE001 - each provider raises its own errors; one line names it
             raise self._error(exc) from None
-        return self._reply(out, schema)
+        return self._reply(out)
 
     async def acomplete(self, messages: list[dict[str, Any]], *, schema: type[BaseModel] | None = None) -> str:
         """:meth:`complete` on ``ainvoke``, for callers that run on an event loop."""
@@ -119,7 +119,7 @@ class LangChainChat:
             out = await runnable.ainvoke(sent)
         except Exception as exc:  # noqa: BLE001 - as in complete
             raise self._error(exc) from None
-        return self._reply(out, schema)
+        return self._reply(out)
 
     def _request(self, messages: list[dict[str, Any]], schema: type[BaseModel] | None) -> tuple[Any, list[Any]]:
         sent = _messages(messages)
@@ -144,15 +144,14 @@ class LangChainChat:
             self._runnables[key] = runnable
         return runnable, sent
 
-    def _reply(self, out: Any, schema: type[BaseModel] | None) -> str:
+    def _reply(self, out: Any) -> str:
         """The reply as text: the parsed object's JSON, or what the model said when it did not parse
-        (so that :func:`~strokegraph.agents.chat.ask_json` re-asks with the error)."""
+        (so that :func:`~strokegraph.agents.chat.ask_json` checks it against the schema and re-asks
+        with the error)."""
         raw = out["raw"] if isinstance(out, dict) else out
         self._record(raw)
         if isinstance(out, dict):
             parsed = out.get("parsed")
-            if isinstance(parsed, BaseModel):
-                return parsed.model_dump_json()
             if parsed is not None:
                 return json.dumps(parsed)
             calls = getattr(raw, "tool_calls", None)
