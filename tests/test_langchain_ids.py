@@ -213,3 +213,26 @@ def test_the_issue_command_runs_with_endpoints_from_a_config_file(tmp_path, monk
     _check_structured_paths(ollama, anthropic, out)
     assert anthropic.sent("v1/messages")[0].json["max_tokens"] == 2048
     assert ollama.sent("api/chat")[0].json["options"]["temperature"] == 0.0
+
+
+@needs_ollama_and_anthropic
+def test_resume_never_takes_the_endpoint_from_run_json(tmp_path, monkeypatch):
+    """The critic's base_url of the first run is recorded, but a resume that names the critic again
+    without one goes where the environment says, never to the recorded server."""
+    from strokegraph.app.runner import resume
+    from strokegraph.errors import RunError
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    critic = "langchain:anthropic:claude-sonnet-4-5"
+    recorded, elsewhere = (anthropic_server.FakeAnthropic(fallback=anthropic_server.any_prompt_replies()) for _ in "ab")
+    with recorded, elsewhere:
+        recorded.script("v1/messages", anthropic_server.error_reply(400, "scripted failure", "invalid_request_error"))
+        with pytest.raises(RunError, match="langchain:anthropic:claude-sonnet-4-5: 400"):
+            generate(PROMPT, out=tmp_path / "r", critic=critic, settings={"critic": {"base_url": recorded.url}})
+        run = json.loads((tmp_path / "r" / "run.json").read_text())
+        assert run["settings"]["critic"] == {"base_url": recorded.url}
+        assert KEY not in (tmp_path / "r" / "run.json").read_text()
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", elsewhere.url)
+        result = resume(tmp_path / "r", critic=critic)
+    assert result.final_image.is_file()
+    assert len(recorded.requests) == 1 and elsewhere.requests
