@@ -39,7 +39,6 @@ __all__ = [
     "ChatModel",
     "CriticReply",
     "PlannerReply",
-    "aask_json",
     "ask",
     "ask_json",
     "image_part",
@@ -233,25 +232,13 @@ def ask_json(
     return drive(ask(model, messages, reply, node=node, check=check, asynchronous=False))
 
 
-async def aask_json(
-    model: ChatModel,
-    messages: list[Message],
-    reply: type[M],
-    *,
-    node: str,
-    check=None,
-) -> tuple[M, Any]:
-    """:func:`ask_json`, awaiting the model's ``acomplete`` (see :class:`AsyncChatModel`) when it has one,
-    else running its ``complete`` in a worker thread."""
-    return await ask(model, messages, reply, node=node, check=check, asynchronous=True)
-
-
 async def ask(
     model: ChatModel, messages: list[Message], reply: type[M], *, node: str, check=None, asynchronous: bool
 ) -> tuple[M, Any]:
-    """The one body of :func:`ask_json` (``asynchronous=False``, driven without a loop) and :func:`aask_json`.
-
-    Roles that are written once for both (``ChatPlanner._plan``) await it with their own flag.
+    """:func:`ask_json` as a coroutine. With ``asynchronous``, it awaits the model's ``acomplete``
+    (see :class:`AsyncChatModel`) when it has one, else runs its ``complete`` in a worker thread;
+    without, it calls ``complete`` and never suspends, which is how :func:`ask_json` drives it.
+    Roles written once for both (``ChatPlanner._plan``) await it with their own flag.
     """
     messages = list(messages)
     error = ""

@@ -21,10 +21,11 @@ from strokegraph._drive import drive
 from strokegraph.agents.chat import PlannerReply
 from strokegraph.agents.drafter import DraftRequest
 from strokegraph.agents.planner import ChatPlanner
+from strokegraph.agents.refiner import RefineRequest
 from strokegraph.app.runner import resume
 from strokegraph.errors import RunError
 from strokegraph.grammar import RulesPlanner
-from strokegraph.schema import Entity, Plan, PlanStep, SceneGraph
+from strokegraph.schema import Critique, Entity, Plan, PlanStep, SceneGraph, Violation
 from strokegraph.testing.openai_server import (
     FakeOpenAI,
     Reply,
@@ -33,6 +34,7 @@ from strokegraph.testing.openai_server import (
     chat_reply,
     error_reply,
     huge_reply,
+    image_reply,
 )
 from strokegraph.tools import openai_api
 
@@ -238,6 +240,35 @@ def test_adraft_draws_what_draft_draws(server):
     assert asynchronous.image.tobytes() == sync.image.tobytes()
     first, second = server.sent("images/generations")
     assert first.json == second.json
+
+
+def test_arefine_inpaints_what_refine_inpaints(server):
+    blue = image_reply(Image.new("RGB", (64, 64), (0, 0, 255)))
+    server.script("images/edits", blue, blue)
+    refiner = openai_api.refiner(IMAGE, base_url=server.url, api_key=SECRET, grow=0.0, feather=4)
+    violation = Violation(
+        kind="attribute",
+        entity_ids=("e0",),
+        relation=None,
+        expected="red",
+        observed="green",
+        box=(0.25, 0.25, 0.75, 0.75),
+        message="the apple is green, not red",
+    )
+    request = RefineRequest(
+        scene=SCENE,
+        plan=PLAN,
+        step=0,
+        round=1,
+        image=Image.new("RGB", (64, 64), "white"),
+        critique=Critique(violations=(violation,)),
+        seed=0,
+    )
+    sync, asynchronous = refiner.refine(request), asyncio.run(refiner.arefine(request))
+    assert asynchronous.refinement == sync.refinement and sync.refinement.operation == "inpaint"
+    assert asynchronous.image.tobytes() == sync.image.tobytes()
+    first, second = server.sent("images/edits")
+    assert first.fields == second.fields and first.files["mask"].data == second.files["mask"].data
 
 
 def test_backends_that_share_a_client_share_its_async_twin_per_event_loop(server):

@@ -38,6 +38,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, TypeVar
 
 import httpcore2
@@ -509,6 +510,13 @@ class _AsyncBody(httpx2.AsyncByteStream):
             await self.inner.aclose()
 
 
+@cache
+def _ssl_context() -> Any:
+    """httpx2's default TLS context (the OS trust store), made once: it costs ~0.1 s of CPU, and each
+    event loop gets async clients of its own. A context holds no connection, and is thread-safe."""
+    return httpx2.create_ssl_context()
+
+
 class _Pools:
     """httpx2's choice of connection pool, on pools whose network backend is ours: direct, or through
     the proxy the environment names for the URL's scheme.
@@ -520,7 +528,7 @@ class _Pools:
 
     def __init__(self, limits: httpx2.Limits, backend: Any, pool: type, proxy: type) -> None:
         options: dict[str, Any] = {
-            "ssl_context": httpx2.create_ssl_context(),
+            "ssl_context": _ssl_context(),
             "max_connections": limits.max_connections,
             "max_keepalive_connections": limits.max_keepalive_connections,
             "keepalive_expiry": limits.keepalive_expiry,
