@@ -38,6 +38,7 @@ import os
 import re
 import secrets
 import sys
+import threading
 import urllib.parse
 import weakref
 from collections.abc import Callable
@@ -229,9 +230,10 @@ async def _request(
 
 
 # The AsyncOpenAI twins of the sync clients, per event loop and reply cap; both go with their loop
-# or client. Only the loop's own thread reads or fills its entry.
+# or client. Loops in other threads may look up theirs at the same time, hence the lock.
 _TWINS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.WeakKeyDictionary[OpenAI, dict[int, AsyncOpenAI]]]
 _TWINS = weakref.WeakKeyDictionary()
+_TWINS_LOCK = threading.Lock()
 
 
 def _twin(client: OpenAI, max_reply_bytes: int) -> AsyncOpenAI:
@@ -245,19 +247,20 @@ def _twin(client: OpenAI, max_reply_bytes: int) -> AsyncOpenAI:
 
     from strokegraph.tools._openai_transport import BoundedAsyncClient
 
-    per_client = _TWINS.setdefault(asyncio.get_running_loop(), weakref.WeakKeyDictionary())
-    twins = per_client.setdefault(client, {})
-    twin = twins.get(max_reply_bytes)
-    if twin is None:
-        timeout = client.timeout
-        assert isinstance(timeout, int | float), "backends get their clients from _client, in seconds"
-        twin = twins[max_reply_bytes] = AsyncOpenAI(
-            api_key=client.api_key,
-            base_url=client.base_url,
-            timeout=timeout,
-            max_retries=client.max_retries,
-            http_client=BoundedAsyncClient(timeout=timeout, max_reply_bytes=max_reply_bytes),
-        )
+    loop = asyncio.get_running_loop()
+    with _TWINS_LOCK:
+        twins = _TWINS.setdefault(loop, weakref.WeakKeyDictionary()).setdefault(client, {})
+        twin = twins.get(max_reply_bytes)
+        if twin is None:
+            timeout = client.timeout
+            assert isinstance(timeout, int | float), "backends get their clients from _client, in seconds"
+            twin = twins[max_reply_bytes] = AsyncOpenAI(
+                api_key=client.api_key,
+                base_url=client.base_url,
+                timeout=timeout,
+                max_retries=client.max_retries,
+                http_client=BoundedAsyncClient(timeout=timeout, max_reply_bytes=max_reply_bytes),
+            )
     return twin
 
 
