@@ -168,6 +168,27 @@ def test_cancelling_agenerate_abandons_the_request_in_flight_and_the_run_resumes
     assert len(server.sent("images/generations")) == 1
 
 
+def test_an_awaited_backend_failure_names_its_node_and_step_and_keeps_the_run(tmp_path):
+    out = tmp_path / "run"
+    with FakeOpenAI(fallback=any_prompt_replies()) as server:
+        server.script("images/generations", error_reply(400, "no drawing today"))
+        with pytest.raises(RunError, match=r": 400 bad request: no drawing today \(node 'drafter', step 0\)"):
+            asyncio.run(agenerate(PROMPT, out=out, settings=_settings(server), **IDS))
+    doc = json.loads((out / "trajectory.json").read_text())
+    assert doc["error"].startswith("RunError") and [e["stage"] for e in doc["events"]] == ["plan"]
+
+
+def test_the_graph_tries_an_awaited_node_again_after_a_transient_failure(tmp_path):
+    # The client makes no retries of its own here (max_retries=0): the 503 reaches the graph, whose
+    # retry policy runs the coroutine node again.
+    with FakeOpenAI(fallback=any_prompt_replies()) as server:
+        server.script("chat/completions", error_reply(503))
+        result = asyncio.run(agenerate(PROMPT, out=tmp_path / "run", settings=_settings(server), **IDS))
+    assert result.passed
+    # The failed planner request, the planner's again, then the critic's.
+    assert [_is_planner(r) for r in server.sent("chat/completions")] == [True, True, False]
+
+
 # ---------------------------------------------------------------------------------------------
 # The async OpenAI calls keep the limits of the sync ones
 # ---------------------------------------------------------------------------------------------
