@@ -14,6 +14,7 @@ The nodes are public so custom graphs can reuse them next to nodes of their own.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any, Literal, NotRequired, TypedDict
 
 from langgraph.runtime import Runtime
@@ -92,12 +93,26 @@ async def _run(node: str, step: int, backend: Any, method: str, request: Any, wr
     return result, collected.total()
 
 
-def planner(state: RunState, runtime: Runtime[RunContext]) -> dict:
-    return drive(_planner(state, runtime, asynchronous=False))
+NodeBody = Callable[..., Coroutine[Any, Any, dict]]
 
 
-async def aplanner(state: RunState, runtime: Runtime[RunContext]) -> dict:
-    return await _planner(state, runtime, asynchronous=True)
+def _nodes(body: NodeBody) -> tuple[Callable[[RunState, Runtime[RunContext]], dict], NodeBody]:
+    """The sync node and the coroutine node of one role, both running ``body``.
+
+    ``body(state, runtime, asynchronous=...)`` is the node's one implementation; the sync node
+    drives it without an event loop, the coroutine node awaits it.
+    """
+
+    def node(state: RunState, runtime: Runtime[RunContext]) -> dict:
+        return drive(body(state, runtime, asynchronous=False))
+
+    async def anode(state: RunState, runtime: Runtime[RunContext]) -> dict:
+        return await body(state, runtime, asynchronous=True)
+
+    name = body.__name__.lstrip("_")
+    node.__name__ = node.__qualname__ = name
+    anode.__name__ = anode.__qualname__ = f"a{name}"
+    return node, anode
 
 
 async def _planner(state: RunState, runtime: Runtime[RunContext], *, asynchronous: bool) -> dict:
@@ -114,12 +129,7 @@ async def _planner(state: RunState, runtime: Runtime[RunContext], *, asynchronou
     return {"scene": scene, "plan": plan, "trajectory": [event]}
 
 
-def drafter(state: RunState, runtime: Runtime[RunContext]) -> dict:
-    return drive(_drafter(state, runtime, asynchronous=False))
-
-
-async def adrafter(state: RunState, runtime: Runtime[RunContext]) -> dict:
-    return await _drafter(state, runtime, asynchronous=True)
+planner, aplanner = _nodes(_planner)
 
 
 async def _drafter(state: RunState, runtime: Runtime[RunContext], *, asynchronous: bool) -> dict:
@@ -158,12 +168,7 @@ async def _drafter(state: RunState, runtime: Runtime[RunContext], *, asynchronou
     }
 
 
-def critic(state: RunState, runtime: Runtime[RunContext]) -> dict:
-    return drive(_critic(state, runtime, asynchronous=False))
-
-
-async def acritic(state: RunState, runtime: Runtime[RunContext]) -> dict:
-    return await _critic(state, runtime, asynchronous=True)
+drafter, adrafter = _nodes(_drafter)
 
 
 async def _critic(state: RunState, runtime: Runtime[RunContext], *, asynchronous: bool) -> dict:
@@ -217,12 +222,7 @@ async def _critic(state: RunState, runtime: Runtime[RunContext], *, asynchronous
     return {"critique": critique, "trajectory": [event]}
 
 
-def refiner(state: RunState, runtime: Runtime[RunContext]) -> dict:
-    return drive(_refiner(state, runtime, asynchronous=False))
-
-
-async def arefiner(state: RunState, runtime: Runtime[RunContext]) -> dict:
-    return await _refiner(state, runtime, asynchronous=True)
+critic, acritic = _nodes(_critic)
 
 
 async def _refiner(state: RunState, runtime: Runtime[RunContext], *, asynchronous: bool) -> dict:
@@ -266,6 +266,9 @@ async def _refiner(state: RunState, runtime: Runtime[RunContext], *, asynchronou
         "sampling_steps": state.sampling_steps + result.sampling_steps,
         "trajectory": [event],
     }
+
+
+refiner, arefiner = _nodes(_refiner)
 
 
 # ---------------------------------------------------------------------------------------------
