@@ -369,6 +369,15 @@ def test_agenerate_awaits_a_chat_models_acomplete(tmp_path):
     assert result.passed and len(model.asked) == 1
 
 
+def test_the_coroutine_loop_is_compiled_once_beside_the_sync_one():
+    from strokegraph.graph import engine, nodes
+
+    assert engine.compiled(asynchronous=True) is engine.compiled(asynchronous=True)
+    assert engine.compiled(asynchronous=True) is not engine.compiled()
+    assert asyncio.iscoroutinefunction(nodes.aplanner) and not asyncio.iscoroutinefunction(nodes.planner)
+    assert (nodes.planner.__name__, nodes.arefiner.__name__) == ("planner", "arefiner")
+
+
 def test_drive_refuses_a_coroutine_that_waits_on_the_event_loop():
     class Suspends:
         def __await__(self):
