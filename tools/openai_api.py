@@ -42,7 +42,7 @@ import threading
 import urllib.parse
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel
 
@@ -82,8 +82,6 @@ __all__ = [
     "redact_url",
     "refiner",
 ]
-
-T = TypeVar("T")
 
 Detail = Literal["auto", "low", "high", "original"]
 Quality = Literal["low", "medium", "high", "xhigh", "max", "auto"]
@@ -172,8 +170,8 @@ async def _request(
     *,
     node: str | None,
     step: int | None = None,
-    asynchronous: bool = False,
-    max_reply_bytes: int = 0,
+    asynchronous: bool,
+    max_reply_bytes: int,
 ) -> Any:
     """``send(client)``, retried within ``deadline``; what fails becomes a one-line :class:`RunError`.
 
