@@ -18,7 +18,8 @@ from PIL import Image
 
 from strokegraph import agenerate, registry
 from strokegraph._drive import drive
-from strokegraph.agents.chat import PlannerReply
+from strokegraph.agents.chat import CriticReply, PlannerReply
+from strokegraph.agents.critic import ChatCritic
 from strokegraph.agents.drafter import DraftRequest
 from strokegraph.agents.planner import ChatPlanner
 from strokegraph.agents.refiner import RefineRequest
@@ -316,15 +317,16 @@ def test_backends_that_share_a_client_share_its_async_twin_per_event_loop(server
 class AsyncModel:
     """A chat model with ``acomplete``: its replies in order; ``complete`` must not be called."""
 
-    def __init__(self, replies: list[str]) -> None:
+    def __init__(self, replies: list[str], schema: type = PlannerReply) -> None:
         self.replies = list(replies)
+        self.schema = schema
         self.asked: list[list[dict]] = []
 
     def complete(self, messages, *, schema=None) -> str:
         raise AssertionError("the async path called complete")
 
     async def acomplete(self, messages, *, schema=None) -> str:
-        assert schema is PlannerReply
+        assert schema is self.schema
         await asyncio.sleep(0)  # a real await: this runs on the event loop
         self.asked.append(list(messages))
         return self.replies.pop(0)
@@ -365,8 +367,11 @@ def test_aplan_runs_complete_in_a_worker_thread_for_a_model_without_acomplete():
 
 def test_agenerate_awaits_a_chat_models_acomplete(tmp_path):
     model = AsyncModel([_planner_reply(PROMPT)])
-    result = asyncio.run(agenerate(PROMPT, out=tmp_path / "run", planner=ChatPlanner(model)))
-    assert result.passed and len(model.asked) == 1
+    judge = AsyncModel([json.dumps({"violations": [], "detections": []})], schema=CriticReply)
+    result = asyncio.run(agenerate(PROMPT, out=tmp_path / "run", planner=ChatPlanner(model), critic=ChatCritic(judge)))
+    assert result.passed and len(model.asked) == 1 and len(judge.asked) == 1
+    # The critic saw the drawn canvas as an image part.
+    assert any(part["type"] == "image" for part in judge.asked[0][0]["content"])
 
 
 def test_the_coroutine_loop_is_compiled_once_beside_the_sync_one():
