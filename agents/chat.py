@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from strokegraph._drive import drive, either
 from strokegraph.errors import RunError
 from strokegraph.schema import (
     Colour,
@@ -34,9 +35,11 @@ from strokegraph.schema import (
 )
 
 __all__ = [
+    "AsyncChatModel",
     "ChatModel",
     "CriticReply",
     "PlannerReply",
+    "ask",
     "ask_json",
     "image_part",
     "text_part",
@@ -52,6 +55,18 @@ class ChatModel(Protocol):
     match; backends that support structured output pass it on, the others may ignore it."""
 
     def complete(self, messages: list[Message], *, schema: type[BaseModel] | None = None) -> str: ...
+
+
+@runtime_checkable
+class AsyncChatModel(Protocol):
+    """What a :class:`ChatModel` may offer besides ``complete``: the same reply, awaited.
+
+    The async roles (:meth:`ChatPlanner.aplan <strokegraph.agents.planner.ChatPlanner.aplan>`,
+    ``ChatCritic.acritique``) await it when the model has it, and otherwise run ``complete`` in a
+    worker thread. Cancelling the awaiting task must end the call (an HTTP request is abandoned).
+    """
+
+    async def acomplete(self, messages: list[Message], *, schema: type[BaseModel] | None = None) -> str: ...
 
 
 def text_part(text: str) -> dict:
@@ -214,10 +229,21 @@ def ask_json(
     (unknown ids, an empty box); that counts as invalid output too. Returns the parsed reply and
     ``check``'s result. Raises :class:`RunError` naming ``node`` after the second invalid answer.
     """
+    return drive(ask(model, messages, reply, node=node, check=check, asynchronous=False))
+
+
+async def ask(
+    model: ChatModel, messages: list[Message], reply: type[M], *, node: str, check=None, asynchronous: bool
+) -> tuple[M, Any]:
+    """:func:`ask_json` as a coroutine. With ``asynchronous``, it awaits the model's ``acomplete``
+    (see :class:`AsyncChatModel`) when it has one, else runs its ``complete`` in a worker thread;
+    without, it calls ``complete`` and never suspends, which is how :func:`ask_json` drives it.
+    Roles written once for both (``ChatPlanner._plan``) await it with their own flag.
+    """
     messages = list(messages)
     error = ""
     for attempt in (1, 2):
-        text = model.complete(messages, schema=reply)
+        text = await either(model, "complete", messages, schema=reply, asynchronous=asynchronous)
         try:
             parsed = reply.model_validate(json.loads(_json_text(text)))
             return parsed, (check(parsed) if check else None)

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from strokegraph import prompts
+from strokegraph._drive import drive
 from strokegraph._text import article, noun_phrase, number_word, pluralize
-from strokegraph.agents.chat import ChatModel, CriticReply, ask_json, image_part, text_part
+from strokegraph.agents.chat import ChatModel, CriticReply, ask, image_part, text_part
 from strokegraph.errors import UsageError
 from strokegraph.geometry import failing_pairs, observed_relations
 from strokegraph.schema import (
@@ -62,7 +63,11 @@ class CritiqueRequest:
 @runtime_checkable
 class Critic(Protocol):
     """Judges an image. A critic that can judge a person's free-text requests
-    (:attr:`CritiqueRequest.requests`) also has ``judges_requests = True``."""
+    (:attr:`CritiqueRequest.requests`) also has ``judges_requests = True``.
+
+    A critic that can wait without a thread may also offer ``async def acritique(request) ->
+    Critique``, as planners may offer ``aplan`` (see :class:`~strokegraph.agents.planner.Planner`).
+    """
 
     def critique(self, request: CritiqueRequest) -> Critique: ...
 
@@ -315,6 +320,13 @@ class ChatCritic:
         self.model = model
 
     def critique(self, request: CritiqueRequest) -> Critique:
+        return drive(self._critique(request, asynchronous=False))
+
+    async def acritique(self, request: CritiqueRequest) -> Critique:
+        """:meth:`critique`, awaiting the model's ``acomplete`` when it has one (else ``complete`` in a thread)."""
+        return await self._critique(request, asynchronous=True)
+
+    async def _critique(self, request: CritiqueRequest, *, asynchronous: bool) -> Critique:
         scene = request.scene
         requests = "\n".join(f"- {v.kind}: {v.message}" for v in request.requests) or "(none)"
         text = prompts.render(
@@ -328,7 +340,12 @@ class ChatCritic:
             colours=", ".join(COLOURS),
         )
         messages = [{"role": "user", "content": [image_part(request.image), text_part(text)]}]
-        _, critique = ask_json(
-            self.model, messages, CriticReply, node="critic", check=lambda r: r.to_domain(scene, request.scope)
+        _, critique = await ask(
+            self.model,
+            messages,
+            CriticReply,
+            node="critic",
+            check=lambda r: r.to_domain(scene, request.scope),
+            asynchronous=asynchronous,
         )
         return critique

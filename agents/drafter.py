@@ -32,4 +32,7 @@ class DraftResult:
 
 @runtime_checkable
 class Drafter(Protocol):
+    """Draws one plan step. A drafter that can wait without a thread may also offer ``async def
+    adraft(request) -> DraftResult`` (see :class:`~strokegraph.agents.planner.Planner`'s ``aplan``)."""
+
     def draft(self, request: DraftRequest) -> DraftResult: ...

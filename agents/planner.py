@@ -6,7 +6,8 @@ import json
 from typing import Protocol, runtime_checkable
 
 from strokegraph import prompts
-from strokegraph.agents.chat import ChatModel, PlannerReply, ask_json, text_part
+from strokegraph._drive import drive
+from strokegraph.agents.chat import ChatModel, PlannerReply, ask, text_part
 from strokegraph.errors import UsageError
 from strokegraph.schema import COLOURS, PREDICATES, Plan, PlanStep, SceneGraph
 
@@ -18,6 +19,11 @@ class Planner(Protocol):
     """Turns a prompt into its scene graph and an incremental plan.
 
     Raises :class:`strokegraph.errors.UsageError` when the prompt names nothing that can be drawn.
+
+    A planner that can wait without a thread (on a server) may also offer
+    ``async def aplan(prompt) -> tuple[SceneGraph, Plan]``, the same answer awaited; the loop run by
+    :func:`~strokegraph.agenerate` awaits it, and runs ``plan`` in a worker thread for planners
+    without one. Cancelling the awaiting task must end the call.
     """
 
     def plan(self, prompt: str) -> tuple[SceneGraph, Plan]: ...
@@ -49,6 +55,13 @@ class ChatPlanner:
         self.preparse = preparse
 
     def plan(self, prompt: str) -> tuple[SceneGraph, Plan]:
+        return drive(self._plan(prompt, asynchronous=False))
+
+    async def aplan(self, prompt: str) -> tuple[SceneGraph, Plan]:
+        """:meth:`plan`, awaiting the model's ``acomplete`` when it has one (else ``complete`` in a thread)."""
+        return await self._plan(prompt, asynchronous=True)
+
+    async def _plan(self, prompt: str, *, asynchronous: bool) -> tuple[SceneGraph, Plan]:
         if not prompt.strip():
             raise UsageError("prompt is empty; say what to draw")
         draft = "none"
@@ -64,8 +77,13 @@ class ChatPlanner:
             "planner", prompt=prompt, colours=", ".join(COLOURS), predicates=", ".join(PREDICATES), draft=draft
         )
         messages = [{"role": "user", "content": [text_part(text)]}]
-        _, (scene, plan) = ask_json(
-            self.model, messages, PlannerReply, node="planner", check=lambda r: r.to_domain(prompt)
+        _, (scene, plan) = await ask(
+            self.model,
+            messages,
+            PlannerReply,
+            node="planner",
+            check=lambda r: r.to_domain(prompt),
+            asynchronous=asynchronous,
         )
         if not any(e.count for e in scene.entities):
             raise UsageError(f"prompt names no object to draw: {prompt!r}")

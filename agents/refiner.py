@@ -47,6 +47,9 @@ class RefineResult:
 
 @runtime_checkable
 class Refiner(Protocol):
+    """Redraws a step against its critique. A refiner that can wait without a thread may also offer
+    ``async def arefine(request) -> RefineResult`` (see :class:`~strokegraph.agents.planner.Planner`'s ``aplan``)."""
+
     def refine(self, request: RefineRequest) -> RefineResult: ...
 
 

@@ -373,14 +373,15 @@ def generate(
     return run.result()
 
 
-#: The threads :func:`agenerate` gives an event loop for its backend calls: they wait on a server or
-#: an accelerator, not on the CPUs, so this bounds how many runs can wait at once, not the work.
+#: The threads :func:`agenerate` gives an event loop for the calls of backends without async methods
+#: (and image files): they wait on a server or an accelerator, not on the CPUs, so this bounds how
+#: many runs can wait on such backends at once, not the work.
 IO_THREADS = 64
 
 
 def _size_executor(loop: asyncio.AbstractEventLoop) -> None:
     """Give ``loop`` a default executor of :data:`IO_THREADS` threads, unless it has one already."""
-    # LangGraph runs sync nodes in the loop's default executor, with no per-run choice. Python makes
+    # Sync backend calls run in the loop's default executor, with no per-run choice. Python makes
     # that one on first use with min(32, CPUs + 4) threads (6 on 2 CPUs), so 16 runs at once would wait
     # for each other's requests. An executor the application set, or one already in use, is kept.
     # asyncio has no getter for it: CPython's loop keeps it in _default_executor (a loop without
@@ -408,16 +409,21 @@ async def agenerate(
     """:func:`generate` as a coroutine, so that several prompts can run at once in one event loop.
 
     Takes the same arguments, writes the same files (the same images for the same seed) and raises
-    the same errors. The backends are synchronous: LangGraph calls them in the event loop's default
-    executor, so that executor's thread count bounds how many backend calls run at once; a loop
-    that has none yet gets one of :data:`IO_THREADS` threads (set your own before the first call to
-    choose another size).
-    ``on_progress`` is called on the event loop's thread. Cancelling the task writes the files for
-    the state reached so far and re-raises; a backend call already running cannot be stopped and
-    finishes in its thread (its image may still land in ``images/``).
+    the same errors. The nodes are coroutines: a backend with an async method (``aplan``,
+    ``adraft``, ``acritique``, ``arefine``: the ``openai:`` backends, and chat planners and critics
+    whose model has ``acomplete``, such as LangChain's) is awaited on the event loop, so runs waiting
+    on a server hold no thread. The other backends (local models, the sketch world) are called in
+    the event loop's default executor, as are image reads and writes, so that executor's thread
+    count bounds how many of those calls run at once; a loop that has none yet gets one of
+    :data:`IO_THREADS` threads (set your own before the first call to choose another size).
+    ``on_progress`` is called on the event loop's thread. Cancelling the task (Ctrl-C under
+    ``asyncio.run``) cancels an awaited backend call at once (its HTTP request is abandoned), writes
+    the files for the state reached so far and re-raises; the run can then be resumed. A sync
+    backend call already running in a thread cannot be stopped and finishes there (its image may
+    still land in ``images/``).
     """
     roles = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
-    # The nodes run in the executor's threads; each event is handed to the event loop's thread.
+    # A sync backend emits its progress in an executor thread; each event is handed to the event loop's thread.
     loop = asyncio.get_running_loop()
     _size_executor(loop)
     relay: Callable[[dict], None] | None = None
@@ -447,7 +453,7 @@ async def agenerate(
     error: BaseException | None = None
     try:
         async with engine.acheckpointer(run.checkpoints) as saver:
-            graph = engine.graph(saver)
+            graph = engine.graph(saver, asynchronous=True)
             async for mode, data in graph.astream(
                 run.state_in, run.config, context=run.context, stream_mode=_STREAM_MODE, durability=_DURABILITY
             ):

@@ -31,18 +31,21 @@ def after_review_plan(state: RunState) -> Literal["drafter", "__end__"]:
     return "__end__" if state.stopped else "drafter"  # langgraph's END, as in after_critic
 
 
-def build_graph(checkpointer=None, *, review: bool = False):
+def build_graph(checkpointer=None, *, review: bool = False, asynchronous: bool = False):
     """The compiled strokegraph loop. Run it with ``context=RunContext(...)``.
+
+    With ``asynchronous``, the role nodes are the coroutines (``nodes.aplanner`` ...) that await a
+    backend's async method, for ``ainvoke``/``astream``; without, the nodes block in their backend
+    calls, and LangGraph runs them in the event loop's default executor under ``astream``.
 
     With ``review``, a person reviews the plan (``review_plan`` after the planner) and every critique
     (``review_critique`` after the critic) through LangGraph interrupts; that needs a checkpointer.
     The review nodes call no backend, so re-running one on resume costs nothing.
     """
     builder = StateGraph(RunState, context_schema=RunContext)
-    builder.add_node("planner", nodes.planner, retry_policy=retry_policy("planner"))
-    builder.add_node("drafter", nodes.drafter, retry_policy=retry_policy("drafter"))
-    builder.add_node("critic", nodes.critic, retry_policy=retry_policy("critic"))
-    builder.add_node("refiner", nodes.refiner, retry_policy=retry_policy("refiner"))
+    for role in ("planner", "drafter", "critic", "refiner"):
+        node = getattr(nodes, f"a{role}" if asynchronous else role)
+        builder.add_node(role, node, retry_policy=retry_policy(role))
     builder.add_edge(START, "planner")
     builder.add_edge("drafter", "critic")
     if review:

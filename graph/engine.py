@@ -54,14 +54,15 @@ _SETUP_PRAGMAS = ("PRAGMA synchronous=OFF", "PRAGMA journal_mode=WAL")
 
 
 @cache
-def compiled(review: bool = False) -> Loop:
-    """The loop (:func:`~strokegraph.graph.build_graph`) without a checkpointer, compiled once per process."""
-    return build_graph(review=review)
+def compiled(review: bool = False, asynchronous: bool = False) -> Loop:
+    """The loop (:func:`~strokegraph.graph.build_graph`) without a checkpointer, compiled once per process
+    and flag pair (``asynchronous``: the coroutine nodes that async runs await)."""
+    return build_graph(review=review, asynchronous=asynchronous)
 
 
-def graph(checkpointer: BaseCheckpointSaver | None, *, review: bool = False) -> Loop:
+def graph(checkpointer: BaseCheckpointSaver | None, *, review: bool = False, asynchronous: bool = False) -> Loop:
     """The compiled loop with ``checkpointer``: a copy of :func:`compiled` that shares its nodes and channels."""
-    return compiled(review).copy({"checkpointer": checkpointer})
+    return compiled(review, asynchronous).copy({"checkpointer": checkpointer})
 
 
 _POSTGRES = re.compile(r"postgres(?:ql)?://", re.IGNORECASE)

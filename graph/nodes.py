@@ -1,12 +1,20 @@
 """The four nodes of the loop. Each reads state, calls its role's backend from the runtime context,
 writes images to the run directory and returns a partial state update plus trajectory events.
 
+Each node comes twice, with one body: ``planner`` blocks in its backend call, ``aplanner`` (and
+``adrafter``, ``acritic``, ``arefiner``) is a coroutine for async runs (:func:`~strokegraph.agenerate`)
+that awaits the backend's async method (``aplan``, ``adraft``, ``acritique``, ``arefine``) when it has
+one, and otherwise runs the sync method in a worker thread; image files are read and written in a
+worker thread too. The body is a coroutine that the sync node drives without an event loop
+(:func:`strokegraph._drive.drive`).
+
 The nodes are public so custom graphs can reuse them next to nodes of their own.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any, Literal, NotRequired, TypedDict
 
 from langgraph.runtime import Runtime
@@ -14,6 +22,7 @@ from langgraph.types import interrupt
 from pydantic import ValidationError
 
 from strokegraph import progress, usage
+from strokegraph._drive import blocking, drive, either
 from strokegraph.agents.critic import CritiqueRequest
 from strokegraph.agents.drafter import DraftRequest
 from strokegraph.agents.planner import single_pass_plan
@@ -24,6 +33,10 @@ from strokegraph.schema import Event, Plan, Violation
 
 __all__ = [
     "Progress",
+    "acritic",
+    "adrafter",
+    "aplanner",
+    "arefiner",
     "critic",
     "drafter",
     "planner",
@@ -63,14 +76,16 @@ def _emit(writer: progress.Writer | None, **event: Any) -> None:
         writer(event)
 
 
-def _run(node: str, step: int, fn, writer: progress.Writer | None):
-    """Call a backend, collect the usage it records and route the progress it emits to ``writer``.
+async def _run(node: str, step: int, backend: Any, method: str, request: Any, writer, asynchronous: bool):
+    """Call ``backend.<method>(request)`` (see :func:`~strokegraph._drive.either`), collect the usage it
+    records and route the progress it emits to ``writer``.
 
-    Anything it raises that is not ours becomes a RunError naming the node and step.
+    Anything it raises that is not ours becomes a RunError naming the node and step; a cancel
+    (``asyncio.CancelledError``, not an Exception) goes through as it is.
     """
     try:
         with usage.collect() as collected, progress.listening(writer):
-            result = fn()
+            result = await either(backend, method, request, asynchronous=asynchronous)
     except StrokegraphError:
         raise
     except Exception as exc:  # noqa: BLE001 - a backend may fail in any way; name where it did
@@ -78,11 +93,33 @@ def _run(node: str, step: int, fn, writer: progress.Writer | None):
     return result, collected.total()
 
 
-def planner(state: RunState, runtime: Runtime[RunContext]) -> dict:
+NodeBody = Callable[..., Coroutine[Any, Any, dict]]
+
+
+def _nodes(body: NodeBody) -> tuple[Callable[[RunState, Runtime[RunContext]], dict], NodeBody]:
+    """The sync node and the coroutine node of one role, both running ``body``.
+
+    ``body(state, runtime, asynchronous=...)`` is the node's one implementation; the sync node
+    drives it without an event loop, the coroutine node awaits it.
+    """
+
+    def node(state: RunState, runtime: Runtime[RunContext]) -> dict:
+        return drive(body(state, runtime, asynchronous=False))
+
+    async def anode(state: RunState, runtime: Runtime[RunContext]) -> dict:
+        return await body(state, runtime, asynchronous=True)
+
+    name = body.__name__.lstrip("_")
+    node.__name__ = node.__qualname__ = name
+    anode.__name__ = anode.__qualname__ = f"a{name}"
+    return node, anode
+
+
+async def _planner(state: RunState, runtime: Runtime[RunContext], *, asynchronous: bool) -> dict:
     ctx, writer = runtime.context, _writer(runtime)
     _emit(writer, kind="start", stage="plan", step=-1, round=0, message=state.prompt, duration_s=0.0)
     t0 = time.perf_counter()
-    (scene, plan), used = _run("planner", -1, lambda: ctx.backends.planner.plan(state.prompt), writer)
+    (scene, plan), used = await _run("planner", -1, ctx.backends.planner, "plan", state.prompt, writer, asynchronous)
     if state.single_pass:
         plan = single_pass_plan(scene)
     dt = time.perf_counter() - t0
@@ -92,17 +129,23 @@ def planner(state: RunState, runtime: Runtime[RunContext]) -> dict:
     return {"scene": scene, "plan": plan, "trajectory": [event]}
 
 
-def drafter(state: RunState, runtime: Runtime[RunContext]) -> dict:
+planner, aplanner = _nodes(_planner)
+
+
+async def _drafter(state: RunState, runtime: Runtime[RunContext], *, asynchronous: bool) -> dict:
     ctx, writer = runtime.context, _writer(runtime)
     assert state.scene is not None and state.plan is not None  # the graph runs the planner first
     step = state.step + 1
     plan_step = state.plan.steps[step]
     _emit(writer, kind="start", stage="draft", step=step, round=0, message=plan_step.instruction, duration_s=0.0)
     t0 = time.perf_counter()
-    current = ctx.images.open(state.image, ctx.run_dir) if state.image else None
+    current = (
+        await blocking(ctx.images.open, state.image, ctx.run_dir, asynchronous=asynchronous) if state.image else None
+    )
     request = DraftRequest(scene=state.scene, plan=state.plan, step=step, image=current, seed=ctx.seed)
-    result, used = _run("drafter", step, lambda: ctx.backends.drafter.draft(request), writer)
-    image = ctx.images.save(result.image, ctx.run_dir, f"step{step + 1:02d}-draft.png")
+    result, used = await _run("drafter", step, ctx.backends.drafter, "draft", request, writer, asynchronous)
+    name = f"step{step + 1:02d}-draft.png"
+    image = await blocking(ctx.images.save, result.image, ctx.run_dir, name, asynchronous=asynchronous)
     dt = time.perf_counter() - t0
     _emit(writer, kind="end", stage="draft", step=step, round=0, message=image.path, duration_s=dt)
     event = Event(
@@ -125,7 +168,10 @@ def drafter(state: RunState, runtime: Runtime[RunContext]) -> dict:
     }
 
 
-def critic(state: RunState, runtime: Runtime[RunContext]) -> dict:
+drafter, adrafter = _nodes(_drafter)
+
+
+async def _critic(state: RunState, runtime: Runtime[RunContext], *, asynchronous: bool) -> dict:
     ctx, writer = runtime.context, _writer(runtime)
     # The graph runs the planner and a drafter first.
     assert state.scene is not None and state.plan is not None and state.image is not None
@@ -139,12 +185,12 @@ def critic(state: RunState, runtime: Runtime[RunContext]) -> dict:
     request = CritiqueRequest(
         scene=state.scene,
         scope=scope,
-        image=ctx.images.open(state.image, ctx.run_dir),
+        image=await blocking(ctx.images.open, state.image, ctx.run_dir, asynchronous=asynchronous),
         instruction=plan_step.instruction,
         description=plan_step.description,
         requests=state.requests,
     )
-    critique, used = _run("critic", state.step, lambda: ctx.backends.critic.critique(request), writer)
+    critique, used = await _run("critic", state.step, ctx.backends.critic, "critique", request, writer, asynchronous)
     if state.requests and not getattr(ctx.backends.critic, "judges_requests", False):
         # A person's request stays open: this critic cannot say whether it was met, so the critique
         # lists it as not judged (the run then ends in exit 4, never in a plain pass).
@@ -176,7 +222,10 @@ def critic(state: RunState, runtime: Runtime[RunContext]) -> dict:
     return {"critique": critique, "trajectory": [event]}
 
 
-def refiner(state: RunState, runtime: Runtime[RunContext]) -> dict:
+critic, acritic = _nodes(_critic)
+
+
+async def _refiner(state: RunState, runtime: Runtime[RunContext], *, asynchronous: bool) -> dict:
     ctx, writer = runtime.context, _writer(runtime)
     # The graph runs the planner, a drafter and the critic first.
     assert state.scene is not None and state.plan is not None and state.image is not None
@@ -189,12 +238,13 @@ def refiner(state: RunState, runtime: Runtime[RunContext]) -> dict:
         plan=state.plan,
         step=state.step,
         round=rnd,
-        image=ctx.images.open(state.image, ctx.run_dir),
+        image=await blocking(ctx.images.open, state.image, ctx.run_dir, asynchronous=asynchronous),
         critique=state.critique,
         seed=ctx.seed,
     )
-    result, used = _run("refiner", state.step, lambda: ctx.backends.refiner.refine(request), writer)
-    image = ctx.images.save(result.image, ctx.run_dir, f"step{state.step + 1:02d}-refine{rnd}.png")
+    result, used = await _run("refiner", state.step, ctx.backends.refiner, "refine", request, writer, asynchronous)
+    name = f"step{state.step + 1:02d}-refine{rnd}.png"
+    image = await blocking(ctx.images.save, result.image, ctx.run_dir, name, asynchronous=asynchronous)
     dt = time.perf_counter() - t0
     _emit(writer, kind="end", stage="refine", step=state.step, round=rnd, message=result.refinement.text, duration_s=dt)
     event = Event(
@@ -216,6 +266,9 @@ def refiner(state: RunState, runtime: Runtime[RunContext]) -> dict:
         "sampling_steps": state.sampling_steps + result.sampling_steps,
         "trajectory": [event],
     }
+
+
+refiner, arefiner = _nodes(_refiner)
 
 
 # ---------------------------------------------------------------------------------------------

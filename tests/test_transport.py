@@ -22,6 +22,7 @@ httpx2 did for its own: take proxies from the environment.
 from __future__ import annotations
 
 import ast
+import asyncio
 import importlib
 import inspect
 import json
@@ -305,13 +306,18 @@ def proxy(monkeypatch):
 
 
 @pytest.mark.usefixtures("no_ambient_openai_env")
-def test_requests_go_through_the_proxy_of_the_environment_except_where_no_proxy_says(proxy, server):
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_requests_go_through_the_proxy_of_the_environment_except_where_no_proxy_says(proxy, server, asynchronous):
+    def complete(chat) -> str:
+        messages = [{"role": "user", "content": "hi"}]
+        return asyncio.run(chat.acomplete(messages)) if asynchronous else chat.complete(messages)
+
     # The first host does not resolve: only the proxy can answer for it.
     chat = openai_api.planner("m", base_url="http://api.example.invalid/v1", api_key="sk-proxy-test").model
-    assert chat.complete([{"role": "user", "content": "hi"}]) == "a reply from the proxy"
+    assert complete(chat) == "a reply from the proxy"
     assert proxy == ["http://api.example.invalid/v1/chat/completions"]
 
     server.script("chat/completions", chat_reply("a reply from the server"))
     chat = openai_api.planner("m", base_url=server.url, api_key="sk-proxy-test").model
-    assert chat.complete([{"role": "user", "content": "hi"}]) == "a reply from the server"
+    assert complete(chat) == "a reply from the server"
     assert len(proxy) == 1 and len(server.sent("chat/completions")) == 1

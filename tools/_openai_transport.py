@@ -14,12 +14,18 @@ cancelled is shut down, which wakes the thread blocked on it. :func:`call` runs 
 (the openai client makes none of its own retries) and retries it as openai would, within a total
 deadline, in waits that a cancel ends.
 
+:class:`BoundedAsyncClient` and :func:`acall` are the same for ``AsyncOpenAI``, on an
+``httpcore2.AsyncConnectionPool``: the same deadlines, cap, retries and waits, where a call holds no
+thread while it waits. It needs no :func:`cancel_all`: cancelling the task that awaits the call
+ends it at once, its connection closed, wherever it waits.
+
 Imports openai, httpx2 and httpcore2; :mod:`strokegraph.tools.openai_api` imports this module only
 when it builds a client.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import ipaddress
 import math
@@ -28,8 +34,11 @@ import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from functools import cache
 from typing import Any, TypeVar
 
 import httpcore2
@@ -39,11 +48,13 @@ import openai
 from strokegraph.errors import UsageError
 
 __all__ = [
+    "BoundedAsyncClient",
     "BoundedClient",
     "Cancelled",
     "Failed",
     "RefusedReply",
     "ReplyTooLarge",
+    "acall",
     "call",
     "cancel_all",
 ]
@@ -108,11 +119,24 @@ class _Call:
         self.streams: set[_Stream] = set()
 
 
-# The calls in flight, and per thread: its call, its call's deadline, and the deadline and byte
-# budget of its request attempt. No locks: cancel_all runs in a signal handler, which may
-# interrupt the main thread anywhere.
+# The sync calls in flight, and per thread its call. No locks: cancel_all runs in a signal handler,
+# which may interrupt the main thread anywhere.
 _calls: set[_Call] = set()
 _local = threading.local()
+
+
+@dataclass
+class _Attempt:
+    """One request attempt: when it must end (``time.monotonic``), and the bytes it may still receive."""
+
+    deadline: float
+    budget: int
+    limit: int
+
+
+# Per thread, or per task for async calls: the end of the call's deadline, and the attempt in flight.
+_call_end: ContextVar[float | None] = ContextVar("strokegraph_openai_call_end", default=None)
+_attempt: ContextVar[_Attempt | None] = ContextVar("strokegraph_openai_attempt", default=None)
 
 
 @contextmanager
@@ -181,24 +205,51 @@ def call(fn: Callable[[], T], *, max_retries: int, deadline: float) -> T:
         retries = 0
         while True:
             _check_cancelled()
-            _local.call_end = end
+            token = _call_end.set(end)
             try:
                 return fn()
             except (openai.APIStatusError, openai.APIConnectionError) as exc:
                 error = exc
             finally:
-                _local.call_end = None
+                _call_end.reset(token)
             _check_cancelled()  # a request the cancel cut short fails as a connection error
-            refused = isinstance(error, openai.APIConnectionError) and _refused_here(error)
-            wait = None if refused else _wait(error, retries)
-            if wait is None or retries == max_retries:
-                # Out of time only if the deadline, not the try's own timeout, cut the last try.
-                out_of_time = wait is not None and end - time.monotonic() <= 0
-                raise Failed(error, retries=retries, out_of_time=out_of_time, refused=refused) from None
-            if time.monotonic() + wait >= end:
-                raise Failed(error, retries=retries, out_of_time=True) from None
-            _sleep_cancellable(wait)
+            _sleep_cancellable(_next_wait(error, retries, max_retries, end))
             retries += 1
+
+
+async def acall(fn: Callable[[], Awaitable[T]], *, max_retries: int, deadline: float) -> T:
+    """:func:`call` for an ``AsyncOpenAI`` request: ``await fn()``, tried again as openai would.
+
+    The same retries, waits and deadline, and the same errors, but for :class:`Cancelled`:
+    cancelling the awaiting task ends the call (``asyncio.CancelledError``), in a request or a wait.
+    """
+    end = time.monotonic() + deadline
+    retries = 0
+    while True:
+        token = _call_end.set(end)
+        try:
+            return await fn()
+        except (openai.APIStatusError, openai.APIConnectionError) as exc:
+            error = exc
+        finally:
+            _call_end.reset(token)
+        await asyncio.sleep(_next_wait(error, retries, max_retries, end))
+        retries += 1
+
+
+def _next_wait(
+    error: openai.APIStatusError | openai.APIConnectionError, retries: int, max_retries: int, end: float
+) -> float:
+    """Seconds to wait before the next try after ``error``; raises :class:`Failed` when there is none."""
+    refused = isinstance(error, openai.APIConnectionError) and _refused_here(error)
+    wait = None if refused else _wait(error, retries)
+    if wait is None or retries == max_retries:
+        # Out of time only if the deadline, not the try's own timeout, cut the last try.
+        out_of_time = wait is not None and end - time.monotonic() <= 0
+        raise Failed(error, retries=retries, out_of_time=out_of_time, refused=refused) from None
+    if time.monotonic() + wait >= end:
+        raise Failed(error, retries=retries, out_of_time=True) from None
+    return wait
 
 
 def _wait(error: openai.APIStatusError | openai.APIConnectionError, retries: int) -> float | None:
@@ -264,13 +315,27 @@ def _is_local(host: str) -> bool:
 
 def _clamp(timeout: float | None, expired: type[Exception]) -> float | None:
     """``timeout`` cut to what is left of the attempt's deadline; ``expired`` once nothing is left."""
-    deadline = getattr(_local, "deadline", None)
-    if deadline is None:
+    attempt = _attempt.get()
+    if attempt is None:
         return timeout
-    left = deadline - time.monotonic()
+    left = attempt.deadline - time.monotonic()
     if left <= 0:
         raise expired("the request attempt ran out of time")
     return left if timeout is None else min(timeout, left)
+
+
+def _received(data: bytes) -> bytes:
+    """``data``, counted against the attempt's byte budget; :class:`ReplyTooLarge` past it."""
+    attempt = _attempt.get()
+    if attempt is not None:
+        attempt.budget -= len(data)
+        if attempt.budget < 0:
+            raise ReplyTooLarge(attempt.limit)
+    return data
+
+
+def _pieces(buffer: bytes) -> Iterator[bytes]:
+    return (buffer[start : start + _PIECE] for start in range(0, len(buffer), _PIECE))
 
 
 class _Stream(httpcore2.NetworkStream):
@@ -280,17 +345,11 @@ class _Stream(httpcore2.NetworkStream):
         self.inner = inner
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        data = self._io(self.inner.read, max_bytes, timeout, httpcore2.ReadTimeout)
-        left = getattr(_local, "budget", None)
-        if left is not None:
-            _local.budget = left - len(data)
-            if _local.budget < 0:
-                raise ReplyTooLarge(_local.limit)
-        return data
+        return _received(self._io(self.inner.read, max_bytes, timeout, httpcore2.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        for start in range(0, len(buffer), _PIECE):
-            self._io(self.inner.write, buffer[start : start + _PIECE], timeout, httpcore2.WriteTimeout)
+        for piece in _pieces(buffer):
+            self._io(self.inner.write, piece, timeout, httpcore2.WriteTimeout)
 
     def _io(self, op: Callable[[Any, float | None], Any], arg: Any, timeout: float | None, expired: type[Exception]):
         tracked = _current()
@@ -349,6 +408,46 @@ class _Backend(httpcore2.NetworkBackend):
         self.inner.sleep(seconds)
 
 
+class _AsyncStream(httpcore2.AsyncNetworkStream):
+    """:class:`_Stream` for async pools: the task's deadline and byte budget (a cancel is the task's)."""
+
+    def __init__(self, inner: httpcore2.AsyncNetworkStream) -> None:
+        self.inner = inner
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return _received(await self.inner.read(max_bytes, _clamp(timeout, httpcore2.ReadTimeout)))
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        for piece in _pieces(buffer):
+            await self.inner.write(piece, _clamp(timeout, httpcore2.WriteTimeout))
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None):
+        timeout = _clamp(timeout, httpcore2.ConnectTimeout)
+        return _AsyncStream(await self.inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.inner.get_extra_info(info)
+
+
+class _AsyncBackend(httpcore2.AsyncNetworkBackend):
+    def __init__(self, inner: httpcore2.AsyncNetworkBackend) -> None:
+        self.inner = inner
+
+    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        timeout = _clamp(timeout, httpcore2.ConnectTimeout)
+        return _AsyncStream(await self.inner.connect_tcp(host, port, timeout, local_address, socket_options))
+
+    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        timeout = _clamp(timeout, httpcore2.ConnectTimeout)
+        return _AsyncStream(await self.inner.connect_unix_socket(path, timeout, socket_options))
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
 # ---------------------------------------------------------------------------------------------
 # The transport and the client
 # ---------------------------------------------------------------------------------------------
@@ -397,32 +496,56 @@ class _Body(httpx2.SyncByteStream):
             self.inner.close()
 
 
-class _Transport(httpx2.BaseTransport):
-    """httpx2's HTTP transport, on connection pools whose network backend is :class:`_Backend`.
+class _AsyncBody(httpx2.AsyncByteStream):
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _as_httpx():
+            async for chunk in self.inner:
+                yield chunk
+
+    async def aclose(self) -> None:
+        with _as_httpx():
+            await self.inner.aclose()
+
+
+@cache
+def _ssl_context() -> Any:
+    """httpx2's default TLS context (the OS trust store), made once: it costs ~0.1 s of CPU, and each
+    event loop gets async clients of its own. A context holds no connection, and is thread-safe."""
+    return httpx2.create_ssl_context()
+
+
+class _Pools:
+    """httpx2's choice of connection pool, on pools whose network backend is ours: direct, or through
+    the proxy the environment names for the URL's scheme.
 
     Proxies come from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, less
-    ``NO_PROXY``), as httpx2 itself reads them; http and https proxies only.
+    ``NO_PROXY``), as httpx2 itself reads them; http and https proxies only. ``pool`` and ``proxy``
+    are httpcore2's sync or async pool classes, ``backend`` the network backend of the same kind.
     """
 
-    def __init__(self, limits: httpx2.Limits) -> None:
+    def __init__(self, limits: httpx2.Limits, backend: Any, pool: type, proxy: type) -> None:
         options: dict[str, Any] = {
-            "ssl_context": httpx2.create_ssl_context(),
+            "ssl_context": _ssl_context(),
             "max_connections": limits.max_connections,
             "max_keepalive_connections": limits.max_keepalive_connections,
             "keepalive_expiry": limits.keepalive_expiry,
-            "network_backend": _Backend(httpcore2.SyncBackend()),
+            "network_backend": backend,
         }
-        self.direct = httpcore2.ConnectionPool(**options)
+        self.direct = pool(**options)
         proxies = urllib.request.getproxies()
-        self.proxies: dict[str, httpcore2.HTTPProxy] = {}
+        self.proxies: dict[str, Any] = {}
         for scheme in ("http", "https"):
             url = proxies.get(scheme) or proxies.get("all")
             if url:
-                self.proxies[scheme] = _proxy_pool(url, options)
+                self.proxies[scheme] = _proxy_pool(proxy, url, options)
 
-    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+    def route(self, request: httpx2.Request) -> tuple[Any, httpcore2.Request]:
+        """The pool for ``request``, and ``request`` as httpcore2 takes it."""
         url = request.url
-        pool: httpcore2.ConnectionPool | None = self.proxies.get(url.scheme)
+        pool = self.proxies.get(url.scheme)
         if pool is None or urllib.request.proxy_bypass(url.host):
             pool = self.direct
         core = httpcore2.Request(
@@ -432,21 +555,54 @@ class _Transport(httpx2.BaseTransport):
             content=request.stream,
             extensions=request.extensions,
         )
+        return pool, core
+
+    def all(self) -> list[Any]:
+        return [self.direct, *self.proxies.values()]
+
+
+def _response(response: httpcore2.Response, stream: httpx2.SyncByteStream | httpx2.AsyncByteStream) -> httpx2.Response:
+    return httpx2.Response(
+        status_code=response.status, headers=response.headers, stream=stream, extensions=response.extensions
+    )
+
+
+class _Transport(httpx2.BaseTransport):
+    """httpx2's HTTP transport, on connection pools whose network backend is :class:`_Backend` (see :class:`_Pools`)."""
+
+    def __init__(self, limits: httpx2.Limits) -> None:
+        self.pools = _Pools(limits, _Backend(httpcore2.SyncBackend()), httpcore2.ConnectionPool, httpcore2.HTTPProxy)
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        pool, core = self.pools.route(request)
         with _as_httpx():
             response = pool.handle_request(core)
-        return httpx2.Response(
-            status_code=response.status,
-            headers=response.headers,
-            stream=_Body(response.stream),
-            extensions=response.extensions,
-        )
+        return _response(response, _Body(response.stream))
 
     def close(self) -> None:
-        for pool in (self.direct, *self.proxies.values()):
+        for pool in self.pools.all():
             pool.close()
 
 
-def _proxy_pool(url: str, options: dict[str, Any]) -> httpcore2.HTTPProxy:
+class _AsyncTransport(httpx2.AsyncBaseTransport):
+    """:class:`_Transport` on async pools, whose network backend is :class:`_AsyncBackend` over anyio."""
+
+    def __init__(self, limits: httpx2.Limits) -> None:
+        backend = _AsyncBackend(httpcore2.AnyIOBackend())
+        self.pools = _Pools(limits, backend, httpcore2.AsyncConnectionPool, httpcore2.AsyncHTTPProxy)
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        pool, core = self.pools.route(request)
+        with _as_httpx():
+            response = await pool.handle_async_request(core)
+        return _response(response, _AsyncBody(response.stream))
+
+    async def aclose(self) -> None:
+        for pool in self.pools.all():
+            await pool.aclose()
+
+
+def _proxy_pool(proxy_class: type, url: str, options: dict[str, Any]) -> Any:
     proxy = httpx2.Proxy(url if "://" in url else f"http://{url}")
     if proxy.url.scheme not in ("http", "https"):
         raise UsageError(
@@ -456,7 +612,7 @@ def _proxy_pool(url: str, options: dict[str, Any]) -> httpcore2.HTTPProxy:
     target = httpcore2.URL(
         scheme=proxy.url.raw_scheme, host=proxy.url.raw_host, port=proxy.url.port, target=proxy.url.raw_path
     )
-    return httpcore2.HTTPProxy(
+    return proxy_class(
         proxy_url=target,
         proxy_auth=proxy.raw_auth,
         proxy_headers=proxy.headers.raw,
@@ -472,9 +628,33 @@ def _refuse_encoded(response: httpx2.Response) -> None:
     if encoding not in ("", "identity"):
         raise RefusedReply(f"the reply is compressed ({encoding!r}) although no compression was asked for")
     declared = response.headers.get("content-length", "")
-    limit = getattr(_local, "limit", None)
-    if limit is not None and declared.isdigit() and int(declared) > limit:
-        raise ReplyTooLarge(limit)
+    attempt = _attempt.get()
+    if attempt is not None and declared.isdigit() and int(declared) > attempt.limit:
+        raise ReplyTooLarge(attempt.limit)
+
+
+async def _arefuse_encoded(response: httpx2.Response) -> None:
+    _refuse_encoded(response)  # an AsyncClient awaits its event hooks
+
+
+@contextmanager
+def _bounded(request: httpx2.Request, timeout: float, max_reply_bytes: int) -> Iterator[None]:
+    """One request attempt of a bounded client: its deadline and byte budget, for the code below it."""
+    _check_cancelled()
+    request.headers["Accept-Encoding"] = "identity"
+    deadline = time.monotonic() + timeout
+    call_end = _call_end.get()
+    token = _attempt.set(
+        _Attempt(deadline if call_end is None else min(deadline, call_end), max_reply_bytes, max_reply_bytes)
+    )
+    try:
+        yield
+    finally:
+        _attempt.reset(token)
+
+
+def _client_options(timeout: float, transport: Any, hook: Callable[[httpx2.Response], Any]) -> dict[str, Any]:
+    return {"timeout": timeout, "follow_redirects": True, "transport": transport, "event_hooks": {"response": [hook]}}
 
 
 class BoundedClient(httpx2.Client):
@@ -491,23 +671,25 @@ class BoundedClient(httpx2.Client):
     """
 
     def __init__(self, *, timeout: float, max_reply_bytes: int) -> None:
-        super().__init__(
-            timeout=timeout,
-            follow_redirects=True,
-            transport=_Transport(openai.DEFAULT_CONNECTION_LIMITS),
-            event_hooks={"response": [_refuse_encoded]},
-        )
+        super().__init__(**_client_options(timeout, _Transport(openai.DEFAULT_CONNECTION_LIMITS), _refuse_encoded))
         self.total_timeout = timeout
         self.max_reply_bytes = max_reply_bytes
 
     def send(self, request: httpx2.Request, *, stream: bool = False, **kwargs: Any) -> httpx2.Response:
-        _check_cancelled()
-        request.headers["Accept-Encoding"] = "identity"
-        deadline = time.monotonic() + self.total_timeout
-        call_end = getattr(_local, "call_end", None)
-        _local.deadline = deadline if call_end is None else min(deadline, call_end)
-        _local.budget = _local.limit = self.max_reply_bytes
-        try:
+        with _bounded(request, self.total_timeout, self.max_reply_bytes):
             return super().send(request, stream=False, **kwargs)
-        finally:
-            _local.deadline = _local.budget = _local.limit = None
+
+
+class BoundedAsyncClient(httpx2.AsyncClient):
+    """:class:`BoundedClient` for ``AsyncOpenAI``: the same bounds on every attempt, by the deadline of
+    the :func:`acall` it belongs to. It belongs to the event loop it is first used in."""
+
+    def __init__(self, *, timeout: float, max_reply_bytes: int) -> None:
+        transport = _AsyncTransport(openai.DEFAULT_CONNECTION_LIMITS)
+        super().__init__(**_client_options(timeout, transport, _arefuse_encoded))
+        self.total_timeout = timeout
+        self.max_reply_bytes = max_reply_bytes
+
+    async def send(self, request: httpx2.Request, *, stream: bool = False, **kwargs: Any) -> httpx2.Response:
+        with _bounded(request, self.total_timeout, self.max_reply_bytes):
+            return await super().send(request, stream=False, **kwargs)

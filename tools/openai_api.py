@@ -17,11 +17,19 @@ roles and runs (it is thread-safe and holds no run's state): it is costly to mak
 and keeps its connections open for the next call. The cache knows a client by a keyed hash of its
 endpoint and key, never by the key itself.
 
+Every backend also has an async method (``acomplete``, ``adraft``, ``arefine``; the planner and critic
+get ``aplan`` and ``acritique`` from :class:`~strokegraph.agents.chat.ChatModel`'s ``acomplete``),
+which :func:`~strokegraph.agenerate` awaits: the same request on an ``AsyncOpenAI`` twin of the
+client, with the same deadline, retries, limits and redaction, holding no thread while it waits.
+A client has one twin per event loop (an async connection belongs to the loop that opened it),
+shared as the client is. Cancelling the awaiting task ends the request at once.
+
 The ``openai`` package is imported only when a backend is built or called.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -30,13 +38,16 @@ import os
 import re
 import secrets
 import sys
+import threading
 import urllib.parse
+import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel
 
 from strokegraph import usage
+from strokegraph._drive import blocking, drive
 from strokegraph._redact import redact_url
 from strokegraph.agents.critic import ChatCritic
 from strokegraph.agents.drafter import DraftRequest, DraftResult
@@ -53,7 +64,7 @@ from strokegraph.errors import RunError, UsageError
 from strokegraph.schema import Refinement
 
 if TYPE_CHECKING:
-    from openai import OpenAI
+    from openai import AsyncOpenAI, OpenAI
     from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
     from PIL import Image
 
@@ -71,8 +82,6 @@ __all__ = [
     "redact_url",
     "refiner",
 ]
-
-T = TypeVar("T")
 
 Detail = Literal["auto", "low", "high", "original"]
 Quality = Literal["low", "medium", "high", "xhigh", "max", "auto"]
@@ -116,7 +125,8 @@ def cancel_requests() -> None:
     Each raises a :class:`RunError` (not transient, so the graph does not try it again) within
     moments, from a blocked read or write or from a wait between retries. Takes no lock and does not
     wait, so a SIGINT handler may call it: LangGraph runs nodes in worker threads and waits for them
-    before a KeyboardInterrupt leaves ``graph.stream``.
+    before a KeyboardInterrupt leaves ``graph.stream``. The async calls (``acomplete`` ...) are not
+    among them: cancelling the task that awaits one ends it.
     """
     # Loaded with the first client; before that no call can be in flight.
     transport = sys.modules.get("strokegraph.tools._openai_transport")
@@ -152,27 +162,35 @@ def _scrub(text: object, client: OpenAI) -> str:
     return text[:300]
 
 
-def _request(
+async def _request(
     backend: str,
     client: OpenAI,
     deadline: float,
-    send: Callable[[OpenAI], T],
+    send: Callable[[Any], Any],
     *,
     node: str | None,
     step: int | None = None,
-) -> T:
+    asynchronous: bool,
+    max_reply_bytes: int,
+) -> Any:
     """``send(client)``, retried within ``deadline``; what fails becomes a one-line :class:`RunError`.
 
-    The client's own retries are turned off for the call: they would sleep where no cancel reaches
-    and know no deadline. The call is cancellable by :func:`cancel_requests`. A call that ran out of
-    its deadline is not transient, so the graph does not start it again; nor is a connection refused
-    on this machine.
+    With ``asynchronous``, ``send`` gets the client's ``AsyncOpenAI`` twin for this event loop (whose
+    attempts may receive ``max_reply_bytes``) and its request is awaited; without, the coroutine
+    finishes without suspending (see :func:`strokegraph._drive.drive`). The client's own retries are
+    turned off for the call: they would sleep where no cancel reaches and know no deadline. A sync
+    call is cancellable by :func:`cancel_requests`, an async one by cancelling its task. A call that
+    ran out of its deadline is not transient, so the graph does not start it again; nor is a
+    connection refused on this machine.
     """
     import openai
 
     from strokegraph.tools import _openai_transport as transport
 
     try:
+        if asynchronous:
+            twin = _twin(client, max_reply_bytes).with_options(max_retries=0)
+            return await transport.acall(lambda: send(twin), max_retries=client.max_retries, deadline=deadline)
         once = client.with_options(max_retries=0)
         return transport.call(lambda: send(once), max_retries=client.max_retries, deadline=deadline)
     except transport.Cancelled:
@@ -207,6 +225,41 @@ def _request(
         raise RunError(
             f"{backend}: {message}{spent}", node=node, step=step, transient=transient and not failed.out_of_time
         ) from None
+
+
+# The AsyncOpenAI twins of the sync clients, per event loop and reply cap; both go with their loop
+# or client. Loops in other threads may look up theirs at the same time, hence the lock.
+_TWINS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.WeakKeyDictionary[OpenAI, dict[int, AsyncOpenAI]]]
+_TWINS = weakref.WeakKeyDictionary()
+_TWINS_LOCK = threading.Lock()
+
+
+def _twin(client: OpenAI, max_reply_bytes: int) -> AsyncOpenAI:
+    """The ``AsyncOpenAI`` client for ``client``'s endpoint and key in the running event loop.
+
+    Made once per loop from ``client``'s key, ``base_url``, ``timeout`` (seconds) and ``max_retries``,
+    on a :class:`~strokegraph.tools._openai_transport.BoundedAsyncClient` whose attempts may receive
+    ``max_reply_bytes``: backends that share ``client`` share its twin.
+    """
+    from openai import AsyncOpenAI
+
+    from strokegraph.tools._openai_transport import BoundedAsyncClient
+
+    loop = asyncio.get_running_loop()
+    with _TWINS_LOCK:
+        twins = _TWINS.setdefault(loop, weakref.WeakKeyDictionary()).setdefault(client, {})
+        twin = twins.get(max_reply_bytes)
+        if twin is None:
+            timeout = client.timeout
+            assert isinstance(timeout, int | float), "backends get their clients from _client, in seconds"
+            twin = twins[max_reply_bytes] = AsyncOpenAI(
+                api_key=client.api_key,
+                base_url=client.base_url,
+                timeout=timeout,
+                max_retries=client.max_retries,
+                http_client=BoundedAsyncClient(timeout=timeout, max_reply_bytes=max_reply_bytes),
+            )
+    return twin
 
 
 def _png(image: Image.Image, mode: str = "RGB") -> bytes:
@@ -260,18 +313,29 @@ class OpenAIChat:
         return f"openai:{self.model}"
 
     def complete(self, messages: list[dict[str, Any]], *, schema: type[BaseModel] | None = None) -> str:
+        return drive(self._complete(messages, schema, asynchronous=False))
+
+    async def acomplete(self, messages: list[dict[str, Any]], *, schema: type[BaseModel] | None = None) -> str:
+        """:meth:`complete` on the client's ``AsyncOpenAI`` twin: awaited, cancelled with its task."""
+        return await self._complete(messages, schema, asynchronous=True)
+
+    async def _complete(
+        self, messages: list[dict[str, Any]], schema: type[BaseModel] | None, *, asynchronous: bool
+    ) -> str:
         kwargs: dict[str, Any] = {}
         if schema is not None:
             from openai.lib import type_to_response_format_param
 
             kwargs["response_format"] = type_to_response_format_param(schema)
         sent = [self._message(m) for m in messages]
-        completion = _request(
+        completion = await _request(
             self.backend,
             self.client,
             self.deadline,
             lambda client: client.chat.completions.create(model=self.model, messages=sent, **kwargs),
             node=self.node,
+            asynchronous=asynchronous,
+            max_reply_bytes=MAX_CHAT_REPLY_BYTES,
         )
         used = completion.usage
         if used is not None:
@@ -341,33 +405,37 @@ class _ImageAPI:
     def _options(self) -> dict[str, Any]:
         return {"model": self.model, "n": 1, "size": self.size, **({"quality": self.quality} if self.quality else {})}
 
-    def _generate(self, prompt: str, *, node: str, step: int) -> Image.Image:
-        response = _request(
-            self.backend,
-            self.client,
-            self.deadline,
-            lambda client: client.images.generate(prompt=prompt, **self._options()),
-            node=node,
-            step=step,
+    async def _generate(self, prompt: str, node: str, step: int, asynchronous: bool) -> Image.Image:
+        return await self._image(
+            lambda client: client.images.generate(prompt=prompt, **self._options()), node, step, asynchronous
         )
-        return self._decode(response, node=node, step=step)
 
-    def _edit(self, image: Image.Image, prompt: str, *, node: str, step: int, mask: Image.Image | None = None):
+    async def _edit(
+        self, image: Image.Image, prompt: str, node: str, step: int, asynchronous: bool, mask: Image.Image | None = None
+    ) -> Image.Image:
         # Files go as (name, bytes, type) tuples: a bare upload is sent as octet-stream and refused.
         files: dict[str, Any] = {"image": ("image.png", _png(image), "image/png")}
         if mask is not None:
             files["mask"] = ("mask.png", _png(mask, "RGBA"), "image/png")
-        response = _request(
+        return await self._image(
+            lambda client: client.images.edit(prompt=prompt, **files, **self._options()), node, step, asynchronous
+        )
+
+    async def _image(self, send: Callable[[Any], Any], node: str, step: int, asynchronous: bool) -> Image.Image:
+        """The image of the reply to ``send(client)``; decoded in a worker thread when ``asynchronous``."""
+        response = await _request(
             self.backend,
             self.client,
             self.deadline,
-            lambda client: client.images.edit(prompt=prompt, **files, **self._options()),
+            send,
             node=node,
             step=step,
+            asynchronous=asynchronous,
+            max_reply_bytes=MAX_IMAGE_REPLY_BYTES,
         )
-        return self._decode(response, node=node, step=step)
+        return await blocking(self._decode, response, node, step, asynchronous=asynchronous)
 
-    def _decode(self, response, *, node: str, step: int) -> Image.Image:
+    def _decode(self, response, node: str, step: int) -> Image.Image:
         from PIL import Image
 
         used = response.usage
@@ -423,11 +491,18 @@ class OpenAIDrafter(_ImageAPI):
     """
 
     def draft(self, request: DraftRequest) -> DraftResult:
+        return drive(self._draft(request, asynchronous=False))
+
+    async def adraft(self, request: DraftRequest) -> DraftResult:
+        """:meth:`draft` on the client's ``AsyncOpenAI`` twin: awaited, cancelled with its task."""
+        return await self._draft(request, asynchronous=True)
+
+    async def _draft(self, request: DraftRequest, *, asynchronous: bool) -> DraftResult:
         description = request.plan.steps[request.step].description
         if request.image is None:
-            image = _fit(self._generate(description, node="drafter", step=request.step), self._canvas())
+            image = _fit(await self._generate(description, "drafter", request.step, asynchronous), self._canvas())
         else:
-            edited = self._edit(request.image, description, node="drafter", step=request.step)
+            edited = await self._edit(request.image, description, "drafter", request.step, asynchronous)
             image = _fit(edited, request.image.size)
         return DraftResult(image=image, sampling_steps=0)
 
@@ -468,6 +543,13 @@ class OpenAIRefiner(_ImageAPI):
         self.feather = feather
 
     def refine(self, request: RefineRequest) -> RefineResult:
+        return drive(self._refine(request, asynchronous=False))
+
+    async def arefine(self, request: RefineRequest) -> RefineResult:
+        """:meth:`refine` on the client's ``AsyncOpenAI`` twin: awaited, cancelled with its task."""
+        return await self._refine(request, asynchronous=True)
+
+    async def _refine(self, request: RefineRequest, *, asynchronous: bool) -> RefineResult:
         violations = request.critique.violations
         text = refine_text(violations, request.scene)
         description = request.plan.steps[request.step].description
@@ -476,11 +558,11 @@ class OpenAIRefiner(_ImageAPI):
         region = violation_region(violations)
         if region is not None and not any(v.kind == "relation" for v in violations):
             mask = region_mask(original.size, region, grow=self.grow, feather=self.feather)
-            edited = self._edit(original, prompt, node="refiner", step=request.step, mask=_alpha_mask(mask))
+            edited = await self._edit(original, prompt, "refiner", request.step, asynchronous, _alpha_mask(mask))
             image = composite(original, edited, mask)
             refinement = Refinement(text=text, operation="inpaint", region=region, violations=violations)
         else:
-            image = _fit(self._edit(original, prompt, node="refiner", step=request.step), original.size)
+            image = _fit(await self._edit(original, prompt, "refiner", request.step, asynchronous), original.size)
             refinement = Refinement(text=text, operation="regenerate", violations=violations)
         return RefineResult(image=image, refinement=refinement, sampling_steps=0)
 

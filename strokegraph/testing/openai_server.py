@@ -10,6 +10,10 @@ sets, so no handler outlives the test by more than a moment.
 
 Hostile servers: a :class:`Reply` may hang (``delay``) or trickle its body a byte at a time
 (``drip``); :func:`huge_reply` streams a body of any size without holding it in memory.
+
+For concurrency and cancellation tests the server also records the most requests it held at once
+(``most_in_flight``), the requests it answered (``answered``), and those whose client closed the
+connection while the server was still waiting to reply (``abandoned``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import base64
 import io
 import json
 import re
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -228,6 +234,13 @@ class FakeOpenAI:
         self.latency = latency
         self.fallback = dict(fallback or {})
         self.requests: list[Request] = []
+        self.answered: list[Request] = []
+        """Requests whose reply was sent whole."""
+        self.abandoned: list[Request] = []
+        """Requests whose client closed the connection before the reply's delay was over."""
+        self.in_flight = 0
+        self.most_in_flight = 0
+        """The most requests received and not yet answered (or abandoned) at one time."""
         self._queues: dict[str, list[Script]] = {e: [] for e in ENDPOINTS}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -283,14 +296,27 @@ class FakeOpenAI:
         request = _parse(endpoint, {k.lower(): v for k, v in handler.headers.items()}, raw)
         with self._lock:
             self.requests.append(request)
-            queue = self._queues.get(endpoint)
-            script = queue.pop(0) if queue else self.fallback.get(endpoint)
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            self._reply(handler, request, path)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _reply(self, handler: BaseHTTPRequestHandler, request: Request, path: str) -> None:
+        with self._lock:
+            queue = self._queues.get(request.endpoint)
+            script = queue.pop(0) if queue else self.fallback.get(request.endpoint)
         if script is None:
             reply = Reply(status=418, body={"error": {"message": f"no scripted reply left for {path}"}})
         else:
             reply = script(request) if callable(script) else script
         delay = self.latency + reply.delay
-        if delay and self._stop.wait(delay):
+        if delay and not self._wait(handler.connection, delay):
+            with self._lock:
+                if not self._stop.is_set():
+                    self.abandoned.append(request)
             return
         if isinstance(reply.body, Flood):
             chunks, length = reply.body.chunks(), reply.body.size if reply.body.declare_length else None
@@ -314,7 +340,30 @@ class FakeOpenAI:
                         return
                     handler.wfile.write(chunk[i : i + 1])
         except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a timeout test)
+            return  # the client gave up (a timeout test)
+        with self._lock:
+            self.answered.append(request)
+
+    def _wait(self, connection: socket.socket, seconds: float) -> bool:
+        """Wait ``seconds`` before replying; False if the server stops or the client hangs up first.
+
+        A client waiting for its reply sends nothing more (HTTP/1.1), so a readable socket here
+        means it closed the connection (or reset it).
+        """
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if self._stop.is_set():
+                return False
+            readable, _, _ = select.select([connection], [], [], min(left, 0.05))
+            if readable:
+                try:
+                    gone = connection.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    gone = True
+                if gone:
+                    return False
+                self._stop.wait(min(left, 0.05))  # bytes of a next request: not a hang-up
+        return not self._stop.is_set()
 
 
 def _form_name(part: Message) -> str:
