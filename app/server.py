@@ -46,15 +46,16 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
-from strokegraph import registry
+from strokegraph import __version__, registry
 from strokegraph._text import check_prompt
 from strokegraph.app.outputs import result_of, write_outputs
-from strokegraph.app.record import check_limits
-from strokegraph.app.rundir import new_run_dir
+from strokegraph.app.record import RunRecord, check_limits, new_thread_id
+from strokegraph.app.rundir import RUN_FILE, new_run_dir
 from strokegraph.errors import UsageError
 from strokegraph.graph import Budget, RunContext, RunState, build_graph
 from strokegraph.graph.state import ImageCache
 from strokegraph.registry import DEFAULT_IDS, ROLES, capabilities
+from strokegraph.schema import write_new
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -204,7 +205,31 @@ def _run_dir(state: ServerState, root: Path) -> Path:
     return resolved
 
 
-def _run_loop(loop, state: ServerState, runtime: Runtime[ServerContext]) -> dict:
+def _record(run_dir: Path, state: ServerState, ctx: ServerContext, ids: dict, review: bool) -> None:
+    """Write the run's ``run.json`` once (a resumed node finds it there), so that the run directory
+    reads like any other (``strokegraph export`` takes its prompt, seed and backends from it).
+
+    The loop's checkpoints are the server's, not the run directory's: ``strokegraph resume`` refuses
+    such a directory (it has no ``checkpoints.sqlite``); the server's thread is what continues the run.
+    """
+    if (run_dir / RUN_FILE).exists():
+        return
+    record = RunRecord(
+        format=1,
+        strokegraph=__version__,
+        thread_id=new_thread_id(run_dir, shared=False),
+        prompt=state.prompt,
+        backends=ids,
+        settings={},
+        seed=ctx.seed,
+        budget=state.budget,
+        single_pass=state.single_pass,
+        review=review,
+    )
+    write_new(run_dir / RUN_FILE, record.model_dump_json(indent=2).encode())
+
+
+def _run_loop(loop, state: ServerState, runtime: Runtime[ServerContext], *, review: bool) -> dict:
     """Run ``loop`` (a compiled :func:`build_graph`) in the run directory, and write its files.
 
     Called as a node, the loop is a subgraph: its checkpoints go to the server's checkpointer under
@@ -221,6 +246,7 @@ def _run_loop(loop, state: ServerState, runtime: Runtime[ServerContext]) -> dict
         if not any(run_dir.iterdir()):
             run_dir.rmdir()
         raise
+    _record(run_dir, state, ctx, ids, review)
     context = RunContext(backends, run_dir=run_dir, seed=ctx.seed, ids=ids)
     context.images = _ServedImages(root, runtime.stream_writer)
     last: dict | None = None
@@ -265,12 +291,12 @@ _REVIEWED_LOOP = build_graph(review=True)
 
 def loop(state: ServerState, runtime: Runtime[ServerContext]) -> dict:
     """The loop without review."""
-    return _run_loop(_LOOP, state, runtime)
+    return _run_loop(_LOOP, state, runtime, review=False)
 
 
 def reviewed_loop(state: ServerState, runtime: Runtime[ServerContext]) -> dict:
     """The loop with a person's review after the plan and after every critique (LangGraph interrupts)."""
-    return _run_loop(_REVIEWED_LOOP, state, runtime)
+    return _run_loop(_REVIEWED_LOOP, state, runtime, review=True)
 
 
 def _build(review: bool, name: str):

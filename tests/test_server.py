@@ -16,6 +16,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
+from strokegraph.app.runs import load_run
 from strokegraph.errors import UsageError
 
 pytest.importorskip("starlette", reason="app/webapp.py needs starlette: pip install 'strokegraph[server]'")
@@ -84,6 +85,9 @@ def test_server_graph_runs_with_state_alone(server, tmp_path):
     assert out["critique"]["passed"] == out["passed"]
     response = client.get(out["final_image_url"])
     assert response.status_code == 200 and response.content == (run_dir / "final.png").read_bytes()
+    # The run directory reads like any other: strokegraph export takes it.
+    run = load_run(run_dir)
+    assert run.prompt == "a red cat below a blue kite" and run.backends["drafter"] == "builtin:sketch"
 
 
 def test_stream_events_carry_image_urls_the_app_serves(server, tmp_path):
