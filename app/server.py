@@ -52,7 +52,7 @@ from strokegraph.app.outputs import result_of, write_outputs
 from strokegraph.app.record import RunRecord, check_limits, new_thread_id
 from strokegraph.app.rundir import RUN_FILE, new_run_dir
 from strokegraph.errors import UsageError
-from strokegraph.graph import Budget, RunContext, RunState, build_graph
+from strokegraph.graph import Budget, RunContext, RunState, build_graph, recursion_limit
 from strokegraph.graph.state import ImageCache
 from strokegraph.registry import DEFAULT_IDS, ROLES, capabilities
 from strokegraph.schema import write_new
@@ -253,7 +253,9 @@ def _run_loop(loop, state: ServerState, runtime: Runtime[ServerContext], *, revi
     error: BaseException | None = None
     try:
         todo = RunState(prompt=state.prompt, single_pass=state.single_pass, budget=state.budget)
-        for values in loop.stream(todo, context=context, stream_mode="values"):
+        # The budget in state ends the loop; the recursion limit is the backstop a run of the CLI has too.
+        limit = {"recursion_limit": recursion_limit(state.budget.max_rounds, review=review)}
+        for values in loop.stream(todo, limit, context=context, stream_mode="values"):
             # A review's interrupt comes as a state of its own; the stream then raises it to the server.
             values = {k: v for k, v in values.items() if k != "__interrupt__"}
             last = values or last
