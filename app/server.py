@@ -272,8 +272,7 @@ def _run_loop(loop, state: ServerState, runtime: Runtime[ServerContext], *, revi
                 if error is None:
                     raise
                 error.add_note(f"the run's files could not be written: {exc}")
-    if last is None:
-        raise UsageError("the loop returned no state")  # a loop always streams its input state first
+    assert last is not None  # a loop's stream yields its state before it ends
     result = result_of(run_dir, RunState.model_validate(last))
     return {
         "final_image": str(result.final_image) if result.final_image else None,
