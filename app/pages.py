@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import os
 from typing import TYPE_CHECKING
 
 from strokegraph._text import printable
@@ -20,7 +21,7 @@ from strokegraph._text import printable
 if TYPE_CHECKING:
     import jinja2
 
-__all__ = ["num", "render"]
+__all__ = ["bench_page", "num", "render"]
 
 # No script, no frame, no form, no remote anything: a page needs only its own stylesheet (allowed by
 # hash, so an injected <style> could not apply either) and the data: PNGs it embeds.
@@ -71,3 +72,15 @@ def render(page: str, **values: object) -> str:
     digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
     template = env.get_template(f"{page}.html.j2")
     return template.render(values, css=markupsafe.Markup(css), csp=_CSP.format(digest))
+
+
+def bench_page(results_dir: str | os.PathLike) -> str:
+    """The ``results.html`` of the benchmark folder ``results_dir`` (``strokegraph bench --out``), made
+    again from its ``results.json`` and records, for a page that shows a benchmark (the UI's bench tab).
+
+    Raises :class:`~strokegraph.errors.UsageError` for a folder that holds no readable results.json.
+    """
+    # Imported here: the benchmark harness renders its page through this module.
+    from strokegraph.bench.harness import results_page
+
+    return results_page(results_dir)

@@ -8,8 +8,8 @@ image (``record.json`` in its run directory) and, for the whole set, ``results.j
 an interrupted benchmark resumes where it stopped; an error record (the run failed, timed out, or
 its Ray workers kept dying) is drawn again unless ``retry_errors`` is False. Error records are
 counted and listed in the results, and scored as incorrect images. Unless ``keep_runs``, each run
-directory keeps only its record, and the sample images the HTML page shows (image 0 of the first
-:data:`SAMPLES` prompts of each tag).
+directory keeps only its record, and the final image of image 0 of the first :data:`SAMPLES` prompts
+of each tag, which the HTML page shows when the modes differ on the prompt.
 
 A run is planned (every image, less those with a record), executed (in this process, or on Ray
 actors: :mod:`strokegraph.bench.executor`) and written by this process alone, record last.
@@ -25,6 +25,7 @@ import base64
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import re
 import shutil
@@ -67,6 +68,7 @@ __all__ = [
     "SkippedPrompt",
     "format_table",
     "geneval_prompts",
+    "results_page",
     "run_bench",
     "t2i_compbench_prompts",
 ]
@@ -77,7 +79,7 @@ Mode = Literal["single_pass", "loop"]
 MODES: tuple[Mode, ...] = ("single_pass", "loop")
 #: T2I-CompBench's categories that GenEval's clauses can express, in report order.
 COMPBENCH_CATEGORIES = ("spatial", "color", "shape", "numeracy")
-#: Prompts per tag whose image 0 the HTML page shows, per mode.
+#: Prompts per tag whose image 0 keeps its final image (the HTML page shows it where the modes differ), per mode.
 SAMPLES = 3
 
 _MODE_NAMES = {"single_pass": "single pass", "loop": "loop"}
@@ -353,7 +355,7 @@ def run_bench(
     summary["generated"], summary["resumed"] = generated, resumed
     (out / "results.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     (out / "results.md").write_text(_markdown(summary), encoding="utf-8")
-    (out / "results.html").write_text(_html(summary, out, by_mode, samples), encoding="utf-8")
+    (out / "results.html").write_text(_html(summary, out, by_mode), encoding="utf-8")
     return BenchResult(out=out, summary=summary, generated=generated, resumed=resumed, nodes=nodes)
 
 
@@ -711,7 +713,8 @@ def _tables(markdown: str) -> list[dict[str, Any]]:
     return tables
 
 
-def _figure(out: Path, record: dict[str, Any]) -> dict[str, Any]:
+def _image_url(out: Path, record: dict[str, Any]) -> str | None:
+    """The run's final image as a data: URL, or None when it was not kept (or is not a plain PNG file)."""
     # The record was checked by _done_record; the image is read only as the run's own final.png.
     run_dir = out / record["mode"] / record["tag"] / f"{record['index']}-{record['image_index']}"
     image = run_dir / "final.png" if record["image"] == "final.png" else None
@@ -719,30 +722,132 @@ def _figure(out: Path, record: dict[str, Any]) -> dict[str, Any]:
     if image is not None and image.is_file() and not image.is_symlink():
         data = image.read_bytes()
     # Base64 of bytes that start as a PNG: the only characters are [A-Za-z0-9+/=].
-    url = "data:image/png;base64," + base64.b64encode(data).decode("ascii") if data.startswith(_PNG) else None
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii") if data.startswith(_PNG) else None
+
+
+def _number(value: object) -> float | None:
+    """``value`` when it is a finite number that is not negative (a figure from results.json), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
+
+
+# The charts' geometry, in px: the label column, the longest bar, each bar and the gap between rows.
+_LABEL_W, _BAR_W, _BAR_H, _ROW_GAP = 170, 380, 14, 12
+
+
+def _chart(title: str, rows: list[tuple[str, dict[Mode, Any], str]], shared_scale: float | None) -> dict[str, Any]:
+    """An SVG bar chart's geometry: per row (label, each mode's value, number format), a bar per mode.
+
+    Bars are scaled to ``shared_scale`` (scores: 1.0), or with None each row to its own largest value,
+    so rows of different units (steps, seconds, dollars) share one chart. A missing value has no bar.
+    """
+    out_rows = []
+    for i, (label, values, spec) in enumerate(rows):
+        top = _ROW_GAP + i * (len(MODES) * _BAR_H + _ROW_GAP)
+        numbers = {mode: _number(values.get(mode)) for mode in MODES}
+        scale = shared_scale or max((v for v in numbers.values() if v is not None), default=0.0)
+        bars = []
+        for j, mode in enumerate(MODES):
+            value = numbers[mode]
+            width = round(_BAR_W * min(value / scale, 1.0), 2) if value is not None and scale else 0.0
+            y = top + j * _BAR_H
+            bars.append(
+                {
+                    "mode": mode,
+                    "name": _MODE_NAMES[mode],
+                    "value": value,
+                    "text": _fmt(value, spec),
+                    "y": y,
+                    "width": width,
+                    "text_x": _LABEL_W + width + 6,
+                    "text_y": y + _BAR_H - 3,
+                }
+            )
+        out_rows.append({"label": label, "y": top + _BAR_H + 4, "bars": bars})
+    height = _ROW_GAP + len(rows) * (len(MODES) * _BAR_H + _ROW_GAP)
     return {
-        "url": url,
-        "prompt": record["prompt"],
-        "correct": record["correct"],
-        "reasons": "; ".join(record["reasons"]),
-        "seed": record["seed"],
-        "rounds": record["rounds"],
+        "title": title,
+        "rows": out_rows,
+        "x0": _LABEL_W,
+        "bar": _BAR_H - 2,
+        "width": _LABEL_W + _BAR_W + 90,
+        "height": height,
     }
 
 
-def _html(
-    summary: dict[str, Any], out: Path, records: dict[Mode, list[dict[str, Any]]], samples: set[tuple[str, int]]
-) -> str:
-    sections = []
-    for tag in summary["tags"]:
-        modes = []
-        for mode in MODES:
-            shown = [
-                r for r in records[mode] if r["tag"] == tag and (tag, r["index"]) in samples and r["image_index"] == 0
-            ]
-            if shown:
-                modes.append({"name": _MODE_NAMES[mode], "figures": [_figure(out, r) for r in shown]})
-        sections.append({"tag": tag, "judged": any(r["tag"] == tag for r in records["loop"]), "modes": modes})
+def _charts(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per tag, single pass against the loop: the scores, then sampling steps and costs per image."""
+    modes = summary["modes"]
+    scores = [(tag, {m: modes[m]["tags"].get(tag, {}).get("score") for m in MODES}, ".2f") for tag in summary["tags"]]
+    scores.append(("overall", {m: modes[m]["overall"] for m in MODES}, ".2f"))
+    costs = [
+        ("sampling steps / image", "sampling_steps_per_image", ".1f"),
+        ("refine rounds / image", "rounds_per_image", ".2f"),
+        ("seconds / image", "wall_s_per_image", ".3f"),
+        ("tokens / image", "tokens_per_image", ".0f"),
+        ("cost USD / image", "cost_usd_per_image", ".4f"),
+    ]
+    return [
+        _chart("Score per tag (share of correct images)", scores, 1.0),
+        _chart(
+            "Sampling steps and cost per image (each row to its own scale)",
+            [(label, {m: modes[m][key] for m in MODES}, spec) for label, key, spec in costs],
+            None,
+        ),
+    ]
+
+
+#: Rows each table of prompts where the modes differ shows at most (the largest differences first).
+MAX_DIFFERENCES = 50
+
+
+def _cell(out: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One mode's images of a prompt: how many were correct, one kept image, and why the first wrong one failed."""
+    ordered = sorted(records, key=lambda r: r["image_index"])
+    wrong = next((r for r in ordered if not r["correct"]), None)
+    reasons = "; ".join(wrong["reasons"]) if wrong is not None else ""
+    if wrong is not None and wrong["error"] is not None:
+        reasons = f"failed: {_one_line(wrong['error'])}"
+    return {
+        "correct": sum(r["correct"] for r in ordered),
+        "images": len(ordered),
+        "url": next((url for r in ordered if (url := _image_url(out, r)) is not None), None),
+        "reasons": reasons,
+        "rounds": sum(r["rounds"] for r in ordered),
+    }
+
+
+def _differences(out: Path, records: dict[Mode, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The prompts whose share of correct images differs between the modes: the loop's wins, then its losses."""
+    prompts: dict[tuple[str, int], dict[Mode, list[dict[str, Any]]]] = {}
+    for mode in MODES:
+        for r in records[mode]:
+            prompts.setdefault((r["tag"], r["index"]), {m: [] for m in MODES})[mode].append(r)
+    wins: list[tuple[float, dict[str, Any]]] = []
+    losses: list[tuple[float, dict[str, Any]]] = []
+    for (tag, _), by_mode in prompts.items():
+        if not all(by_mode.values()):
+            continue  # a shard may hold one mode's images of a prompt only
+        share = {m: sum(r["correct"] for r in rs) / len(rs) for m, rs in by_mode.items()}
+        gain = share["loop"] - share["single_pass"]
+        if gain:
+            row = {"tag": tag, "prompt": by_mode["loop"][0]["prompt"], "modes": [_cell(out, by_mode[m]) for m in MODES]}
+            (wins if gain > 0 else losses).append((abs(gain), row))
+    tables = []
+    for title, rows in (("The loop's wins", wins), ("The loop's losses", losses)):
+        rows.sort(key=lambda x: -x[0])  # stable: the benchmark's order among equal differences
+        tables.append(
+            {
+                "title": f"{title} ({len(rows)})",
+                "rows": [r for _, r in rows[:MAX_DIFFERENCES]],
+                "more": max(len(rows) - MAX_DIFFERENCES, 0),
+            }
+        )
+    return tables
+
+
+def _html(summary: dict[str, Any], out: Path, records: dict[Mode, list[dict[str, Any]]]) -> str:
     failed = {"head": _FAILED_HEAD, "rows": _failed_rows(summary)} if summary["errors"]["count"] else None
     return render(
         "results",
@@ -750,5 +855,57 @@ def _html(
         tables=_tables(format_table(summary)),
         notes=_notes(summary),
         failed=failed,
-        sections=sections,
+        charts=_charts(summary),
+        modes=[{"mode": m, "name": _MODE_NAMES[m]} for m in MODES],
+        differences=_differences(out, records),
     )
+
+
+_PLAIN_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
+_RUN_NAME = re.compile(r"(\d{1,9})-(\d{1,9})")
+_MAX_SUMMARY_BYTES = 16 << 20
+
+
+def _records_on_disk(out: Path, tags: list[str]) -> dict[Mode, list[dict[str, Any]]]:
+    """Every trusted record under ``out``, per mode, in the benchmark's order (tag, prompt, image)."""
+    records: dict[Mode, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+    for mode in MODES:
+        for tag in tags:
+            folder = out / mode / tag
+            if not _PLAIN_TAG.fullmatch(tag) or not folder.is_dir() or folder.is_symlink():
+                continue
+            found = []
+            for run in folder.iterdir():
+                match = _RUN_NAME.fullmatch(run.name)
+                if match and run.is_dir() and not run.is_symlink():
+                    index, k = int(match[1]), int(match[2])
+                    item = BenchPrompt(tag=tag, index=index, prompt="", metadata={})
+                    record = _done_record(run / _RECORD, mode, item, k)
+                    if record is not None:
+                        found.append(record)
+            records[mode] += sorted(found, key=lambda r: (r["index"], r["image_index"]))
+    return records
+
+
+def results_page(out: str | os.PathLike) -> str:
+    """``results.html`` for the benchmark in ``out``, made again from its ``results.json`` and records.
+
+    What the page shows is what :func:`run_bench` writes there. The folder is untrusted input: a
+    missing or malformed ``results.json`` is a one-line :class:`UsageError`; a record that fails its
+    checks is left out, as a rerun would draw it again.
+    """
+    out = Path(out)
+    path = out / "results.json"
+    if not path.is_file() or path.is_symlink():
+        raise UsageError(f"{str(out)!r} holds no results.json; is it a strokegraph bench --out folder?")
+    if path.stat().st_size > _MAX_SUMMARY_BYTES:
+        raise UsageError(f"{str(path)!r} is over {_MAX_SUMMARY_BYTES >> 20} MiB; not a strokegraph bench summary")
+    try:
+        summary = json.loads(path.read_text("utf-8"))
+        tags = summary["tags"]
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise TypeError("its tags are not a list of names")
+        return _html(summary, out, _records_on_disk(out, tags))
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        problem = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise UsageError(f"{str(path)!r} is not a strokegraph bench summary ({problem})") from None

@@ -60,8 +60,10 @@ def test_geneval_writes_both_modes_and_every_file(tmp_path, calls):
     table = (out / "results.md").read_text()
     assert "| single pass |" in table and "| loop |" in table and "(self-judged)" in table
     page = (out / "results.html").read_text()
-    assert page.count("data:image/png;base64,") == 12  # image 0 of each tag's first prompt, per mode
-    assert "<h3>single pass</h3>" in page and "<h3>loop</h3>" in page
+    # The one prompt the modes differ on (the loop wins color_attr), with its kept images; per-tag charts.
+    assert "wins (1)</h3>" in page and "losses (0)</h3>" in page
+    assert page.count("data:image/png;base64,") == 2
+    assert page.count('data-mode="loop"') == len(TAGS) + 1 + 3  # scores and overall; steps, rounds, seconds
 
     record = json.loads((out / "loop" / "position" / "353-0" / "record.json").read_text())
     assert record["prompt"] == "a photo of a dog right of a teddy bear" and record["seed"] == 0

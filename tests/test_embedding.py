@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 from pathlib import Path
 
-import pytest
-from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, StateGraph
 from langgraph.runtime import Runtime
 
-from strokegraph.errors import UsageError
 from strokegraph.graph import RunContext, RunState, after_critic, nodes
 from strokegraph.registry import build_backends
 from strokegraph.schema import Critique, Violation
@@ -104,74 +100,3 @@ def test_custom_critic_with_strokegraphs_other_nodes(tmp_path):
     assert state.critique.passed and state.step == steps - 1
     assert (tmp_path / state.image.path).is_file()
     assert state.image.path.endswith(f"step{steps:02d}-refine1.png")
-
-
-# ---------------------------------------------------------------------------------------------
-# langgraph.json and app/server.py
-# ---------------------------------------------------------------------------------------------
-# langgraph-cli and langgraph-api install from PyPI, and `langgraph dev` serves this langgraph.json
-# (checked by hand with langgraph-cli 0.4.40 and langgraph-api 0.16.7: runs/wait and runs/stream on a
-# thread). They bring a web stack, so they are not test dependencies; these tests load the graph the
-# way the server does: the file and variable that langgraph.json names.
-
-
-@pytest.fixture
-def server_graph(monkeypatch, tmp_path):
-    config = json.loads((ROOT / "langgraph.json").read_text(encoding="utf-8"))
-    assert config["dependencies"] == ["."]
-    file, _, variable = config["graphs"]["strokegraph"].partition(":")
-    monkeypatch.setenv("STROKEGRAPH_SERVER_ROOT", str(tmp_path / "served"))
-    return getattr(load(ROOT / file, "strokegraph_server"), variable)
-
-
-def test_server_graph_runs_with_state_alone(server_graph, tmp_path):
-    out = server_graph.invoke({"prompt": "a red cat below a blue kite"})
-    run_dir = Path(out["run_dir"])
-    assert run_dir.parent == tmp_path / "served"
-    assert Path(out["final_image"]) == run_dir / "final.png" and (run_dir / "final.png").is_file()
-    assert (run_dir / "trajectory.json").is_file()
-    # What a remote client fetches from app/webapp.py (tests/test_webapp.py serves it).
-    assert out["final_image_url"] == f"/strokegraph/images/{run_dir.name}/final.png"
-    assert out["image_urls"] and all(
-        u.startswith(f"/strokegraph/images/{run_dir.name}/images/") for u in out["image_urls"]
-    )
-    assert out["critique"]["passed"] == out["passed"]
-
-
-def test_server_graph_keeps_each_threads_runs_apart(server_graph, tmp_path):
-    graph = server_graph.builder.compile(checkpointer=InMemorySaver())  # what the server adds
-    config = {"configurable": {"thread_id": "t1"}}
-    progress = []
-    for mode, data in graph.stream(
-        {"prompt": "two red apples"}, config, context={"seed": 3}, stream_mode=["custom", "values"]
-    ):
-        if mode == "custom":
-            progress.append(data["stage"])
-    second = graph.invoke({"prompt": "a blue cup"}, config)
-    runs = sorted((tmp_path / "served" / "t1").iterdir())
-    assert len(runs) == 2 and all((r / "final.png").is_file() for r in runs)
-    assert Path(second["final_image"]).parent in runs
-    assert progress[:2] == ["plan", "plan"] and "draft" in progress
-
-
-def test_server_graph_rejects_an_unknown_backend_id(server_graph, tmp_path):
-    with pytest.raises(UsageError, match="did you mean 'builtin:sketch'"):
-        server_graph.invoke({"prompt": "a blue cup"}, context={"drafter": "builtin:skecth"})
-    assert not (tmp_path / "served").exists() or not any((tmp_path / "served").iterdir())
-
-
-def test_server_thread_ids_never_name_a_path(server_graph, tmp_path):
-    graph = server_graph.builder.compile(checkpointer=InMemorySaver())
-    out = graph.invoke({"prompt": "a blue cup"}, {"configurable": {"thread_id": "../../escaped"}})
-    run_dir = Path(out["run_dir"]).resolve()
-    assert run_dir.is_relative_to((tmp_path / "served").resolve())
-    assert not (tmp_path / "escaped").exists()
-
-
-def test_server_requests_load_only_backends_the_operator_allows(server_graph, tmp_path, monkeypatch):
-    with pytest.raises(UsageError, match="not allowed on this server"):
-        server_graph.invoke({"prompt": "a blue cup"}, context={"drafter": "diffusers:/anywhere/weights"})
-    monkeypatch.setenv("STROKEGRAPH_SERVER_BACKENDS", "openai:, diffusers:/srv/models/sdxl")
-    with pytest.raises(UsageError, match="not allowed on this server"):
-        server_graph.invoke({"prompt": "a blue cup"}, context={"drafter": "diffusers:/anywhere/weights"})
-    assert not (tmp_path / "served").exists() or not any((tmp_path / "served").iterdir())

@@ -413,20 +413,6 @@ def test_a_thread_needs_a_database_and_a_store(tmp_path):
         resume(tmp_path / "b", thread="run-1", checkpoint="mysql://x", store=tmp_path / "store")
 
 
-def test_the_server_takes_its_database_and_store_from_its_operator(pg, s3, s3_endpoint, monkeypatch, tmp_path):
-    from strokegraph.app.server import graph
-
-    monkeypatch.setenv("STROKEGRAPH_SERVER_ROOT", str(tmp_path / "served"))
-    monkeypatch.setenv("STROKEGRAPH_SERVER_CHECKPOINT", pg)
-    monkeypatch.setenv("STROKEGRAPH_SERVER_STORE", s3.url)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)  # boto3's own variable
-    out = graph.invoke({"prompt": "a red apple"})
-    assert not (Path(out["run_dir"]) / "checkpoints.sqlite").exists()
-    again = resume(tmp_path / "b", thread=out["thread_id"], checkpoint=pg, store=s3)
-    assert again.passed == out["passed"]
-    assert (tmp_path / "b" / "final.png").read_bytes() == Path(out["final_image"]).read_bytes()
-
-
 def test_a_thread_runs_on_one_machine_at_a_time(pg, s3, tmp_path):
     import psycopg
 
