@@ -1,7 +1,7 @@
 """What LangGraph costs per node transition: the loop by hand against the compiled graph.
 
 Runs the same 20 GenEval prompts on the offline sketch world (``builtin:*``, default fault rates,
-seed = prompt index) six ways:
+seed = prompt index) seven ways:
 
   (a) a plain Python loop: the same node functions, called by hand, routed by the same
       ``after_critic`` function, updates merged by hand;
@@ -10,16 +10,19 @@ seed = prompt index) six ways:
       ``values``;
   (c) the shared compiled graph without a checkpointer, streaming ``values``: the engine alone;
   (d) the graph as ``generate`` runs it: the shared compiled graph with the run's checkpointer
-      from ``strokegraph.graph.engine`` (WAL, ``synchronous=NORMAL``), progress through the run
-      context, streaming only ``values``, saves handed to one worker thread (``max_concurrency=1``);
+      from ``strokegraph.graph.engine`` (the run directory's journal, ``strokegraph.graph.journal``),
+      progress through the run context, streaming only ``values``, saves handed to one worker
+      thread (``max_concurrency=1``);
   (e) (d) streaming ``custom`` too, as the LangGraph server and graphs that embed the loop do
       (that needs LangGraph's default pool of workers);
   (f) (d) with LangGraph's in-memory checkpointer: no database at all, the floor of what any
       checkpointer costs when LangGraph saves in a worker thread and waits for it.
+  (g) (d) on SQLite (WAL, ``synchronous=NORMAL``), the run directory's checkpointer until the
+      journal replaced it (runs made before it still use it).
 
 The checkpointed variants run with ``durability="sync"``, as ``generate`` does, each on a fresh
-database file per prompt. Every variant does the same backend work and writes the same images
-(checked), so what (b)-(f) take beyond (a) is the engine: task scheduling, channels, state
+file per prompt. Every variant does the same backend work and writes the same images
+(checked), so what (b)-(g) take beyond (a) is the engine: task scheduling, channels, state
 validation, streaming, checkpoints. Backends are built and outputs written outside the timed part.
 
 What a variant costs is measured inside each pass, not as the difference of two passes: the four
@@ -154,12 +157,14 @@ def engine_only(state: RunState, context: RunContext) -> RunState:
     return _stream(engine.compiled(), state, context, ["values"])
 
 
-def as_generate(modes: list[str], saver=engine.checkpointer) -> Callable[[RunState, RunContext], RunState]:
+def as_generate(
+    modes: list[str], saver=engine.checkpointer, file: str = engine.JOURNAL
+) -> Callable[[RunState, RunContext], RunState]:
     # generate hands the saves to one worker thread; a stream with ``custom`` needs LangGraph's pool.
     workers = {"max_concurrency": 1} if modes == ["values"] else {}
 
     def run(state: RunState, context: RunContext) -> RunState:
-        with saver(context.run_dir / "checkpoints.sqlite") as checkpointer:
+        with saver(context.run_dir / file) as checkpointer:
             return _stream(engine.graph(checkpointer), state, context, modes, durability="sync", **workers)
 
     return run
@@ -178,6 +183,7 @@ VARIANTS: dict[str, Callable[[RunState, RunContext], RunState]] = {
     AS_GENERATE: as_generate(["values"]),
     "(e) (d) + custom stream": as_generate(["custom", "values"]),
     "(f) (d), in-memory checkpoints": as_generate(["values"], in_memory),
+    "(g) (d) on SQLite, as until the journal": as_generate(["values"], file=engine.SQLITE),
 }
 
 
@@ -506,7 +512,7 @@ def main() -> None:
     print(f"overhead: {len(prompts)} GenEval prompts, offline sketch world (builtin:*, default faults), seeds 0..19")
     print(f"medians of {args.repeats} passes per variant, interleaved; checkpoints with durability='sync'")
     print(f"node transitions per pass: {transitions} ({', '.join(f'{k} {v}' for k, v in stages.items())})")
-    print(f"build_graph(): {compile_ms:.2f} ms; (b) pays it once per prompt, (c)-(f) once per process")
+    print(f"build_graph(): {compile_ms:.2f} ms; (b) pays it once per prompt, (c)-(g) once per process")
     print(
         f"warm generate(): {statistics.median(generate_s) / len(prompts) * 1e3:.1f} ms/prompt, "
         f"{outside / len(prompts) * 1e3:.1f} ms of it outside graph.stream (run directory, files, report)"

@@ -203,7 +203,7 @@ def test_run_killed_on_one_machine_resumes_on_another_from_postgres_and_s3(pg, s
         p.name for p in (clean / "run" / "images").iterdir()
     )
     assert "Image not shown" not in (run_b / "report.html").read_text()
-    assert not (run_b / "checkpoints.sqlite").exists()
+    assert not (run_b / "checkpoints.journal").exists()
     assert all(k.startswith(f"runs/{thread}/") for k in _bucket_keys(s3_endpoint) if thread in k)
 
 
@@ -388,7 +388,7 @@ def test_the_default_run_writes_what_it_always_did(tmp_path):
     assert result.final_image == tmp_path / "run" / "final.png"
     assert {p.name for p in (tmp_path / "run").iterdir()} >= {
         "run.json",
-        "checkpoints.sqlite",
+        "checkpoints.journal",
         "images",
         "final.png",
         "trajectory.json",
@@ -421,7 +421,7 @@ def test_the_server_takes_its_database_and_store_from_its_operator(pg, s3, s3_en
     monkeypatch.setenv("STROKEGRAPH_SERVER_STORE", s3.url)
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)  # boto3's own variable
     out = graph.invoke({"prompt": "a red apple"})
-    assert not (Path(out["run_dir"]) / "checkpoints.sqlite").exists()
+    assert not (Path(out["run_dir"]) / "checkpoints.journal").exists()
     again = resume(tmp_path / "b", thread=out["thread_id"], checkpoint=pg, store=s3)
     assert again.passed == out["passed"]
     assert (tmp_path / "b" / "final.png").read_bytes() == Path(out["final_image"]).read_bytes()
