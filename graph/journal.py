@@ -40,6 +40,7 @@ from langgraph.checkpoint.base import (
     get_checkpoint_metadata,
 )
 from langgraph.checkpoint.memory import InMemorySaver
+from pydantic import BaseModel
 
 from strokegraph.graph.state import CheckpointError
 
@@ -98,6 +99,13 @@ def _check(record: Any) -> list:
     if not ok:
         raise ValueError(f"malformed {kind!r} record")
     return record
+
+
+def _array_header(n: int) -> bytes:
+    """The msgpack header of an array of ``n`` items (fixarray, array 16, array 32)."""
+    if n < 16:
+        return bytes([0x90 | n])
+    return b"\xdc" + n.to_bytes(2, "big") if n < 1 << 16 else b"\xdd" + n.to_bytes(4, "big")
 
 
 def frame(record: list) -> bytes:
@@ -161,6 +169,9 @@ class JournalSaver(InMemorySaver):
         self.path = Path(path)
         self._lock = threading.Lock()
         self._valid: int | None = None
+        # id -> (value, its serialized form): what the last checkpoint and the writes since serialized.
+        self._packed: dict[int, tuple[Any, list]] = {}
+        self._recent: dict[int, tuple[Any, list]] = {}
         flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
         try:
             self._fd = os.open(self.path, flags, 0o600)
@@ -199,10 +210,7 @@ class JournalSaver(InMemorySaver):
         thread_id, ns = conf["thread_id"], conf["checkpoint_ns"]
         c = checkpoint.copy()
         values: dict[str, Any] = c.pop("channel_values")  # type: ignore[misc]
-        blobs = [
-            [k, v, list(self.serde.dumps_typed(values[k])) if k in values else ["empty", b""]]
-            for k, v in new_versions.items()
-        ]
+        blobs = [[k, v, self._dumps(values[k]) if k in values else ["empty", b""]] for k, v in new_versions.items()]
         record = [
             "c",
             thread_id,
@@ -214,6 +222,7 @@ class JournalSaver(InMemorySaver):
             blobs,
         ]
         self._save(record)
+        self._packed, self._recent = self._recent, {}
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
 
     def put_writes(
@@ -231,12 +240,37 @@ class JournalSaver(InMemorySaver):
             idx = WRITES_IDX_MAP.get(channel, idx)
             if idx >= 0 and (task_id, idx) in stored:  # a task's regular writes are saved once
                 continue
-            new.append([idx, channel, list(self.serde.dumps_typed(value))])
+            new.append([idx, channel, self._dumps(value)])
         if new:
             self._save(["w", thread_id, ns, checkpoint_id, task_id, task_path, new])
 
     def delete_thread(self, thread_id: str) -> None:
         self._save(["d", thread_id])
+
+    def _dumps(self, value: Any) -> list:
+        """``self.serde.dumps_typed(value)``, the same bytes, without serializing again what is unchanged.
+
+        A checkpoint holds every channel that changed, and a channel that gathers values (the
+        trajectory) is a new list each step of the values before and one more: serialized whole, a
+        run's checkpoints cost the square of its length. A msgpack array is its header followed by
+        its items' encodings, so a list is put together from its items' bytes, and an item (a frozen
+        pydantic model, or a string) serialized for the last checkpoint or for a node's writes since
+        is not serialized again. Each entry holds its value, so its id is not reused while cached.
+        """
+        if type(value) is list:
+            items = [self._dumps(v) for v in value]
+            if all(kind == "msgpack" for kind, _ in items):
+                return ["msgpack", _array_header(len(items)) + b"".join(b for _, b in items)]
+            return list(self.serde.dumps_typed(value))
+        key = id(value)
+        hit = self._recent.get(key) or self._packed.get(key)
+        if hit is not None and hit[0] is value:
+            self._recent[key] = hit
+            return hit[1]
+        typed = list(self.serde.dumps_typed(value))
+        if isinstance(value, str) or (isinstance(value, BaseModel) and value.model_config.get("frozen")):
+            self._recent[key] = (value, typed)
+        return typed
 
     def _save(self, record: list) -> None:
         data = frame(record)

@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import operator
+from typing import Annotated
 
 import pytest
+from typing_extensions import TypedDict
 
 from strokegraph.graph import CheckpointError, checkpoint_serializer
 from strokegraph.graph.journal import MAGIC, JournalSaver, frame, read_journal
+from strokegraph.schema import Usage
 
 CONFIG = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+
+
+class _Log(TypedDict):
+    n: int
+    last: Usage
+    log: Annotated[list, operator.add]
 
 
 def test_journal_saver_passes_langgraph_checkpoint_conformance(tmp_path):
@@ -123,3 +133,28 @@ def test_the_strict_serializer_still_refuses_what_is_not_state(tmp_path):
     with JournalSaver(path, serde=checkpoint_serializer()) as saver:
         with pytest.raises(CheckpointError, match="os.system, which is not a strokegraph state type"):
             saver.get_tuple(CONFIG)
+
+
+def test_what_the_journal_saves_is_byte_for_byte_what_the_serializer_writes(tmp_path):
+    # The saver puts a list together from its items' bytes (serialized once, reused while unchanged);
+    # every blob it holds must be what the serializer makes of the value, past 15 items (array 16) too.
+    from langgraph.graph import END, START, StateGraph
+
+    def step(s):
+        usage = Usage(calls=s["n"], prompt_tokens=1)
+        return {"n": s["n"] + 1, "last": usage, "log": [usage, f"step {s['n']}", [s["n"], None]]}
+
+    builder = StateGraph(_Log)
+    builder.add_node("step", step)
+    builder.add_edge(START, "step")
+    builder.add_conditional_edges("step", lambda s: END if s["n"] >= 8 else "step", ["step", END])
+    serde = checkpoint_serializer()
+    with JournalSaver(tmp_path / "c.journal", serde=serde) as saver:
+        graph = builder.compile(checkpointer=saver)
+        graph.invoke({"n": 0, "last": Usage(), "log": []}, CONFIG, durability="sync")
+        assert len(graph.get_state(CONFIG).values["log"]) == 24
+        blobs = list(saver.blobs.values()) + [w[2] for ws in saver.writes.values() for w in ws.values()]
+    assert len(blobs) > 30
+    for kind, data in blobs:
+        if kind == "msgpack":
+            assert serde.dumps_typed(serde.loads_typed((kind, data))) == (kind, data)
