@@ -178,11 +178,12 @@ class JournalSaver(InMemorySaver):
         except OSError as exc:
             raise CheckpointError(f"cannot open checkpoint journal {str(path)!r}: {exc.strerror or exc}") from None
         try:
-            if os.fstat(self._fd).st_size == 0:
+            if os.fstat(self._fd).st_size == 0:  # a new journal: nothing to read back
                 self._append_raw(MAGIC)
-            records, self._valid = read_journal(self.path)
-            for record in records:
-                self._apply(record)
+            else:
+                records, self._valid = read_journal(self.path)
+                for record in records:
+                    self._apply(record)
         except BaseException:
             os.close(self._fd)
             raise
