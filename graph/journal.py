@@ -40,6 +40,7 @@ from langgraph.checkpoint.base import (
     get_checkpoint_metadata,
 )
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from pydantic import BaseModel
 
 from strokegraph.graph.state import CheckpointError
@@ -258,7 +259,7 @@ class JournalSaver(InMemorySaver):
         pydantic model, or a string) serialized for the last checkpoint or for a node's writes since
         is not serialized again. Each entry holds its value, so its id is not reused while cached.
         """
-        if type(value) is list:
+        if type(value) is list and isinstance(self.serde, JsonPlusSerializer):  # it writes lists as arrays
             items = [self._dumps(v) for v in value]
             if all(kind == "msgpack" for kind, _ in items):
                 return ["msgpack", _array_header(len(items)) + b"".join(b for _, b in items)]
