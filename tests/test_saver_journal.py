@@ -158,3 +158,41 @@ def test_what_the_journal_saves_is_byte_for_byte_what_the_serializer_writes(tmp_
     for kind, data in blobs:
         if kind == "msgpack":
             assert serde.dumps_typed(serde.loads_typed((kind, data))) == (kind, data)
+
+
+def test_a_run_directory_made_before_the_journal_resumes_from_its_sqlite(tmp_path):
+    # Runs made before the journal keep their checkpoints.sqlite: resume reads it and goes on in it.
+    import shutil
+    from collections import defaultdict
+
+    from strokegraph.app.runner import generate, resume
+    from strokegraph.graph import Budget, engine
+
+    journal_run, sqlite_run = tmp_path / "journal", tmp_path / "sqlite"
+    settings = {"drafter": {"fault_scale": 3.33}}
+    first = generate(
+        "two red apples to the left of a blue cup",
+        out=journal_run,
+        seed=3,
+        budget=Budget(max_rounds=0),
+        settings=settings,
+    )
+    assert not first.passed  # work left for the resume
+    shutil.copytree(journal_run, sqlite_run)
+    thread = {"configurable": {"thread_id": "journal", "checkpoint_ns": ""}}
+    with JournalSaver(sqlite_run / engine.JOURNAL) as old, engine.checkpointer(sqlite_run / engine.SQLITE) as new:
+        for found in reversed(list(old.list(thread))):  # oldest first, as the run saved them
+            new.put(
+                found.parent_config or thread, found.checkpoint, found.metadata, found.checkpoint["channel_versions"]
+            )
+            by_task = defaultdict(list)
+            for task_id, channel, value in found.pending_writes:
+                by_task[task_id].append((channel, value))
+            for task_id, writes in by_task.items():
+                new.put_writes(found.config, writes, task_id)
+    (sqlite_run / engine.JOURNAL).unlink()
+
+    resumed = resume(sqlite_run, max_rounds=5)
+    assert not (sqlite_run / engine.JOURNAL).exists()
+    assert resumed.final_image.read_bytes() == resume(journal_run, max_rounds=5).final_image.read_bytes()
+    assert resumed.rounds > first.rounds
