@@ -107,7 +107,7 @@ def read_record(run_dir: Path, postgres: bool = False) -> RunRecord:
     """The run's record; anything that is not a run directory of this version is a :class:`UsageError`.
 
     ``postgres``: the checkpoints are in a PostgreSQL database, so the directory holds no
-    ``checkpoints.sqlite``, and the record must say so.
+    checkpoint file, and the record must say so.
     """
     if not run_dir.is_dir():
         raise UsageError(f"run directory {str(run_dir)!r} does not exist")
