@@ -126,7 +126,7 @@ def _add_scale_out(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
         metavar="WHERE",
-        help="'sqlite' (checkpoints.sqlite in the run directory, the default) or a postgres:// URL",
+        help="'sqlite' (a file in the run directory, the default: checkpoints.journal) or a postgres:// URL",
     )
     parser.add_argument(
         "--store",

@@ -62,7 +62,8 @@ class RunRecord(BaseModel):
     single_pass: bool
     review: bool = False
     checkpoint: Literal["sqlite", "postgres"] = "sqlite"
-    """Where the checkpoints are: ``checkpoints.sqlite`` in the run directory, or a PostgreSQL
+    """Where the checkpoints are: a file in the run directory (``checkpoints.journal``, or
+    ``checkpoints.sqlite`` for a run made before the journal), or a PostgreSQL
     database (never its URL: resume is given that again)."""
     store: str | None = None
     """The artifact store the run's images also go to, as given (it holds no credentials); resume
@@ -106,19 +107,19 @@ def read_record(run_dir: Path, postgres: bool = False) -> RunRecord:
     """The run's record; anything that is not a run directory of this version is a :class:`UsageError`.
 
     ``postgres``: the checkpoints are in a PostgreSQL database, so the directory holds no
-    ``checkpoints.sqlite``, and the record must say so.
+    checkpoint file, and the record must say so.
     """
     if not run_dir.is_dir():
         raise UsageError(f"run directory {str(run_dir)!r} does not exist")
     path = run_dir / RUN_FILE
-    checkpoints = run_dir / "checkpoints.sqlite"
+    checkpoints = engine.run_checkpoints(run_dir)
     if not (path.is_file() or path.is_symlink()) or not (postgres or checkpoints.is_file()):
         if (path.is_file() or path.is_symlink()) and _recorded_checkpoint(path) == "postgres":
             raise UsageError(
                 f"{str(run_dir)!r} keeps its checkpoints in PostgreSQL: give --checkpoint postgres://... again"
             )
-        raise UsageError(f"{str(run_dir)!r} is not a strokegraph run directory (no {RUN_FILE} or checkpoints.sqlite)")
-    for name in (RUN_FILE, "checkpoints.sqlite", "images"):
+        raise UsageError(f"{str(run_dir)!r} is not a strokegraph run directory (no {RUN_FILE} or {checkpoints.name})")
+    for name in (RUN_FILE, engine.JOURNAL, engine.SQLITE, "images"):
         if (run_dir / name).is_symlink():
             raise UsageError(f"{str(run_dir / name)!r} is a symlink; a run directory holds its own files")
     try:

@@ -127,12 +127,13 @@ class _Run:
     interrupt: dict[str, Any] | None = None
     """The payload of the review the graph stopped at, if any."""
     checkpoint_url: str | None = None
-    """The PostgreSQL database of the checkpoints; None: ``checkpoints.sqlite`` in the run directory."""
+    """The PostgreSQL database of the checkpoints; None: a file in the run directory (:func:`engine.run_checkpoints
+    <strokegraph.graph.engine.run_checkpoints>`)."""
 
     @property
     def checkpoints(self) -> str | Path:
         """What :func:`engine.checkpointer <strokegraph.graph.engine.checkpointer>` opens."""
-        return self.checkpoint_url or self.run_dir / "checkpoints.sqlite"
+        return self.checkpoint_url or engine.run_checkpoints(self.run_dir)
 
     def observe(self, mode: str, data: Any) -> None:
         """Take one ``(mode, data)`` item of the graph's stream (only ``values`` is streamed)."""
@@ -270,7 +271,7 @@ def _finish(run: _Run, error: BaseException | None) -> None:
         if isinstance(error, UsageError) and (run.last is None or run.last.get("plan") is None):
             # The prompt could not be planned, so nothing was made: leave no empty run behind.
             if run.checkpoint_url is None:
-                run.run_dir.joinpath("checkpoints.sqlite").unlink(missing_ok=True)
+                engine.run_checkpoints(run.run_dir).unlink(missing_ok=True)
             (run.run_dir / RUN_FILE).unlink(missing_ok=True)
             (run.run_dir / LOCK_FILE).unlink(missing_ok=True)
             if not run.existed and not any(run.run_dir.iterdir()):
@@ -321,7 +322,7 @@ def generate(
     Each role takes a backend id (default: the offline sketch world) or a backend object;
     ``settings`` passes keyword arguments to the factories of id-named backends, per role.
     Writes ``final.png``, ``trajectory.json``, ``report.html``, every intermediate image under
-    ``images/`` and the checkpoints (``checkpoints.sqlite``) into the run directory (``out``, or a new
+    ``images/`` and the checkpoints (``checkpoints.journal``) into the run directory (``out``, or a new
     ``runs/<timestamp>-<slug>/``), plus ``run.json``, which lets :func:`resume` continue the run.
     Raises :class:`UsageError` for bad input before any backend runs, :class:`RunError` when a backend
     fails; in both cases what the run already made stays on disk. An exception raised once the run
@@ -336,9 +337,10 @@ def generate(
     ``Result.unjudged`` lists the parts of the prompt it could not judge. With ``strict=True`` a
     prompt with such parts is refused right after planning, with a :class:`UsageError`.
 
-    ``checkpoint`` is ``"sqlite"`` (the default: ``checkpoints.sqlite`` in the run directory) or a
-    ``postgres://`` URL (the ``postgres`` extra). ``store`` is an artifact store each image also goes
-    to before its node's checkpoint is written (:func:`strokegraph.artifacts.open_store`: ``s3://bucket/prefix``
+    ``checkpoint`` is ``"sqlite"`` (the default: a file in the run directory, ``checkpoints.journal``;
+    a run directory made before the journal keeps its ``checkpoints.sqlite``) or a ``postgres://``
+    URL (the ``postgres`` extra). ``store`` is an artifact store each image also goes to before its
+    node's checkpoint is written (:func:`strokegraph.artifacts.open_store`: ``s3://bucket/prefix``
     or a directory; default none). With both, the run can be resumed on another machine from the
     database and the store alone (:func:`resume` with ``thread=``), and its thread id (in ``run.json``)
     gets a random suffix so that no two machines share one.
@@ -599,7 +601,7 @@ def resume(
     registry.backend_ids(roles, role_settings)  # every id and setting is checked before anything runs
     lock = RunLock(run_dir)
     try:
-        where = url or run_dir / "checkpoints.sqlite"
+        where = url or engine.run_checkpoints(run_dir)
         return _resume_locked(
             run_dir, record, roles, role_settings, lock, max_rounds, on_progress, answer, where, store
         )

@@ -1,6 +1,7 @@
 """What :func:`strokegraph.app.runner.generate` and ``resume`` run on: the loop compiled once per process,
-and each run's checkpointer: SQLite in the run directory (tuned for one writer), or a PostgreSQL
-database that runs on several machines share (the ``postgres`` extra).
+and each run's checkpointer: a journal file in the run directory (:mod:`strokegraph.graph.journal`;
+SQLite for runs made before it), or a PostgreSQL database that runs on several machines share (the
+``postgres`` extra).
 
 Compiling the loop takes milliseconds, as much as a sketch-world node; a compiled graph holds no
 run's data, so every run of a process shares one per ``review`` flag and gets its own checkpointer
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 from strokegraph._redact import redact_url
 from strokegraph.errors import UsageError
 from strokegraph.graph.builder import build_graph
+from strokegraph.graph.journal import JournalSaver, read_journal
 from strokegraph.graph.state import CheckpointError, RunContext, RunState, checkpoint_serializer
 
 if TYPE_CHECKING:
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     Loop = CompiledStateGraph[RunState, RunContext, RunState, RunState]
 
 __all__ = [
+    "JOURNAL",
+    "SQLITE",
     "acheckpointer",
     "checkpoint_url",
     "checkpointer",
@@ -38,7 +42,13 @@ __all__ = [
     "holds_thread",
     "is_postgres",
     "lock_thread",
+    "run_checkpoints",
 ]
+
+#: A run directory's checkpoints: the journal (:class:`~strokegraph.graph.journal.JournalSaver`);
+#: runs made before it have a SQLite database instead, which they keep.
+JOURNAL = "checkpoints.journal"
+SQLITE = "checkpoints.sqlite"
 
 # WAL with synchronous=NORMAL: a commit appends to the write-ahead log without waiting for the
 # disk, and SQLite syncs the log when it copies it back into the database (at the latest when the
@@ -94,16 +104,41 @@ def describe(where: str | Path) -> str:
     return redact_url(str(where))
 
 
-def holds_thread(path: Path, thread_id: str) -> str | None:
-    """Why the SQLite database ``path`` holds no checkpoint of ``thread_id``; None when it holds one.
+def run_checkpoints(run_dir: Path) -> Path:
+    """The checkpoint file of the run directory ``run_dir``: its SQLite database when it has one (a run
+    made before the journal), else its journal (which a new run creates)."""
+    sqlite = run_dir / SQLITE
+    return sqlite if sqlite.exists() or sqlite.is_symlink() else run_dir / JOURNAL
 
-    Reads without writing a byte: :func:`checkpointer` would create LangGraph's tables in an empty
-    or foreign file. Checkpoints a killed run left in the write-ahead log are read too.
+
+def _is_journal(path: str | Path) -> bool:
+    return isinstance(path, Path) and path.suffix == ".journal"
+
+
+def holds_thread(path: Path, thread_id: str) -> str | None:
+    """Why the checkpoint file ``path`` (a journal or a SQLite database) holds no checkpoint of
+    ``thread_id``; None when it holds one.
+
+    Reads without writing a byte: :func:`checkpointer` would start a journal or create LangGraph's
+    tables in an empty or foreign file. Checkpoints a killed run left in SQLite's write-ahead log
+    are read too.
     """
     if not path.is_file() or path.is_symlink():
         return "it is missing" if not path.exists() else "it is not a plain file"
     if path.stat().st_size == 0:
         return "it is empty"
+    if _is_journal(path):
+        try:
+            records, _ = read_journal(path)
+        except CheckpointError as exc:
+            return f"it holds no strokegraph checkpoints ({' '.join(str(exc).split())[:200]})"
+        found = False
+        for record in records:  # a thread's checkpoints, unless a later record deleted them
+            if record[0] == "c" and record[1] == thread_id and record[2] == "":
+                found = True
+            elif record[0] == "d" and record[1] == thread_id:
+                found = False
+        return None if found else f"it holds no checkpoint of thread {thread_id[:80]!r}"
     # immutable=1 opens no -wal or -shm file (read-only mode would create both); with a -wal file
     # beside it, which may hold the latest checkpoints, read-only mode reads it.
     wal = path.with_name(path.name + "-wal").is_file()
@@ -122,16 +157,22 @@ def holds_thread(path: Path, thread_id: str) -> str | None:
 def checkpointer(path: str | Path) -> Iterator[BaseCheckpointSaver]:
     """A checkpointer on ``path``, closed when the block ends.
 
-    A path is a SQLite database (created if missing): a ``SqliteSaver`` on one connection, in WAL
-    mode with ``synchronous=NORMAL``. A ``postgres://`` URL is a ``PostgresSaver`` on one
-    autocommit connection, so that each checkpoint is committed when it is written. Both use the
-    serializer of :func:`~strokegraph.graph.checkpoint_serializer`. A file that is not a SQLite
+    A path ending in ``.journal`` is a journal (created if missing): a
+    :class:`~strokegraph.graph.journal.JournalSaver`. Another path is a SQLite database (created if
+    missing): a ``SqliteSaver`` on one connection, in WAL mode with ``synchronous=NORMAL``. A
+    ``postgres://`` URL is a ``PostgresSaver`` on one autocommit connection, so that each checkpoint
+    is committed when it is written. All use the serializer of
+    :func:`~strokegraph.graph.checkpoint_serializer`. A file that is not a journal or a SQLite
     database raises :class:`~strokegraph.graph.CheckpointError`; a database that cannot be reached,
     a :class:`~strokegraph.errors.UsageError` that names it without its password.
     """
     if is_postgres(path):
         with _postgres(str(path)) as saver:
             yield saver
+        return
+    if _is_journal(path):
+        with JournalSaver(path, serde=checkpoint_serializer()) as journal:
+            yield journal
         return
     from langgraph.checkpoint.sqlite import SqliteSaver
 
@@ -149,11 +190,16 @@ def checkpointer(path: str | Path) -> Iterator[BaseCheckpointSaver]:
 
 @asynccontextmanager
 async def acheckpointer(path: str | Path) -> AsyncIterator[BaseCheckpointSaver]:
-    """:func:`checkpointer` for async runs: an ``AsyncSqliteSaver`` on one ``aiosqlite`` connection, or an
+    """:func:`checkpointer` for async runs: the same journal (its saves, appends to a local file, are
+    made in the event loop's thread), an ``AsyncSqliteSaver`` on one ``aiosqlite`` connection, or an
     ``AsyncPostgresSaver`` on one autocommit connection."""
     if is_postgres(path):
         async with _apostgres(str(path)) as saver:
             yield saver
+        return
+    if _is_journal(path):
+        with JournalSaver(path, serde=checkpoint_serializer()) as journal:
+            yield journal
         return
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
-from contextlib import closing
 
 import pytest
 from conftest import FailingDrafter
-from langgraph.checkpoint.sqlite import SqliteSaver
 from PIL import Image
 
 from strokegraph import agenerate, registry
 from strokegraph.app.runner import generate
 from strokegraph.errors import RunError, UsageError
-from strokegraph.graph import RunState, build_graph, checkpoint_serializer
+from strokegraph.graph import RunState, build_graph, engine
 from strokegraph.testing.openai_server import FakeOpenAI, any_prompt_replies
 
 PROMPT = "three purple stars above a green circle"
@@ -37,13 +34,12 @@ def test_agenerate_makes_what_generate_makes(tmp_path):
     assert b.final_image.read_bytes() == a.final_image.read_bytes()
     assert _images(b) == _images(a) and (b.passed, b.rounds) == (a.passed, a.rounds)
     assert _progress(async_events) == _progress(sync_events) and async_events
-    for name in ("final.png", "trajectory.json", "report.html", "checkpoints.sqlite"):
+    for name in ("final.png", "trajectory.json", "report.html", engine.JOURNAL):
         assert (b.run_dir / name).is_file()
 
     # The async checkpointer wrote the final state with strokegraph's serializer.
-    with closing(sqlite3.connect(b.run_dir / "checkpoints.sqlite", check_same_thread=False)) as conn:
-        graph = build_graph(checkpointer=SqliteSaver(conn, serde=checkpoint_serializer()))
-        snapshot = graph.get_state({"configurable": {"thread_id": b.run_dir.name}})
+    with engine.checkpointer(b.run_dir / engine.JOURNAL) as saver:
+        snapshot = build_graph(checkpointer=saver).get_state({"configurable": {"thread_id": b.run_dir.name}})
     restored = RunState.model_validate(snapshot.values)
     assert snapshot.next == () and restored.trajectory == b.trajectory
 

@@ -98,7 +98,7 @@ def test_ray_workers_draw_the_dataset_one_process_draws(ray_cluster, tmp_path, c
     # (the steps' durations; the report shows them; checkpoints are stamped), as two draws in one process.
     files, expected = _run_files(ray), _run_files(serial)
     assert files.keys() == expected.keys() and len(files) > 6 * 5
-    timed = ("/trajectory.json", "/report.html", "/checkpoints.sqlite")
+    timed = ("/trajectory.json", "/report.html", "/checkpoints.journal")
     assert all(files[k] == expected[k] for k in files if not k.endswith(timed))
 
     # The datasets match row for row by id: a row's id and its perturbation come from what a run made,

@@ -92,20 +92,24 @@ class KillsItselfOnTheSecondDraft:
 
 run_dir = Path(sys.argv[1])
 context = RunContext(replace(backends, drafter=KillsItselfOnTheSecondDraft()), run_dir=run_dir, seed=1, ids=ids)
-with engine.checkpointer(run_dir / "checkpoints.sqlite") as saver:
+with engine.checkpointer(run_dir / sys.argv[3]) as saver:
     config = {"configurable": {"thread_id": "t"}}
     for _ in engine.graph(saver).stream(RunState(prompt=sys.argv[2]), config, context=context, durability="sync"):
         pass
 """
 
 
-def test_checkpoints_committed_before_a_kill_9_survive_it(tmp_path):
-    # WAL with synchronous=NORMAL does not wait for the disk; a killed process must still lose nothing.
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(KILLED_RUN), str(tmp_path), PROMPT], timeout=120)
+@pytest.mark.parametrize("name", [engine.JOURNAL, engine.SQLITE])
+def test_checkpoints_committed_before_a_kill_9_survive_it(tmp_path, name):
+    # Neither the journal nor WAL with synchronous=NORMAL waits for the disk; a killed process must
+    # still lose nothing.
+    cmd = [sys.executable, "-c", textwrap.dedent(KILLED_RUN), str(tmp_path), PROMPT, name]
+    proc = subprocess.run(cmd, timeout=120)
     assert proc.returncode == -signal.SIGKILL
-    assert (tmp_path / "checkpoints.sqlite-wal").is_file()  # not cleanly closed: the log holds the commits
+    if name == engine.SQLITE:
+        assert (tmp_path / "checkpoints.sqlite-wal").is_file()  # not cleanly closed: the log holds the commits
 
-    with engine.checkpointer(tmp_path / "checkpoints.sqlite") as saver:
+    with engine.checkpointer(tmp_path / name) as saver:
         snapshot = engine.graph(saver).get_state(config())
     state = RunState.model_validate(snapshot.values)
     assert snapshot.next == ("drafter",)  # every node before the killed draft is on disk

@@ -366,7 +366,7 @@ def test_full_loop_with_the_detector_critic_finishes_within_budget(owl_dir, tmp_
     )
     assert not result.passed  # a random detector does not see the sketch
     assert result.rounds <= 2 and result.critique is not None
-    for name in ("final.png", "trajectory.json", "report.html", "checkpoints.sqlite"):
+    for name in ("final.png", "trajectory.json", "report.html", "checkpoints.journal"):
         assert (out / name).is_file(), name
     doc = json.loads((out / "trajectory.json").read_text())
     assert doc["finished"] and doc["error"] is None

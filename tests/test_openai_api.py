@@ -452,7 +452,7 @@ def test_the_whole_loop_through_the_loopback_server(server, tmp_path):
     )
     assert result.passed and result.rounds == 1 and server.left() == {}
     run = result.run_dir
-    for name in ("final.png", "trajectory.json", "report.html", "checkpoints.sqlite"):
+    for name in ("final.png", "trajectory.json", "report.html", "checkpoints.journal"):
         assert (run / name).is_file()
     images = sorted(p.name for p in (run / "images").iterdir())
     assert images == ["step01-draft.png", "step02-draft.png", "step02-refine1.png"]

@@ -6,19 +6,18 @@ import hashlib
 import json
 import shlex
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
-from contextlib import closing
 
 import pytest
 
 from strokegraph.app.cli import EXIT_RUN_ERROR, EXIT_USAGE, main
 from strokegraph.app.runner import generate, resume
 from strokegraph.errors import RunError, UsageError
-from strokegraph.graph import Budget, RunState, build_graph, checkpoint_serializer
+from strokegraph.graph import Budget, RunState, build_graph, engine
+from strokegraph.graph.journal import read_journal, write_journal
 from strokegraph.testing.openai_server import FakeOpenAI, any_prompt_replies
 from strokegraph.tools.sketch.drafter import SketchDrafter
 
@@ -38,11 +37,11 @@ def _images(run_dir) -> dict[str, tuple[str, int, int]]:
 
 def _checkpointed(run_dir) -> RunState | None:
     """The state of the run's last checkpoint, or None when it has none."""
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    with closing(sqlite3.connect(run_dir / "checkpoints.sqlite")) as conn:
-        graph = build_graph(checkpointer=SqliteSaver(conn, serde=checkpoint_serializer()))
-        values = graph.get_state({"configurable": {"thread_id": run_dir.name}}).values
+    path = engine.run_checkpoints(run_dir)
+    if not path.exists():
+        return None
+    with engine.checkpointer(path) as saver:
+        values = build_graph(checkpointer=saver).get_state({"configurable": {"thread_id": run_dir.name}}).values
     return RunState.model_validate(values) if values else None
 
 
@@ -111,10 +110,10 @@ def test_a_node_that_finished_before_its_step_was_committed_is_not_run_again(tmp
     first = generate(PROMPT, out=tmp_path / "r", seed=5, settings=SETTINGS, budget=Budget(max_rounds=0))
     # A kill between a node's saved writes and its step's checkpoint leaves exactly this: the last
     # checkpoint gone, the one before it holding the final critique as a pending write.
-    with closing(sqlite3.connect(tmp_path / "r" / "checkpoints.sqlite")) as conn, conn:
-        (last,) = conn.execute("SELECT max(checkpoint_id) FROM checkpoints").fetchone()
-        conn.execute("DELETE FROM checkpoints WHERE checkpoint_id = ?", (last,))
-        conn.execute("DELETE FROM writes WHERE checkpoint_id = ?", (last,))
+    journal = tmp_path / "r" / engine.JOURNAL
+    records, _ = read_journal(journal)
+    last = max(r[3] for r in records if r[0] == "c")
+    write_journal(journal, [r for r in records if r[0] == "d" or r[3] != last])  # its checkpoint and writes
     resumed = resume(tmp_path / "r", max_rounds=max_rounds)
     # The very same critique event (its duration too): the critic did not run again.
     assert resumed.trajectory[: len(first.trajectory)] == first.trajectory

@@ -203,7 +203,7 @@ def test_run_killed_on_one_machine_resumes_on_another_from_postgres_and_s3(pg, s
         p.name for p in (clean / "run" / "images").iterdir()
     )
     assert "Image not shown" not in (run_b / "report.html").read_text()
-    assert not (run_b / "checkpoints.sqlite").exists()
+    assert not (run_b / "checkpoints.journal").exists()
     assert all(k.startswith(f"runs/{thread}/") for k in _bucket_keys(s3_endpoint) if thread in k)
 
 
@@ -388,7 +388,7 @@ def test_the_default_run_writes_what_it_always_did(tmp_path):
     assert result.final_image == tmp_path / "run" / "final.png"
     assert {p.name for p in (tmp_path / "run").iterdir()} >= {
         "run.json",
-        "checkpoints.sqlite",
+        "checkpoints.journal",
         "images",
         "final.png",
         "trajectory.json",

@@ -12,11 +12,9 @@ import json
 import os
 import resource
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -25,7 +23,8 @@ from pydantic import ValidationError
 from strokegraph.app.cli import EXIT_RUN_ERROR, EXIT_USAGE, main, safe
 from strokegraph.app.runner import generate, resume
 from strokegraph.errors import RunError, UsageError
-from strokegraph.graph import Budget, build_graph, checkpoint_serializer
+from strokegraph.graph import Budget, build_graph, engine
+from strokegraph.graph.journal import MAGIC
 from strokegraph.schema import ImageRef
 from strokegraph.testing.openai_server import FakeOpenAI, any_prompt_replies, chat_reply
 from strokegraph.tools.sketch.drafter import SketchDrafter
@@ -149,11 +148,9 @@ def _finished_run(run_dir: Path, **kwargs):
 
 
 def _tamper_checkpoint(run_dir: Path, values: dict) -> None:
-    """Write a new last checkpoint with ``values``, as someone editing checkpoints.sqlite could."""
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    with closing(sqlite3.connect(run_dir / "checkpoints.sqlite")) as conn:
-        graph = build_graph(checkpointer=SqliteSaver(conn, serde=checkpoint_serializer()))
+    """Write a new last checkpoint with ``values``, as someone editing the run's checkpoints could."""
+    with engine.checkpointer(engine.run_checkpoints(run_dir)) as saver:
+        graph = build_graph(checkpointer=saver)
         graph.update_state({"configurable": {"thread_id": run_dir.name}}, values, as_node="critic")
 
 
@@ -208,17 +205,28 @@ def test_an_image_swapped_for_a_link_is_not_read(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+@pytest.mark.parametrize("damage", ["garbage", "damaged record"])
 def test_a_corrupt_checkpoint_file_leaves_every_record_as_it_was(tmp_path, capsys, damage):
+    # A journal cut short is what a killed write leaves, so the run goes on from its last whole
+    # record (tests/test_saver_journal.py); a damaged record with whole ones after it is corrupt.
     run = tmp_path / "run"
     _finished_run(run)
-    db = run / "checkpoints.sqlite"
-    data = db.read_bytes()
-    db.write_bytes(os.urandom(len(data)) if damage == "garbage" else data[: len(data) // 3])
+    journal = run / engine.JOURNAL
+    data = bytearray(journal.read_bytes())
+    if damage == "garbage":
+        data = bytearray(os.urandom(len(data)))
+    else:  # a byte in the payload of the middle record (each is <length u32><crc32 u32><payload>)
+        at, middles = len(MAGIC), []
+        while at < len(data):
+            length = int.from_bytes(data[at : at + 4], "little")
+            middles.append(at + 8 + length // 2)
+            at += 8 + length
+        data[middles[len(middles) // 2]] ^= 0xFF
+    journal.write_bytes(bytes(data))
     before = _snapshot(run)
     assert main(["resume", str(run), "--max-rounds", "20", "-q"]) == EXIT_USAGE
     line = _one_line_error(capsys.readouterr().err)
-    assert "checkpoints.sqlite" in line
+    assert engine.JOURNAL in line
     assert _snapshot(run) == before
 
 

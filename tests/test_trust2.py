@@ -14,6 +14,8 @@ import pytest
 
 from strokegraph.app.cli import EXIT_USAGE, main
 from strokegraph.app.runner import generate
+from strokegraph.graph import engine
+from strokegraph.graph.journal import read_journal, write_journal
 
 PROMPT = "two red apples to the left of a blue cup"
 
@@ -67,38 +69,35 @@ def _copy(run: Path, to: Path) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 
-def _empty(db: Path) -> None:
-    db.write_bytes(b"")
+def _empty(journal: Path) -> None:
+    journal.write_bytes(b"")
 
 
-def _foreign(db: Path) -> None:
-    db.unlink()
-    with closing(sqlite3.connect(db)) as conn:
+def _foreign(journal: Path) -> None:
+    journal.unlink()
+    with closing(sqlite3.connect(journal)) as conn:  # a database, under the journal's name
         conn.execute("create table notes (text)")
-        conn.execute("insert into notes values ('not a strokegraph database')")
+        conn.execute("insert into notes values ('not a strokegraph journal')")
         conn.commit()
 
 
-def _no_rows(db: Path) -> None:
-    with closing(sqlite3.connect(db)) as conn:
-        conn.execute("delete from checkpoints")
-        conn.execute("delete from writes")
-        conn.commit()
+def _no_rows(journal: Path) -> None:
+    write_journal(journal, [])
 
 
-def _garbage(db: Path) -> None:
-    db.write_bytes(os.urandom(4096))
+def _garbage(journal: Path) -> None:
+    journal.write_bytes(os.urandom(4096))
 
 
 @pytest.mark.parametrize("damage", [_empty, _foreign, _no_rows, _garbage], ids=lambda f: f.__name__[1:])
 def test_checkpoints_without_the_runs_progress_are_refused_and_every_file_stays(finished, tmp_path, capsys, damage):
     run = _copy(finished, tmp_path / "run")
-    damage(run / "checkpoints.sqlite")
+    damage(run / engine.JOURNAL)
     before = _files(run)
     assert main(["resume", str(run), "-q"]) == EXIT_USAGE
     line = _one_line(capsys.readouterr().err)
-    assert "checkpoints.sqlite" in line and "run it all again" in line
-    assert _files(run) == before  # byte for byte, and no -wal or -shm file beside the database
+    assert engine.JOURNAL in line and "run it all again" in line
+    assert _files(run) == before  # byte for byte
 
 
 def test_a_run_killed_before_its_first_checkpoint_still_starts_over(finished, tmp_path, capsys):
@@ -299,22 +298,20 @@ def test_a_config_that_is_a_fifo_is_refused_without_waiting_for_a_writer(tmp_pat
     assert "is not a regular file" in _one_line(done.stderr.decode())
 
 
-def _plant_blocked_type(db: Path, channel: str = "budget") -> None:
-    """Make the last checkpoint's ``channel`` an ``os.system`` call, as msgpack can spell one."""
+def _plant_blocked_type(journal: Path, channel: str = "budget") -> None:
+    """Make ``channel``'s latest value in the journal an ``os.system`` call, as msgpack can spell one."""
     import ormsgpack
 
-    with closing(sqlite3.connect(db)) as conn:
-        rowid, blob = conn.execute("select rowid, checkpoint from checkpoints order by checkpoint_id desc").fetchone()
-        checkpoint = ormsgpack.unpackb(blob, ext_hook=ormsgpack.Ext, option=ormsgpack.OPT_NON_STR_KEYS)
-        checkpoint["channel_values"][channel] = ormsgpack.Ext(0, ormsgpack.packb(("os", "system", "echo pwned")))
-        data = ormsgpack.packb(checkpoint, option=ormsgpack.OPT_NON_STR_KEYS)
-        conn.execute("update checkpoints set checkpoint = ? where rowid = ?", (data, rowid))
-        conn.commit()
+    records, _ = read_journal(journal)
+    planted = ["msgpack", ormsgpack.packb(ormsgpack.Ext(0, ormsgpack.packb(("os", "system", "echo pwned"))))]
+    latest = max(i for i, r in enumerate(records) if r[0] == "c" and any(b[0] == channel for b in r[7]))
+    records[latest][7] = [[c, v, planted if c == channel else typed] for c, v, typed in records[latest][7]]
+    write_journal(journal, records)
 
 
 def test_a_checkpoint_with_a_blocked_type_is_one_line_without_langgraphs_warning(finished, tmp_path):
     run = _copy(finished, tmp_path / "run")
-    _plant_blocked_type(run / "checkpoints.sqlite")
+    _plant_blocked_type(run / engine.JOURNAL)
     before = _files(run)
     done = _cli("resume", str(run), "-q")  # a process of its own: LangGraph warns once per process
     assert done.returncode == EXIT_USAGE
@@ -330,7 +327,7 @@ def test_a_blocked_type_in_a_text_field_is_refused_not_read_as_its_argument(fini
     from strokegraph.errors import UsageError
 
     run = _copy(finished, tmp_path / "run")
-    _plant_blocked_type(run / "checkpoints.sqlite", channel="prompt")
+    _plant_blocked_type(run / engine.JOURNAL, channel="prompt")
     before = _files(run)
     with pytest.raises(UsageError, match="os.system, which is not a strokegraph state type"):
         resume(run, max_rounds=20)
