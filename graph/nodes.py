@@ -353,9 +353,27 @@ def review_answer(state: RunState, kind: str, answer) -> dict:
     }
 
 
+def _reviewed(state: RunState, kind: str) -> dict:
+    """Wait for a person's answer to a review of ``kind``; an invalid one asks again.
+
+    LangGraph keeps every answer given to a node's interrupts and hands them back, in order, when it
+    runs the node again; so an answer the node refused would be refused again on every resume, and
+    the review could never end. Instead each refused answer is followed by a new interrupt, whose
+    payload says in ``error`` why the last answer was refused, until one is valid. (``resume`` checks
+    an answer before it resumes, so a CLI or Python caller never reaches this; a LangGraph client
+    answering ``Command(resume=...)`` may.)
+    """
+    payload = review_payload(state, kind)
+    while True:
+        try:
+            return review_answer(state, kind, interrupt(payload))
+        except InvalidAnswer as exc:
+            payload = {**review_payload(state, kind), "error": str(exc)}
+
+
 def review_plan(state: RunState) -> dict:
-    return review_answer(state, "plan", interrupt(review_payload(state, "plan")))
+    return _reviewed(state, "plan")
 
 
 def review_critique(state: RunState) -> dict:
-    return review_answer(state, "critique", interrupt(review_payload(state, "critique")))
+    return _reviewed(state, "critique")

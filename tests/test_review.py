@@ -246,3 +246,38 @@ def test_a_critic_that_judges_requests_gets_them_until_met(tmp_path):
         r = resume(out, answer={"action": "accept"}, **kw)
     assert all(seen == (mine,) for seen in critic.seen[1:])  # every critique after the addition
     assert r.passed and not r.unjudged  # judged and met: nothing left unjudged
+
+
+def test_an_invalid_answer_through_langgraph_asks_again_and_a_valid_one_ends_the_review():
+    """A LangGraph client answers with Command(resume=...) and nothing checks the answer first: a refused
+    answer must not stick (LangGraph replays a node's answers on every resume) but ask again with the error."""
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import Command
+
+    from strokegraph.graph import Budget, RunContext, build_graph
+    from strokegraph.graph.state import RunState
+
+    graph = build_graph(InMemorySaver(), review=True)
+    backends, _ = registry.build_backends()
+    config = {"configurable": {"thread_id": "t"}}
+
+    def context(run_dir):
+        return RunContext(backends=backends, run_dir=run_dir)
+
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "images").mkdir()
+        state = RunState(prompt="a red cup", budget=Budget())
+        graph.invoke(state, config, context=context(Path(tmp)))
+        pending = graph.get_state(config).interrupts
+        assert pending and pending[0].value["kind"] == "plan" and "error" not in pending[0].value
+        graph.invoke(Command(resume={"action": "dance"}), config, context=context(Path(tmp)))
+        pending = graph.get_state(config).interrupts
+        assert pending and pending[0].value["kind"] == "plan"
+        assert "action 'dance' is not one of" in pending[0].value["error"]
+        graph.invoke(Command(resume={"action": "accept"}), config, context=context(Path(tmp)))
+        pending = graph.get_state(config).interrupts
+        assert pending and pending[0].value["kind"] == "critique" and "error" not in pending[0].value
+        assert [r["answer"] for r in graph.get_state(config).values["reviews"]] == [{"action": "accept"}]

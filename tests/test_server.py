@@ -160,7 +160,7 @@ def test_review_interrupts_reach_the_client_and_resume_with_a_command(server):
     assert trajectory["error"] is None
 
 
-def test_a_stop_answer_ends_the_run_and_a_bad_answer_is_a_usage_error(server):
+def test_a_stop_answer_ends_the_run_and_a_bad_answer_is_asked_again(server):
     graphs, _ = server
     graph = with_checkpointer(graphs["strokegraph_review"])
     config = {"configurable": {"thread_id": "stopped"}}
@@ -170,12 +170,15 @@ def test_a_stop_answer_ends_the_run_and_a_bad_answer_is_a_usage_error(server):
     assert not graph.get_state(config).interrupts and out["passed"] is False and out["final_image"] is None
     trajectory = json.loads((Path(out["run_dir"]) / "trajectory.json").read_text(encoding="utf-8"))
     assert trajectory["stopped"] is True
-    # The loop's review node keeps an invalid answer (a LangGraph node that fails after its interrupt
-    # took an answer sees that answer again on the next resume), so only the error is checked here.
+    # An invalid answer is refused and the review asked again with the reason; the thread still takes a
+    # valid answer afterwards (LangGraph replays a node's answers on resume, so one refused must not stick).
     config = {"configurable": {"thread_id": "bad-answer"}}
     graph.invoke({"prompt": "a blue cup"}, config)
-    with pytest.raises(UsageError, match="invalid review answer"):
-        graph.invoke(Command(resume={"action": "maybe"}), config)
+    graph.invoke(Command(resume={"action": "maybe"}), config)
+    pending = graph.get_state(config).interrupts[0].value
+    assert pending["kind"] == "plan" and "invalid review answer" in pending["error"]
+    out = graph.invoke(Command(resume={"action": "stop"}), config)
+    assert not graph.get_state(config).interrupts and out["final_image"] is None
 
 
 def test_urls_outside_the_runs_root_are_refused(server, tmp_path):
