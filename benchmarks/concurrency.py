@@ -9,10 +9,11 @@ two-object prompt, so every run makes the same 5 requests: plan, then draft and 
 One run therefore waits at least 5 x latency; if runs overlapped perfectly, any number of them
 would take that long too.
 
-The backends are synchronous, so LangGraph runs them in the event loop's default executor, whose
-thread count caps how many requests are in flight at once: ``agenerate`` gives a loop without one
-an executor sized for backends that wait (``strokegraph.app.runner.IO_THREADS``; Python's own has
-min(32, CPUs + 4) threads), and ``--threads`` sets one of that size on the loop first instead.
+Under ``agenerate`` the nodes are coroutines: the OpenAI backends await the async client and the
+LangChain ones ``ainvoke``, so a request in flight holds no thread. What is left for the event
+loop's default executor (image decoding, backends without async methods) is small; ``--threads N``
+sets an executor of that size on the loop first (``agenerate`` otherwise gives one of
+``strokegraph.app.runner.IO_THREADS``), to show that the requests do not need threads.
 The OpenAI clients are shared across roles and runs (one per endpoint, key and limits); it prints
 how many the runs made, and what building one run's backends costs with and without them made.
 
