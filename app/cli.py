@@ -156,6 +156,11 @@ def _add_fan_out(parser: argparse.ArgumentParser, shard_help: str) -> None:
     parser.add_argument("--shard", type=_shard, metavar="I/N", help=shard_help)
 
 
+def _add_roles(parser: argparse.ArgumentParser) -> None:
+    for role in ROLES:
+        parser.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id (default: {DEFAULT_IDS[role]})")
+
+
 def _add_preset(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset",
@@ -182,8 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="generate an image for PROMPT through the loop")
     g.add_argument("prompt", help="what to draw, e.g. 'two red apples to the left of a blue cup'")
     g.add_argument("--out", help="run directory (default: runs/<timestamp>-<slug>/); must not exist or be empty")
-    for role in ROLES:
-        g.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id (default: {DEFAULT_IDS[role]})")
+    _add_roles(g)
     _add_preset(g)
     g.add_argument("--config", metavar="FILE", help="TOML file with per-role ids and settings; flags override it")
     g.add_argument("--max-rounds", type=_non_negative, metavar="N", help="refine rounds in all (12)")
@@ -254,8 +258,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="K",
         help="images per prompt, seeds SEED..SEED+K-1 (1)",
     )
-    for role in ROLES:
-        b.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id (default: {DEFAULT_IDS[role]})")
+    _add_roles(b)
     b.add_argument(
         "--judge",
         metavar="ID",
@@ -298,8 +301,7 @@ def _parser() -> argparse.ArgumentParser:
     da.add_argument(
         "--limit", type=_positive, metavar="N", help="only the first N prompts (of each tag, for a built-in set)"
     )
-    for role in ROLES:
-        da.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id (default: {DEFAULT_IDS[role]})")
+    _add_roles(da)
     _add_preset(da)
     da.add_argument("--config", metavar="FILE", help="TOML file with per-role ids and settings; flags override it")
     _add_fan_out(
@@ -431,7 +433,7 @@ def _role_choices(args, config) -> tuple[dict, dict]:
     preset = load_preset(args.preset) if args.preset else RunConfig()
     ids, settings = {}, {}
     for role in ROLES:
-        shipped, given = getattr(preset, role), getattr(config, role)
+        shipped, given = preset.role(role), config.role(role)
         ids[role] = getattr(args, role) or given.id or shipped.id
         settings[role] = {**(shipped.settings if ids[role] == shipped.id else {}), **given.settings}
     return ids, settings

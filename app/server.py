@@ -31,8 +31,9 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import field, make_dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from langchain_core.runnables import RunnableConfig
@@ -52,15 +53,14 @@ __all__ = ["IMAGE_ROUTE", "ServerContext", "ServerState", "graph", "server_root"
 IMAGE_ROUTE = "/strokegraph/images"
 
 
-@dataclass
-class ServerContext:
-    """What a server request may choose: each role's backend id (a field per role) and the seed."""
-
-    planner: str = DEFAULT_IDS["planner"]
-    drafter: str = DEFAULT_IDS["drafter"]
-    critic: str = DEFAULT_IDS["critic"]
-    refiner: str = DEFAULT_IDS["refiner"]
-    seed: int = 0
+# A field per role of the registry, so that a request may choose any role's backend. Made at runtime,
+# it is a plain type to mypy (hence Runtime[Any] below).
+ServerContext: type = make_dataclass(
+    "ServerContext",
+    [*((role, str, field(default=DEFAULT_IDS[role])) for role in ROLES), ("seed", int, 0)],
+)
+ServerContext.__module__ = __name__
+ServerContext.__doc__ = "What a server request may choose: each role's backend id (a field per role) and the seed."
 
 
 class ServerState(BaseModel):
@@ -106,7 +106,7 @@ def _thread_dir(root: Path, thread: object) -> Path:
     return root / name
 
 
-def _allowed(ctx: ServerContext) -> None:
+def _allowed(ctx: Any) -> None:
     """Refuse backend ids the operator did not allow: a request may not load a model or spend a key.
 
     The offline ``builtin:`` backends are always allowed; ``$STROKEGRAPH_SERVER_BACKENDS`` lists more,
@@ -125,7 +125,7 @@ def _allowed(ctx: ServerContext) -> None:
             )
 
 
-def run(state: ServerState, runtime: Runtime[ServerContext], config: RunnableConfig) -> dict:
+def run(state: ServerState, runtime: Runtime[Any], config: RunnableConfig) -> dict:
     ctx = runtime.context or ServerContext()
     _allowed(ctx)
     root = server_root()

@@ -1,11 +1,12 @@
 """The roles and their backends: ``provider:model`` ids, parsed in one place and built lazily.
 
-The roles are the fields of :class:`Backends`, one record for a run's four backends; :data:`ROLES`
-lists them, and everything else that goes per role (command-line flags, ``run.json``, the server's
-allow-list, benchmarks) iterates it. Each role picks its backend by an id such as ``builtin:rules``.
-Nothing heavy is imported until :func:`build` is called for that id. Each entry also declares what
-its backend can do (:func:`capabilities`), and :func:`backend_ids` refuses roles that do not fit
-together (:func:`check_pairing`) before anything is built.
+The roles are the fields of :class:`Backends`, one record for a run's backends; :data:`ROLES` lists
+them, and everything else that goes per role (config files, command-line flags, ``run.json``, the
+server's context and allow-list, benchmarks, conformance checks) iterates it. Each role picks its
+backend by an id such as ``builtin:rules``. Nothing heavy is imported until :func:`build` is called
+for that id. Each entry also declares what its backend can do (:func:`capabilities`), and
+:func:`backend_ids` refuses roles that do not fit together (:func:`check_pairing`) before anything
+is built.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 
 from strokegraph.errors import UsageError
 
@@ -40,6 +41,7 @@ __all__ = [
     "Capabilities",
     "ImageKind",
     "Role",
+    "RoleChoices",
     "backend_ids",
     "build",
     "build_backends",
@@ -59,7 +61,8 @@ __all__ = [
 class Backends:
     """A run's backends, one per role: anything with the role's one method (see :mod:`strokegraph.agents`).
 
-    Its fields are the roles, in the loop's order; a new role is a new field here (and in :data:`Role`).
+    Its fields are the roles, in the loop's order; a new role is a new field here (and in :data:`Role`,
+    :class:`RoleChoices` and :data:`DEFAULT_IDS`).
     """
 
     planner: Planner
@@ -75,6 +78,16 @@ class Backends:
 Role = Literal["planner", "drafter", "critic", "refiner"]
 #: The roles, in the loop's order: the fields of :class:`Backends`.
 ROLES: tuple[Role, ...] = tuple(cast(Role, f.name) for f in dataclasses.fields(Backends))
+
+
+class RoleChoices(TypedDict, total=False):
+    """The backend chosen for each role, as the entry points take it (``generate(prompt, **choices)``):
+    an id, a backend object of your own, or None for :data:`DEFAULT_IDS`. A key per role."""
+
+    planner: str | Planner | None
+    drafter: str | Drafter | None
+    critic: str | Critic | None
+    refiner: str | Refiner | None
 
 
 ImageKind = Literal["sketch", "natural"]
@@ -361,8 +374,8 @@ def _preset_like(drafter_id: str) -> str | None:
 
     provider = drafter_id.partition(":")[0]
     same = [(name, load_preset(name)) for name in preset_names()]
-    same = [(name, p) for name, p in same if (p.drafter.id or "").partition(":")[0] == provider]
-    same.sort(key=lambda item: item[1].critic.id != _READER_FOR["natural"])
+    same = [(name, p) for name, p in same if (p.role("drafter").id or "").partition(":")[0] == provider]
+    same.sort(key=lambda item: item[1].role("critic").id != _READER_FOR["natural"])
     return same[0][0] if same else None
 
 
