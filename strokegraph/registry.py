@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_IDS",
+    "DEFAULT_PLUGINS",
     "ENTRY_POINT_GROUP",
     "ROLES",
     "Backends",
@@ -137,9 +138,9 @@ class _Entry:
 #: The entry-point group through which installed packages register backends: each entry point names
 #: a function ``register_backends(register)`` that calls :func:`register` once per backend.
 ENTRY_POINT_GROUP = "strokegraph.backends"
-# strokegraph's own backends register through the same hook as any other package's (as simonw/llm
-# loads its default plugins): this module's register_backends, loaded first.
-_DEFAULT_PLUGINS = ("strokegraph.tools.backends",)
+#: strokegraph's own modules that register backends, loaded first, through the same hook as any other
+#: package's (as simonw/llm loads its default plugins): each has a ``register_backends(register)``.
+DEFAULT_PLUGINS: tuple[str, ...] = ("strokegraph.tools.backends",)
 
 # (role, provider) -> how to build it, and what it can do; filled by the plugins on first use.
 _BACKENDS: dict[tuple[Role, str], _Entry] = {}
@@ -224,7 +225,7 @@ def _entries() -> dict[tuple[Role, str], _Entry]:
             return _BACKENDS
         _loading = True
         try:
-            for name in _DEFAULT_PLUGINS:
+            for name in DEFAULT_PLUGINS:
                 importlib.import_module(name).register_backends(register)
             for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
                 _load_plugin(point)
