@@ -109,12 +109,12 @@ def test_a_spent_budget_can_be_raised_and_the_run_refines_further(tmp_path):
 @pytest.mark.parametrize("max_rounds", [None, 5])
 def test_a_node_that_finished_before_its_step_was_committed_is_not_run_again(tmp_path, max_rounds):
     first = generate(PROMPT, out=tmp_path / "r", seed=5, settings=SETTINGS, budget=Budget(max_rounds=0))
-    # A kill between a node's saved writes and its step's checkpoint leaves exactly this: the last
-    # checkpoint gone, the one before it holding the final critique as a pending write.
+    # A kill between the critic's saved writes and its step's checkpoint leaves exactly this: the
+    # checkpoint the final critique is a pending write of is the last one (whatever nodes follow it).
     with closing(sqlite3.connect(tmp_path / "r" / "checkpoints.sqlite")) as conn, conn:
-        (last,) = conn.execute("SELECT max(checkpoint_id) FROM checkpoints").fetchone()
-        conn.execute("DELETE FROM checkpoints WHERE checkpoint_id = ?", (last,))
-        conn.execute("DELETE FROM writes WHERE checkpoint_id = ?", (last,))
+        (critiqued,) = conn.execute("SELECT max(checkpoint_id) FROM writes WHERE channel = 'critique'").fetchone()
+        conn.execute("DELETE FROM checkpoints WHERE checkpoint_id > ?", (critiqued,))
+        conn.execute("DELETE FROM writes WHERE checkpoint_id > ?", (critiqued,))
     resumed = resume(tmp_path / "r", max_rounds=max_rounds)
     # The very same critique event (its duration too): the critic did not run again.
     assert resumed.trajectory[: len(first.trajectory)] == first.trajectory
