@@ -75,22 +75,24 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
 
 
+def _from_0(text: str, high: int) -> int:
+    """``text`` as a whole number from 0 to ``high``, or the one-line reason argparse shows."""
+    value = _whole(text)
+    if not 0 <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {high}, got {value}")
+    return value
+
+
 def _non_negative(text: str) -> int:
     from strokegraph.app.runner import MAX_COUNT
 
-    value = _whole(text)
-    if not 0 <= value <= MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_COUNT}, got {value}")
-    return value
+    return _from_0(text, MAX_COUNT)
 
 
 def _seed(text: str) -> int:
     from strokegraph.app.runner import MAX_SEED
 
-    value = _whole(text)
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_SEED}, got {value}")
-    return value
+    return _from_0(text, MAX_SEED)
 
 
 def _positive(text: str) -> int:
@@ -140,8 +142,8 @@ def _add_scale_out(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_fan_out(parser: argparse.ArgumentParser, shard_help: str) -> None:
-    """The flags that spread a batch (bench, data) over Ray workers or machines."""
+def _add_fan_out(parser: argparse.ArgumentParser, shard_help: str, timeout_help: str) -> None:
+    """The flags that spread a batch (bench, data) over Ray workers or machines, and its time limit."""
     parser.add_argument(
         "--ray",
         metavar="ADDRESS",
@@ -154,6 +156,15 @@ def _add_fan_out(parser: argparse.ArgumentParser, shard_help: str) -> None:
         "--gpus-per-worker", type=_gpus, default=0, metavar="G", help="GPUs each Ray worker holds (0; needs --ray)"
     )
     parser.add_argument("--shard", type=_shard, metavar="I/N", help=shard_help)
+    parser.add_argument("--timeout-per-image", type=_number, metavar="S", help=timeout_help)
+
+
+def _add_backends(parser: argparse.ArgumentParser) -> None:
+    """Where the backends come from: a flag per role, then a preset and a config file under them."""
+    for role in ROLES:
+        parser.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id (default: {DEFAULT_IDS[role]})")
+    _add_preset(parser)
+    parser.add_argument("--config", metavar="FILE", help="TOML file with per-role ids and settings; flags override it")
 
 
 def _add_preset(parser: argparse.ArgumentParser) -> None:
@@ -182,10 +193,7 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="generate an image for PROMPT through the loop")
     g.add_argument("prompt", help="what to draw, e.g. 'two red apples to the left of a blue cup'")
     g.add_argument("--out", help="run directory (default: runs/<timestamp>-<slug>/); must not exist or be empty")
-    for role in ROLES:
-        g.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id (default: {DEFAULT_IDS[role]})")
-    _add_preset(g)
-    g.add_argument("--config", metavar="FILE", help="TOML file with per-role ids and settings; flags override it")
+    _add_backends(g)
     g.add_argument("--max-rounds", type=_non_negative, metavar="N", help="refine rounds in all (12)")
     g.add_argument("--rounds-per-step", type=_non_negative, metavar="N", help="refine rounds per plan step (3)")
     g.add_argument("--seed", type=_seed, help="seed for every backend (0)")
@@ -254,33 +262,26 @@ def _parser() -> argparse.ArgumentParser:
         metavar="K",
         help="images per prompt, seeds SEED..SEED+K-1 (1)",
     )
-    for role in ROLES:
-        b.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id (default: {DEFAULT_IDS[role]})")
+    _add_backends(b)
     b.add_argument(
         "--judge",
         metavar="ID",
         help="critic id whose detector judges (builtin:pixels; for a drafter of natural images, the critic if it "
         "is a detector)",
     )
-    _add_preset(b)
-    b.add_argument("--config", metavar="FILE", help="TOML file with per-role ids and settings; flags override it")
     b.add_argument("--out", metavar="DIR", help="results and runs (default: runs/bench-BENCHMARK/); reruns resume")
     b.add_argument("--seed", type=_seed, metavar="N", help="seed of each prompt's first image (0)")
     b.add_argument("--keep-runs", action="store_true", help="keep every run's files, not only records and samples")
     _add_fan_out(
-        b, shard_help="draw only the images whose place in the run is I modulo N; a rerun without it draws the rest"
+        b,
+        shard_help="draw only the images whose place in the run is I modulo N; a rerun without it draws the rest",
+        timeout_help="record an image whose drawing and judging takes over S seconds as failed, and move on (none)",
     )
     b.add_argument(
         "--retry-errors",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="a rerun draws again the images that failed (the default); --no-retry-errors keeps their records",
-    )
-    b.add_argument(
-        "--timeout-per-image",
-        type=_number,
-        metavar="S",
-        help="record an image whose drawing and judging takes over S seconds as failed, and move on (none)",
     )
     b.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     _add_verbose(b)
@@ -298,20 +299,12 @@ def _parser() -> argparse.ArgumentParser:
     da.add_argument(
         "--limit", type=_positive, metavar="N", help="only the first N prompts (of each tag, for a built-in set)"
     )
-    for role in ROLES:
-        da.add_argument(f"--{role}", metavar="ID", help=f"{role} backend id (default: {DEFAULT_IDS[role]})")
-    _add_preset(da)
-    da.add_argument("--config", metavar="FILE", help="TOML file with per-role ids and settings; flags override it")
+    _add_backends(da)
     _add_fan_out(
         da,
         shard_help="draw only the runs whose place in the set is I modulo N, export nothing; a rerun "
         "without it draws the rest and exports all",
-    )
-    da.add_argument(
-        "--timeout-per-image",
-        type=_number,
-        metavar="S",
-        help="count a run that takes over S seconds as failed, and move on (none)",
+        timeout_help="count a run that takes over S seconds as failed, and move on (none)",
     )
     da.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     _add_export_options(da, out_help="runs (DIR/runs, resumed on a rerun) and the dataset (DIR/dataset)")
@@ -431,18 +424,40 @@ def _role_choices(args, config) -> tuple[dict, dict]:
     preset = load_preset(args.preset) if args.preset else RunConfig()
     ids, settings = {}, {}
     for role in ROLES:
-        shipped, given = getattr(preset, role), getattr(config, role)
+        shipped, given = preset.role(role), config.role(role)
         ids[role] = getattr(args, role) or given.id or shipped.id
         settings[role] = {**(shipped.settings if ids[role] == shipped.id else {}), **given.settings}
     return ids, settings
 
 
-def _generate(args) -> int:
-    from strokegraph.app.runner import generate
+def _config(args):
+    """The ``--config`` file's settings, or none."""
     from strokegraph.config import RunConfig, load_config
+
+    return load_config(args.config) if args.config else RunConfig()
+
+
+def _chosen(ids: dict, settings: dict) -> dict:
+    """The roles named and their settings, as keywords of generate and resume."""
+    return {"settings": {role: s for role, s in settings.items() if s}, **{r: i for r, i in ids.items() if i}}
+
+
+def _batch(args, config) -> tuple[dict, dict, Any]:
+    """A batch's (bench, data) roles, their settings and the budget of each run, its flags checked."""
     from strokegraph.graph import Budget
 
-    config = load_config(args.config) if args.config else RunConfig()
+    ids, settings = _role_choices(args, config)
+    if args.timeout_per_image is not None and not args.timeout_per_image > 0:  # also refuses NaN
+        raise UsageError(f"--timeout-per-image must be a number of seconds over 0, got {args.timeout_per_image}")
+    limits = ("max_rounds", "rounds_per_step", "max_sampling_steps")
+    return ids, settings, Budget(**{k: v for k in limits if (v := getattr(config, k)) is not None})
+
+
+def _generate(args) -> int:
+    from strokegraph.app.runner import generate
+    from strokegraph.graph import Budget
+
+    config = _config(args)
     ids, settings = _role_choices(args, config)
     if args.faults is not None:
         for role in ("drafter", "refiner"):
@@ -458,8 +473,7 @@ def _generate(args) -> int:
         rounds_per_step=pick(args.rounds_per_step, "rounds_per_step", 3),
         max_sampling_steps=config.max_sampling_steps,
     )
-    chosen = {"settings": {role: s for role, s in settings.items() if s}, **{r: i for r, i in ids.items() if i}}
-    chosen.update(_where(args))
+    chosen = {**_chosen(ids, settings), **_where(args)}
     display = _display(args.quiet)
     try:
         result = generate(
@@ -482,7 +496,6 @@ def _generate(args) -> int:
 
 def _resume(args) -> int:
     from strokegraph.app.runner import resume
-    from strokegraph.config import RunConfig, load_config
 
     if args.thread is None and args.run_dir is None:
         raise UsageError("resume needs RUN_DIR, or --thread ID (with --checkpoint and --store) to resume elsewhere")
@@ -490,10 +503,7 @@ def _resume(args) -> int:
         raise UsageError("give RUN_DIR or --thread with --out, not both")
     if args.thread is None and args.out is not None:
         raise UsageError("--out applies to --thread only; a run resumes in its own RUN_DIR")
-    config = load_config(args.config) if args.config else RunConfig()
-    ids, settings = _role_choices(args, config)
-    chosen = {"settings": {role: s for role, s in settings.items() if s}, **{r: i for r, i in ids.items() if i}}
-    chosen.update(_where(args))
+    chosen = {**_chosen(*_role_choices(args, _config(args))), **_where(args)}
     run_dir = args.run_dir
     if args.thread is not None:
         from strokegraph.artifacts import check_thread
@@ -731,15 +741,9 @@ def _export(args) -> int:
 
 def _data(args) -> int:
     from strokegraph.app.data import draw_data
-    from strokegraph.config import RunConfig, load_config
-    from strokegraph.graph import Budget
 
-    config = load_config(args.config) if args.config else RunConfig()
-    ids, settings = _role_choices(args, config)
-    if args.timeout_per_image is not None and not args.timeout_per_image > 0:  # also refuses NaN
-        raise UsageError(f"--timeout-per-image must be a number of seconds over 0, got {args.timeout_per_image}")
-    limits = ("max_rounds", "rounds_per_step", "max_sampling_steps")
-    budget = Budget(**{k: v for k in limits if (v := getattr(config, k)) is not None})
+    config = _config(args)
+    ids, settings, budget = _batch(args, config)
 
     def progress(p: dict) -> None:
         print(f"{p['done']}/{p['total']} runs, {p['resumed']} resumed, {p['failed']} failed", file=sys.stderr)
@@ -813,17 +817,11 @@ def _bench_progress(stream):
 
 def _bench(args) -> int:
     from strokegraph.bench import format_table, run_bench
-    from strokegraph.config import RunConfig, load_config
-    from strokegraph.graph import Budget
 
-    config = load_config(args.config) if args.config else RunConfig()
+    config = _config(args)
     if config.single_pass is not None:
         raise UsageError("bench runs both modes; remove single_pass from the config")
-    ids, settings = _role_choices(args, config)
-    if args.timeout_per_image is not None and not args.timeout_per_image > 0:  # also refuses NaN
-        raise UsageError(f"--timeout-per-image must be a number of seconds over 0, got {args.timeout_per_image}")
-    limits = ("max_rounds", "rounds_per_step", "max_sampling_steps")
-    budget = Budget(**{k: v for k in limits if (v := getattr(config, k)) is not None})
+    ids, settings, budget = _batch(args, config)
     critic_id = ids["critic"] or DEFAULT_IDS["critic"]
     judge = args.judge
     if judge is None:

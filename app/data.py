@@ -23,12 +23,13 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from strokegraph.app.export import ExportResult, check_export, export_runs, print_skip
 from strokegraph.app.runs import SOURCE
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget
+from strokegraph.registry import RoleChoices
 from strokegraph.schema import read_plain, write_new
 
 if TYPE_CHECKING:
@@ -150,10 +151,7 @@ class DataWorker:
             generate(
                 job.item.prompt,
                 out=run_dir,
-                planner=self.ids["planner"],
-                drafter=self.ids["drafter"],
-                critic=self.ids["critic"],
-                refiner=self.ids["refiner"],
+                **cast(RoleChoices, self.ids),
                 settings={role: s for role, s in self.setup.settings.items() if s},
                 seed=job.seed,
                 budget=self.setup.budget,

@@ -237,25 +237,27 @@ def _judged(t: _Trajectory) -> Iterator[tuple[Event, Critique]]:
             yield e, critique
 
 
-def _conflict_row(
+def _judged_row(
+    kind: Kind,
     e: Event,
     label: Label,
     source: NegativeSource,
-    plan_text: str,
+    ask: str,
     answer: str,
     violations: tuple[dict[str, Any], ...],
     truth: Label | None,
     variant: str = "",
 ) -> Row:
+    """A row about a judged image: the question ``ask``, the image, and the ``answer`` to learn."""
     assert e.image is not None
     return Row(
-        kind="conflict",
+        kind=kind,
         label=label,
         negative_source=source,
         step=e.step,
         round=e.round,
         parts=(
-            Part("user", text=_CONFLICT_ASK.format(plan=plan_text)),
+            Part("user", text=ask),
             Part("user", image=e.image, condition=True),
             Part("assistant", text=answer, loss=True),
         ),
@@ -265,29 +267,37 @@ def _conflict_row(
     )
 
 
+def _findings(t: _Trajectory, image: ImageRef, critique: Critique) -> str:
+    """What a failed critique found, in words, then the ``<refine>`` correction of it."""
+    lines = "; ".join(_violation_text(v) for v in critique.violations)
+    return f"{lines}\n<refine>{t.correction(image, critique)}</refine>"
+
+
 def _conflict(t: _Trajectory) -> Iterator[Row]:
     run = t.run
     for e, critique in _judged(t):
         assert e.image is not None
         plan = "\n".join(_plan_text(run, k) for k in range(e.step + 1))
+        ask = _CONFLICT_ASK.format(plan=plan)
         truth = t.truth_label(e.image)
         if critique.passed:
-            yield _conflict_row(e, "positive", "none", plan, "consistent", (), truth)
+            yield _judged_row("conflict", e, "positive", "none", ask, "consistent", (), truth)
             des = run.plan.steps[e.step].description
             changed = perturb(des, run, e.step, f"{run.run_id}|{e.image.path}")
             if changed is not None:
                 text, violation = changed
-                perturbed = plan.replace(f"<des>{des}</des>", f"<des>{text}</des>")
+                perturbed = _CONFLICT_ASK.format(plan=plan.replace(f"<des>{des}</des>", f"<des>{text}</des>"))
                 answer = f"inconsistent: {violation['message']}\n<refine>Make the image show {violation['expected']}."
                 answer += "</refine>"
                 # Against the changed plan a truly clean image is wrong; of any other image the truth says nothing sure.
                 wrong: Label | None = "negative" if truth == "positive" else None
-                yield _conflict_row(e, "negative", "perturbed_plan", perturbed, answer, (violation,), wrong, "p")
+                yield _judged_row(
+                    "conflict", e, "negative", "perturbed_plan", perturbed, answer, (violation,), wrong, "p"
+                )
         else:
-            lines = "; ".join(_violation_text(v) for v in critique.violations)
-            answer = f"inconsistent: {lines}\n<refine>{t.correction(e.image, critique)}</refine>"
+            answer = f"inconsistent: {_findings(t, e.image, critique)}"
             violations = tuple(_violation_column(v) for v in critique.violations)
-            yield _conflict_row(e, "negative", "critic_violation", plan, answer, violations, truth)
+            yield _judged_row("conflict", e, "negative", "critic_violation", ask, answer, violations, truth)
 
 
 def _alignment(t: _Trajectory) -> Iterator[Row]:
@@ -297,28 +307,14 @@ def _alignment(t: _Trajectory) -> Iterator[Row]:
         instruction = (
             f"<ins>{run.plan.steps[e.step].instruction}</ins>" if e.stage == "draft" else f"<refine>{e.text}</refine>"
         )
-        label: Label
-        source: NegativeSource
+        ask = _ALIGN_ASK.format(instruction=instruction)
+        violations = tuple(_violation_column(v) for v in critique.violations)
+        truth = t.truth_label(e.image)
         if critique.passed:
-            answer, label, source = "aligned", "positive", "none"
+            yield _judged_row("alignment", e, "positive", "none", ask, "aligned", violations, truth)
         else:
-            lines = "; ".join(_violation_text(v) for v in critique.violations)
-            answer = f"not aligned: {lines}\n<refine>{t.correction(e.image, critique)}</refine>"
-            label, source = "negative", "critic_violation"
-        yield Row(
-            kind="alignment",
-            label=label,
-            negative_source=source,
-            step=e.step,
-            round=e.round,
-            parts=(
-                Part("user", text=_ALIGN_ASK.format(instruction=instruction)),
-                Part("user", image=e.image, condition=True),
-                Part("assistant", text=answer, loss=True),
-            ),
-            violations=tuple(_violation_column(v) for v in critique.violations),
-            truth_label=t.truth_label(e.image),
-        )
+            answer = f"not aligned: {_findings(t, e.image, critique)}"
+            yield _judged_row("alignment", e, "negative", "critic_violation", ask, answer, violations, truth)
 
 
 def rows_for(run: RunData, kinds: tuple[Kind, ...]) -> Iterator[Row]:

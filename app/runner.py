@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command, Durability, StreamMode
@@ -23,10 +23,6 @@ from pydantic import BaseModel, ValidationError
 from strokegraph import __version__, registry
 from strokegraph._redact import redact_url
 from strokegraph._text import check_prompt
-from strokegraph.agents.critic import Critic
-from strokegraph.agents.drafter import Drafter
-from strokegraph.agents.planner import Planner
-from strokegraph.agents.refiner import Refiner
 from strokegraph.app.outputs import Result, result_of, write_outputs
 from strokegraph.app.record import (
     MAX_COUNT,
@@ -47,6 +43,7 @@ from strokegraph.artifacts import ArtifactStore, check_thread, open_store, recor
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget, RunContext, RunState, engine, recursion_limit
 from strokegraph.graph.nodes import review_answer
+from strokegraph.registry import RoleChoices
 from strokegraph.schema import SceneGraph, write_new
 
 __all__ = ["IO_THREADS", "MAX_COUNT", "MAX_SEED", "Result", "agenerate", "generate", "new_run_dir", "resume"]
@@ -303,10 +300,6 @@ def generate(
     prompt: str,
     *,
     out: str | os.PathLike | None = None,
-    planner: str | Planner | None = None,
-    drafter: str | Drafter | None = None,
-    critic: str | Critic | None = None,
-    refiner: str | Refiner | None = None,
     settings: dict[str, dict[str, Any]] | None = None,
     seed: int = 0,
     budget: Budget | None = None,
@@ -316,6 +309,7 @@ def generate(
     strict: bool = False,
     checkpoint: str | None = None,
     store: str | os.PathLike | ArtifactStore | None = None,
+    **roles: Unpack[RoleChoices],
 ) -> Result:
     """Run the plan -> draft -> critique -> refine loop on ``prompt`` and write its files.
 
@@ -345,10 +339,9 @@ def generate(
     database and the store alone (:func:`resume` with ``thread=``), and its thread id (in ``run.json``)
     gets a random suffix so that no two machines share one.
     """
-    roles = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
     run = _prepare(
         prompt,
-        roles,
+        dict(roles),
         settings,
         out=out,
         seed=seed,
@@ -396,10 +389,6 @@ async def agenerate(
     prompt: str,
     *,
     out: str | os.PathLike | None = None,
-    planner: str | Planner | None = None,
-    drafter: str | Drafter | None = None,
-    critic: str | Critic | None = None,
-    refiner: str | Refiner | None = None,
     settings: dict[str, dict[str, Any]] | None = None,
     seed: int = 0,
     budget: Budget | None = None,
@@ -407,6 +396,7 @@ async def agenerate(
     on_progress: Callable[[dict], None] | None = None,
     checkpoint: str | None = None,
     store: str | os.PathLike | ArtifactStore | None = None,
+    **roles: Unpack[RoleChoices],
 ) -> Result:
     """:func:`generate` as a coroutine, so that several prompts can run at once in one event loop.
 
@@ -424,7 +414,6 @@ async def agenerate(
     backend call already running in a thread cannot be stopped and finishes there (its image may
     still land in ``images/``).
     """
-    roles = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
     # A sync backend emits its progress in an executor thread; each event is handed to the event loop's thread.
     loop = asyncio.get_running_loop()
     _size_executor(loop)
@@ -442,7 +431,7 @@ async def agenerate(
     run = await asyncio.to_thread(
         _prepare,
         prompt,
-        roles,
+        dict(roles),
         settings,
         out=out,
         seed=seed,
@@ -529,10 +518,6 @@ def resume(
     run_dir: str | os.PathLike,
     *,
     max_rounds: int | None = None,
-    planner: str | Planner | None = None,
-    drafter: str | Drafter | None = None,
-    critic: str | Critic | None = None,
-    refiner: str | Refiner | None = None,
     settings: dict[str, dict[str, Any]] | None = None,
     trust_record: bool = False,
     confirm: Callable[[str], bool] | None = None,
@@ -541,6 +526,7 @@ def resume(
     checkpoint: str | None = None,
     store: str | os.PathLike | ArtifactStore | None = None,
     thread: str | None = None,
+    **roles: Unpack[RoleChoices],
 ) -> Result:
     """Continue the run in ``run_dir`` from its last checkpoint, and write its files again.
 
@@ -596,14 +582,18 @@ def resume(
         raise UsageError(f"max_rounds must be from 0 to {MAX_COUNT}, got {max_rounds!r}")
     if answer is not None and not record.review:
         raise UsageError("this run was not made with review=True; it takes no answer")
-    given = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
-    roles, role_settings = _choose_backends(record, given, settings or {}, trust_record=trust_record, confirm=confirm)
-    registry.backend_ids(roles, role_settings)  # every id and setting is checked before anything runs
+    unknown = sorted(set(roles) - set(registry.ROLES))
+    if unknown:
+        raise UsageError(f"unknown role(s) {', '.join(map(repr, unknown))}; expected {', '.join(registry.ROLES)}")
+    chosen, role_settings = _choose_backends(
+        record, dict(roles), settings or {}, trust_record=trust_record, confirm=confirm
+    )
+    registry.backend_ids(chosen, role_settings)  # every id and setting is checked before anything runs
     lock = RunLock(run_dir)
     try:
         where = url or engine.run_checkpoints(run_dir)
         return _resume_locked(
-            run_dir, record, roles, role_settings, lock, max_rounds, on_progress, answer, where, store
+            run_dir, record, chosen, role_settings, lock, max_rounds, on_progress, answer, where, store
         )
     finally:
         lock.release()

@@ -35,7 +35,7 @@ import hashlib
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import field, make_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -69,15 +69,14 @@ __all__ = ["IMAGE_ROUTE", "ServerContext", "ServerState", "graph", "review_graph
 IMAGE_ROUTE = "/strokegraph/images"
 
 
-@dataclass
-class ServerContext:
-    """What a server request may choose: each role's backend id (a field per role) and the seed."""
-
-    planner: str = DEFAULT_IDS["planner"]
-    drafter: str = DEFAULT_IDS["drafter"]
-    critic: str = DEFAULT_IDS["critic"]
-    refiner: str = DEFAULT_IDS["refiner"]
-    seed: int = 0
+# A field per role of the registry, so that a request may choose any role's backend. Made at runtime,
+# it is a plain type to mypy (hence Runtime[Any] below).
+ServerContext: type = make_dataclass(
+    "ServerContext",
+    [*((role, str, field(default=DEFAULT_IDS[role])) for role in ROLES), ("seed", int, 0)],
+)
+ServerContext.__module__ = __name__
+ServerContext.__doc__ = "What a server request may choose: each role's backend id (a field per role) and the seed."
 
 
 class ServerState(BaseModel):
@@ -124,7 +123,7 @@ def _thread_dir(root: Path, thread: object) -> Path:
     return root / name
 
 
-def _allowed(ctx: ServerContext) -> None:
+def _allowed(ctx: Any) -> None:
     """Refuse backend ids the operator did not allow: a request may not load a model or spend a key.
 
     The offline ``builtin:`` backends are always allowed; ``$STROKEGRAPH_SERVER_BACKENDS`` lists more,
@@ -143,7 +142,7 @@ def _allowed(ctx: ServerContext) -> None:
             )
 
 
-def _context(runtime: Runtime[ServerContext]) -> ServerContext:
+def _context(runtime: Runtime[Any]) -> Any:
     """The request's context, checked against the allow-list (again on every resume: a resuming
     request brings its own context)."""
     ctx = runtime.context or ServerContext()
@@ -151,7 +150,7 @@ def _context(runtime: Runtime[ServerContext]) -> ServerContext:
     return ctx
 
 
-def prepare(state: ServerState, runtime: Runtime[ServerContext]) -> dict:
+def prepare(state: ServerState, runtime: Runtime[Any]) -> dict:
     """Check the request and claim the run directory, before any backend is built."""
     ctx = _context(runtime)
     check_prompt(state.prompt)
@@ -205,7 +204,7 @@ def _run_dir(state: ServerState, root: Path) -> Path:
     return resolved
 
 
-def _record(run_dir: Path, state: ServerState, ctx: ServerContext, ids: dict, review: bool) -> None:
+def _record(run_dir: Path, state: ServerState, ctx: Any, ids: dict, review: bool) -> None:
     """Write the run's ``run.json`` once (a resumed node finds it there), so that the run directory
     reads like any other (``strokegraph export`` takes its prompt, seed and backends from it).
 
@@ -229,7 +228,7 @@ def _record(run_dir: Path, state: ServerState, ctx: ServerContext, ids: dict, re
     write_new(run_dir / RUN_FILE, record.model_dump_json(indent=2).encode())
 
 
-def _run_loop(loop, state: ServerState, runtime: Runtime[ServerContext], *, review: bool) -> dict:
+def _run_loop(loop, state: ServerState, runtime: Runtime[Any], *, review: bool) -> dict:
     """Run ``loop`` (a compiled :func:`build_graph`) in the run directory, and write its files.
 
     Called as a node, the loop is a subgraph: its checkpoints go to the server's checkpointer under
@@ -290,12 +289,12 @@ _LOOP = build_graph()
 _REVIEWED_LOOP = build_graph(review=True)
 
 
-def loop(state: ServerState, runtime: Runtime[ServerContext]) -> dict:
+def loop(state: ServerState, runtime: Runtime[Any]) -> dict:
     """The loop without review."""
     return _run_loop(_LOOP, state, runtime, review=False)
 
 
-def reviewed_loop(state: ServerState, runtime: Runtime[ServerContext]) -> dict:
+def reviewed_loop(state: ServerState, runtime: Runtime[Any]) -> dict:
     """The loop with a person's review after the plan and after every critique (LangGraph interrupts)."""
     return _run_loop(_REVIEWED_LOOP, state, runtime, review=True)
 

@@ -6,30 +6,6 @@
 with their licences.
 """
 
-from strokegraph.bench.harness import (
-    BENCHMARKS,
-    COMPBENCH_CATEGORIES,
-    MODES,
-    SAMPLES,
-    BenchPrompt,
-    BenchResult,
-    SkippedPrompt,
-    format_table,
-    geneval_prompts,
-    run_bench,
-    t2i_compbench_prompts,
-)
-
-__all__ = [
-    "BENCHMARKS",
-    "COMPBENCH_CATEGORIES",
-    "MODES",
-    "SAMPLES",
-    "BenchPrompt",
-    "BenchResult",
-    "SkippedPrompt",
-    "format_table",
-    "geneval_prompts",
-    "run_bench",
-    "t2i_compbench_prompts",
-]
+# The package's public names are the harness's: its __all__ is the one list of them.
+from strokegraph.bench.harness import *  # noqa: F403
+from strokegraph.bench.harness import __all__ as __all__

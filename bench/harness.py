@@ -35,13 +35,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 from strokegraph import registry
-from strokegraph.agents.critic import Critic
-from strokegraph.agents.drafter import Drafter
-from strokegraph.agents.planner import Planner
-from strokegraph.agents.refiner import Refiner
 from strokegraph.app.pages import render
 from strokegraph.bench.executor import (
     Drawn,
@@ -57,6 +53,7 @@ from strokegraph.bench.executor import (
 from strokegraph.bench.scoring import check_judge, clauses_for, inexpressible, summarize
 from strokegraph.errors import RunError, UsageError
 from strokegraph.graph import Budget
+from strokegraph.registry import RoleChoices
 
 __all__ = [
     "BENCHMARKS",
@@ -211,10 +208,6 @@ def run_bench(
     out: str | os.PathLike | None = None,
     limit: int | None = None,
     images_per_prompt: int = 1,
-    planner: str | Planner | None = None,
-    drafter: str | Drafter | None = None,
-    critic: str | Critic | None = None,
-    refiner: str | Refiner | None = None,
     settings: dict[str, dict[str, Any]] | None = None,
     judge: str = "builtin:pixels",
     judge_settings: dict[str, Any] | None = None,
@@ -228,6 +221,7 @@ def run_bench(
     shard: tuple[int, int] | None = None,
     retry_errors: bool = True,
     timeout_per_image: float | None = None,
+    **roles: Unpack[RoleChoices],
 ) -> BenchResult:
     """Draw ``benchmark``'s prompts in both modes, judge every image and write the results to ``out``.
 
@@ -270,7 +264,6 @@ def run_bench(
     )
     budget = budget or Budget()
     settings = settings or {}
-    roles = {"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner}
     ids = registry.backend_ids(roles, settings)  # every id and setting, before any model loads
     check_judge(judge, judge_settings, drafter_id=ids["drafter"])
     if ray is not None and (objects := [r for r, v in roles.items() if v is not None and not isinstance(v, str)]):
@@ -286,7 +279,7 @@ def run_bench(
         "budget": budget.model_dump(),
     }
     _check_out(out, manifest)
-    setup = Setup(roles, settings, judge, judge_settings, seed, budget)
+    setup = Setup(dict(roles), settings, judge, judge_settings, seed, budget)
 
     skipped: list[SkippedPrompt]
     if benchmark == "geneval":

@@ -24,11 +24,12 @@ import os
 import stat
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from strokegraph.errors import UsageError
+from strokegraph.registry import ROLES, Role
 
 __all__ = ["RoleConfig", "RunConfig", "load_config", "parse_config"]
 
@@ -43,7 +44,9 @@ class RoleConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
-class RunConfig(BaseModel):
+class _RunOptions(BaseModel):
+    """A config's run options; :data:`RunConfig` adds its table per role."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     seed: int | None = None
@@ -51,10 +54,25 @@ class RunConfig(BaseModel):
     rounds_per_step: int | None = Field(default=None, ge=0)
     max_sampling_steps: int | None = Field(default=None, ge=1)
     single_pass: bool | None = None
-    planner: RoleConfig = RoleConfig()
-    drafter: RoleConfig = RoleConfig()
-    critic: RoleConfig = RoleConfig()
-    refiner: RoleConfig = RoleConfig()
+
+    def role(self, role: Role) -> RoleConfig:
+        """``role``'s table: its id and settings (an empty table when the file names none)."""
+        return cast(RoleConfig, getattr(self, role))
+
+
+# A table per role of the registry (a field each, so unknown tables stay errors): a new role is one
+# a config file may name without a change here. mypy cannot see fields made at runtime, so to it a
+# RunConfig is its options and role().
+if TYPE_CHECKING:
+    RunConfig = _RunOptions
+else:
+    RunConfig = create_model(
+        "RunConfig",
+        __base__=_RunOptions,
+        __module__=__name__,
+        **{role: (RoleConfig, RoleConfig()) for role in ROLES},
+    )
+    RunConfig.__doc__ = "A config file's run options, and a table (:class:`RoleConfig`) per role."
 
 
 #: A config file is a few lines; anything this large is not one (``--config /dev/zero``).

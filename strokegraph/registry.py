@@ -1,11 +1,12 @@
 """The roles and their backends: ``provider:model`` ids, parsed in one place and built lazily.
 
-The roles are the fields of :class:`Backends`, one record for a run's four backends; :data:`ROLES`
-lists them, and everything else that goes per role (command-line flags, ``run.json``, the server's
-allow-list, benchmarks) iterates it. Each role picks its backend by an id such as ``builtin:rules``.
-Nothing heavy is imported until :func:`build` is called for that id. Each entry also declares what
-its backend can do (:func:`capabilities`), and :func:`backend_ids` refuses roles that do not fit
-together (:func:`check_pairing`) before anything is built.
+The roles are the fields of :class:`Backends`, one record for a run's backends; :data:`ROLES` lists
+them, and everything else that goes per role (config files, command-line flags, ``run.json``, the
+server's context and allow-list, benchmarks, conformance checks) iterates it. Each role picks its
+backend by an id such as ``builtin:rules``. Nothing heavy is imported until :func:`build` is called
+for that id. Each entry also declares what its backend can do (:func:`capabilities`), and
+:func:`backend_ids` refuses roles that do not fit together (:func:`check_pairing`) before anything
+is built.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 
 from strokegraph.errors import UsageError
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_IDS",
+    "DEFAULT_PLUGINS",
     "ENTRY_POINT_GROUP",
     "ROLES",
     "Backends",
@@ -40,6 +42,7 @@ __all__ = [
     "Capabilities",
     "ImageKind",
     "Role",
+    "RoleChoices",
     "backend_ids",
     "build",
     "build_backends",
@@ -59,7 +62,8 @@ __all__ = [
 class Backends:
     """A run's backends, one per role: anything with the role's one method (see :mod:`strokegraph.agents`).
 
-    Its fields are the roles, in the loop's order; a new role is a new field here (and in :data:`Role`).
+    Its fields are the roles, in the loop's order; a new role is a new field here (and in :data:`Role`,
+    :class:`RoleChoices` and :data:`DEFAULT_IDS`).
     """
 
     planner: Planner
@@ -75,6 +79,16 @@ class Backends:
 Role = Literal["planner", "drafter", "critic", "refiner"]
 #: The roles, in the loop's order: the fields of :class:`Backends`.
 ROLES: tuple[Role, ...] = tuple(cast(Role, f.name) for f in dataclasses.fields(Backends))
+
+
+class RoleChoices(TypedDict, total=False):
+    """The backend chosen for each role, as the entry points take it (``generate(prompt, **choices)``):
+    an id, a backend object of your own, or None for :data:`DEFAULT_IDS`. A key per role."""
+
+    planner: str | Planner | None
+    drafter: str | Drafter | None
+    critic: str | Critic | None
+    refiner: str | Refiner | None
 
 
 ImageKind = Literal["sketch", "natural"]
@@ -127,9 +141,9 @@ class _Entry:
 #: The entry-point group through which installed packages register backends: each entry point names
 #: a function ``register_backends(register)`` that calls :func:`register` once per backend.
 ENTRY_POINT_GROUP = "strokegraph.backends"
-# strokegraph's own backends register through the same hook as any other package's (as simonw/llm
-# loads its default plugins): this module's register_backends, loaded first.
-_DEFAULT_PLUGINS = ("strokegraph.tools.backends",)
+#: strokegraph's own modules that register backends, loaded first, through the same hook as any other
+#: package's (as simonw/llm loads its default plugins): each has a ``register_backends(register)``.
+DEFAULT_PLUGINS: tuple[str, ...] = ("strokegraph.tools.backends",)
 
 # (role, provider) -> how to build it, and what it can do; filled by the plugins on first use.
 _BACKENDS: dict[tuple[Role, str], _Entry] = {}
@@ -219,7 +233,7 @@ def _entries() -> dict[tuple[Role, str], _Entry]:
             return _BACKENDS
         _loading = True
         try:
-            for name in _DEFAULT_PLUGINS:
+            for name in DEFAULT_PLUGINS:
                 importlib.import_module(name).register_backends(register)
             for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
                 _load_plugin(point)
@@ -369,8 +383,8 @@ def _preset_like(drafter_id: str) -> str | None:
 
     provider = drafter_id.partition(":")[0]
     same = [(name, load_preset(name)) for name in preset_names()]
-    same = [(name, p) for name, p in same if (p.drafter.id or "").partition(":")[0] == provider]
-    same.sort(key=lambda item: item[1].critic.id != _READER_FOR["natural"])
+    same = [(name, p) for name, p in same if (p.role("drafter").id or "").partition(":")[0] == provider]
+    same.sort(key=lambda item: item[1].role("critic").id != _READER_FOR["natural"])
     return same[0][0] if same else None
 
 

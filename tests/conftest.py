@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import socket
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -87,47 +89,40 @@ def server():
         yield fake
 
 
-# Tiny random transformers models (tiny_hf.py), built from configs and saved once per session for
-# every module that loads them; a test that changes one works on its own copy.
+def _tiny(tmp_path_factory, library: str, module: str, name: str) -> Path:
+    """``save_tiny_<name>`` of ``module`` (tiny_hf.py, tiny_sd.py) run into a new temp folder; the
+    test is skipped without ``library``."""
+    pytest.importorskip(library)
+    save = getattr(importlib.import_module(module), f"save_tiny_{name}")
+    return save(tmp_path_factory.mktemp(f"tiny-{name}"))
+
+
+# Tiny random models (tiny_hf.py: transformers; tiny_sd.py: a Stable Diffusion pipeline), built from
+# configs and saved once per session for every module that loads them; a test that changes one works
+# on its own copy.
 @pytest.fixture(scope="session")
 def chat_dir(tmp_path_factory):
-    pytest.importorskip("transformers")
-    from tiny_hf import save_tiny_chat
-
-    return save_tiny_chat(tmp_path_factory.mktemp("tiny-chat"))
+    return _tiny(tmp_path_factory, "transformers", "tiny_hf", "chat")
 
 
 @pytest.fixture(scope="session")
 def owl_dir(tmp_path_factory):
-    pytest.importorskip("transformers")
-    from tiny_hf import save_tiny_owlv2
-
-    return save_tiny_owlv2(tmp_path_factory.mktemp("tiny-owlv2"))
+    return _tiny(tmp_path_factory, "transformers", "tiny_hf", "owlv2")
 
 
 @pytest.fixture(scope="session")
 def vlm_dir(tmp_path_factory):
-    pytest.importorskip("transformers")
-    from tiny_hf import save_tiny_vlm
-
-    return save_tiny_vlm(tmp_path_factory.mktemp("tiny-vlm"))
+    return _tiny(tmp_path_factory, "transformers", "tiny_hf", "vlm")
 
 
 @pytest.fixture(scope="session")
 def dino_dir(tmp_path_factory):
-    pytest.importorskip("transformers")
-    from tiny_hf import save_tiny_grounding_dino
-
-    return save_tiny_grounding_dino(tmp_path_factory.mktemp("tiny-grounding-dino"))
+    return _tiny(tmp_path_factory, "transformers", "tiny_hf", "grounding_dino")
 
 
 @pytest.fixture(scope="session")
 def sd_dir(tmp_path_factory):
-    """A tiny Stable Diffusion pipeline (tiny_sd.py), saved once per session."""
-    pytest.importorskip("diffusers")
-    from tiny_sd import save_tiny_sd
-
-    return save_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))
+    return _tiny(tmp_path_factory, "diffusers", "tiny_sd", "sd")
 
 
 @pytest.fixture(scope="module")

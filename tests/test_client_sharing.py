@@ -50,7 +50,7 @@ def server():
 
 def _settings(server, **extra) -> dict[str, dict]:
     connection = {"base_url": server.url, "api_key": SECRET, "max_retries": 0, **extra}
-    settings: dict[str, dict] = {role: dict(connection) for role in registry.ROLES}
+    settings: dict[str, dict] = {r.role: dict(connection) for r in registry.registered() if r.provider == "openai"}
     settings["drafter"]["size"] = settings["refiner"]["size"] = "64x64"
     return settings
 

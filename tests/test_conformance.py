@@ -5,22 +5,17 @@ from __future__ import annotations
 import pytest
 
 from strokegraph import registry
-from strokegraph.errors import RunError
+from strokegraph.errors import RunError, UsageError
 from strokegraph.testing import conformance
 from strokegraph.testing.openai_server import FakeOpenAI, any_prompt_replies
 
-OFFLINE = {
-    "planner": "builtin:rules",
-    "drafter": "builtin:sketch",
-    "critic": "builtin:pixels",
-    "refiner": "builtin:sketch",
-}
 EULER = {"steps": 2, "scheduler": "EulerDiscreteScheduler"}
 SMALL = {"drafter": {"width": 64, "height": 64}, "refiner": {}}  # the refiner draws at its canvas's size
 
 
 def _cases():
-    for role, backend_id in OFFLINE.items():
+    # The offline defaults, one per role: a new role's default is checked as soon as it exists.
+    for role, backend_id in registry.DEFAULT_IDS.items():
         for name in conformance.checks(role):
             yield pytest.param(role, name, backend_id, id=f"{backend_id}-{role}-{name}")
 
@@ -107,3 +102,13 @@ def _tiny():
 def test_the_checks_catch_a_backend_that_breaks_the_protocol(mode, check, why):
     with pytest.raises(conformance.ConformanceError, match=why):
         conformance.run_check("drafter", check, Leaky(mode))
+
+
+def test_every_role_registers_its_checks_and_an_unknown_role_is_refused():
+    assert all(conformance.checks(role) for role in registry.ROLES)
+    with pytest.raises(UsageError, match="unknown role 'painter'"):
+        conformance.checks("painter")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="cannot register checks for unknown role 'painter'"):
+        conformance.register_checks("painter", "paint", {})  # type: ignore[arg-type]
+    with pytest.raises(conformance.ConformanceError, match="a critic has a method 'critique'; Leaky has none"):
+        conformance.run_check("critic", "judges", Leaky("raises"))

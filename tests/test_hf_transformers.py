@@ -52,16 +52,16 @@ def offline(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
 
 
-def spy_generate(model, monkeypatch) -> list[dict]:
-    """Record the inputs of every ``model.generate`` call (and still generate)."""
+def spy(model, method: str, monkeypatch) -> list[dict]:
+    """Record the inputs of every call of ``model.<method>`` (``generate``, ``forward``), which still runs."""
     calls: list[dict] = []
-    real = model.generate
+    real = getattr(model, method)
 
-    def generate(**inputs):
+    def recorded(**inputs):
         calls.append(inputs)
         return real(**inputs)
 
-    monkeypatch.setattr(model, "generate", generate)
+    monkeypatch.setattr(model, method, recorded)
     return calls
 
 
@@ -213,7 +213,7 @@ def test_planner_applies_the_chat_template_records_usage_and_reasks_once(chat_di
     assert isinstance(planner, ChatPlanner) and isinstance(planner.model, TransformersChat)
     assert not planner.preparse and planner.model.max_new_tokens == 6
     chat = planner.model
-    calls = spy_generate(chat.model, monkeypatch)
+    calls = spy(chat.model, "generate", monkeypatch)
 
     with usage.collect() as collected, pytest.raises(RunError) as info:
         planner.plan("a red cat")
@@ -260,7 +260,7 @@ def test_vlm_sees_the_image_and_answers_text(vlm_dir, monkeypatch):
     critic = registry.build("critic", f"transformers-vlm:{vlm_dir}", max_new_tokens=4)
     assert isinstance(critic, ChatCritic)
     vlm = critic.model
-    calls = spy_generate(vlm.model, monkeypatch)
+    calls = spy(vlm.model, "generate", monkeypatch)
     with usage.collect() as collected:
         reply = vlm.complete(user({"type": "image", "image": canvas((80, 40))}, text("a cat ?")))
     assert isinstance(reply, str)
@@ -273,7 +273,7 @@ def test_vlm_sees_the_image_and_answers_text(vlm_dir, monkeypatch):
 
 def test_vlm_critic_reasks_once_then_stops(vlm_dir, monkeypatch):
     critic = registry.build("critic", f"transformers-vlm:{vlm_dir}", max_new_tokens=3)
-    calls = spy_generate(critic.model.model, monkeypatch)
+    calls = spy(critic.model.model, "generate", monkeypatch)
     request = CritiqueRequest(scene=CAT_SCENE, scope=frozenset({"e0"}), image=canvas())
     with pytest.raises(RunError) as info:
         critic.critique(request)
@@ -342,15 +342,17 @@ def iou(a, b) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def test_detector_critique_is_judged_by_the_geneval_rules(owl_dir):
-    request = CritiqueRequest(scene=CAT_SCENE, scope=frozenset({"e0"}), image=canvas())
-    found = registry.build("critic", f"transformers-detect:{owl_dir}", threshold=0.0).critique(request)
+@pytest.mark.parametrize("model_dir", ["owl_dir", "dino_dir"])
+def test_detector_critique_is_judged_by_the_geneval_rules(model_dir, request):
+    model = request.getfixturevalue(model_dir)
+    critique = CritiqueRequest(scene=CAT_SCENE, scope=frozenset({"e0"}), image=canvas())
+    found = registry.build("critic", f"transformers-detect:{model}", threshold=0.0).critique(critique)
     assert found.detections
     check_detections(found.detections, ("cat",))
-    assert found == judge(CAT_SCENE, request.scope, found.detections)
+    assert found == judge(CAT_SCENE, critique.scope, found.detections)
     assert not any(v.kind == "missing" for v in found.violations)
 
-    none = registry.build("critic", f"transformers-detect:{owl_dir}", threshold=1.01).critique(request)
+    none = registry.build("critic", f"transformers-detect:{model}", threshold=1.01).critique(critique)
     assert none.detections == ()
     assert [v.kind for v in none.violations] == ["missing"] and none.violations[0].entity_ids == ("e0",)
 
@@ -380,25 +382,12 @@ def test_full_loop_with_the_detector_critic_finishes_within_budget(owl_dir, tmp_
 # ---------------------------------------------------------------------------------------------
 
 
-def spy_forward(model, monkeypatch) -> list[dict]:
-    """Record the inputs of every forward pass of ``model`` (and still run it)."""
-    calls: list[dict] = []
-    real = model.forward
-
-    def forward(**inputs):
-        calls.append(inputs)
-        return real(**inputs)
-
-    monkeypatch.setattr(model, "forward", forward)
-    return calls
-
-
 def test_grounding_dino_is_queried_with_dotted_phrases_and_answers_with_requested_nouns(dino_dir, monkeypatch):
     critic = registry.build("critic", f"transformers-detect:{dino_dir}", threshold=0.0, text_threshold=0.25)
     assert isinstance(critic, DetectorCritic) and isinstance(critic.detector, ZeroShotDetector)
     detector = critic.detector
     assert detector.model_type == "grounding-dino" and detector.text_threshold == 0.25
-    calls = spy_forward(detector.model, monkeypatch)
+    calls = spy(detector.model, "forward", monkeypatch)
     nouns = ("cat", "teddy bear", "dog")
     detections = detector.detect(canvas((96, 48), PALETTE["blue"]), nouns)
     (inputs,) = calls
@@ -414,18 +403,6 @@ def test_grounding_dino_drops_boxes_whose_phrase_names_no_noun(dino_dir):
     # Above text_threshold no word of the query aligns with a box, so every phrase is empty.
     detector = ZeroShotDetector(str(dino_dir), threshold=0.0, text_threshold=1.01)
     assert detector.detect(canvas(), ("cat", "dog")) == []
-
-
-def test_grounding_dino_critique_is_judged_by_the_geneval_rules(dino_dir):
-    request = CritiqueRequest(scene=CAT_SCENE, scope=frozenset({"e0"}), image=canvas())
-    found = registry.build("critic", f"transformers-detect:{dino_dir}", threshold=0.0).critique(request)
-    assert found.detections
-    check_detections(found.detections, ("cat",))
-    assert found == judge(CAT_SCENE, request.scope, found.detections)
-
-    none = registry.build("critic", f"transformers-detect:{dino_dir}", threshold=1.01).critique(request)
-    assert none.detections == ()
-    assert [v.kind for v in none.violations] == ["missing"] and none.violations[0].entity_ids == ("e0",)
 
 
 @pytest.mark.parametrize(

@@ -63,11 +63,10 @@ def test_a_provider_is_owned_by_the_package_that_registered_it_first():
 
 
 def test_the_built_in_backends_come_through_the_plugin_hook():
-    # strokegraph's own module registers them with the same register function a plugin gets.
-    from strokegraph.tools import backends
-
+    # strokegraph's own modules register them with the same register function a plugin gets.
     calls: list[tuple] = []
-    backends.register_backends(lambda *args, **kwargs: calls.append(args))
+    for name in registry.DEFAULT_PLUGINS:
+        importlib.import_module(name).register_backends(lambda *args, **kwargs: calls.append(args))
     assert {(role, provider) for role, provider, _ in calls} == {
         (r.role, r.provider) for r in registry.registered() if r.package == "strokegraph"
     }

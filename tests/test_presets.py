@@ -3,6 +3,7 @@ the loopback server; --preset layers under --config and flags; the CLI keeps the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -30,8 +31,11 @@ def test_the_shipped_presets_are_listed():
 @pytest.mark.parametrize("name", SHIPPED)
 def test_each_preset_names_four_roles_that_fit_and_nothing_else(name):
     preset = load_preset(name)
-    ids = {role: getattr(preset, role).id for role in registry.ROLES}
-    assert all(ids.values()), ids
+    ids = {role: preset.role(role).id for role in registry.ROLES if preset.role(role).id is not None}
+    # Every role a run needs (a Backends field without a default) is named.
+    fields = dataclasses.fields(registry.Backends)
+    needed = {f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    assert needed <= set(ids), ids
     for role, backend_id in ids.items():
         registry.parse_id(role, backend_id)
     registry.check_pairing(ids)
@@ -76,7 +80,9 @@ def local(sd_dir, owl_dir, dino_dir, openai_server):
         preset = load_preset(name)
         ids, settings = {}, {}
         for role in registry.ROLES:
-            table = getattr(preset, role)
+            table = preset.role(role)
+            if table.id is None:
+                continue
             provider, model = registry.parse_id(role, table.id)
             ids[role], settings[role] = table.id, dict(table.settings)
             if provider == "diffusers":
@@ -102,9 +108,10 @@ def local(sd_dir, owl_dir, dino_dir, openai_server):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_each_preset_builds_on_tiny_models_and_the_loopback_server(name, local):
     ids, settings = local(name)
-    assert registry.backend_ids(ids, settings) == ids  # every id, setting and pairing accepted
+    everyone = {**registry.DEFAULT_IDS, **ids}  # a role the preset leaves out takes its default
+    assert registry.backend_ids(ids, settings) == everyone  # every id, setting and pairing accepted
     backends, built = registry.build_backends(ids, settings)
-    assert built == ids
+    assert built == everyone
     methods = {"planner": "plan", "drafter": "draft", "critic": "critique", "refiner": "refine"}
     for role, method in methods.items():
         assert callable(getattr(getattr(backends, role), method)), role
@@ -142,6 +149,7 @@ def test_config_and_flags_override_the_preset(openai_server, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     record = json.loads((out / "run.json").read_text())
     assert record["backends"] == {
+        **registry.DEFAULT_IDS,
         "planner": "openai:qwen2.5vl:7b",
         "drafter": "builtin:sketch",
         "critic": "builtin:pixels",

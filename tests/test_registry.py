@@ -12,14 +12,18 @@ from strokegraph.errors import UsageError
 
 
 def test_defaults_are_the_offline_backends():
-    assert registry.DEFAULT_IDS == {
-        "planner": "builtin:rules",
-        "drafter": "builtin:sketch",
-        "critic": "builtin:pixels",
-        "refiner": "builtin:sketch",
-    }
+    assert (
+        registry.DEFAULT_IDS.items()
+        >= {
+            "planner": "builtin:rules",
+            "drafter": "builtin:sketch",
+            "critic": "builtin:pixels",
+            "refiner": "builtin:sketch",
+        }.items()
+    )
     for role, backend_id in registry.DEFAULT_IDS.items():
         assert registry.parse_id(role, backend_id) == tuple(backend_id.split(":"))
+        assert registry.capabilities(role, backend_id).offline, backend_id
 
 
 @pytest.mark.parametrize(
@@ -56,12 +60,28 @@ def test_every_surface_that_names_a_role_names_every_role():
 
     roles = set(registry.ROLES)
     assert typing.get_args(registry.Role) == registry.ROLES and set(registry.DEFAULT_IDS) == roles
+    assert set(registry.RoleChoices.__optional_keys__) == roles
     for function in (generate, agenerate, resume, run_bench):
-        assert roles <= set(inspect.signature(function).parameters), function.__name__
+        (keywords,) = [p for p in inspect.signature(function).parameters.values() if p.kind is p.VAR_KEYWORD]
+        assert keywords.annotation == "Unpack[RoleChoices]", function.__name__
     assert roles <= set(RunConfig.model_fields) and roles <= set(ServerContext.__dataclass_fields__)
     commands = _parser()._subparsers._group_actions[0].choices
     for command in ("generate", "resume", "bench"):
         assert roles <= {a.dest for a in commands[command]._actions}, command
+
+
+def test_the_entry_points_refuse_an_unknown_role_in_one_line(tmp_path):
+    from strokegraph.app.runner import generate, resume
+    from strokegraph.bench import run_bench
+
+    with pytest.raises(UsageError, match="unknown role.*'painter'; expected planner, drafter"):
+        generate("a red cat", out=tmp_path / "run", painter="builtin:sketch")  # type: ignore[call-arg]
+    with pytest.raises(UsageError, match="unknown role.*'painter'; expected planner, drafter"):
+        run_bench("geneval", out=tmp_path / "bench", painter="builtin:sketch")  # type: ignore[call-arg]
+    assert not (tmp_path / "run").exists() and not (tmp_path / "bench").exists()
+    made = generate("a red cat", out=tmp_path / "made").run_dir
+    with pytest.raises(UsageError, match="unknown role.*'painter'; expected planner, drafter"):
+        resume(made, painter="builtin:sketch")  # type: ignore[call-arg]
 
 
 def test_build_backends_fills_in_defaults_and_records_objects_by_type():
@@ -82,14 +102,13 @@ def test_build_backends_fills_in_defaults_and_records_objects_by_type():
 
 
 def test_backends_satisfy_their_role_protocols():
-    from strokegraph.agents.critic import Critic
-    from strokegraph.agents.drafter import Drafter
-    from strokegraph.agents.planner import Planner
-    from strokegraph.agents.refiner import Refiner
+    import dataclasses
+    import importlib
 
-    protocols = {"planner": Planner, "drafter": Drafter, "critic": Critic, "refiner": Refiner}
-    for role, backend_id in registry.DEFAULT_IDS.items():
-        assert isinstance(registry.build(role, backend_id), protocols[role])
+    # Each role's protocol is the type of its Backends field, defined in strokegraph.agents.<role>.
+    for field in dataclasses.fields(registry.Backends):
+        protocol = getattr(importlib.import_module(f"strokegraph.agents.{field.name}"), str(field.type))
+        assert isinstance(registry.build(field.name, registry.DEFAULT_IDS[field.name]), protocol), field.name
 
 
 def test_importing_the_cli_loads_no_backend():

@@ -108,12 +108,12 @@ def test_a_spent_budget_can_be_raised_and_the_run_refines_further(tmp_path):
 @pytest.mark.parametrize("max_rounds", [None, 5])
 def test_a_node_that_finished_before_its_step_was_committed_is_not_run_again(tmp_path, max_rounds):
     first = generate(PROMPT, out=tmp_path / "r", seed=5, settings=SETTINGS, budget=Budget(max_rounds=0))
-    # A kill between a node's saved writes and its step's checkpoint leaves exactly this: the last
-    # checkpoint gone, the one before it holding the final critique as a pending write.
+    # A kill between the critic's saved writes and its step's checkpoint leaves exactly this: the
+    # checkpoint the final critique is a pending write of is the last one (whatever nodes follow it).
     journal = tmp_path / "r" / engine.JOURNAL
     records, _ = read_journal(journal)
-    last = max(r[3] for r in records if r[0] == "c")
-    write_journal(journal, [r for r in records if r[0] == "d" or r[3] != last])  # its checkpoint and writes
+    critiqued = max(r[3] for r in records if r[0] == "w" and any(w[1] == "critique" for w in r[6]))
+    write_journal(journal, [r for r in records if r[0] == "d" or r[3] <= critiqued])
     resumed = resume(tmp_path / "r", max_rounds=max_rounds)
     # The very same critique event (its duration too): the critic did not run again.
     assert resumed.trajectory[: len(first.trajectory)] == first.trajectory

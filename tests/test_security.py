@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from cli_process import run_cli as _cli
 from pydantic import ValidationError
 
 from strokegraph.app.cli import EXIT_RUN_ERROR, EXIT_USAGE, main, safe
@@ -278,16 +279,6 @@ def test_the_lock_is_released_when_a_run_ends(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Bad input: one line and a documented exit code, never a traceback
 # ---------------------------------------------------------------------------------------------
-
-
-def _cli(*args: str | bytes, preexec=None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "strokegraph", *args],
-        capture_output=True,
-        timeout=timeout,
-        preexec_fn=preexec,
-        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
-    )
 
 
 def test_a_prompt_that_is_not_utf8_is_a_usage_error(tmp_path):

@@ -11,6 +11,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from cli_process import run_cli as _cli
 
 from strokegraph.app.cli import EXIT_USAGE, main
 from strokegraph.app.runner import generate
@@ -37,16 +38,6 @@ def _one_line(err: str) -> str:
     assert len(lines) == 1, err
     assert "Traceback" not in err
     return lines[0]
-
-
-def _cli(*args: str | bytes, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "strokegraph", *args],
-        capture_output=True,
-        timeout=timeout,
-        cwd=cwd,
-        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
-    )
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ garbage; tests use them to check the plumbing (templates, loading, generation, p
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from strokegraph.schema import COLOURS
 
@@ -112,6 +113,13 @@ def _llama_config(vocab_size: int, tok):
     )
 
 
+def _save(path: Path, *parts: Any) -> Path:
+    """``save_pretrained`` each of ``parts`` (a model, its tokenizer or processor) to ``path``."""
+    for part in parts:
+        part.save_pretrained(path)
+    return Path(path)
+
+
 def save_tiny_chat(path: Path) -> Path:
     """A one-layer Llama with a word-level tokenizer and :data:`CHAT_TEMPLATE`, saved to ``path``."""
     import torch
@@ -121,9 +129,7 @@ def save_tiny_chat(path: Path) -> Path:
     tok = _word_tokenizer()
     tok.chat_template = CHAT_TEMPLATE
     model = LlamaForCausalLM(_llama_config(len(tok), tok)).eval()
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return Path(path)
+    return _save(path, model, tok)
 
 
 def save_tiny_vlm(path: Path) -> Path:
@@ -159,9 +165,7 @@ def save_tiny_vlm(path: Path) -> Path:
         chat_template=VLM_CHAT_TEMPLATE,
         num_additional_image_tokens=1,
     )
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return Path(path)
+    return _save(path, model, processor)
 
 
 def save_tiny_owlv2(path: Path) -> Path:
@@ -207,9 +211,7 @@ def save_tiny_owlv2(path: Path) -> Path:
     model = Owlv2ForObjectDetection(config).eval()
     image_processor = Owlv2ImageProcessorPil(size={"height": 32, "width": 32})
     processor = Owlv2Processor(image_processor=image_processor, tokenizer=tok)
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return Path(path)
+    return _save(path, model, processor)
 
 
 def save_tiny_grounding_dino(path: Path) -> Path:
@@ -272,6 +274,4 @@ def save_tiny_grounding_dino(path: Path) -> Path:
     model = GroundingDinoForObjectDetection(config).eval()
     image_processor = GroundingDinoImageProcessorPil(size={"shortest_edge": 32, "longest_edge": 64})
     processor = GroundingDinoProcessor(image_processor=image_processor, tokenizer=tok)
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return Path(path)
+    return _save(path, model, processor)

@@ -386,7 +386,36 @@ def _check_side(name: str, value: int | None) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-class DiffusersDrafter:
+class _Sampler:
+    """What the drafter and the refiner share: the model, and how they ask it for a sample."""
+
+    model: DiffusersModel
+    steps: int
+    guidance: float
+    negative_prompt: str | None
+
+    def _pipelines(self, model: str, scheduler_cls: type | None, *kinds: Task) -> list[Any]:
+        """The model's pipelines of ``kinds`` with this backend's scheduler; each must take the
+        negative prompt when one is set."""
+        pipes = [self.model.pipeline(kind, scheduler_cls) for kind in kinds]
+        _check_negative_prompt(model, self.negative_prompt, *pipes)
+        return pipes
+
+    def _sampling(self, stage: str, step: int, prompt: str, generator: Any) -> dict[str, Any]:
+        """The keywords every :meth:`DiffusersModel.sample` call of this backend takes."""
+        extra = {"negative_prompt": self.negative_prompt} if self.negative_prompt else {}
+        return {
+            "stage": stage,
+            "step": step,
+            "prompt": prompt,
+            "generator": generator,
+            "num_inference_steps": self.steps,
+            "guidance_scale": self.guidance,
+            **extra,
+        }
+
+
+class DiffusersDrafter(_Sampler):
     """Draws plan steps with a diffusers model: text-to-image first, then image-to-image.
 
     ``width``/``height`` default to the model's own size; ``scheduler`` is a diffusers scheduler
@@ -424,21 +453,11 @@ class DiffusersDrafter:
         self.size = (width or default_w, height or default_h)
         self.steps, self.guidance, self.strength = steps, guidance, strength
         self.negative_prompt = negative_prompt
-        self.text2image = self.model.pipeline("text2image", scheduler_cls)
-        self.image2image = self.model.pipeline("image2image", scheduler_cls)
-        _check_negative_prompt(model, negative_prompt, self.text2image, self.image2image)
+        self.text2image, self.image2image = self._pipelines(model, scheduler_cls, "text2image", "image2image")
 
     def draft(self, request: DraftRequest) -> DraftResult:
-        extra = {"negative_prompt": self.negative_prompt} if self.negative_prompt else {}
-        common: dict[str, Any] = {
-            "stage": "draft",
-            "step": request.step,
-            "prompt": request.plan.steps[request.step].description,
-            "generator": _generator("draft", request.seed, request.step),
-            "num_inference_steps": self.steps,
-            "guidance_scale": self.guidance,
-            **extra,
-        }
+        prompt = request.plan.steps[request.step].description
+        common = self._sampling("draft", request.step, prompt, _generator("draft", request.seed, request.step))
         if request.image is None:
             image, ran = self.model.sample(self.text2image, size=self.size, **common)
         else:
@@ -448,7 +467,7 @@ class DiffusersDrafter:
         return DraftResult(image=image, sampling_steps=ran)
 
 
-class DiffusersRefiner:
+class DiffusersRefiner(_Sampler):
     """Corrects an image with a diffusers model: inpaints the violations' region, or regenerates.
 
     ``strength`` applies to inpainting, ``regen_strength`` to regenerating the whole image;
@@ -485,9 +504,7 @@ class DiffusersRefiner:
         self.strength, self.regen_strength = strength, regen_strength
         self.grow, self.feather = grow, feather
         self.negative_prompt = negative_prompt
-        self.image2image = self.model.pipeline("image2image", scheduler_cls)
-        self.inpaint = self.model.pipeline("inpaint", scheduler_cls)
-        _check_negative_prompt(model, negative_prompt, self.image2image, self.inpaint)
+        self.image2image, self.inpaint = self._pipelines(model, scheduler_cls, "image2image", "inpaint")
 
     def refine(self, request: RefineRequest) -> RefineResult:
         violations = request.critique.violations
@@ -495,19 +512,14 @@ class DiffusersRefiner:
         description = request.plan.steps[request.step].description
         # A wrong relation means something must move: redraw all of it, not one box.
         region = None if any(v.kind == "relation" for v in violations) else violation_region(violations)
-        extra = {"negative_prompt": self.negative_prompt} if self.negative_prompt else {}
-        common: dict[str, Any] = {
-            "stage": "refine",
-            "step": request.step,
-            # The correction first: CLIP-based models keep only 77 tokens, and the scene description
-            # is the part that can best lose its tail.
-            "prompt": f"{text} {description}".strip(),
-            "generator": _generator("refine", request.seed, request.step, request.round),
-            "num_inference_steps": self.steps,
-            "guidance_scale": self.guidance,
+        # The correction first: CLIP-based models keep only 77 tokens, and the scene description
+        # is the part that can best lose its tail.
+        prompt = f"{text} {description}".strip()
+        generator = _generator("refine", request.seed, request.step, request.round)
+        common = {
+            **self._sampling("refine", request.step, prompt, generator),
             "size": request.image.size,
             "image": request.image,
-            **extra,
         }
         if region is not None:
             mask = region_mask(request.image.size, region, grow=self.grow, feather=self.feather)

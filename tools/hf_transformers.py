@@ -153,7 +153,62 @@ def _generate(model, inputs, tokenizer, *, max_new_tokens: int, temperature: flo
 # ---------------------------------------------------------------------------------------------
 
 
-class TransformersChat:
+class _LocalChat:
+    """What the local chat models share: generation settings, checked, and a model with a chat
+    template, loaded once per process (see :func:`_shared`)."""
+
+    model: Any
+    _weights: _Weights
+
+    def __init__(self, model_id: str, device: str, dtype: DType, max_new_tokens: int, temperature: float) -> None:
+        _check_generation(max_new_tokens, temperature)
+        self.model_id = model_id
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+
+    def _load_weights(
+        self,
+        kind: str,
+        what: str,
+        auto_model: Any,
+        preprocessor: str,
+        load_preprocessor: Callable[..., Any],
+        instruct: str,
+    ) -> _Weights:
+        """The weights of ``auto_model`` (a transformers ``AutoModelFor...``), named ``what`` in errors,
+        and the ``preprocessor`` (tokenizer or processor) ``load_preprocessor`` gives, which must have
+        a chat template: without one the error asks for a chat (instruct) ``instruct``."""
+        model_id = self.model_id
+
+        def load(source: str) -> _Weights:
+            pre = _load(preprocessor, model_id, source, load_preprocessor)
+            if not getattr(pre, "chat_template", None):
+                raise UsageError(f"{preprocessor} {model_id!r} has no chat template; use a chat (instruct) {instruct}")
+            model = _load(
+                what,
+                model_id,
+                source,
+                lambda p, **kw: auto_model.from_pretrained(p, dtype=self.dtype, **kw).to(self.device).eval(),
+            )
+            return _Weights(model, pre)
+
+        return _shared(kind, model_id, self.device, self.dtype, load)
+
+    def _complete(self, chat: list[dict], tokenizer: Any, **move: Any) -> str:
+        """Generate the answer to ``chat`` (messages in the preprocessor's chat template format); the
+        inputs go to the device with ``.to(device, **move)``."""
+        with self._weights.lock:
+            inputs = self._weights.preprocessor.apply_chat_template(
+                chat, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+            ).to(self.device, **move)
+            return _generate(
+                self.model, inputs, tokenizer, max_new_tokens=self.max_new_tokens, temperature=self.temperature
+            )
+
+
+class TransformersChat(_LocalChat):
     """A :class:`~strokegraph.agents.chat.ChatModel` over a local chat LLM (text only).
 
     Loads ``AutoTokenizer`` and ``AutoModelForCausalLM`` from ``model_id`` (a directory or a hub id)
@@ -169,43 +224,19 @@ class TransformersChat:
         max_new_tokens: int = 1024,
         temperature: float = 0.0,
     ) -> None:
-        _check_generation(max_new_tokens, temperature)
+        super().__init__(model_id, device, dtype, max_new_tokens, temperature)
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.model_id = model_id
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-
-        def load(source: str) -> _Weights:
-            tokenizer = _load("tokenizer", model_id, source, AutoTokenizer.from_pretrained)
-            if not tokenizer.chat_template:
-                raise UsageError(f"tokenizer {model_id!r} has no chat template; use a chat (instruct) model")
-            # transformers wraps PreTrainedModel.to in functools.wraps, whose typeshed type (_Wrapped) binds no
-            # self, so mypy takes the device for the model.
-            model = _load(
-                "chat model",
-                model_id,
-                source,
-                lambda p, **kw: AutoModelForCausalLM.from_pretrained(p, dtype=self.dtype, **kw).to(self.device).eval(),  # type: ignore[arg-type]
-            )
-            return _Weights(model, tokenizer)
-
-        self._weights = _shared("causal-lm", model_id, self.device, self.dtype, load)
+        self._weights = self._load_weights(
+            "causal-lm", "chat model", AutoModelForCausalLM, "tokenizer", AutoTokenizer.from_pretrained, "model"
+        )
         self.tokenizer = self._weights.preprocessor
         self.model = self._weights.model
 
     def complete(self, messages: list[dict], *, schema: type[BaseModel] | None = None) -> str:
         # Text-only chat templates (Llama, Qwen) expect each message's content as one string.
         chat = [{"role": m["role"], "content": self._text(m["content"])} for m in messages]
-        with self._weights.lock:
-            inputs = self.tokenizer.apply_chat_template(
-                chat, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
-            ).to(self.device)
-            return _generate(
-                self.model, inputs, self.tokenizer, max_new_tokens=self.max_new_tokens, temperature=self.temperature
-            )
+        return self._complete(chat, self.tokenizer)
 
     def _text(self, content: str | list[dict]) -> str:
         if isinstance(content, str):
@@ -219,7 +250,7 @@ class TransformersChat:
         return "\n".join(p["text"] for p in content)
 
 
-class TransformersVLMChat:
+class TransformersVLMChat(_LocalChat):
     """A :class:`~strokegraph.agents.chat.ChatModel` over a local image-text-to-text model (a VLM).
 
     Loads ``AutoProcessor`` and ``AutoModelForImageTextToText``; images travel inside the message
@@ -238,52 +269,27 @@ class TransformersVLMChat:
         temperature: float = 0.0,
         max_pixels: int | None = None,
     ) -> None:
-        _check_generation(max_new_tokens, temperature)
         if max_pixels is not None and max_pixels < 28 * 28:
             raise UsageError(f"max_pixels must be at least {28 * 28} (or None for no cap), got {max_pixels}")
+        super().__init__(model_id, device, dtype, max_new_tokens, temperature)
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        self.model_id = model_id
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
         self.max_pixels = max_pixels
-
-        def load(source: str) -> _Weights:
-            processor = _load("processor", model_id, source, AutoProcessor.from_pretrained)
-            if not getattr(processor, "chat_template", None):
-                raise UsageError(f"processor {model_id!r} has no chat template; use a chat (instruct) VLM")
-            # PreTrainedModel.to: see the chat model above.
-            model = _load(
-                "vision-language model",
-                model_id,
-                source,
-                lambda p, **kw: (
-                    AutoModelForImageTextToText.from_pretrained(p, dtype=self.dtype, **kw)
-                    .to(self.device)  # type: ignore[arg-type]
-                    .eval()
-                ),
-            )
-            return _Weights(model, processor)
-
-        self._weights = _shared("image-text-to-text", model_id, self.device, self.dtype, load)
+        self._weights = self._load_weights(
+            "image-text-to-text",
+            "vision-language model",
+            AutoModelForImageTextToText,
+            "processor",
+            AutoProcessor.from_pretrained,
+            "VLM",
+        )
         self.processor = self._weights.preprocessor
         self.model = self._weights.model
 
     def complete(self, messages: list[dict], *, schema: type[BaseModel] | None = None) -> str:
         chat = [{"role": m["role"], "content": self._content(m["content"])} for m in messages]
-        with self._weights.lock:
-            inputs = self.processor.apply_chat_template(
-                chat, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
-            ).to(self.device, dtype=self.dtype)  # casts the pixel values only, not the token ids
-            return _generate(
-                self.model,
-                inputs,
-                self.processor.tokenizer,
-                max_new_tokens=self.max_new_tokens,
-                temperature=self.temperature,
-            )
+        # dtype casts the pixel values only, not the token ids.
+        return self._complete(chat, self.processor.tokenizer, dtype=self.dtype)
 
     def _content(self, content: str | list[dict]) -> list[dict]:
         if isinstance(content, str):

@@ -19,22 +19,23 @@ exception fails the check. ``require_success=False`` accepts such a failure in p
 for a backend whose answers cannot be valid (a test model with random weights): the checks then
 still hold it to the error contract.
 
-Every built-in backend passes these checks in strokegraph's own tests.
+Every built-in backend passes these checks in strokegraph's own tests. Each role registers its
+checks (:func:`register_checks`) next to its definition, so a new role brings its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from strokegraph import progress
+from strokegraph import progress, registry
 from strokegraph.errors import RunError, UsageError
 from strokegraph.registry import ROLES, Role
 from strokegraph.schema import Critique, Plan, Refinement, SceneGraph, Violation
 
-__all__ = ["PROMPT", "ConformanceError", "check", "checks", "run_check"]
+__all__ = ["PROMPT", "Check", "ConformanceError", "check", "checks", "register_checks", "run_check"]
 
 #: The prompt every check works on.
 PROMPT = "two red apples to the left of a blue cup"
@@ -54,7 +55,6 @@ class _Fixture:
 
 @cache
 def _fixture() -> _Fixture:
-    from strokegraph import registry
     from strokegraph.agents.drafter import DraftRequest
 
     scene, plan = registry.build("planner", "builtin:rules").plan(PROMPT)
@@ -278,30 +278,63 @@ def _refiner_interrupt(backend: Any, require_success: bool) -> None:
     _interrupted("Ctrl-C ends a refinement in progress", "refine", lambda: backend.refine(_refine_request()))
 
 
-_CHECKS: dict[Role, dict[str, Callable[[Any, bool], None]]] = {
-    "planner": {"plans": _planner_plans, "refuses-cleanly": _planner_refuses_cleanly},
-    "drafter": {"first-step": _drafter_first, "later-step": _drafter_later, "interrupt": _drafter_interrupt},
-    "critic": {"judges": _critic_judges, "scope": _critic_scope},
-    "refiner": {"refines": _refiner_refines, "interrupt": _refiner_interrupt},
-}
-assert set(_CHECKS) == set(ROLES), "every role has its checks"
+Check = Callable[[Any, bool], None]
+"""A conformance check: ``check(backend, require_success)``, raising :class:`ConformanceError` when it fails."""
+
+
+@dataclass(frozen=True)
+class _RoleChecks:
+    method: str
+    checks: dict[str, Check]
+
+
+# role -> its one method and its checks, by name; each role registers its own (see register_checks).
+_CHECKS: dict[str, _RoleChecks] = {}
+
+
+def register_checks(role: Role, method: str, checks: Mapping[str, Check]) -> None:
+    """Make ``checks`` (name -> check) the conformance checks of ``role``, whose one method is ``method``.
+
+    A role registers its checks where it is defined, as the loop's four do below: a new role's
+    module does so next to its protocol, and :func:`checks` then lists them.
+    """
+    if role not in ROLES:
+        raise UsageError(f"cannot register checks for unknown role {role!r}; roles: {', '.join(ROLES)}")
+    _CHECKS[role] = _RoleChecks(method, dict(checks))
+
+
+register_checks("planner", "plan", {"plans": _planner_plans, "refuses-cleanly": _planner_refuses_cleanly})
+register_checks(
+    "drafter", "draft", {"first-step": _drafter_first, "later-step": _drafter_later, "interrupt": _drafter_interrupt}
+)
+register_checks("critic", "critique", {"judges": _critic_judges, "scope": _critic_scope})
+register_checks("refiner", "refine", {"refines": _refiner_refines, "interrupt": _refiner_interrupt})
+
+
+def _role_checks(role: Role) -> _RoleChecks:
+    if role not in ROLES:
+        raise UsageError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    # A role defined outside this module registers its checks when its module is imported, which the
+    # registry does for every role's backends.
+    registry.registered()
+    if role not in _CHECKS:
+        raise UsageError(f"role {role!r} registers no conformance checks (see register_checks)")
+    return _CHECKS[role]
 
 
 def checks(role: Role) -> list[str]:
     """The names of ``role``'s checks, for ``pytest.mark.parametrize``."""
-    if role not in _CHECKS:
-        raise UsageError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
-    return list(_CHECKS[role])
+    return list(_role_checks(role).checks)
 
 
 def run_check(role: Role, name: str, backend: Any, *, require_success: bool = True) -> None:
     """Run ``role``'s check ``name`` on ``backend``; raises :class:`ConformanceError` if it fails."""
-    if name not in checks(role):
-        raise UsageError(f"unknown {role} check {name!r}; checks: {', '.join(checks(role))}")
-    method = {"planner": "plan", "drafter": "draft", "critic": "critique", "refiner": "refine"}[role]
-    if not callable(getattr(backend, method, None)):
-        raise ConformanceError(f"a {role} has a method {method!r}; {type(backend).__name__} has none")
-    _CHECKS[role][name](backend, require_success)
+    table = _role_checks(role)
+    if name not in table.checks:
+        raise UsageError(f"unknown {role} check {name!r}; checks: {', '.join(table.checks)}")
+    if not callable(getattr(backend, table.method, None)):
+        raise ConformanceError(f"a {role} has a method {table.method!r}; {type(backend).__name__} has none")
+    table.checks[name](backend, require_success)
 
 
 def check(role: Role, backend: Any, *, require_success: bool = True) -> None:
