@@ -41,6 +41,7 @@ from strokegraph.app.ui_views import (
     compare_frames,
     esc,
     follow_run,
+    one_line,
     plan_answer,
     plan_rows,
     report_frame,
@@ -208,7 +209,7 @@ def build(
             )
             run_dir = new_run_dir(prompt, root=setup.runs)
         except (UsageError, ValidationError) as exc:
-            s.status = f"<b>Error:</b> {esc(message(exc))}"
+            s.status = f"<b>Error:</b> {esc(one_line(exc))}"
             yield view(s)
             return
         s.run_dir, s.chosen = run_dir, chosen
@@ -239,7 +240,7 @@ def build(
         try:
             reply = build_answer(pending)
         except UsageError as exc:
-            s.status = f"<b>Error:</b> {esc(message(exc))}"
+            s.status = f"<b>Error:</b> {esc(one_line(exc))}"
             yield view(s)
             return
         s.interrupt, s.status = None, "<span class='busy'></span> going on"
@@ -302,7 +303,7 @@ def build(
             try:
                 card = run_card(setup.runs, name)
             except (OSError, ValueError, UsageError) as exc:
-                problems.append(f"<li>{esc(name)}: {esc(message(exc))}</li>")
+                problems.append(f"<li>{esc(name)}: {esc(one_line(exc))}</li>")
                 continue
             if verdict_filter not in (None, "all") and card.category != verdict_filter:
                 continue
@@ -332,7 +333,7 @@ def build(
         try:
             return report_frame(setup.runs, name)
         except UsageError as exc:
-            return f"<p><b>Error:</b> {esc(message(exc))}</p>"
+            return f"<p><b>Error:</b> {esc(one_line(exc))}</p>"
 
     def compare(a, b):
         try:
@@ -340,7 +341,7 @@ def build(
                 raise UsageError("pick two different runs to compare")
             return compare_frames(setup.runs, a, b)
         except UsageError as exc:
-            return f"<p><b>Error:</b> {esc(message(exc))}</p>"
+            return f"<p><b>Error:</b> {esc(one_line(exc))}</p>"
 
     def resume_run(name, s):
         s = Session(shelf=shelf)
@@ -352,7 +353,7 @@ def build(
                 **given,
             }
         except UsageError as exc:
-            s.status = f"<b>Error:</b> {esc(message(exc))}"
+            s.status = f"<b>Error:</b> {esc(one_line(exc))}"
             yield view(s)
             return
         s.run_dir, s.chosen = run_dir, chosen
@@ -438,8 +439,8 @@ def build(
             thumbs = gr.Gallery(label="Runs", columns=5, height="auto", allow_preview=False)
             listing = gr.HTML()
             with gr.Row():
-                run_a = gr.Dropdown([], label="Run", allow_custom_value=False)
-                run_b = gr.Dropdown([], label="Compare with", allow_custom_value=False)
+                run_a = gr.Dropdown([], label="Run", allow_custom_value=True)  # checked by run_folder
+                run_b = gr.Dropdown([], label="Compare with", allow_custom_value=True)
             with gr.Row():
                 open_button = gr.Button("Open")
                 compare_button = gr.Button("Compare side by side")

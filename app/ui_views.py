@@ -40,7 +40,7 @@ __all__ = [
     "compare_frames",
     "esc",
     "follow_run",
-    "message",
+    "one_line",
     "checked_picture",
     "plan_answer",
     "plan_rows",
@@ -60,7 +60,7 @@ VERDICTS = ("all", "passed", "passed what was judged", "violations left", "stopp
 _POLL_S = 0.5  # how often a page waiting on a stage redraws its activity line
 
 
-def message(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     """An error as one line for the page, without the credentials of any URL in it."""
     if isinstance(exc, OSError) and not isinstance(exc, StrokegraphError):
         text = f"{exc.strerror or exc}" + (f": {exc.filename!r}" if exc.filename else "")
@@ -261,7 +261,7 @@ def follow_run(session: Session, call: Callable[[Callable[[dict], None]], Any]) 
             session.error = value
             where = getattr(value, "run_dir", None)
             hint = " What the run made is kept; resume it from Runs." if where is not None else ""
-            session.status = f"<b>Error:</b> {esc(message(value))}{hint}"
+            session.status = f"<b>Error:</b> {esc(one_line(value))}{hint}"
             if where is not None:
                 session.run_dir = Path(where)
         yield session
@@ -476,7 +476,7 @@ def report_frame(runs: Path, name: object) -> str:
     try:
         page = read_plain(run_dir / "report.html", _MAX_JSON).decode("utf-8", "replace")
     except OSError as exc:
-        raise UsageError(f"run {str(name)!r} has no readable report.html ({message(exc)})") from None
+        raise UsageError(f"run {str(name)!r} has no readable report.html ({one_line(exc)})") from None
     return (
         f"<div class='run-page'><h4>{esc(name)}</h4><iframe sandbox='' referrerpolicy='no-referrer' "
         f"title='report of {esc(name)}' srcdoc=\"{html.escape(page, quote=True)}\"></iframe></div>"
