@@ -395,9 +395,11 @@ def build(
                     status = gr.HTML(elem_id="status")
                     log = gr.HTML(elem_id="log")
                 with gr.Column(scale=3):
-                    gallery = gr.Gallery(label="Stages", columns=3, height="auto", elem_id="stages")
-                    final = gr.Image(label="Final image", type="filepath", interactive=False, elem_id="final")
                     verdict_box = gr.HTML(elem_id="verdict")
+                    final = gr.Image(
+                        label="Final image", type="filepath", interactive=False, height=320, elem_id="final"
+                    )
+                    gallery = gr.Gallery(label="Stages", columns=4, height="auto", elem_id="stages")
             with gr.Column(visible=False, elem_id="review-panel") as review_panel:
                 gr.Markdown("## Review")
                 plan_table = gr.Dataframe(
@@ -507,6 +509,7 @@ def launch(
         max_file_size="1mb",  # the page uploads nothing; a client posting files gets little room
         ssr_mode=False,
         mcp_server=False,
+        footer_links=["api", "gradio", "settings"],  # no "runs": Gradio's own history of calls is not shown
         css=_CSS,
     )
     return app

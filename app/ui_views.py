@@ -191,7 +191,10 @@ class Session:
             except (OSError, ValueError):
                 self.final = None
         if result.interrupt is not None:
-            what = "the plan" if result.interrupt["kind"] == "plan" else "the critique"
+            pending = result.interrupt
+            what = "the plan"
+            if pending["kind"] == "critique":
+                what = f"the critique of step {pending['step'] + 1} round {pending['round']}"
             self.status = f"Waiting for your review of {what}."
             return
         words, _ = verdict(result)
