@@ -55,7 +55,7 @@ from strokegraph.app.ui_views import (
 )
 from strokegraph.config import RunConfig
 from strokegraph.errors import UsageError
-from strokegraph.registry import ROLES
+from strokegraph.registry import ROLES, Role
 from strokegraph.schema import Critique, ViolationKind
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ class _Setup:
     config: RunConfig
     allowed: tuple[str, ...]
 
-    def ids(self, role: str) -> list[str]:
+    def ids(self, role: Role) -> list[str]:
         """The ids a page offers for ``role``: the config's, the allowed whole ids, the offline ones."""
         offered = [i for i in (getattr(self.config, role).id,) if i]
         offered += [a for a in self.allowed if not a.endswith(":")]
@@ -462,21 +462,27 @@ def build(
             add_group,
             session,
         ]
-        many = {"concurrency_limit": None}  # runs work in their own threads: no page waits on another
-        go.click(start, [prompt, *pickers, seed, rounds, review, session], outputs, api_name="run", **many)
-        accept_button.click(accept, [session], outputs, api_name="accept", **many)
-        stop_button.click(stop, [session], outputs, api_name="stop", **many)
-        edit_button.click(edit, [plan_table, violations_table, session], outputs, api_name="edit", **many)
-        add_button.click(add, [kind, message, expected, observed, *corners, session], outputs, api_name="add", **many)
-        review_image.select(corner, [session, *corners], [*corners, review_image], api_name=False)
+        # concurrency_limit=None: each run works in its own thread, so no page waits on another's run.
+        go.click(
+            start, [prompt, *pickers, seed, rounds, review, session], outputs, api_name="run", concurrency_limit=None
+        )
+        accept_button.click(accept, [session], outputs, api_name="accept", concurrency_limit=None)
+        stop_button.click(stop, [session], outputs, api_name="stop", concurrency_limit=None)
+        edit_button.click(
+            edit, [plan_table, violations_table, session], outputs, api_name="edit", concurrency_limit=None
+        )
+        add_button.click(
+            add, [kind, message, expected, observed, *corners, session], outputs, api_name="add", concurrency_limit=None
+        )
+        review_image.select(corner, [session, *corners], [*corners, review_image], api_visibility="private")
         listed = [thumbs, listing, run_a, run_b, shown]
         refresh.click(gallery_of, [verdict_filter], listed, api_name="gallery")
         for trigger in (verdict_filter.change, runs_tab.select, app.load):
-            trigger(gallery_of, [verdict_filter], listed, api_name=False)
-        thumbs.select(picked, [shown], [run_a], api_name=False)
+            trigger(gallery_of, [verdict_filter], listed, api_visibility="private")
+        thumbs.select(picked, [shown], [run_a], api_visibility="private")
         open_button.click(page_of, [run_a], [page], api_name="open")
         compare_button.click(compare, [run_a, run_b], [page], api_name="compare")
-        resume_button.click(resume_run, [run_a, session], outputs, api_name="resume", **many)
+        resume_button.click(resume_run, [run_a, session], outputs, api_name="resume", concurrency_limit=None)
     return app
 
 

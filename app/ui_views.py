@@ -387,6 +387,12 @@ def _json(path: Path) -> dict:
     return doc
 
 
+def _field(doc: dict, key: str, kind: type) -> Any:
+    """``doc[key]`` when it is a ``kind`` (a dict or a list), else an empty one: a run's files may hold anything."""
+    value = doc.get(key)
+    return value if isinstance(value, kind) else kind()
+
+
 def run_card(runs: Path, name: str) -> _RunCard:
     """A run's line in the gallery, from its run.json and trajectory.json (both untrusted)."""
     from strokegraph.app.cli import EXIT_BUDGET, EXIT_STOPPED, EXIT_UNJUDGED, verdict
@@ -397,11 +403,11 @@ def run_card(runs: Path, name: str) -> _RunCard:
         doc = _json(run_dir / "trajectory.json")
     except FileNotFoundError:
         doc = {}
-    backends = record.get("backends") if isinstance(record.get("backends"), dict) else {}
-    events = doc.get("events") if isinstance(doc.get("events"), list) else []
+    backends = _field(record, "backends", dict)
+    events = _field(doc, "events", list)
     seconds = sum(e["duration_s"] for e in events if isinstance(e, dict) and type(e.get("duration_s")) in (int, float))
-    usage = doc.get("usage") if isinstance(doc.get("usage"), dict) else {}
-    cost = usage.get("cost_usd") if type(usage.get("cost_usd")) in (int, float) else None
+    cost = _field(doc, "usage", dict).get("cost_usd")
+    cost = cost if type(cost) in (int, float) else None
     if doc.get("stopped") is True or doc.get("finished") is True:
         try:
             critique = Critique.model_validate(doc.get("final_critique") or {})

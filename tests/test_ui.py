@@ -6,6 +6,7 @@ import json
 import shutil
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 pytest.importorskip("gradio", reason="the browser UI needs the ui extra (pip install 'strokegraph[ui]')")
 gradio_client = pytest.importorskip("gradio_client", reason="the UI tests drive the app with gradio_client")
 
-from strokegraph import registry  # noqa: E402
+from strokegraph import progress, registry  # noqa: E402
 from strokegraph.app import ui  # noqa: E402
 from strokegraph.app.cli import main  # noqa: E402
 from strokegraph.tools.sketch.drafter import SketchDrafter  # noqa: E402
@@ -44,9 +45,23 @@ class BreakingDrafter:
         return self.sketch.draft(request)
 
 
+class SamplingDrafter:
+    """The sketch world's drafter, reporting denoising steps as a diffusers backend does, slowly."""
+
+    def __init__(self, model: str = "") -> None:
+        self.sketch = SketchDrafter()
+
+    def draft(self, request):
+        for i in range(1, 9):
+            time.sleep(0.15)
+            progress.emit({"kind": "progress", "stage": "draft", "step": i, "total": 8})
+        return self.sketch.draft(request)
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     registry.register("drafter", "breaking", BreakingDrafter, offline=True, draws="sketch", package="test-ui")
+    registry.register("drafter", "sampling", SamplingDrafter, offline=True, draws="sketch", package="test-ui")
     runs = tmp_path_factory.mktemp("runs")
     app = ui.launch(runs, port=_free_port(), block=False, quiet=True)
     try:
@@ -54,6 +69,7 @@ def served(tmp_path_factory):
     finally:
         app.close()
         registry.unregister("drafter", "breaking")
+        registry.unregister("drafter", "sampling")
 
 
 @pytest.fixture
@@ -90,6 +106,16 @@ def test_a_run_streams_each_stage_then_the_verdict(client, served):
     assert last[FINAL] is not None
     assert "<b>passed</b>" in last[VERDICT]
     assert _trajectory(served[1], last[STATUS])["passed"] is True
+
+
+def test_sampling_shows_a_bar_with_the_time_left(client):
+    steps, last = _run(client, roles=("builtin:rules", "sampling:x", "builtin:pixels", "builtin:sketch"))
+    bars = [s[STATUS] for s in steps if "<progress" in s[STATUS]]
+    assert bars and all("s left" in b for b in bars)
+    assert any("<progress value='8' max='8'>" in b or "<progress value='7' max='8'>" in b for b in bars)
+    # Between events, the line of a stage at work still moves (the activity indicator).
+    assert any("working (" in s[STATUS] for s in steps)
+    assert "<b>passed</b>" in last[VERDICT]
 
 
 def test_review_in_the_browser_records_the_answers_the_cli_records(client, served):
