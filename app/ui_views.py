@@ -239,13 +239,18 @@ def follow_run(session: Session, call: Callable[[Callable[[dict], None]], Any]) 
     since = time.perf_counter()
     while True:
         try:
-            item = events.get(timeout=_POLL_S)
+            items = [events.get(timeout=_POLL_S)]
         except queue.Empty:
             if working is not None:
                 session.status = _activity(working, since)
                 yield session
             continue
-        if isinstance(item, dict):
+        # What else has arrived goes into the same update: a page is sent the latest state, once.
+        while not events.empty():
+            items.append(events.get_nowait())
+        for item in items:
+            if not isinstance(item, dict):
+                break
             kind = item.get("kind")
             if kind == "start":
                 working, since = item, time.perf_counter()
@@ -253,8 +258,11 @@ def follow_run(session: Session, call: Callable[[Callable[[dict], None]], Any]) 
             elif kind == "progress" and working is not None:
                 session.status = _activity(item, since)
             elif kind == "end":
-                working = None
+                # An end is reported once saved, which may be after the next stage started.
+                if working is not None and all(working.get(k) == item.get(k) for k in ("stage", "step", "round")):
+                    working = None
                 session.stage(item)
+        else:
             yield session
             continue
         what, value = item
