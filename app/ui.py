@@ -427,27 +427,29 @@ def build(
                     )
                     with gr.Row():
                         kind = gr.Dropdown(list(get_args(ViolationKind)), value="missing", label="Kind")
-                        message = gr.Textbox(label="What is wrong")
+                        message = gr.Textbox(label="What is wrong", elem_id="violation-message")
                         expected = gr.Textbox(label="Expected")
                         observed = gr.Textbox(label="Observed")
                     with gr.Row():
-                        corners = [gr.Number(label=n, precision=3) for n in ("x0", "y0", "x1", "y1")]
+                        corners = [
+                            gr.Number(label=n, precision=3, elem_id=f"box-{n}") for n in ("x0", "y0", "x1", "y1")
+                        ]
                     add_button = gr.Button("Add violation and go on", elem_id="add")
         with gr.Tab("Runs") as runs_tab:
             with gr.Row():
                 verdict_filter = gr.Radio(list(VERDICTS), value="all", label="Verdict")
                 refresh = gr.Button("Refresh")
             shown = gr.State([])
-            thumbs = gr.Gallery(label="Runs", columns=5, height="auto", allow_preview=False)
+            thumbs = gr.Gallery(label="Runs", columns=5, height="auto", allow_preview=False, elem_id="runs-gallery")
             listing = gr.HTML()
             with gr.Row():
-                run_a = gr.Dropdown([], label="Run", allow_custom_value=True)  # checked by run_folder
+                run_a = gr.Dropdown([], label="Run", allow_custom_value=True, elem_id="run-a")  # checked by run_folder
                 run_b = gr.Dropdown([], label="Compare with", allow_custom_value=True)
             with gr.Row():
-                open_button = gr.Button("Open")
+                open_button = gr.Button("Open", elem_id="open")
                 compare_button = gr.Button("Compare side by side")
                 resume_button = gr.Button("Resume (continues in the Run tab)")
-            page = gr.HTML()
+            page = gr.HTML(elem_id="run-page")
 
         outputs = [
             status,

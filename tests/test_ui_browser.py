@@ -91,3 +91,46 @@ def test_run_the_default_prompt_accept_each_review_and_see_the_verdict(browser, 
             browser.save_screenshot(str(SCREENSHOT))
     finally:
         app.close()
+
+
+def test_draw_a_violation_stop_then_open_the_run_from_the_gallery(browser, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    app = ui.launch(tmp_path / "runs", port=_free_port(), block=False, quiet=True)
+    try:
+        browser.get(app.local_url)
+        wait = WebDriverWait(browser, WAIT_S)
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#review input[type=checkbox]"))).click()
+        browser.find_element(By.ID, "run").click()
+        wait.until(ec.visibility_of_element_located((By.ID, "accept"))).click()  # the plan
+        image = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#review-image img")))
+        # Two clicks on the image: the corners of the new violation's box (offsets from its centre).
+        ActionChains(browser).move_to_element_with_offset(image, -40, -40).click().perform()
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#box-x0 input").get_attribute("value") not in ("", None))
+        ActionChains(browser).move_to_element_with_offset(image, 30, 20).click().perform()
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#box-x1 input").get_attribute("value") not in ("", None))
+        x0, x1 = (
+            float(browser.find_element(By.CSS_SELECTOR, f"#box-{n} input").get_attribute("value"))
+            for n in "x0 x1".split()
+        )
+        assert 0 <= x0 < x1 <= 1
+        browser.find_element(By.CSS_SELECTOR, "#violation-message textarea").send_keys("a stray bird")
+        browser.find_element(By.ID, "add").click()
+        wait.until(lambda d: "asked in review: a stray bird" in d.find_element(By.ID, "log").text)
+        wait.until(ec.visibility_of_element_located((By.ID, "stop"))).click()
+        wait.until(lambda d: "stopped in review" in d.find_element(By.ID, "verdict").text)
+
+        browser.find_element(By.XPATH, "//button[@role='tab' and contains(., 'Runs')]").click()
+        thumb = wait.until(
+            ec.element_to_be_clickable((By.CSS_SELECTOR, "#runs-gallery button[aria-label^='Thumbnail 1 ']"))
+        )
+        thumb.click()
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#run-a input").get_attribute("value"))
+        browser.find_element(By.ID, "open").click()
+        frame = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#run-page iframe")))
+        assert frame.get_attribute("sandbox") == ""  # no script, no same origin
+        browser.switch_to.frame(frame)
+        assert ui.DEFAULT_PROMPT in browser.find_element(By.TAG_NAME, "body").text
+        browser.switch_to.default_content()
+    finally:
+        app.close()
