@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import socket
@@ -46,14 +47,16 @@ class BreakingDrafter:
 
 
 class SamplingDrafter:
-    """The sketch world's drafter, reporting denoising steps as a diffusers backend does, slowly."""
+    """The sketch world's drafter, reporting denoising steps as a diffusers backend does, slowly
+    (``sampling:slow`` more slowly still: 4 s a draft)."""
 
     def __init__(self, model: str = "") -> None:
         self.sketch = SketchDrafter()
+        self.pause = 0.5 if model == "slow" else 0.15
 
     def draft(self, request):
         for i in range(1, 9):
-            time.sleep(0.15)
+            time.sleep(self.pause)
             progress.emit({"kind": "progress", "stage": "draft", "step": i, "total": 8})
         return self.sketch.draft(request)
 
@@ -313,3 +316,32 @@ def test_a_login_guards_the_app(tmp_path):
         assert "<b>passed</b>" in _run(c)[1][VERDICT]
     finally:
         app.close()
+
+
+def test_a_tab_closed_at_a_review_leaves_a_run_the_cli_resumes(client, served, monkeypatch, capsys):
+    _, out = _run(client, review=True, seed=5)
+    assert "review of the plan" in out[STATUS]
+    run_dir = max(served[1].iterdir(), key=lambda p: p.stat().st_mtime)
+    # The page is gone; the person answers on the terminal instead, accepting every review.
+    monkeypatch.setattr("sys.stdin", io.StringIO("a\n" * 20))
+    assert main(["resume", str(run_dir), "-q"]) == 0
+    assert capsys.readouterr().out.startswith("passed: ")
+    reviews = json.loads((run_dir / "trajectory.json").read_text())["reviews"]
+    assert reviews[0]["kind"] == "plan" and all(r["answer"] == {"action": "accept"} for r in reviews)
+
+
+def test_a_long_run_does_not_hold_up_another_session(served):
+    slow, fast = (gradio_client.Client(served[0], verbose=False) for _ in range(2))
+    roles = ("builtin:rules", "sampling:slow", "builtin:pixels", "builtin:sketch")
+    job = slow.submit(PROMPT, *roles, 6, 12, False, api_name="/run")
+    updates = iter(job)
+    next(updates)  # the slow run has started: its page got its first update
+    _, out = _run(fast, seed=7)
+    assert "<b>passed</b>" in out[VERDICT]
+    for _ in updates:
+        pass
+    last = job.outputs()[-1]
+    assert last[STATUS].startswith("Done:")
+    # The run started second finished first: it never waited for the other session's run.
+    finished = [Path(o[STATUS].split("Files in ")[1].rstrip(".")) / "trajectory.json" for o in (out, last)]
+    assert finished[0].stat().st_mtime < finished[1].stat().st_mtime
