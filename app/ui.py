@@ -365,7 +365,8 @@ def build(
     # leaves a string; give it the class.
     corner.__annotations__["evt"] = picked.__annotations__["evt"] = gr.SelectData
 
-    with gr.Blocks(title="strokegraph", analytics_enabled=False) as app:
+    # delete_cache: Gradio's copies of the pictures a page was sent go after a day (checked hourly).
+    with gr.Blocks(title="strokegraph", analytics_enabled=False, delete_cache=(3600, 86400)) as app:
         session = gr.State(Session(shelf=shelf))
         gr.Markdown("# strokegraph\nPlan → draft → critique → refine, one stage at a time.")
         with gr.Tab("Run"):

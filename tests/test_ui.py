@@ -254,7 +254,8 @@ def test_only_pictures_of_checked_runs_reach_the_page(client, served, tmp_path):
     _run(client, seed=4)
     name = max(runs.iterdir(), key=lambda p: p.stat().st_mtime).name
     base = served[0].rstrip("/")
-    for path in (runs / name / "final.png", runs / name / "run.json", Path("/etc/passwd")):
+    # Neither a run's files nor any file of the working directory (where --runs usually lies).
+    for path in (runs / name / "final.png", runs / name / "run.json", Path("/etc/passwd"), Path("pyproject.toml")):
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(f"{base}/gradio_api/file={path}")
         assert caught.value.code in (403, 404)
