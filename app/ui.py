@@ -45,6 +45,7 @@ from strokegraph.app.ui_views import (
     plan_answer,
     plan_rows,
     report_frame,
+    route_picture,
     run_card,
     run_folder,
     run_names,
@@ -166,7 +167,10 @@ def build(
         if s.interrupt is None or s.interrupt["kind"] != "critique" or s.run_dir is None:
             return None
         critique = Critique.model_validate(s.interrupt["critique"])
-        return checked_picture(s.run_dir, s.last_image, critique)
+        if s.last_image is not None:
+            return checked_picture(s.run_dir, s.last_image, critique)
+        # A run resumed in this page shows no stage before its review: the review names its image.
+        return route_picture(s.run_dir, s.interrupt.get("image"), critique)
 
     def view(s: Session) -> tuple:
         kind = s.interrupt["kind"] if s.interrupt else None

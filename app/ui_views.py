@@ -45,6 +45,7 @@ __all__ = [
     "plan_answer",
     "plan_rows",
     "report_frame",
+    "route_picture",
     "run_card",
     "run_folder",
     "run_names",
@@ -111,6 +112,17 @@ def checked_picture(run_dir: Path, ref: object, critique: Critique | None = None
             return None
         return _boxed(_decode(data), critique)
     except (ValidationError, RunError, OSError, ValueError):
+        return None
+
+
+def route_picture(run_dir: Path, path: object, critique: Critique | None = None) -> Image.Image | None:
+    """The run's ``images/<name>.png`` as the image route serves it (plain names, no symlink, PNG), boxes drawn."""
+    from strokegraph.app.webapp import read_image
+
+    data = read_image(run_dir.parent, f"{run_dir.name}/{path}") if isinstance(path, str) else None
+    try:
+        return _boxed(_decode(data), critique) if data is not None else None
+    except (OSError, ValueError):
         return None
 
 

@@ -247,6 +247,12 @@ def test_resume_from_the_gallery_continues_a_stopped_run(client, served):
     assert "review of the plan" in out[STATUS]  # it waits on the same review, the page shows it again
     out = client.predict(api_name="/accept")
     assert "review of the critique" in out[STATUS]
+    # Another page resumes it at that review, with the image to draw a new box on.
+    elsewhere = gradio_client.Client(served[0], verbose=False)
+    job = elsewhere.submit(name, api_name="/resume")
+    list(job)
+    out = job.outputs()[-1]
+    assert "review of the critique" in out[STATUS] and _value(out[REVIEW_IMAGE]) is not None
 
 
 def test_only_pictures_of_checked_runs_reach_the_page(client, served, tmp_path):
