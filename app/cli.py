@@ -32,6 +32,7 @@ __all__ = [
     "EXIT_UNJUDGED",
     "EXIT_USAGE",
     "main",
+    "verdict",
 ]
 
 EXIT_RUN_ERROR = 1
@@ -310,6 +311,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_export_options(da, out_help="runs (DIR/runs, resumed on a rerun) and the dataset (DIR/dataset)")
 
     sub.add_parser("presets", help="list the presets: coherent sets of the four roles (--preset NAME)")
+
+    ui = sub.add_parser("ui", help="a browser UI: run prompts, review them, browse and compare runs (extra: ui)")
+    ui.add_argument("--runs", metavar="DIR", default="runs", help="where runs go, and the runs it shows (runs)")
+    ui.add_argument("--config", metavar="FILE", help="TOML file: default backends and settings, allowed ids")
+    ui.add_argument("--host", default="127.0.0.1", help="address to serve on (127.0.0.1; any other needs --auth)")
+    ui.add_argument("--port", type=_positive, default=7860, help="port to serve on (7860)")
+    ui.add_argument("--auth", metavar="USER:PASS", help="require this login (default: $STROKEGRAPH_UI_AUTH)")
+    ui.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
 
     cb = sub.add_parser("codebook", help="draw the sketch world's icon codebook, labelled, to an image")
     cb.add_argument("nouns", nargs="*", help="nouns to draw (default: every noun with a fixed code)")
@@ -627,27 +636,45 @@ def _review_loop(result, display: _Display | None, chosen: dict):
     return result
 
 
-def _outcome(result) -> int:
-    """Print the verdict and where the image and report are; the exit code says the verdict."""
+def verdict(result) -> tuple[str, int]:
+    """A finished run's verdict in words, and the exit code that says it (the UI shows the same words)."""
     left = len(result.critique.violations) if result.critique else 0
     if result.stopped:
-        verdict, code = "stopped in review", EXIT_STOPPED
-    elif not result.passed:
-        verdict, code = f"{left} violation(s) left after {result.rounds} refine round(s)", EXIT_BUDGET
-    elif result.unjudged:
-        verdict, code = (
-            f"passed what was judged ({len(result.unjudged)} part(s) of the prompt not judged)",
-            EXIT_UNJUDGED,
-        )
+        return "stopped in review", EXIT_STOPPED
+    if not result.passed:
+        return f"{left} violation(s) left after {result.rounds} refine round(s)", EXIT_BUDGET
+    if result.unjudged:
+        return f"passed what was judged ({len(result.unjudged)} part(s) of the prompt not judged)", EXIT_UNJUDGED
+    return "passed", 0
+
+
+def _outcome(result) -> int:
+    """Print the verdict and where the image and report are; the exit code says the verdict."""
+    words, code = verdict(result)
+    if code == EXIT_UNJUDGED:
         for part in result.unjudged:
             sys.stderr.write(f"not judged: {safe(part)}\n")
-    else:
-        verdict, code = "passed", 0
-    print(f"{verdict}: {safe(result.final_image or f'nothing drawn yet, in {result.run_dir}')}")
+    print(f"{words}: {safe(result.final_image or f'nothing drawn yet, in {result.run_dir}')}")
     print(f"report: {safe(result.run_dir / 'report.html')}")
     if result.thread_id is not None:
         print(f"thread: {safe(result.thread_id)}")
     return code
+
+
+def _ui(args) -> int:
+    from importlib.util import find_spec
+
+    if find_spec("gradio") is None:
+        raise UsageError("the browser UI needs gradio (not installed); run: pip install 'strokegraph[ui]'")
+    from strokegraph.app import ui
+    from strokegraph.config import RunConfig, load_config
+
+    given = args.auth or os.environ.get(ui.AUTH_ENV)
+    auth = ui.parse_auth(given) if given else None
+    ui.check_launch(args.host, auth)
+    config = load_config(args.config) if args.config else RunConfig()
+    ui.launch(args.runs, config=config, host=args.host, port=args.port, auth=auth, share=args.share)
+    return 0
 
 
 def _backends(args) -> int:
@@ -939,10 +966,11 @@ def _main(argv: Sequence[str] | None) -> int:
         "codebook": _codebook,
         "export": _export,
         "data": _quiet_libraries(_data),
+        "ui": _quiet_libraries(_ui),
     }
     try:
         # Every path is checked before any is used: a store's folder is made before the run's.
-        for name in ("out", "run_dir", "config", "store", "checkpoint", "store_endpoint"):
+        for name in ("out", "run_dir", "config", "store", "checkpoint", "store_endpoint", "runs"):
             if isinstance(value := getattr(args, name, None), str):
                 check_utf8(f"--{name.replace('_', '-')}" if name != "run_dir" else "RUN_DIR", value)
         return commands[args.command](args)

@@ -97,9 +97,19 @@ class _AfterSave:
         else:
             self.report(event)
 
-    def flush(self) -> None:
+    def flush(self, values: dict[str, Any]) -> None:
+        """Report the held ``end`` events; ``values`` is the state the stream handed over after them.
+
+        The loop runs one node at a time, so a held ``end`` belongs to the node whose trajectory
+        event is the state's last: it goes along as ``"event"`` (JSON), so that a listener can show
+        the stage's image, violations and ``<refine>`` as it finishes.
+        """
         held, self.held = self.held, []
+        trajectory = values.get("trajectory") or []
+        last = trajectory[-1] if held and trajectory else None
         for event in held:
+            if isinstance(last, BaseModel):
+                event = {**event, "event": last.model_dump(mode="json")}
             self.report(event)
 
 
@@ -136,7 +146,7 @@ class _Run:
         """Take one ``(mode, data)`` item of the graph's stream (only ``values`` is streamed)."""
         if mode == "values":
             if isinstance(self.context.on_progress, _AfterSave):
-                self.context.on_progress.flush()  # the nodes before this state are saved
+                self.context.on_progress.flush(data)  # the nodes before this state are saved
             if "__interrupt__" in data:  # a review (``review=True``) the graph stops at
                 data = {k: v for k, v in data.items() if k != "__interrupt__"}
                 if not data:
