@@ -118,6 +118,8 @@ def read_record(run_dir: Path, postgres: bool = False) -> RunRecord:
             raise UsageError(
                 f"{str(run_dir)!r} keeps its checkpoints in PostgreSQL: give --checkpoint postgres://... again"
             )
+        if checkpoints.exists() and not checkpoints.is_symlink() and not checkpoints.is_file():
+            raise UsageError(f"{str(checkpoints)!r} is not a regular file; a run directory holds its own files")
         raise UsageError(f"{str(run_dir)!r} is not a strokegraph run directory (no {RUN_FILE} or {checkpoints.name})")
     for name in (RUN_FILE, engine.JOURNAL, engine.SQLITE, "images"):
         if (run_dir / name).is_symlink():

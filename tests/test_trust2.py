@@ -289,6 +289,17 @@ def test_a_config_that_is_a_fifo_is_refused_without_waiting_for_a_writer(tmp_pat
     assert "is not a regular file" in _one_line(done.stderr.decode())
 
 
+def test_a_checkpoint_journal_that_is_a_fifo_is_named_and_nothing_waits_on_it(tmp_path):
+    run = tmp_path / "r"
+    assert _cli("generate", PROMPT, "-q", "--out", str(run), "--max-rounds", "0").returncode in (0, 3)
+    journal = run / "checkpoints.journal"
+    journal.unlink()
+    os.mkfifo(journal)
+    done = _cli("resume", str(run), "--max-rounds", "3", timeout=30)
+    assert done.returncode == EXIT_USAGE
+    assert f"{str(journal)!r} is not a regular file" in _one_line(done.stderr.decode())
+
+
 def _plant_blocked_type(journal: Path, channel: str = "budget") -> None:
     """Make ``channel``'s latest value in the journal an ``os.system`` call, as msgpack can spell one."""
     import ormsgpack
