@@ -20,7 +20,7 @@ from strokegraph.graph import Budget
 from strokegraph.presets import describe_preset, load_preset, preset_names
 from strokegraph.testing.openai_server import FakeOpenAI, any_prompt_replies
 
-SHIPPED = ["flux-schnell-grounding-dino", "ollama", "openai", "sdxl-turbo-owlv2", "vllm-qwen2.5-vl"]
+SHIPPED = ["anthropic", "flux-schnell-grounding-dino", "ollama", "openai", "sdxl-turbo-owlv2", "vllm-qwen2.5-vl"]
 SECRET = "sk-test-preset"
 
 
@@ -71,7 +71,18 @@ def openai_server(no_ambient_openai_env):
 
 
 @pytest.fixture
-def local(sd_dir, owl_dir, dino_dir, openai_server):
+def anthropic_server(monkeypatch):
+    pytest.importorskip("langchain_anthropic", reason="needs pip install 'strokegraph[langchain-anthropic]'")
+    from strokegraph.testing.anthropic_server import FakeAnthropic
+    from strokegraph.testing.anthropic_server import any_prompt_replies as any_reply
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)  # the langchain: ids read keys from the environment only
+    with FakeAnthropic(fallback=any_reply()) as fake:
+        yield fake
+
+
+@pytest.fixture
+def local(sd_dir, owl_dir, dino_dir, openai_server, anthropic_server):
     """``local(name)``: the preset's ids and settings, each hub id swapped for a tiny model of the same
     provider, each API endpoint for the loopback server; settings kept but for sizes and steps."""
     tiny = {"diffusers": sd_dir, "owlv2": owl_dir, "grounding-dino": dino_dir}
@@ -93,6 +104,9 @@ def local(sd_dir, owl_dir, dino_dir, openai_server):
             elif provider == "transformers-detect":
                 kind = "grounding-dino" if "grounding-dino" in model else "owlv2"
                 ids[role] = f"transformers-detect:{tiny[kind]}"
+            elif provider == "langchain":
+                assert model.startswith("anthropic:"), table.id  # the one langchain provider a preset names
+                settings[role] |= {"base_url": anthropic_server.url, "max_retries": 0}
             elif provider == "openai":
                 settings[role] |= {"base_url": openai_server.url, "api_key": SECRET, "max_retries": 0}
                 if role in ("drafter", "refiner"):
@@ -119,7 +133,7 @@ def test_each_preset_builds_on_tiny_models_and_the_loopback_server(name, local):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED)
-def test_each_preset_runs_one_short_loop(name, local, openai_server, tmp_path):
+def test_each_preset_runs_one_short_loop(name, local, openai_server, anthropic_server, tmp_path):
     ids, settings = local(name)
     result = generate(
         "a red cup", out=tmp_path / "run", **ids, settings=settings, budget=Budget(rounds_per_step=1, max_rounds=1)
@@ -128,8 +142,11 @@ def test_each_preset_runs_one_short_loop(name, local, openai_server, tmp_path):
     assert doc["finished"] and doc["error"] is None
     assert {e["stage"]: e["backend"] for e in doc["events"]}["draft"] == ids["drafter"]
     assert (result.run_dir / "final.png").is_file()
-    if "openai" in {registry.parse_id(role, i)[0] for role, i in ids.items()}:
+    providers = {registry.parse_id(role, i)[0] for role, i in ids.items()}
+    if "openai" in providers:
         assert openai_server.requests  # the API roles went to the loopback server
+    if "langchain" in providers:
+        assert anthropic_server.requests  # and the LangChain ones to theirs
 
 
 # ---------------------------------------------------------------------------------------------
