@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from strokegraph import registry
 from strokegraph._text import check_prompt, printable
+from strokegraph.app.allowed import allowed_ids, is_allowed
 from strokegraph.app.record import MAX_COUNT, MAX_SEED
 from strokegraph.app.ui_views import (
     PLAN_HEADERS,
@@ -115,12 +116,7 @@ class _Setup:
             given = getattr(self.config, role)
             role_settings = given.settings if backend_id == given.id else {}
             registry.check(role, backend_id, role_settings)
-            allowed = (
-                registry.capabilities(role, backend_id).offline
-                or backend_id == given.id
-                or any(backend_id == a or (a.endswith(":") and backend_id.startswith(a)) for a in self.allowed)
-            )
-            if not allowed:
+            if not (backend_id == given.id or is_allowed(role, backend_id, self.allowed)):
                 raise UsageError(
                     f"{role} {backend_id!r} is not allowed here; the operator names allowed ids in --config "
                     f"or ${BACKENDS_ENV}"
@@ -156,7 +152,7 @@ def build(
     from strokegraph.graph import Budget
 
     if allowed is None:
-        allowed = tuple(a.strip() for a in os.environ.get(BACKENDS_ENV, "").split(",") if a.strip())
+        allowed = allowed_ids(BACKENDS_ENV)
     setup = _Setup(Path(runs), config or RunConfig(), allowed)
     setup.runs.mkdir(parents=True, exist_ok=True)
     # Outside --runs and outside the working directory: Gradio serves files from the temporary folder.
