@@ -19,7 +19,9 @@ Gradio is imported by :func:`build` and :func:`launch` only.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,9 +39,11 @@ from strokegraph.app.ui_views import (
     VERDICTS,
     VIOLATION_HEADERS,
     Session,
+    bench_frame,
+    bench_names,
     check_box,
     checked_picture,
-    compare_frames,
+    compare_steps,
     esc,
     follow_run,
     one_line,
@@ -157,6 +161,8 @@ def build(
     setup.runs.mkdir(parents=True, exist_ok=True)
     # Outside --runs and outside the working directory: Gradio serves files from the temporary folder.
     shelf = Path(tempfile.mkdtemp(prefix="strokegraph-ui-"))
+    # The pictures shown are copies; they go with the process, whether it ends on Ctrl-C or app.close.
+    atexit.register(shutil.rmtree, shelf, ignore_errors=True)
     cfg = setup.config
 
     def review_picture(s: Session) -> Any:
@@ -339,7 +345,16 @@ def build(
         try:
             if not a or not b or a == b:
                 raise UsageError("pick two different runs to compare")
-            return compare_frames(setup.runs, a, b)
+            return compare_steps(setup.runs, a, b)
+        except UsageError as exc:
+            return f"<p><b>Error:</b> {esc(one_line(exc))}</p>"
+
+    def benches():
+        return gr.update(choices=bench_names(setup.runs))
+
+    def bench_of(name):
+        try:
+            return bench_frame(setup.runs, name)
         except UsageError as exc:
             return f"<p><b>Error:</b> {esc(one_line(exc))}</p>"
 
@@ -448,9 +463,18 @@ def build(
                 run_b = gr.Dropdown([], label="Compare with", allow_custom_value=True)
             with gr.Row():
                 open_button = gr.Button("Open", elem_id="open")
-                compare_button = gr.Button("Compare side by side")
+                compare_button = gr.Button("Compare step by step")
                 resume_button = gr.Button("Resume (continues in the Run tab)")
             page = gr.HTML(elem_id="run-page")
+        with gr.Tab("Bench") as bench_tab:
+            with gr.Row():
+                # A name typed in is checked as a run's is (plain names under --runs, no link).
+                bench = gr.Dropdown(
+                    [], label="Benchmark (a folder under --runs holding results.json)", allow_custom_value=True
+                )
+                bench_refresh = gr.Button("Refresh")
+                bench_button = gr.Button("Open", elem_id="open-bench")
+            bench_view = gr.HTML(elem_id="bench-page")
 
         outputs = [
             status,
@@ -485,6 +509,10 @@ def build(
         thumbs.select(picked, [shown], [run_a], api_visibility="private")
         open_button.click(page_of, [run_a], [page], api_name="open")
         compare_button.click(compare, [run_a, run_b], [page], api_name="compare")
+        bench_refresh.click(benches, None, [bench], api_name="benches")
+        for trigger in (bench_tab.select, app.load):
+            trigger(benches, None, [bench], api_visibility="private")
+        bench_button.click(bench_of, [bench], [bench_view], api_name="bench")
         resume_button.click(resume_run, [run_a, session], outputs, api_name="resume", concurrency_limit=None)
     return app
 
