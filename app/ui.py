@@ -12,7 +12,8 @@ Everything a run directory holds is untrusted. Text reaches the page escaped (af
 :meth:`ImageRef.read_bytes <strokegraph.schema.ImageRef.read_bytes>` or
 :func:`strokegraph.app.webapp.read_image` (plain names, no symlinks, PNG only, under ``--runs``), as
 pictures Gradio serves from its own cache: no path under ``--runs`` is ever served by name. A run's
-page is its ``report.html`` in a sandboxed frame that may run no script.
+page is its ``report.html`` in a sandboxed frame that may run no script; two runs compared step by
+step and a benchmark's ``results.html`` are shown the same way.
 
 Gradio is imported by :func:`build` and :func:`launch` only.
 """

@@ -1,7 +1,8 @@
 """What the browser UI (:mod:`strokegraph.app.ui`) shows, built from untrusted runs without Gradio.
 
 A session's run as escaped HTML and checked pictures, the pending review as form rows and those rows
-back into the CLI's answers, and the runs under ``--runs`` as gallery cards and report frames.
+back into the CLI's answers, the runs under ``--runs`` as gallery cards, report frames and two runs
+aligned step by step, and the benchmark folders there as their pages.
 """
 
 from __future__ import annotations
