@@ -136,9 +136,14 @@ def route_picture(run_dir: Path, path: object, critique: Critique | None = None)
 # ---------------------------------------------------------------------------------------------
 
 
+def _plan_steps(text: object) -> list[tuple[str, str]]:
+    """The plan event's ``<ins>...</ins> <des>...</des>`` pairs: (instruction, description) per step."""
+    return re.findall(r"<ins>(.*?)</ins> <des>(.*?)</des>", str(text))
+
+
 def _plan_html(text: object) -> tuple[int, str]:
-    """The plan event's ``<ins>...</ins> <des>...</des>`` pairs as a numbered list, with their count."""
-    steps = re.findall(r"<ins>(.*?)</ins> <des>(.*?)</des>", str(text))
+    """The plan event's steps as a numbered list, with their count."""
+    steps = _plan_steps(text)
     items = "".join(f"<li><b>{esc(i)}</b><br><small>{esc(d)}</small></li>" for i, d in steps)
     return len(steps), f"<ol>{items}</ol>"
 
@@ -548,14 +553,7 @@ def report_frame(runs: Path, name: object) -> str:
 
 _ORDER = {"plan": 0, "draft": 1, "refine": 1, "critique": 2}
 _THUMB = 320  # px: two columns of pictures fit a laptop's page
-_STEPS_CSS = """
-body { font: 14px system-ui, sans-serif; margin: 8px; }
-table { border-collapse: collapse; width: 100%; table-layout: fixed; }
-th, td { border: 1px solid #ccc; padding: 6px; vertical-align: top; text-align: left; overflow-wrap: anywhere; }
-th.where { width: 9em; } tr.differs th.where { background: #fff3cd; } td.empty { background: #f4f4f4; }
-img { max-width: 100%; } dl { margin: 4px 0 0; display: grid; grid-template-columns: max-content 1fr; gap: 2px 8px; }
-dt { font-weight: bold; } dd { margin: 0; }
-"""
+_Key = tuple[int, int, int, str, int]
 
 
 def _png_url(picture: Image.Image) -> str:
@@ -566,36 +564,34 @@ def _png_url(picture: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _stage_cells(run: RunData) -> dict[tuple[int, int, int, str, int], str]:
-    """Each event of ``run`` as a cell, keyed by where it sits: (step, round, order, stage, repeat)."""
+def _stage_cells(run: RunData) -> dict[_Key, dict[str, Any]]:
+    """Each event of ``run`` as a cell of compare.html.j2, keyed by (step, round, order, stage, repeat)."""
     judged: dict[tuple[int, int], Critique] = {}
     for e in run.events:
         if e.stage == "critique" and e.critique is not None:
             judged.setdefault((e.step, e.round), e.critique)
-    cells: dict[tuple[int, int, int, str, int], str] = {}
+    cells: dict[_Key, dict[str, Any]] = {}
     for e in run.events:
+        cell: dict[str, Any] = {"stage": e.stage, "text": e.text, "plan": None, "critique": None, "image": None}
+        cell["missing"] = None
         if e.stage == "plan":
-            body = _plan_html(e.text)[1]
+            cell["plan"] = _plan_steps(e.text)
         elif e.stage == "critique":
-            body = _critique_html(e.critique) if e.critique is not None else "<p>No critique recorded.</p>"
-        else:
-            picture = ""
-            if e.image is not None:
-                try:
-                    drawn = _boxed(_decode(run.image(e.image)), judged.get((e.step, e.round)))
-                    picture = f"<img alt='{esc(e.stage)}' src='{_png_url(drawn)}'>"
-                except (RunError, OSError, ValueError) as exc:
-                    picture = f"<p>image not shown: {esc(one_line(exc))}</p>"
-            words = f"<p><b>&lt;refine&gt;</b> {esc(e.text)}</p>" if e.stage == "refine" else f"<p>{esc(e.text)}</p>"
-            body = picture + words
+            c = e.critique or Critique()
+            cell["critique"] = {"violations": [(v.kind, v.message) for v in c.violations], "unjudged": c.unjudged}
+        elif e.image is not None:
+            try:
+                cell["image"] = _png_url(_boxed(_decode(run.image(e.image)), judged.get((e.step, e.round))))
+            except (RunError, OSError, ValueError) as exc:
+                cell["missing"] = one_line(exc)
         key = (e.step, e.round, _ORDER.get(e.stage, 3), e.stage, 0)
         while key in cells:  # a stage run again (a resumed run) gets a row of its own
             key = (*key[:4], key[4] + 1)
-        cells[key] = body
+        cells[key] = cell
     return cells
 
 
-def _where(key: tuple[int, int, int, str, int]) -> str:
+def _where(key: _Key) -> str:
     """A row's label: ``plan``, ``step 1 draft``, ``step 1 round 2 <refine>``, ``step 1 round 2 critique``."""
     step, rnd, _, stage, again = key
     label = "plan" if step < 0 else f"step {step + 1}" + (f" round {rnd}" if rnd else "")
@@ -604,29 +600,28 @@ def _where(key: tuple[int, int, int, str, int]) -> str:
     return label + (f" (again, {again})" if again else "")
 
 
-def _run_header(runs: Path, name: str, run: RunData) -> str:
+def _run_header(runs: Path, name: str, run: RunData) -> dict[str, Any]:
     """What tells two runs apart at a glance: prompt, backends, seed, verdict, time, cost."""
     try:
         card = run_card(runs, name)
     except (OSError, ValueError, RecursionError, UsageError) as exc:
         raise UsageError(f"run {name!r} cannot be read: {one_line(exc)}") from None
-    cost = f"${card.cost:.4f}" if card.cost is not None else "no cost"
-    backends = ", ".join(f"{role}={backend}" for role, backend in run.backends.items())
-    fields = {
-        "prompt": run.prompt,
-        "backends": backends,
-        "seed": run.seed,
-        "verdict": card.verdict,
-        "time": f"{card.seconds:.1f} s",
-        "cost": cost,
-    }
-    rows = "".join(f"<dt>{k}</dt><dd>{esc(v)}</dd>" for k, v in fields.items())
-    return f"<b>{esc(name)}</b><dl>{rows}</dl>"
+    fields = [
+        ("prompt", run.prompt),
+        ("backends", ", ".join(f"{role}={backend}" for role, backend in run.backends.items())),
+        ("seed", str(run.seed)),
+        ("verdict", card.verdict),
+        ("time", f"{card.seconds:.1f} s"),
+        ("cost", f"${card.cost:.4f}" if card.cost is not None else "no cost"),
+    ]
+    return {"name": name, "fields": fields}
 
 
 def compare_steps(runs: Path, a: object, b: object) -> str:
     """Two finished runs side by side, one row per stage (plan; each draft, critique and ``<refine>``
     of each step and round) aligned across them, a cell left empty where a run has no such stage."""
+    from strokegraph.app.pages import render
+
     headers, columns = [], []
     for name in (a, b):
         run_dir = run_folder(runs, name)
@@ -639,15 +634,9 @@ def compare_steps(runs: Path, a: object, b: object) -> str:
     rows = []
     for key in sorted(set(columns[0]) | set(columns[1])):
         cells = [c.get(key) for c in columns]
-        differs = " differs" if cells[0] != cells[1] else ""
-        tds = "".join("<td class='empty'></td>" if c is None else f"<td>{c}</td>" for c in cells)
-        rows.append(f"<tr class='stage{differs}'><th class='where'>{esc(_where(key))}</th>{tds}</tr>")
-    page = (
-        f"<!doctype html><html><head><meta charset='utf-8'><style>{_STEPS_CSS}</style></head><body>"
-        f"<table><tr><th class='where'></th><th>{headers[0]}</th><th>{headers[1]}</th></tr>{''.join(rows)}"
-        "</table></body></html>"
-    )
-    return _frame(f"{a} and {b}, step by step", page)
+        rows.append({"label": _where(key), "differs": cells[0] != cells[1], "cells": cells})
+    title = f"{a} and {b}, step by step"
+    return _frame(title, render("compare", title=title, runs=headers, rows=rows))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -67,14 +67,15 @@ def _page(frame: str) -> str:
 def _rows(page: str) -> dict[str, list[str]]:
     """Each row's label and its two cells (HTML), in order."""
     rows = {}
-    for label, cells in re.findall(r"<tr class='stage[^']*'><th class='where'>(.*?)</th>(.*?)</tr>", page, re.S):
-        rows[html.unescape(label)] = re.findall(r"<td[^>]*>(.*?)</td>", cells, re.S)
+    for label, cells in re.findall(r'<tr class="stage[^"]*"><th class="where">(.*?)</th>(.*?)</tr>', page, re.S):
+        rows[html.unescape(label)] = [c.strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", cells, re.S)]
     return rows
 
 
 def test_two_seeds_align_stage_by_stage(served, two_seeds):
     client, runs = served
     page = _page(client.predict(*two_seeds, api_name="/compare"))
+    assert "default-src &#39;none&#39;; img-src data:;" in page  # no script, nothing fetched, as in report.html
     rows = _rows(page)
     assert list(rows) == [
         "plan",
@@ -93,7 +94,7 @@ def test_two_seeds_align_stage_by_stage(served, two_seeds):
     # Seed 4 passed without a redraw: its cells of the refine round are empty, the other's are not.
     assert rows["step 2 round 1 <refine>"][1] == "" and "&lt;refine&gt;" in rows["step 2 round 1 <refine>"][0]
     assert rows["step 2 round 1 critique"][1] == ""
-    differs = [html.unescape(x) for x in re.findall(r"<tr class='stage differs'><th class='where'>(.*?)</th>", page)]
+    differs = [html.unescape(x) for x in re.findall(r'<tr class="stage differs"><th class="where">(.*?)</th>', page)]
     assert differs == [label for label in rows if label not in ("plan", "step 1 critique")]
     # A header per run: prompt, backends, seed, verdict, time, cost.
     for name, seed in zip(two_seeds, (1, 4), strict=True):
