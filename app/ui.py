@@ -461,17 +461,20 @@ def build(
             listing = gr.HTML()
             with gr.Row():
                 run_a = gr.Dropdown([], label="Run", allow_custom_value=True, elem_id="run-a")  # checked by run_folder
-                run_b = gr.Dropdown([], label="Compare with", allow_custom_value=True)
+                run_b = gr.Dropdown([], label="Compare with", allow_custom_value=True, elem_id="run-b")
             with gr.Row():
                 open_button = gr.Button("Open", elem_id="open")
-                compare_button = gr.Button("Compare step by step")
+                compare_button = gr.Button("Compare step by step", elem_id="compare")
                 resume_button = gr.Button("Resume (continues in the Run tab)")
             page = gr.HTML(elem_id="run-page")
         with gr.Tab("Bench") as bench_tab:
             with gr.Row():
                 # A name typed in is checked as a run's is (plain names under --runs, no link).
                 bench = gr.Dropdown(
-                    [], label="Benchmark (a folder under --runs holding results.json)", allow_custom_value=True
+                    [],
+                    label="Benchmark (a folder under --runs holding results.json)",
+                    allow_custom_value=True,
+                    elem_id="bench",
                 )
                 bench_refresh = gr.Button("Refresh")
                 bench_button = gr.Button("Open", elem_id="open-bench")
