@@ -141,7 +141,6 @@ _CSS = """
         border-radius: 50%; animation: sg-spin .8s linear infinite; vertical-align: middle; }
 @keyframes sg-spin { to { transform: rotate(360deg); } }
 .run-page iframe { width: 100%; height: 75vh; border: 1px solid #ccc; background: white; }
-.compare { display: flex; gap: 8px; } .compare > div { flex: 1; min-width: 0; }
 .verdict { font-size: 1.3em; }
 """
 

@@ -572,8 +572,7 @@ def _stage_cells(run: RunData) -> dict[_Key, dict[str, Any]]:
             judged.setdefault((e.step, e.round), e.critique)
     cells: dict[_Key, dict[str, Any]] = {}
     for e in run.events:
-        cell: dict[str, Any] = {"stage": e.stage, "text": e.text, "plan": None, "critique": None, "image": None}
-        cell["missing"] = None
+        cell: dict[str, Any] = dict(stage=e.stage, text=e.text, plan=None, critique=None, image=None, missing=None)
         if e.stage == "plan":
             cell["plan"] = _plan_steps(e.text)
         elif e.stage == "critique":
@@ -604,7 +603,7 @@ def _run_header(runs: Path, name: str, run: RunData) -> dict[str, Any]:
     """What tells two runs apart at a glance: prompt, backends, seed, verdict, time, cost."""
     try:
         card = run_card(runs, name)
-    except (OSError, ValueError, RecursionError, UsageError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise UsageError(f"run {name!r} cannot be read: {one_line(exc)}") from None
     fields = [
         ("prompt", run.prompt),
@@ -654,4 +653,8 @@ def bench_frame(runs: Path, name: object) -> str:
     from strokegraph.app.pages import bench_page
 
     folder = _folder(runs, name, "benchmark")
-    return _frame(str(name), bench_page(folder))
+    try:
+        page = bench_page(folder)
+    except OSError as exc:  # a record or results.json the app may not read
+        raise UsageError(f"benchmark {str(name)!r} cannot be read: {one_line(exc)}") from None
+    return _frame(str(name), page)
