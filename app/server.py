@@ -48,13 +48,14 @@ from pydantic import BaseModel
 
 from strokegraph import __version__, registry
 from strokegraph._text import check_prompt
+from strokegraph.app.allowed import allowed_ids, is_allowed
 from strokegraph.app.outputs import result_of, write_outputs
 from strokegraph.app.record import RunRecord, check_limits, new_thread_id
 from strokegraph.app.rundir import RUN_FILE, new_run_dir
 from strokegraph.errors import UsageError
 from strokegraph.graph import Budget, RunContext, RunState, build_graph, recursion_limit
 from strokegraph.graph.state import ImageCache
-from strokegraph.registry import DEFAULT_IDS, ROLES, capabilities
+from strokegraph.registry import DEFAULT_IDS, ROLES
 from strokegraph.schema import write_new
 
 if TYPE_CHECKING:
@@ -129,13 +130,10 @@ def _allowed(ctx: Any) -> None:
     The offline ``builtin:`` backends are always allowed; ``$STROKEGRAPH_SERVER_BACKENDS`` lists more,
     comma-separated, as whole ids (``openai:gpt-4.1-mini``) or providers (``openai:``).
     """
-    allowed = [a.strip() for a in os.environ.get("STROKEGRAPH_SERVER_BACKENDS", "").split(",") if a.strip()]
+    allowed = allowed_ids("STROKEGRAPH_SERVER_BACKENDS")
     for role in ROLES:
         backend_id = getattr(ctx, role)
-        ok = capabilities(role, backend_id).offline or any(
-            backend_id == a or (a.endswith(":") and backend_id.startswith(a)) for a in allowed
-        )
-        if not ok:
+        if not is_allowed(role, backend_id, allowed):
             raise UsageError(
                 f"{role} {backend_id!r} is not allowed on this server; its operator lists allowed ids in "
                 "$STROKEGRAPH_SERVER_BACKENDS"

@@ -12,14 +12,17 @@ Everything a run directory holds is untrusted. Text reaches the page escaped (af
 :meth:`ImageRef.read_bytes <strokegraph.schema.ImageRef.read_bytes>` or
 :func:`strokegraph.app.webapp.read_image` (plain names, no symlinks, PNG only, under ``--runs``), as
 pictures Gradio serves from its own cache: no path under ``--runs`` is ever served by name. A run's
-page is its ``report.html`` in a sandboxed frame that may run no script.
+page is its ``report.html`` in a sandboxed frame that may run no script; two runs compared step by
+step and a benchmark's ``results.html`` are shown the same way.
 
 Gradio is imported by :func:`build` and :func:`launch` only.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,15 +33,18 @@ from pydantic import ValidationError
 
 from strokegraph import registry
 from strokegraph._text import check_prompt, printable
+from strokegraph.app.allowed import allowed_ids, is_allowed
 from strokegraph.app.record import MAX_COUNT, MAX_SEED
 from strokegraph.app.ui_views import (
     PLAN_HEADERS,
     VERDICTS,
     VIOLATION_HEADERS,
     Session,
+    bench_frame,
+    bench_names,
     check_box,
     checked_picture,
-    compare_frames,
+    compare_steps,
     esc,
     follow_run,
     one_line,
@@ -115,12 +121,7 @@ class _Setup:
             given = getattr(self.config, role)
             role_settings = given.settings if backend_id == given.id else {}
             registry.check(role, backend_id, role_settings)
-            allowed = (
-                registry.capabilities(role, backend_id).offline
-                or backend_id == given.id
-                or any(backend_id == a or (a.endswith(":") and backend_id.startswith(a)) for a in self.allowed)
-            )
-            if not allowed:
+            if not (backend_id == given.id or is_allowed(role, backend_id, self.allowed)):
                 raise UsageError(
                     f"{role} {backend_id!r} is not allowed here; the operator names allowed ids in --config "
                     f"or ${BACKENDS_ENV}"
@@ -140,7 +141,6 @@ _CSS = """
         border-radius: 50%; animation: sg-spin .8s linear infinite; vertical-align: middle; }
 @keyframes sg-spin { to { transform: rotate(360deg); } }
 .run-page iframe { width: 100%; height: 75vh; border: 1px solid #ccc; background: white; }
-.compare { display: flex; gap: 8px; } .compare > div { flex: 1; min-width: 0; }
 .verdict { font-size: 1.3em; }
 """
 
@@ -156,11 +156,13 @@ def build(
     from strokegraph.graph import Budget
 
     if allowed is None:
-        allowed = tuple(a.strip() for a in os.environ.get(BACKENDS_ENV, "").split(",") if a.strip())
+        allowed = allowed_ids(BACKENDS_ENV)
     setup = _Setup(Path(runs), config or RunConfig(), allowed)
     setup.runs.mkdir(parents=True, exist_ok=True)
     # Outside --runs and outside the working directory: Gradio serves files from the temporary folder.
     shelf = Path(tempfile.mkdtemp(prefix="strokegraph-ui-"))
+    # The pictures shown are copies; they go with the process, whether it ends on Ctrl-C or app.close.
+    atexit.register(shutil.rmtree, shelf, ignore_errors=True)
     cfg = setup.config
 
     def review_picture(s: Session) -> Any:
@@ -343,7 +345,16 @@ def build(
         try:
             if not a or not b or a == b:
                 raise UsageError("pick two different runs to compare")
-            return compare_frames(setup.runs, a, b)
+            return compare_steps(setup.runs, a, b)
+        except UsageError as exc:
+            return f"<p><b>Error:</b> {esc(one_line(exc))}</p>"
+
+    def benches():
+        return gr.update(choices=bench_names(setup.runs))
+
+    def bench_of(name):
+        try:
+            return bench_frame(setup.runs, name)
         except UsageError as exc:
             return f"<p><b>Error:</b> {esc(one_line(exc))}</p>"
 
@@ -449,12 +460,24 @@ def build(
             listing = gr.HTML()
             with gr.Row():
                 run_a = gr.Dropdown([], label="Run", allow_custom_value=True, elem_id="run-a")  # checked by run_folder
-                run_b = gr.Dropdown([], label="Compare with", allow_custom_value=True)
+                run_b = gr.Dropdown([], label="Compare with", allow_custom_value=True, elem_id="run-b")
             with gr.Row():
                 open_button = gr.Button("Open", elem_id="open")
-                compare_button = gr.Button("Compare side by side")
+                compare_button = gr.Button("Compare step by step", elem_id="compare")
                 resume_button = gr.Button("Resume (continues in the Run tab)")
             page = gr.HTML(elem_id="run-page")
+        with gr.Tab("Bench") as bench_tab:
+            with gr.Row():
+                # A name typed in is checked as a run's is (plain names under --runs, no link).
+                bench = gr.Dropdown(
+                    [],
+                    label="Benchmark (a folder under --runs holding results.json)",
+                    allow_custom_value=True,
+                    elem_id="bench",
+                )
+                bench_refresh = gr.Button("Refresh")
+                bench_button = gr.Button("Open", elem_id="open-bench")
+            bench_view = gr.HTML(elem_id="bench-page")
 
         outputs = [
             status,
@@ -489,6 +512,10 @@ def build(
         thumbs.select(picked, [shown], [run_a], api_visibility="private")
         open_button.click(page_of, [run_a], [page], api_name="open")
         compare_button.click(compare, [run_a, run_b], [page], api_name="compare")
+        bench_refresh.click(benches, None, [bench], api_name="benches")
+        for trigger in (bench_tab.select, app.load):
+            trigger(benches, None, [bench], api_visibility="private")
+        bench_button.click(bench_of, [bench], [bench_view], api_name="bench")
         resume_button.click(resume_run, [run_a, session], outputs, api_name="resume", concurrency_limit=None)
     return app
 

@@ -1,11 +1,13 @@
 """What the browser UI (:mod:`strokegraph.app.ui`) shows, built from untrusted runs without Gradio.
 
 A session's run as escaped HTML and checked pictures, the pending review as form rows and those rows
-back into the CLI's answers, and the runs under ``--runs`` as gallery cards and report frames.
+back into the CLI's answers, the runs under ``--runs`` as gallery cards, report frames and two runs
+aligned step by step, and the benchmark folders there as their pages.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 import json
@@ -25,6 +27,7 @@ from pydantic import ValidationError
 
 from strokegraph._redact import redact_url
 from strokegraph._text import printable
+from strokegraph.app.runs import RunData, Skipped, load_run
 from strokegraph.errors import RunError, StrokegraphError, UsageError
 from strokegraph.schema import Critique, ImageRef, read_plain
 
@@ -37,7 +40,9 @@ __all__ = [
     "VERDICTS",
     "VIOLATION_HEADERS",
     "check_box",
-    "compare_frames",
+    "bench_frame",
+    "bench_names",
+    "compare_steps",
     "esc",
     "follow_run",
     "one_line",
@@ -131,6 +136,25 @@ def route_picture(run_dir: Path, path: object, critique: Critique | None = None)
 # ---------------------------------------------------------------------------------------------
 
 
+def _plan_steps(text: object) -> list[tuple[str, str]]:
+    """The plan event's ``<ins>...</ins> <des>...</des>`` pairs: (instruction, description) per step."""
+    return re.findall(r"<ins>(.*?)</ins> <des>(.*?)</des>", str(text))
+
+
+def _plan_html(text: object) -> tuple[int, str]:
+    """The plan event's steps as a numbered list, with their count."""
+    steps = _plan_steps(text)
+    items = "".join(f"<li><b>{esc(i)}</b><br><small>{esc(d)}</small></li>" for i, d in steps)
+    return len(steps), f"<ol>{items}</ol>"
+
+
+def _critique_html(critique: Critique) -> str:
+    """The critique's violations (numbered as their boxes are) and the parts it did not judge."""
+    items = "".join(f"<li>{esc(v.kind)}: {esc(v.message)}</li>" for v in critique.violations)
+    items += "".join(f"<li><i>not judged: {esc(u)}</i></li>" for u in critique.unjudged)
+    return f"<ol>{items}</ol>" if critique.violations else f"<p>No violations.</p><ul>{items}</ul>"
+
+
 @dataclass
 class Session:
     """One browser session's run: what its page shows, and what answering or resuming it needs."""
@@ -160,9 +184,8 @@ class Session:
         stage = event.get("stage")
         took = f"{event.get('duration_s', 0.0):.2f} s"
         if stage == "plan":
-            steps = re.findall(r"<ins>(.*?)</ins> <des>(.*?)</des>", str(record.get("text", "")))
-            items = "".join(f"<li><b>{esc(i)}</b><br><small>{esc(d)}</small></li>" for i, d in steps)
-            self.log.append(f"<h4>Plan ({len(steps)} step(s), {took})</h4><ol>{items}</ol>")
+            steps, items = _plan_html(record.get("text", ""))
+            self.log.append(f"<h4>Plan ({steps} step(s), {took})</h4>{items}")
         elif stage in ("draft", "refine") and self.run_dir is not None:
             self.last_image = record.get("image")
             drawn = checked_picture(self.run_dir, self.last_image)
@@ -177,10 +200,7 @@ class Session:
                 critique = Critique.model_validate(record.get("critique") or {})
             except ValidationError:
                 critique = Critique()
-            items = "".join(f"<li>{esc(v.kind)}: {esc(v.message)}</li>" for v in critique.violations)
-            items += "".join(f"<li><i>not judged: {esc(u)}</i></li>" for u in critique.unjudged)
-            body = f"<ol>{items}</ol>" if critique.violations else f"<p>No violations.</p><ul>{items}</ul>"
-            self.log.append(f"<h4>Critique, {where} ({took})</h4>{body}")
+            self.log.append(f"<h4>Critique, {where} ({took})</h4>{_critique_html(critique)}")
             drawn = checked_picture(self.run_dir, record.get("image") or self.last_image, critique)
             if drawn is not None:
                 self.gallery.append((self.keep(drawn), f"critique {where}: {len(critique.violations)} violation(s)"))
@@ -459,18 +479,23 @@ def run_card(runs: Path, name: str) -> _RunCard:
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
-def run_names(runs: Path) -> list[str]:
-    """The runs under ``runs`` (a folder holding run.json), newest name first; symlinks never followed."""
+def _holding(runs: Path, marker: str) -> list[str]:
+    """The folders under ``runs`` holding the file ``marker``, at most two plain names deep; symlinks never followed."""
     names = []
     for dirpath, dirnames, filenames in os.walk(runs, followlinks=False):
         rel = Path(dirpath).relative_to(runs)
-        if "run.json" in filenames and rel.parts and all(_NAME.fullmatch(p) and ".." not in p for p in rel.parts):
+        if marker in filenames and rel.parts and all(_NAME.fullmatch(p) and ".." not in p for p in rel.parts):
             names.append(rel.as_posix())
-            dirnames.clear()
+            dirnames.clear()  # a run's or a benchmark's own folders hold no other
         if len(rel.parts) >= 2:  # a run, or a thread folder of runs: nothing deeper
             dirnames.clear()
         dirnames.sort()
-    return sorted(names, reverse=True)[:_MAX_RUNS]
+    return names
+
+
+def run_names(runs: Path) -> list[str]:
+    """The runs under ``runs`` (a folder holding run.json), newest name first."""
+    return sorted(_holding(runs, "run.json"), reverse=True)[:_MAX_RUNS]
 
 
 def thumbnail(runs: Path, name: str) -> Image.Image | None:
@@ -487,30 +512,149 @@ def thumbnail(runs: Path, name: str) -> Image.Image | None:
     return image
 
 
-def run_folder(runs: Path, name: object) -> Path:
-    """The run ``name`` names under ``runs``: plain names only, never a link, never outside."""
+def _folder(runs: Path, name: object, what: str) -> Path:
+    """The folder ``name`` names under ``runs``: plain names only, at most two, never a link, never outside."""
     text = str(name or "")
     parts = text.split("/")
     if not text or not all(_NAME.fullmatch(p) and ".." not in p for p in parts) or len(parts) > 2:
-        raise UsageError("pick a run from the list")
+        raise UsageError(f"pick a {what} from the list")
     path = runs / text
     if any((runs / "/".join(parts[: i + 1])).is_symlink() for i in range(len(parts))) or not path.is_dir():
-        raise UsageError(f"run {text!r} is not under --runs any more")
+        raise UsageError(f"{what} {text!r} is not under --runs any more")
     return path
 
 
+def run_folder(runs: Path, name: object) -> Path:
+    """The run ``name`` names under ``runs``: plain names only, never a link, never outside."""
+    return _folder(runs, name, "run")
+
+
+def _frame(title: str, page: str) -> str:
+    """``page`` in a frame that runs no script and reaches nothing of this page, under ``title``."""
+    return (
+        f"<div class='run-page'><h4>{esc(title)}</h4><iframe sandbox='' referrerpolicy='no-referrer' "
+        f"title='{esc(title)}' srcdoc=\"{html.escape(page, quote=True)}\"></iframe></div>"
+    )
+
+
 def report_frame(runs: Path, name: object) -> str:
-    """The run's report.html in a frame that runs no script and reaches nothing of this page."""
+    """The run's report.html in a sandboxed frame."""
     run_dir = run_folder(runs, name)
     try:
         page = read_plain(run_dir / "report.html", _MAX_JSON).decode("utf-8", "replace")
     except OSError as exc:
         raise UsageError(f"run {str(name)!r} has no readable report.html ({one_line(exc)})") from None
-    return (
-        f"<div class='run-page'><h4>{esc(name)}</h4><iframe sandbox='' referrerpolicy='no-referrer' "
-        f"title='report of {esc(name)}' srcdoc=\"{html.escape(page, quote=True)}\"></iframe></div>"
-    )
+    return _frame(str(name), page)
 
 
-def compare_frames(runs: Path, a: object, b: object) -> str:
-    return "<div class='compare'>" + "".join(f"<div>{report_frame(runs, name)}</div>" for name in (a, b)) + "</div>"
+# ---------------------------------------------------------------------------------------------
+# Two runs step by step: one row per (step, round, stage), aligned
+# ---------------------------------------------------------------------------------------------
+
+_ORDER = {"plan": 0, "draft": 1, "refine": 1, "critique": 2}
+_THUMB = 320  # px: two columns of pictures fit a laptop's page
+_Key = tuple[int, int, int, str, int]
+
+
+def _png_url(picture: Image.Image) -> str:
+    picture.thumbnail((_THUMB, _THUMB))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    # Base64 of a PNG made here: the only characters are [A-Za-z0-9+/=].
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _stage_cells(run: RunData) -> dict[_Key, dict[str, Any]]:
+    """Each event of ``run`` as a cell of compare.html.j2, keyed by (step, round, order, stage, repeat)."""
+    judged: dict[tuple[int, int], Critique] = {}
+    for e in run.events:
+        if e.stage == "critique" and e.critique is not None:
+            judged.setdefault((e.step, e.round), e.critique)
+    cells: dict[_Key, dict[str, Any]] = {}
+    for e in run.events:
+        cell: dict[str, Any] = dict(stage=e.stage, text=e.text, plan=None, critique=None, image=None, missing=None)
+        if e.stage == "plan":
+            cell["plan"] = _plan_steps(e.text)
+        elif e.stage == "critique":
+            c = e.critique or Critique()
+            cell["critique"] = {"violations": [(v.kind, v.message) for v in c.violations], "unjudged": c.unjudged}
+        elif e.image is not None:
+            try:
+                cell["image"] = _png_url(_boxed(_decode(run.image(e.image)), judged.get((e.step, e.round))))
+            except (RunError, OSError, ValueError) as exc:
+                cell["missing"] = one_line(exc)
+        key = (e.step, e.round, _ORDER.get(e.stage, 3), e.stage, 0)
+        while key in cells:  # a stage run again (a resumed run) gets a row of its own
+            key = (*key[:4], key[4] + 1)
+        cells[key] = cell
+    return cells
+
+
+def _where(key: _Key) -> str:
+    """A row's label: ``plan``, ``step 1 draft``, ``step 1 round 2 <refine>``, ``step 1 round 2 critique``."""
+    step, rnd, _, stage, again = key
+    label = "plan" if step < 0 else f"step {step + 1}" + (f" round {rnd}" if rnd else "")
+    if stage != "plan":
+        label += " <refine>" if stage == "refine" else f" {stage}"
+    return label + (f" (again, {again})" if again else "")
+
+
+def _run_header(runs: Path, name: str, run: RunData) -> dict[str, Any]:
+    """What tells two runs apart at a glance: prompt, backends, seed, verdict, time, cost."""
+    try:
+        card = run_card(runs, name)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise UsageError(f"run {name!r} cannot be read: {one_line(exc)}") from None
+    fields = [
+        ("prompt", run.prompt),
+        ("backends", ", ".join(f"{role}={backend}" for role, backend in run.backends.items())),
+        ("seed", str(run.seed)),
+        ("verdict", card.verdict),
+        ("time", f"{card.seconds:.1f} s"),
+        ("cost", f"${card.cost:.4f}" if card.cost is not None else "no cost"),
+    ]
+    return {"name": name, "fields": fields}
+
+
+def compare_steps(runs: Path, a: object, b: object) -> str:
+    """Two finished runs side by side, one row per stage (plan; each draft, critique and ``<refine>``
+    of each step and round) aligned across them, a cell left empty where a run has no such stage."""
+    from strokegraph.app.pages import render
+
+    headers, columns = [], []
+    for name in (a, b):
+        run_dir = run_folder(runs, name)
+        try:
+            run = load_run(run_dir)
+        except Skipped as exc:
+            raise UsageError(f"run {str(name)!r} cannot be compared step by step: {one_line(exc)}") from None
+        headers.append(_run_header(runs, str(name), run))
+        columns.append(_stage_cells(run))
+    rows = []
+    for key in sorted(set(columns[0]) | set(columns[1])):
+        cells = [c.get(key) for c in columns]
+        rows.append({"label": _where(key), "differs": cells[0] != cells[1], "cells": cells})
+    title = f"{a} and {b}, step by step"
+    return _frame(title, render("compare", title=title, runs=headers, rows=rows))
+
+
+# ---------------------------------------------------------------------------------------------
+# Benchmarks under --runs: a folder holding results.json, shown as its results.html
+# ---------------------------------------------------------------------------------------------
+
+
+def bench_names(runs: Path) -> list[str]:
+    """The benchmark folders under ``runs`` (holding results.json), sorted."""
+    return sorted(_holding(runs, "results.json"))[:_MAX_RUNS]
+
+
+def bench_frame(runs: Path, name: object) -> str:
+    """The benchmark folder's results.html, made again from its results.json, in a sandboxed frame."""
+    from strokegraph.app.pages import bench_page
+
+    folder = _folder(runs, name, "benchmark")
+    try:
+        page = bench_page(folder)
+    except OSError as exc:  # a record or results.json the app may not read
+        raise UsageError(f"benchmark {str(name)!r} cannot be read: {one_line(exc)}") from None
+    return _frame(str(name), page)

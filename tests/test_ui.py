@@ -221,9 +221,10 @@ def test_a_run_folder_deleted_at_a_review_is_one_message(client, served):
 
 
 def test_gallery_filters_opens_and_compares_runs(client, served):
-    _run(client, seed=1)
-    _, stopped = _run(client, review=True, seed=2)
-    client.predict(api_name="/stop")
+    _, passed = _run(client, seed=1)
+    _, other = _run(client, seed=5)
+    _run(client, review=True, seed=2)
+    stopped = client.predict(api_name="/stop")  # at the plan: no stage to compare
     thumbs, table, run_a, run_b = client.predict("all", api_name="/gallery")
     captions = [t["caption"] for t in thumbs]
     assert any(c.startswith("passed · two red apples") for c in captions)
@@ -233,9 +234,14 @@ def test_gallery_filters_opens_and_compares_runs(client, served):
     names = [n for n in sorted(p.name for p in served[1].iterdir()) if (served[1] / n / "report.html").exists()]
     page = client.predict(names[0], api_name="/open")
     assert "<iframe sandbox=''" in page and "srcdoc=" in page and "&lt;/html&gt;" in page
-    both = client.predict(names[0], names[1], api_name="/compare")
-    assert both.count("<iframe") == 2
+    finished, again, at_plan = (
+        Path(o[STATUS].split("Files in ")[1].rstrip(".")).name for o in (passed, other, stopped)
+    )
+    both = client.predict(finished, again, api_name="/compare")
+    assert both.count("<iframe") == 1 and "step by step" in both  # tests/test_ui_compare.py reads it
     assert "pick two different runs" in client.predict(names[0], names[0], api_name="/compare")
+    not_finished = client.predict(finished, at_plan, api_name="/compare")
+    assert "cannot be compared step by step: the run did not finish" in not_finished
 
 
 def test_resume_from_the_gallery_continues_a_stopped_run(client, served):

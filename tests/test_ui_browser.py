@@ -17,6 +17,7 @@ pytest.importorskip("selenium", reason="the browser tests drive Chromium with se
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -131,6 +132,56 @@ def test_draw_a_violation_stop_then_open_the_run_from_the_gallery(browser, tmp_p
         assert frame.get_attribute("sandbox") == ""  # no script, no same origin
         browser.switch_to.frame(frame)
         assert ui.DEFAULT_PROMPT in browser.find_element(By.TAG_NAME, "body").text
+        browser.switch_to.default_content()
+    finally:
+        app.close()
+
+
+def _pick(browser, wait, elem_id: str, value: str) -> None:
+    """Type ``value`` into the dropdown ``elem_id`` (it takes a typed name) and leave the field."""
+    field = browser.find_element(By.CSS_SELECTOR, f"#{elem_id} input")
+    field.clear()
+    field.send_keys(value, Keys.ENTER)
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f"#{elem_id} input").get_attribute("value") == value)
+
+
+def _shown_pictures(browser, frame) -> list[int]:
+    """The natural widths of the pictures a frame shows (0 for one the browser could not draw)."""
+    browser.switch_to.frame(frame)
+    try:
+        return [int(img.get_property("naturalWidth")) for img in browser.find_elements(By.TAG_NAME, "img")]
+    finally:
+        browser.switch_to.default_content()
+
+
+def test_compare_two_seeds_and_open_a_benchmark(browser, tmp_path):
+    from strokegraph.app.cli import main
+
+    runs = tmp_path / "runs"
+    for seed in (1, 4):
+        assert main(["generate", ui.DEFAULT_PROMPT, "--seed", str(seed), "--out", str(runs / f"seed-{seed}")]) == 0
+    assert main(["bench", "geneval", "--limit", "1", "--out", str(runs / "bench-geneval"), "-q"]) == 0
+    app = ui.launch(runs, port=_free_port(), block=False, quiet=True)
+    try:
+        browser.get(app.local_url)
+        wait = WebDriverWait(browser, WAIT_S)
+        wait.until(ec.element_to_be_clickable((By.XPATH, "//button[@role='tab' and contains(., 'Runs')]"))).click()
+        _pick(browser, wait, "run-a", "seed-1")
+        _pick(browser, wait, "run-b", "seed-4")
+        browser.find_element(By.ID, "compare").click()
+        frame = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#run-page iframe")))
+        assert frame.get_attribute("sandbox") == ""
+        widths = _shown_pictures(browser, frame)
+        assert widths == [320] * 5  # two drafts each, one <refine> of seed 1: each drawn by the browser
+
+        browser.find_element(By.XPATH, "//button[@role='tab' and contains(., 'Bench')]").click()
+        _pick(browser, wait, "bench", "bench-geneval")
+        browser.find_element(By.ID, "open-bench").click()
+        frame = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#bench-page iframe")))
+        assert frame.get_attribute("sandbox") == ""
+        browser.switch_to.frame(frame)
+        assert "single pass" in browser.find_element(By.TAG_NAME, "body").text.lower()
+        assert browser.find_elements(By.TAG_NAME, "svg")
         browser.switch_to.default_content()
     finally:
         app.close()
