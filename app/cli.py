@@ -673,7 +673,26 @@ def _ui(args) -> int:
     auth = ui.parse_auth(given) if given else None
     ui.check_launch(args.host, auth)
     config = load_config(args.config) if args.config else RunConfig()
-    ui.launch(args.runs, config=config, host=args.host, port=args.port, auth=auth, share=args.share)
+    # Gradio's own start-up lines speak of launch() arguments; say where to go in this command's words.
+    try:
+        app = ui.launch(
+            args.runs,
+            config=config,
+            host=args.host,
+            port=args.port,
+            auth=auth,
+            share=args.share,
+            block=False,
+            quiet=True,
+        )
+    except OSError:  # Gradio's "Cannot find empty port in range", or an address this machine does not have
+        raise UsageError(
+            f"cannot serve on {args.host}:{args.port} (in use, or not an address here); give another --port"
+        ) from None
+    print(f"strokegraph ui: {safe(str(app.local_url))} (runs in {safe(str(args.runs))}); Ctrl-C stops it", flush=True)
+    if getattr(app, "share_url", None):
+        print(f"public link (anyone with it can run prompts): {safe(str(app.share_url))}", flush=True)
+    app.block_thread()
     return 0
 
 
