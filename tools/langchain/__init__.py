@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from pydantic import BaseModel
 
 from strokegraph import usage
+from strokegraph._drive import drive, either
 from strokegraph._redact import check_base_url, redact_url
 from strokegraph.errors import RunError, UsageError
 from strokegraph.tools.langchain._providers import PROVIDERS, Method, Provider, Settings
@@ -104,19 +105,20 @@ class LangChainChat:
         return self.name
 
     def complete(self, messages: list[dict[str, Any]], *, schema: type[BaseModel] | None = None) -> str:
-        runnable, sent = self._request(messages, schema)
-        try:
-            out = runnable.invoke(sent)
-        except Exception as exc:  # noqa: BLE001 - each provider raises its own errors; one line names it
-            raise self._error(exc) from None
-        return self._reply(out)
+        return drive(self._complete(messages, schema, asynchronous=False))
 
     async def acomplete(self, messages: list[dict[str, Any]], *, schema: type[BaseModel] | None = None) -> str:
         """:meth:`complete` on ``ainvoke``, for callers that run on an event loop."""
+        return await self._complete(messages, schema, asynchronous=True)
+
+    async def _complete(
+        self, messages: list[dict[str, Any]], schema: type[BaseModel] | None, *, asynchronous: bool
+    ) -> str:
+        """The one body of both: ``invoke`` when not ``asynchronous`` (it never suspends then), else ``ainvoke``."""
         runnable, sent = self._request(messages, schema)
         try:
-            out = await runnable.ainvoke(sent)
-        except Exception as exc:  # noqa: BLE001 - as in complete
+            out = await either(runnable, "invoke", sent, asynchronous=asynchronous)
+        except Exception as exc:  # noqa: BLE001 - each provider raises its own errors; one line names it
             raise self._error(exc) from None
         return self._reply(out)
 
