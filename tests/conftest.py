@@ -75,6 +75,25 @@ def no_ambient_openai_env(monkeypatch):
 
 
 @pytest.fixture
+def no_ambient_provider_env(monkeypatch):
+    """No endpoint, key or tracing switch of the machine leaks into a test of the langchain: backends;
+    each test sets what it needs."""
+    for name in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "OPENAI_API_BASE",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "ANTHROPIC_API_URL",
+        "OLLAMA_HOST",
+        "OLLAMA_API_KEY",
+        "LANGSMITH_TRACING",
+        "LANGCHAIN_TRACING_V2",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
 def closed_port() -> int:
     """A loopback port that was free a moment ago: nothing listens there now."""
     with socket.socket() as s:

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from PIL import Image
+from red_apple import CHAT, IMAGE, PLAN, PROMPT, SCENE
 
 from strokegraph import agenerate, registry
 from strokegraph._drive import drive
@@ -26,7 +27,7 @@ from strokegraph.agents.refiner import RefineRequest
 from strokegraph.app.runner import resume
 from strokegraph.errors import RunError
 from strokegraph.grammar import RulesPlanner
-from strokegraph.schema import Critique, Entity, Plan, PlanStep, SceneGraph, Violation
+from strokegraph.schema import Critique, Violation
 from strokegraph.testing.openai_server import (
     FakeOpenAI,
     Reply,
@@ -42,13 +43,9 @@ from strokegraph.tools import openai_api
 pytestmark = pytest.mark.usefixtures("no_ambient_openai_env")
 
 SECRET = "sk-test-async-secret"
-CHAT, IMAGE = "gpt-4.1-mini", "gpt-image-1.5"
 IDS = {"planner": f"openai:{CHAT}", "critic": f"openai:{CHAT}"} | {
     role: f"openai:{IMAGE}" for role in ("drafter", "refiner")
 }
-PROMPT = "a red apple"
-SCENE = SceneGraph(prompt=PROMPT, entities=(Entity(id="e0", noun="apple", colour="red"),))
-PLAN = Plan(steps=(PlanStep(instruction="Draw a red apple.", description="A red apple.", entity_ids=("e0",)),))
 
 
 def _settings(server: FakeOpenAI) -> dict[str, dict]:

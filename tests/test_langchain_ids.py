@@ -43,19 +43,7 @@ needs_openai = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True)
-def only_loopback(monkeypatch):
-    for name in (
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "OPENAI_API_BASE",
-        "ANTHROPIC_API_KEY",
-        "ANTHROPIC_BASE_URL",
-        "ANTHROPIC_API_URL",
-        "OLLAMA_HOST",
-        "OLLAMA_API_KEY",
-    ):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_ambient_provider_env")
 
 
 def test_the_ids_take_a_provider_and_a_model_that_may_hold_colons():

@@ -125,22 +125,7 @@ def _param(case: Case) -> Any:
 PARAMS = [_param(case) for case in CASES]
 
 
-@pytest.fixture(autouse=True)
-def only_loopback(monkeypatch):
-    """No endpoint or key of the machine leaks into a test; each test sets what it needs."""
-    for name in (
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "OPENAI_API_BASE",
-        "ANTHROPIC_API_KEY",
-        "ANTHROPIC_BASE_URL",
-        "ANTHROPIC_API_URL",
-        "OLLAMA_HOST",
-        "OLLAMA_API_KEY",
-        "LANGSMITH_TRACING",
-        "LANGCHAIN_TRACING_V2",
-    ):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_ambient_provider_env")
 
 
 def _fallback(case: Case) -> dict[str, Callable[[Request], Reply]]:

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from red_apple import CHAT, IMAGE, PLAN, PROMPT, SCENE
 
 from strokegraph.agents.drafter import DraftRequest
 from strokegraph.app.runner import generate
 from strokegraph.errors import RunError
-from strokegraph.schema import Entity, Plan, PlanStep, SceneGraph
 from strokegraph.testing.openai_server import (
     FakeOpenAI,
     Reply,
@@ -38,10 +38,6 @@ from strokegraph.tools import openai_api
 pytestmark = pytest.mark.usefixtures("no_ambient_openai_env")
 
 SECRET = "sk-test-secret"
-CHAT, IMAGE = "gpt-4.1-mini", "gpt-image-1.5"
-PROMPT = "a red apple"
-SCENE = SceneGraph(prompt=PROMPT, entities=(Entity(id="e0", noun="apple", colour="red"),))
-PLAN = Plan(steps=(PlanStep(instruction="Draw a red apple.", description="A red apple.", entity_ids=("e0",)),))
 
 
 def _planner(server, **settings):

@@ -7,14 +7,13 @@ app/webapp.py with starlette's TestClient, as a remote client fetches them.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
+from langgraph_spec import ROOT, load
 
 from strokegraph.app.runs import load_run
 from strokegraph.errors import UsageError
@@ -22,19 +21,7 @@ from strokegraph.errors import UsageError
 pytest.importorskip("starlette", reason="app/webapp.py needs starlette: pip install 'strokegraph[server]'")
 from starlette.testclient import TestClient  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 LOOP_NODES = {"planner", "drafter", "critic", "refiner"}
-
-
-def load(spec: str, name: str):
-    """The object ``file.py:variable`` names, imported by path as LangGraph's server does."""
-    file, _, variable = spec.partition(":")
-    module_spec = importlib.util.spec_from_file_location(name, ROOT / file)
-    assert module_spec is not None and module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[name] = module  # pydantic resolves the module's annotations through sys.modules
-    module_spec.loader.exec_module(module)
-    return getattr(module, variable)
 
 
 @pytest.fixture

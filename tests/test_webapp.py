@@ -6,29 +6,16 @@ response): no network and no HTTP client, as LangGraph's server would call it.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import anyio
 import pytest
+from langgraph_spec import ROOT, load
 
 pytest.importorskip("starlette", reason="app/webapp.py needs starlette: pip install 'strokegraph[server]'")
 
-ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def load(spec: str, name: str):
-    """The object ``file.py:variable`` names, imported by path as LangGraph's server does."""
-    file, _, variable = spec.partition(":")
-    module_spec = importlib.util.spec_from_file_location(name, ROOT / file)
-    assert module_spec is not None and module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[name] = module  # pydantic resolves the module's annotations through sys.modules
-    module_spec.loader.exec_module(module)
-    return getattr(module, variable)
 
 
 def get(app, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:

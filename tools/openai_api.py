@@ -39,7 +39,6 @@ import re
 import secrets
 import sys
 import threading
-import urllib.parse
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -48,7 +47,7 @@ from pydantic import BaseModel
 
 from strokegraph import usage
 from strokegraph._drive import blocking, drive
-from strokegraph._redact import redact_url
+from strokegraph._redact import check_base_url, redact_url
 from strokegraph.agents.critic import ChatCritic
 from strokegraph.agents.drafter import DraftRequest, DraftResult
 from strokegraph.agents.planner import ChatPlanner
@@ -591,7 +590,7 @@ def _client(
         raise UsageError(f"max_retries must be a whole number from 0 to {_MAX_RETRIES}, got {max_retries!r}")
     base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
     if base_url is not None:
-        _check_base_url(base_url)
+        check_base_url(base_url)
     api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
     if api_key is None:
         if base_url is None:
@@ -622,19 +621,6 @@ def _client(
 def _check_deadline(deadline: float) -> None:
     if not deadline > 0:
         raise UsageError(f"deadline must be a positive number of seconds, got {deadline!r}")
-
-
-def _check_base_url(url: object) -> None:
-    """An http(s) URL with a host, or a one-line :class:`UsageError` (the client would raise deep inside)."""
-    try:
-        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
-        ok = parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
-        if ok and parts is not None:
-            parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
-    except ValueError as exc:
-        raise UsageError(f"base_url {redact_url(url)[:200]!r} is not a URL: {exc}") from None
-    if not ok:
-        raise UsageError(f"base_url {redact_url(url)[:200]!r} is not an http:// or https:// URL with a host")
 
 
 def _check_price(name: str, value: float | None) -> None:

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from strokegraph.testing.loopback_server import NO_VIOLATIONS, LoopbackServer, rules_plan
-from strokegraph.testing.openai_server import Reply, Request, Script
+from strokegraph.testing.loopback_server import NO_VIOLATIONS, LoopbackServer, Reply, Request, Script, rules_plan
 
 __all__ = ["FakeAnthropic", "any_prompt_replies", "error_reply", "text_reply", "tool_reply"]
 

@@ -1,36 +1,123 @@
 """The part every loopback API server for tests shares: scripted replies per endpoint, recorded requests.
 
 :class:`LoopbackServer` listens on ``127.0.0.1`` at a free port, one thread per request, and
-answers each endpoint (a path such as ``api/chat``) from its own queue of
-:class:`~strokegraph.testing.openai_server.Reply` objects or functions of the
-:class:`~strokegraph.testing.openai_server.Request`; once a queue is empty the endpoint's
-``fallback`` answers, or else 418, so a test that asks for more than it scripted fails loudly.
-The servers for each provider's protocol (:mod:`~strokegraph.testing.ollama_server`,
-:mod:`~strokegraph.testing.anthropic_server`) are subclasses that name their endpoints and build
-their replies. A reply body of ``bytes`` is sent as it is, with the reply's own ``Content-Type``.
+answers each endpoint (a path such as ``api/chat``) from its own queue of :class:`Reply` objects
+or functions of the :class:`Request`; once a queue is empty the endpoint's ``fallback`` answers,
+or else 418, so a test that asks for more than it scripted fails loudly instead of hanging. A
+reply body is JSON, ``bytes`` sent as they are, or a :class:`Flood` streamed without being held;
+a reply may hang (``delay``) or trickle its body a byte at a time (``drip``). Delays wait on an
+event that stopping the server sets, so no handler outlives the test by more than a moment.
+
+For concurrency and cancellation tests the server records the most requests it held at once
+(``most_in_flight``), the requests it answered (``answered``), and those whose client closed the
+connection while the server was still waiting to reply (``abandoned``).
+
+The servers for each provider's protocol (:mod:`~strokegraph.testing.openai_server`,
+:mod:`~strokegraph.testing.ollama_server`, :mod:`~strokegraph.testing.anthropic_server`) are
+subclasses that name their endpoints and build their replies; one whose paths, request bodies or
+error shape differ overrides the hooks ``_endpoint``, ``_parse`` or ``_unscripted``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import select
+import socket
 import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
 
-from strokegraph.testing.openai_server import Reply, Request, Script
+from PIL import Image
 
-__all__ = ["NO_VIOLATIONS", "LoopbackServer", "rules_plan"]
+__all__ = ["NO_VIOLATIONS", "Flood", "LoopbackServer", "Reply", "Request", "Script", "Upload", "rules_plan"]
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file of a multipart request."""
+
+    filename: str | None
+    content_type: str
+    data: bytes
+
+    def image(self) -> Image.Image:
+        with Image.open(io.BytesIO(self.data)) as im:
+            im.load()
+            return im.copy()
+
+
+@dataclass(frozen=True)
+class Request:
+    endpoint: str
+    headers: dict[str, str]
+    """Lower-case names."""
+    raw: bytes
+    json: dict[str, Any] | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    files: dict[str, Upload] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Flood:
+    """A body of ``size`` bytes made while it is sent: ``prefix``, then ``fill`` repeated.
+
+    With ``declare_length`` the reply carries a Content-Length; without, the body ends when the
+    server closes the connection, so a client learns its size only by reading it.
+    """
+
+    size: int
+    prefix: bytes = b""
+    fill: bytes = b"A"
+    declare_length: bool = True
+
+    def chunks(self, chunk_size: int = 2**20) -> Iterator[bytes]:
+        head = self.prefix[: self.size]
+        yield head
+        left = self.size - len(head)
+        block = (self.fill * (chunk_size // len(self.fill) + 1))[:chunk_size]
+        while left > 0:
+            yield block[:left]
+            left -= len(block)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """``status`` and ``body`` (JSON-able, ``bytes`` or a :class:`Flood`), after ``delay`` seconds.
+
+    The ``Content-Type`` is ``application/json`` unless ``headers`` name another. With ``drip`` > 0
+    the headers go out at once and the body follows one byte every ``drip`` seconds, as from a
+    server that trickles to keep a client waiting.
+    """
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    drip: float = 0.0
+
+
+Script = Reply | Callable[[Request], Reply]
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # The default backlog of 5 drops connections when many clients start at once (a benchmark).
     request_queue_size = 128
 
 
 class LoopbackServer:
-    """Use as a context manager; ``url`` is where the server listens (``http://127.0.0.1:PORT``)."""
+    """Use as a context manager; ``url`` is where the server listens (``http://127.0.0.1:PORT``).
+
+    ``latency`` seconds are added before every reply, as a network and a model would; requests are
+    served concurrently, so concurrent clients overlap their waits. ``fallback`` answers an
+    endpoint whose queue is empty.
+    """
 
     ENDPOINTS: ClassVar[tuple[str, ...]] = ()
 
@@ -43,6 +130,13 @@ class LoopbackServer:
         self.latency = latency
         self.fallback = dict(fallback or {})
         self.requests: list[Request] = []
+        self.answered: list[Request] = []
+        """Requests whose reply was sent whole."""
+        self.abandoned: list[Request] = []
+        """Requests whose client closed the connection before the reply's delay was over."""
+        self.in_flight = 0
+        self.most_in_flight = 0
+        """The most requests received and not yet answered (or abandoned) at one time."""
         self._queues: dict[str, list[Script]] = {e: [] for e in self.ENDPOINTS}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -69,6 +163,18 @@ class LoopbackServer:
         """Scripted replies not used yet, per endpoint that has some."""
         return {e: len(q) for e, q in self._queues.items() if q}
 
+    def _endpoint(self, path: str) -> str:
+        """The endpoint a request path (without its query) names: the path without its slashes."""
+        return path.strip("/")
+
+    def _parse(self, endpoint: str, headers: dict[str, str], raw: bytes) -> Request:
+        """The request as recorded: a JSON body parsed into ``json``."""
+        return Request(endpoint, headers, raw, json=json.loads(raw) if raw else None)
+
+    def _unscripted(self, path: str) -> Reply:
+        """The 418 answer to a request for ``path`` with no scripted reply left, in the protocol's error shape."""
+        return Reply(status=418, body={"error": f"no scripted reply left for {path}"})
+
     def __enter__(self) -> Self:
         fake = self
 
@@ -92,32 +198,79 @@ class LoopbackServer:
         self._thread.join(timeout=5)
 
     def _answer(self, handler: BaseHTTPRequestHandler) -> None:
-        endpoint = handler.path.split("?")[0].strip("/")
+        path = handler.path.split("?")[0]
         raw = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
-        headers = {k.lower(): v for k, v in handler.headers.items()}
-        request = Request(endpoint, headers, raw, json=json.loads(raw) if raw else None)
+        request = self._parse(self._endpoint(path), {k.lower(): v for k, v in handler.headers.items()}, raw)
         with self._lock:
             self.requests.append(request)
-            queue = self._queues.get(endpoint)
-            script = queue.pop(0) if queue else self.fallback.get(endpoint)
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            self._reply(handler, request, path)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _reply(self, handler: BaseHTTPRequestHandler, request: Request, path: str) -> None:
+        with self._lock:
+            queue = self._queues.get(request.endpoint)
+            script = queue.pop(0) if queue else self.fallback.get(request.endpoint)
         if script is None:
-            reply = Reply(status=418, body={"error": f"no scripted reply left for /{endpoint}"})
+            reply = self._unscripted(path)
         else:
             reply = script(request) if callable(script) else script
         delay = self.latency + reply.delay
-        if delay and self._stop.wait(delay):
+        if delay and not self._wait(handler.connection, delay):
+            with self._lock:
+                if not self._stop.is_set():
+                    self.abandoned.append(request)
             return
-        data = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
-        headers_out = {"Content-Type": "application/json", **reply.headers}
+        if isinstance(reply.body, Flood):
+            chunks, length = reply.body.chunks(), reply.body.size if reply.body.declare_length else None
+        else:
+            data = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+            chunks, length = iter((data,)), len(data)
+        headers = {"Content-Type": "application/json", **reply.headers}
+        if length is not None:
+            headers["Content-Length"] = str(length)
         try:
             handler.send_response(reply.status)
-            for name, value in headers_out.items():
+            for name, value in headers.items():
                 handler.send_header(name, value)
-            handler.send_header("Content-Length", str(len(data)))
             handler.end_headers()
-            handler.wfile.write(data)
+            for chunk in chunks:
+                if not reply.drip:
+                    handler.wfile.write(chunk)
+                    continue
+                for i in range(len(chunk)):  # wfile is unbuffered: each byte leaves at once
+                    if self._stop.wait(reply.drip):
+                        return
+                    handler.wfile.write(chunk[i : i + 1])
         except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up
+            return  # the client gave up (a timeout test)
+        with self._lock:
+            self.answered.append(request)
+
+    def _wait(self, connection: socket.socket, seconds: float) -> bool:
+        """Wait ``seconds`` before replying; False if the server stops or the client hangs up first.
+
+        A client waiting for its reply sends nothing more (HTTP/1.1), so a readable socket here
+        means it closed the connection (or reset it).
+        """
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if self._stop.is_set():
+                return False
+            readable, _, _ = select.select([connection], [], [], min(left, 0.05))
+            if readable:
+                try:
+                    gone = connection.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    gone = True
+                if gone:
+                    return False
+                self._stop.wait(min(left, 0.05))  # bytes of a next request: not a hang-up
+        return not self._stop.is_set()
 
 
 _PLANNER_PROMPT = re.compile(r'^Prompt: "(.*)"$', re.MULTILINE)

@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 from typing import ClassVar
 
-from strokegraph.testing.loopback_server import NO_VIOLATIONS, LoopbackServer, rules_plan
-from strokegraph.testing.openai_server import Reply, Request, Script
+from strokegraph.testing.loopback_server import NO_VIOLATIONS, LoopbackServer, Reply, Request, Script, rules_plan
 
 __all__ = ["FakeOllama", "any_prompt_replies", "chat_reply", "error_reply"]
 

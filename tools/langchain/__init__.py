@@ -26,14 +26,14 @@ import io
 import json
 import math
 import os
-import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel
 
 from strokegraph import usage
-from strokegraph._redact import redact_url
+from strokegraph._drive import drive, either
+from strokegraph._redact import check_base_url, redact_url
 from strokegraph.errors import RunError, UsageError
 from strokegraph.tools.langchain._providers import PROVIDERS, Method, Provider, Settings
 
@@ -105,19 +105,20 @@ class LangChainChat:
         return self.name
 
     def complete(self, messages: list[dict[str, Any]], *, schema: type[BaseModel] | None = None) -> str:
-        runnable, sent = self._request(messages, schema)
-        try:
-            out = runnable.invoke(sent)
-        except Exception as exc:  # noqa: BLE001 - each provider raises its own errors; one line names it
-            raise self._error(exc) from None
-        return self._reply(out)
+        return drive(self._complete(messages, schema, asynchronous=False))
 
     async def acomplete(self, messages: list[dict[str, Any]], *, schema: type[BaseModel] | None = None) -> str:
         """:meth:`complete` on ``ainvoke``, for callers that run on an event loop."""
+        return await self._complete(messages, schema, asynchronous=True)
+
+    async def _complete(
+        self, messages: list[dict[str, Any]], schema: type[BaseModel] | None, *, asynchronous: bool
+    ) -> str:
+        """The one body of both: ``invoke`` when not ``asynchronous`` (it never suspends then), else ``ainvoke``."""
         runnable, sent = self._request(messages, schema)
         try:
-            out = await runnable.ainvoke(sent)
-        except Exception as exc:  # noqa: BLE001 - as in complete
+            out = await either(runnable, "invoke", sent, asynchronous=asynchronous)
+        except Exception as exc:  # noqa: BLE001 - each provider raises its own errors; one line names it
             raise self._error(exc) from None
         return self._reply(out)
 
@@ -284,7 +285,7 @@ def _settings(settings: dict[str, Any]) -> Settings:
     if max_retries is not None and not (_whole(max_retries) and 0 <= max_retries <= _MAX_RETRIES):
         raise UsageError(f"max_retries must be a whole number from 0 to {_MAX_RETRIES}, got {max_retries!r}")
     if base_url is not None:
-        _check_base_url(base_url)
+        check_base_url(base_url)
     return Settings(temperature, max_tokens, base_url, timeout, max_retries)
 
 
@@ -294,19 +295,6 @@ def _number(value: object) -> bool:
 
 def _whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_base_url(url: object) -> None:
-    """An http(s) URL with a host, or a one-line :class:`UsageError` naming it (credentials masked)."""
-    try:
-        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
-        ok = parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
-        if ok and parts is not None:
-            parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
-    except ValueError as exc:
-        raise UsageError(f"base_url {redact_url(url)[:200]!r} is not a URL: {exc}") from None
-    if not ok:
-        raise UsageError(f"base_url {redact_url(url)[:200]!r} is not an http:// or https:// URL with a host")
 
 
 def _check_choice(name: str, value: Any, choices: Any) -> None:

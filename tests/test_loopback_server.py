@@ -1,0 +1,57 @@
+"""What every loopback API server shares (strokegraph.testing.loopback_server): the OpenAI, Ollama and
+Anthropic fakes record the requests they answered and those whose client hung up while they waited."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import urllib.parse
+
+import pytest
+
+from strokegraph.testing.anthropic_server import FakeAnthropic
+from strokegraph.testing.loopback_server import LoopbackServer, Reply
+from strokegraph.testing.ollama_server import FakeOllama
+from strokegraph.testing.openai_server import FakeOpenAI
+
+SERVERS = [pytest.param(cls, id=cls.__name__) for cls in (FakeOpenAI, FakeOllama, FakeAnthropic)]
+
+
+def _post(fake: LoopbackServer, endpoint: str) -> socket.socket:
+    """A connection that has sent one JSON request for ``endpoint`` and waits for the reply."""
+    url = urllib.parse.urlsplit(fake.url)
+    assert url.hostname is not None and url.port is not None
+    body = json.dumps({"hello": "there"}).encode()
+    head = f"POST {url.path}/{endpoint} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
+    connection = socket.create_connection((url.hostname, url.port), timeout=30)
+    connection.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    return connection
+
+
+def _until(condition, event: threading.Event) -> bool:
+    """Whether ``condition()`` came true, asked every 10 ms for up to 30 s (a backstop, not a limit tested)."""
+    for _ in range(3000):
+        if condition():
+            return True
+        event.wait(0.01)
+    return False
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_request_whose_client_hangs_up_during_the_delay_is_abandoned_not_answered(server):
+    never = threading.Event()
+    with server() as fake:
+        endpoint = fake.ENDPOINTS[0]
+        fake.script(endpoint, Reply(body={"late": True}, delay=60), Reply(body={"ok": True}))
+        with _post(fake, endpoint):
+            assert _until(lambda: fake.in_flight == 1, never)
+        assert _until(lambda: fake.abandoned, never), "the hang-up was not noticed"
+        with _post(fake, endpoint) as connection:
+            reply = connection.recv(65536).decode()
+        assert reply.startswith("HTTP/1.0 200") or reply.startswith("HTTP/1.1 200")
+        assert _until(lambda: fake.answered, never)
+        first, second = fake.sent(endpoint)
+        assert first.json == second.json == {"hello": "there"}
+        assert fake.abandoned == [first] and fake.answered == [second]
+        assert _until(lambda: fake.in_flight == 0, never) and fake.most_in_flight == 1
