@@ -26,6 +26,7 @@ from strokegraph.graph.state import CheckpointError, RunContext, RunState, check
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
     from langgraph.graph.state import CompiledStateGraph
 
     Loop = CompiledStateGraph[RunState, RunContext, RunState, RunState]
@@ -61,6 +62,13 @@ _RUN_PRAGMA = "PRAGMA synchronous=NORMAL"
 # A new database gets its schema (LangGraph's setup) before it holds any checkpoint, so those first
 # writes need no fsync at all; with one they cost more than the rest of a sketch-world run's commits.
 _SETUP_PRAGMAS = ("PRAGMA synchronous=OFF", "PRAGMA journal_mode=WAL")
+
+
+@cache
+def _serializer() -> JsonPlusSerializer:
+    """:func:`~strokegraph.graph.checkpoint_serializer`, built once per process: it keeps no state
+    between calls, and building it (its allowlist of types) takes about as long as one save."""
+    return checkpoint_serializer()
 
 
 @cache
@@ -171,7 +179,7 @@ def checkpointer(path: str | Path) -> Iterator[BaseCheckpointSaver]:
             yield saver
         return
     if _is_journal(path):
-        with JournalSaver(path, serde=checkpoint_serializer()) as journal:
+        with JournalSaver(path, serde=_serializer()) as journal:
             yield journal
         return
     from langgraph.checkpoint.sqlite import SqliteSaver
@@ -180,7 +188,7 @@ def checkpointer(path: str | Path) -> Iterator[BaseCheckpointSaver]:
         try:
             for pragma in _SETUP_PRAGMAS:
                 conn.execute(pragma)
-            saver = SqliteSaver(conn, serde=checkpoint_serializer())
+            saver = SqliteSaver(conn, serde=_serializer())
             saver.setup()
             conn.execute(_RUN_PRAGMA)
         except sqlite3.DatabaseError as exc:
@@ -198,7 +206,7 @@ async def acheckpointer(path: str | Path) -> AsyncIterator[BaseCheckpointSaver]:
             yield saver
         return
     if _is_journal(path):
-        with JournalSaver(path, serde=checkpoint_serializer()) as journal:
+        with JournalSaver(path, serde=_serializer()) as journal:
             yield journal
         return
     import aiosqlite
@@ -208,7 +216,7 @@ async def acheckpointer(path: str | Path) -> AsyncIterator[BaseCheckpointSaver]:
         try:
             for pragma in _SETUP_PRAGMAS:
                 await conn.execute(pragma)
-            saver = AsyncSqliteSaver(conn, serde=checkpoint_serializer())
+            saver = AsyncSqliteSaver(conn, serde=_serializer())
             await saver.setup()
             await conn.execute(_RUN_PRAGMA)
         except sqlite3.DatabaseError as exc:
@@ -269,7 +277,7 @@ def _postgres(url: str) -> Iterator[BaseCheckpointSaver]:
     except psycopg.Error as exc:
         raise _connect_error(url, exc) from None
     with conn:
-        saver = PostgresSaver(conn, serde=checkpoint_serializer())
+        saver = PostgresSaver(conn, serde=_serializer())
         if url not in _SET_UP:
             try:
                 saver.setup()
@@ -287,7 +295,7 @@ async def _apostgres(url: str) -> AsyncIterator[BaseCheckpointSaver]:
     except psycopg.Error as exc:
         raise _connect_error(url, exc) from None
     async with conn:
-        saver = AsyncPostgresSaver(conn, serde=checkpoint_serializer())
+        saver = AsyncPostgresSaver(conn, serde=_serializer())
         if url not in _SET_UP:
             try:
                 await saver.setup()

@@ -109,6 +109,12 @@ def _array_header(n: int) -> bytes:
     return b"\xdc" + n.to_bytes(2, "big") if n < 1 << 16 else b"\xdd" + n.to_bytes(4, "big")
 
 
+def _keeps(kind: type) -> bool:
+    """Whether :meth:`JournalSaver._dumps` keeps the serialized form of values of type ``kind``: strings
+    and frozen pydantic models, which cannot change while they are kept."""
+    return kind is str or (issubclass(kind, BaseModel) and kind.model_config.get("frozen") is True)
+
+
 def frame(record: list) -> bytes:
     """``record`` as the journal holds it: length, CRC-32, msgpack."""
     payload = ormsgpack.packb(record)
@@ -171,8 +177,11 @@ class JournalSaver(InMemorySaver):
         self._lock = threading.Lock()
         self._valid: int | None = None
         # id -> (value, its serialized form): what the last checkpoint and the writes since serialized.
-        self._packed: dict[int, tuple[Any, list]] = {}
-        self._recent: dict[int, tuple[Any, list]] = {}
+        self._packed: dict[int, tuple[Any, tuple[str, bytes]]] = {}
+        self._recent: dict[int, tuple[Any, tuple[str, bytes]]] = {}
+        # Asked once: the serializer is a protocol class, and isinstance against one is slow.
+        self._arrays = isinstance(self.serde, JsonPlusSerializer)  # it writes lists as msgpack arrays
+        self._kept: dict[type, bool] = {}  # type -> whether its values are kept (see _keeps)
         flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
         try:
             self._fd = os.open(self.path, flags, 0o600)
@@ -212,15 +221,15 @@ class JournalSaver(InMemorySaver):
         thread_id, ns = conf["thread_id"], conf["checkpoint_ns"]
         c = checkpoint.copy()
         values: dict[str, Any] = c.pop("channel_values")  # type: ignore[misc]
-        blobs = [[k, v, self._dumps(values[k]) if k in values else ["empty", b""]] for k, v in new_versions.items()]
+        blobs = [(k, v, self._dumps(values[k]) if k in values else ("empty", b"")) for k, v in new_versions.items()]
         record = [
             "c",
             thread_id,
             ns,
             checkpoint["id"],
             conf.get("checkpoint_id"),
-            list(self.serde.dumps_typed(c)),
-            list(self.serde.dumps_typed(get_checkpoint_metadata(config, metadata))),
+            self.serde.dumps_typed(c),
+            self.serde.dumps_typed(get_checkpoint_metadata(config, metadata)),
             blobs,
         ]
         self._save(record)
@@ -236,20 +245,20 @@ class JournalSaver(InMemorySaver):
     ) -> None:
         conf = config["configurable"]
         thread_id, ns, checkpoint_id = conf["thread_id"], conf.get("checkpoint_ns", ""), conf["checkpoint_id"]
-        stored = self.writes.get((thread_id, ns, checkpoint_id), {})
+        stored = self.writes.get((thread_id, ns, checkpoint_id))
         new = []
         for idx, (channel, value) in enumerate(writes):
             idx = WRITES_IDX_MAP.get(channel, idx)
-            if idx >= 0 and (task_id, idx) in stored:  # a task's regular writes are saved once
+            if stored and idx >= 0 and (task_id, idx) in stored:  # a task's regular writes are saved once
                 continue
-            new.append([idx, channel, self._dumps(value)])
+            new.append((idx, channel, self._dumps(value)))
         if new:
             self._save(["w", thread_id, ns, checkpoint_id, task_id, task_path, new])
 
     def delete_thread(self, thread_id: str) -> None:
         self._save(["d", thread_id])
 
-    def _dumps(self, value: Any) -> list:
+    def _dumps(self, value: Any) -> tuple[str, bytes]:
         """``self.serde.dumps_typed(value)``, the same bytes, without serializing again what is unchanged.
 
         A checkpoint holds every channel that changed, and a channel that gathers values (the
@@ -259,19 +268,24 @@ class JournalSaver(InMemorySaver):
         pydantic model, or a string) serialized for the last checkpoint or for a node's writes since
         is not serialized again. Each entry holds its value, so its id is not reused while cached.
         """
-        if type(value) is list and isinstance(self.serde, JsonPlusSerializer):  # it writes lists as arrays
+        kind = type(value)
+        if kind is list and self._arrays:
             items = [self._dumps(v) for v in value]
-            if all(kind == "msgpack" for kind, _ in items):
-                return ["msgpack", _array_header(len(items)) + b"".join(b for _, b in items)]
-            return list(self.serde.dumps_typed(value))
+            if all(typed[0] == "msgpack" for typed in items):
+                return ("msgpack", _array_header(len(items)) + b"".join([typed[1] for typed in items]))
+            return self.serde.dumps_typed(value)
+        keep = self._kept.get(kind)
+        if keep is None:
+            keep = self._kept[kind] = _keeps(kind)
+        if not keep:
+            return self.serde.dumps_typed(value)
         key = id(value)
         hit = self._recent.get(key) or self._packed.get(key)
         if hit is not None and hit[0] is value:
             self._recent[key] = hit
             return hit[1]
-        typed = list(self.serde.dumps_typed(value))
-        if isinstance(value, str) or (isinstance(value, BaseModel) and value.model_config.get("frozen")):
-            self._recent[key] = (value, typed)
+        typed = self.serde.dumps_typed(value)
+        self._recent[key] = (value, typed)
         return typed
 
     def _save(self, record: list) -> None:
