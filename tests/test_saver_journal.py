@@ -82,7 +82,10 @@ def test_a_torn_last_record_is_dropped_and_cut_off(tmp_path):
     assert cut == records[:-1]
     with JournalSaver(path) as saver:
         assert path.read_bytes() == data[:-3]  # reading changes nothing
-        assert len(_history(saver)) == len(whole) - 1
+        # The torn record is the last checkpoint, or a node's writes that LangGraph's background save
+        # happened to append after it (their order is not fixed): then every checkpoint is still there.
+        lost = 1 if records[-1][0] == "c" else 0
+        assert len(_history(saver)) == len(whole) - lost
         _graph(saver).invoke({"n": 0}, {"configurable": {"thread_id": "u"}}, durability="sync")
     assert read_journal(path)[0][: len(cut)] == cut
     assert read_journal(path)[1] == path.stat().st_size  # new records follow the valid part
