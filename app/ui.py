@@ -335,28 +335,29 @@ def build(
         index = evt.index if isinstance(evt.index, int) else None
         return shown[index] if index is not None and 0 <= index < len(shown) else gr.skip()
 
-    def page_of(name):
+    def error(message):
+        return f"<p><b>Error:</b> {esc(message)}</p>"
+
+    def framed(page, *names):
+        """``page(runs, *names)``'s HTML, or the one-line message of the UsageError it raised."""
         try:
-            return report_frame(setup.runs, name)
+            return page(setup.runs, *names)
         except UsageError as exc:
-            return f"<p><b>Error:</b> {esc(one_line(exc))}</p>"
+            return error(one_line(exc))
+
+    def page_of(name):
+        return framed(report_frame, name)
 
     def compare(a, b):
-        try:
-            if not a or not b or a == b:
-                raise UsageError("pick two different runs to compare")
-            return compare_steps(setup.runs, a, b)
-        except UsageError as exc:
-            return f"<p><b>Error:</b> {esc(one_line(exc))}</p>"
+        if not a or not b or a == b:
+            return error("pick two different runs to compare")
+        return framed(compare_steps, a, b)
 
     def benches():
         return gr.update(choices=bench_names(setup.runs))
 
     def bench_of(name):
-        try:
-            return bench_frame(setup.runs, name)
-        except UsageError as exc:
-            return f"<p><b>Error:</b> {esc(one_line(exc))}</p>"
+        return framed(bench_frame, name)
 
     def resume_run(name, s):
         s = Session(shelf=shelf)
