@@ -202,11 +202,13 @@ def build(
                 shown = len(now.log)
                 yield view(now)
 
-    def start(prompt, planner, drafter, critic, refiner, seed, max_rounds, review, s):
+    def start(prompt, *rest):
+        # One picker per role (registry.ROLES, in order), then seed, budget, review and the session.
+        *picked, seed, max_rounds, review, _ = rest
         s = Session(shelf=shelf)
         try:
             check_prompt(prompt)
-            chosen = setup.chosen({"planner": planner, "drafter": drafter, "critic": critic, "refiner": refiner})
+            chosen = setup.chosen(dict(zip(ROLES, picked, strict=True)))
             seed, max_rounds = whole("seed", seed, MAX_SEED), whole("budget", max_rounds, MAX_COUNT)
             budget = Budget(
                 max_rounds=max_rounds,

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from red_apple import CHAT, IMAGE, PLAN, PROMPT, SCENE
 
-from strokegraph import agenerate, registry
+from strokegraph import agenerate
 from strokegraph._drive import drive
 from strokegraph.agents.chat import CriticReply, PlannerReply
 from strokegraph.agents.critic import ChatCritic
@@ -50,7 +50,7 @@ IDS = {"planner": f"openai:{CHAT}", "critic": f"openai:{CHAT}"} | {
 
 def _settings(server: FakeOpenAI) -> dict[str, dict]:
     connection = {"base_url": server.url, "api_key": SECRET, "max_retries": 0}
-    settings: dict[str, dict] = {role: dict(connection) for role in registry.ROLES}
+    settings: dict[str, dict] = {role: dict(connection) for role in IDS}  # the roles on the server
     settings["drafter"]["size"] = settings["refiner"]["size"] = "64x64"
     return settings
 

@@ -22,7 +22,7 @@ from strokegraph.app import ui  # noqa: E402
 from strokegraph.app.cli import main  # noqa: E402
 from strokegraph.tools.sketch.drafter import SketchDrafter  # noqa: E402
 
-ROLES = ("builtin:rules", "builtin:sketch", "builtin:pixels", "builtin:sketch")
+ROLES = tuple(registry.DEFAULT_IDS[role] for role in registry.ROLES)  # a picker per role, in order
 PROMPT = ui.DEFAULT_PROMPT
 # The outputs of /run, /accept, /edit, /add, /stop and /resume, in order.
 STATUS, LOG, GALLERY, FINAL, VERDICT, PLAN, VIOLATIONS, REVIEW_IMAGE = range(8)
@@ -80,6 +80,11 @@ def client(served):
     return gradio_client.Client(served[0], verbose=False)
 
 
+def _ids(**chosen: str) -> tuple[str, ...]:
+    """A picker value per role (the defaults but for ``chosen``), in the page's order."""
+    return tuple(chosen.get(role, registry.DEFAULT_IDS[role]) for role in registry.ROLES)
+
+
 def _run(client, prompt=PROMPT, roles=ROLES, review=False, seed=0, budget=12):
     job = client.submit(prompt, *roles, seed, budget, review, api_name="/run")
     steps = list(job)
@@ -99,7 +104,7 @@ def _trajectory(runs: Path, status: str) -> dict:
 
 def test_a_run_streams_each_stage_then_the_verdict(client, served):
     # A drafter that takes a while, so that stages end apart (the page coalesces what arrives at once).
-    steps, last = _run(client, roles=("builtin:rules", "sampling:x", "builtin:pixels", "builtin:sketch"))
+    steps, last = _run(client, roles=_ids(drafter="sampling:x"))
     logs = [s[LOG] for s in steps if isinstance(s[LOG], str) and s[LOG]]  # an activity line skips the log
     # Each stage appeared as it finished: the log grew from the plan alone to the last critique.
     assert "<h4>Plan" in logs[0] and "Draft" not in logs[0]
@@ -114,7 +119,7 @@ def test_a_run_streams_each_stage_then_the_verdict(client, served):
 
 
 def test_sampling_shows_a_bar_with_the_time_left(client):
-    steps, last = _run(client, roles=("builtin:rules", "sampling:x", "builtin:pixels", "builtin:sketch"))
+    steps, last = _run(client, roles=_ids(drafter="sampling:x"))
     bars = [s[STATUS] for s in steps if "<progress" in s[STATUS]]
     assert bars and all("s left" in b for b in bars)
     assert any("<progress value='8' max='8'>" in b or "<progress value='7' max='8'>" in b for b in bars)
@@ -183,7 +188,7 @@ def test_editing_violations_deletes_and_changes_them(client, served):
     [
         ("   ", ROLES, "prompt is empty"),
         ("x" * 2001, ROLES, "the limit is 2000"),
-        (PROMPT, ("builtin:rules", "builtin:sketchy", "builtin:pixels", "builtin:sketch"), "unknown drafter id"),
+        (PROMPT, _ids(drafter="builtin:sketchy"), "unknown drafter id"),
     ],
 )
 def test_bad_input_is_one_message_and_the_app_keeps_serving(client, served, prompt, roles, expected):
@@ -196,7 +201,7 @@ def test_bad_input_is_one_message_and_the_app_keeps_serving(client, served, prom
 
 
 def test_a_backend_failing_mid_run_keeps_what_it_made(client, served):
-    roles = ("builtin:rules", "breaking:x", "builtin:pixels", "builtin:sketch")
+    roles = _ids(drafter="breaking:x")
     _, out = _run(client, roles=roles)
     assert "out of memory" in out[STATUS] and "resume it from Runs" in out[STATUS]
     assert "Draft, step 1" in out[LOG]  # the stages shown before the failure stay on the page
@@ -205,7 +210,7 @@ def test_a_backend_failing_mid_run_keeps_what_it_made(client, served):
 
 
 def test_a_model_backed_id_needs_the_operators_leave(client):
-    roles = ("openai:gpt-4.1-mini", *ROLES[1:])
+    roles = _ids(planner="openai:gpt-4.1-mini")
     _, out = _run(client, roles=roles)
     assert "planner &#x27;openai:gpt-4.1-mini&#x27; is not allowed here" in out[STATUS]
 
@@ -345,7 +350,7 @@ def test_a_tab_closed_at_a_review_leaves_a_run_the_cli_resumes(client, served, m
 
 def test_a_long_run_does_not_hold_up_another_session(served):
     slow, fast = (gradio_client.Client(served[0], verbose=False) for _ in range(2))
-    roles = ("builtin:rules", "sampling:slow", "builtin:pixels", "builtin:sketch")
+    roles = _ids(drafter="sampling:slow")
     job = slow.submit(PROMPT, *roles, 6, 12, False, api_name="/run")
     updates = iter(job)
     next(updates)  # the slow run has started: its page got its first update

@@ -18,10 +18,11 @@ import pytest
 pytest.importorskip("gradio", reason="the browser UI needs the ui extra (pip install 'strokegraph[ui]')")
 gradio_client = pytest.importorskip("gradio_client", reason="the UI tests drive the app with gradio_client")
 
+from strokegraph import registry  # noqa: E402
 from strokegraph.app import ui  # noqa: E402
 from strokegraph.app.cli import main  # noqa: E402
 
-ROLES = ("builtin:rules", "builtin:sketch", "builtin:pixels", "builtin:sketch")
+ROLES = tuple(registry.DEFAULT_IDS[role] for role in registry.ROLES)  # a picker per role, in order
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 
 
