@@ -667,12 +667,11 @@ def _ui(args) -> int:
     if find_spec("gradio") is None:
         raise UsageError("the browser UI needs gradio (not installed); run: pip install 'strokegraph[ui]'")
     from strokegraph.app import ui
-    from strokegraph.config import RunConfig, load_config
 
     given = args.auth or os.environ.get(ui.AUTH_ENV)
     auth = ui.parse_auth(given) if given else None
     ui.check_launch(args.host, auth)
-    config = load_config(args.config) if args.config else RunConfig()
+    config = _config(args)
     # Gradio's own start-up lines speak of launch() arguments; say where to go in this command's words.
     try:
         app = ui.launch(
