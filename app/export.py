@@ -30,6 +30,7 @@ from strokegraph.app.formats import FORMATS, Format, features, render
 from strokegraph.app.rows import KINDS, Kind, Row, rows_for
 from strokegraph.app.runs import RunData, Skipped, find_runs, load_run
 from strokegraph.errors import UsageError
+from strokegraph.registry import ROLES
 
 __all__ = [
     "FORMATS",
@@ -164,7 +165,7 @@ def _columns(run: RunData, row: Row, benchmark: str | None, split: str) -> dict[
         "strokegraph_version": run.version,
         "violations": list(row.violations),
     }
-    for role in ("planner", "drafter", "critic", "refiner"):
+    for role in ROLES:
         cols[role] = run.backends.get(role, "")
     return cols
 

@@ -30,6 +30,7 @@ import json
 from typing import Any, Literal
 
 from strokegraph.app.rows import Row
+from strokegraph.registry import ROLES
 
 __all__ = ["FORMATS", "Format", "common_features", "features", "render"]
 
@@ -54,7 +55,7 @@ def common_features() -> dict[str, Any]:
         for name in ("id", "kind", "label", "negative_source", "truth_label", "run_id", "prompt", "prompt_source")
     }
     cols |= {"benchmark": Value("string"), "tag": Value("string"), "split": Value("string")}
-    cols |= {role: Value("string") for role in ("planner", "drafter", "critic", "refiner")}
+    cols |= {role: Value("string") for role in ROLES}
     cols |= {"step": Value("int32"), "round": Value("int32"), "seed": Value("int64")}
     cols |= {"strokegraph_version": Value("string"), "violations": List(violation)}
     return cols
