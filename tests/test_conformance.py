@@ -109,6 +109,61 @@ def test_every_role_registers_its_checks_and_an_unknown_role_is_refused():
     with pytest.raises(UsageError, match="unknown role 'painter'"):
         conformance.checks("painter")  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="cannot register checks for unknown role 'painter'"):
-        conformance.register_checks("painter", "paint", {})  # type: ignore[arg-type]
+        conformance.register_checks("painter", "paint", {}, lambda: None)  # type: ignore[arg-type]
     with pytest.raises(conformance.ConformanceError, match="a critic has a method 'critique'; Leaky has none"):
         conformance.run_check("critic", "judges", Leaky("raises"))
+
+
+class LeakyAsync:
+    """A drafter whose sync method conforms and whose async twin breaks the protocol."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.sketch = registry.build("drafter", "builtin:sketch")
+
+    def draft(self, request):
+        return self.sketch.draft(request)
+
+    async def adraft(self, request):
+        import asyncio
+
+        if self.mode == "raises":
+            raise KeyError("model answered nonsense")
+        if self.mode == "size":
+            return _tiny()
+        try:
+            await asyncio.Event().wait()  # a model that never answers
+        except asyncio.CancelledError:
+            if self.mode == "swallows-cancel":
+                return self.sketch.draft(request)
+            raise RunError("cancelled") from None
+
+
+class NotAsync(LeakyAsync):
+    def adraft(self, request):  # the loop would await what this returns
+        return self.sketch.draft(request)
+
+
+@pytest.mark.parametrize(
+    ("backend", "check", "why"),
+    [
+        (LeakyAsync("raises"), "first-step", r"raised KeyError .*\(awaiting adraft, as agenerate does\)"),
+        (LeakyAsync("size"), "later-step", r"keeps the canvas size \(awaiting adraft"),
+        (LeakyAsync("swallows-cancel"), "cancel", "returned a result after its task was cancelled"),
+        (LeakyAsync("cancel-as-error"), "cancel", "a cancel became RunError"),
+        (NotAsync("raises"), "first-step", "adraft must be async def"),
+    ],
+    ids=["raises", "size", "swallows-cancel", "cancel-as-error", "not-async"],
+)
+def test_the_checks_hold_an_async_method_to_the_same_protocol(backend, check, why):
+    # The sync method alone passes: only the async twin, which agenerate awaits, is at fault.
+    if check != "cancel" and not isinstance(backend, NotAsync):
+        conformance.run_check("drafter", check, registry.build("drafter", "builtin:sketch"))
+    with pytest.raises(conformance.ConformanceError, match=why):
+        conformance.run_check("drafter", check, backend)
+
+
+def test_every_role_has_a_cancel_check_that_a_sync_only_backend_passes():
+    for role in registry.ROLES:
+        assert conformance.checks(role)[-1] == "cancel"
+        conformance.run_check(role, "cancel", registry.build(role, registry.DEFAULT_IDS[role]))

@@ -19,12 +19,21 @@ exception fails the check. ``require_success=False`` accepts such a failure in p
 for a backend whose answers cannot be valid (a test model with random weights): the checks then
 still hold it to the error contract.
 
+A backend that also offers the role's async method (``aplan``, ``adraft``, ``acritique``,
+``arefine``: what :func:`~strokegraph.agenerate` awaits) is held to the same checks through it:
+each check runs on the sync method, then again on the async one awaited in an event loop of its
+own. Every role has one more check, ``cancel``: cancelling the task that awaits the async method
+must end the call as ``asyncio.CancelledError`` (a backend without one passes it, as the loop then
+runs its sync method in a worker thread and has nothing to ask of it).
+
 Every built-in backend passes these checks in strokegraph's own tests. Each role registers its
 checks (:func:`register_checks`) next to its definition, so a new role brings its own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -278,6 +287,56 @@ def _refiner_interrupt(backend: Any, require_success: bool) -> None:
     _interrupted("Ctrl-C ends a refinement in progress", "refine", lambda: backend.refine(_refine_request()))
 
 
+class _Awaited:
+    """``backend`` seen through its async method: ``<method>(request)`` awaits ``a<method>(request)``
+    in an event loop of its own, so that every check also holds for what ``agenerate`` calls."""
+
+    def __init__(self, backend: Any, method: str) -> None:
+        self._call = getattr(backend, "a" + method)
+        setattr(self, method, self._awaited)
+
+    def _awaited(self, *args: Any) -> Any:
+        return asyncio.run(self._call(*args))
+
+
+def _async_method(role: Role, backend: Any, method: str) -> Callable[..., Any] | None:
+    """``backend.a<method>``, or None when it has none; one that is not ``async def`` fails conformance."""
+    native = getattr(backend, "a" + method, None)
+    if native is None:
+        return None
+    if not inspect.iscoroutinefunction(native):
+        why = f"its a{method} is not a coroutine function; the loop awaits it (make it async def, or drop it)"
+        raise ConformanceError(f"a {role}'s a{method} must be async def: {type(backend).__name__}: {why}")
+    return native
+
+
+def _cancelled(role: Role, backend: Any, method: str, request: Callable[[], Any]) -> None:
+    """Cancelling the task that awaits ``a<method>(request())`` ends the call as CancelledError."""
+    native = _async_method(role, backend, method)
+    if native is None:
+        return
+    name = f"cancelling the task awaiting a{method} ends the call"
+
+    async def go() -> None:
+        task = asyncio.ensure_future(native(request()))
+        await asyncio.sleep(0)  # the call starts, and suspends where it waits (on its model, say)
+        if task.done():  # it ended without waiting on anything: there was nothing to cancel
+            return
+        task.cancel()
+        try:
+            await asyncio.wait_for(task, timeout=30)
+        except asyncio.CancelledError:
+            return
+        except TimeoutError:
+            raise _fail(name, "the call went on for 30 s after its task was cancelled") from None
+        except Exception as exc:  # noqa: BLE001 - a cancel turned into another exception is the failure
+            raise _fail(name, f"a cancel became {type(exc).__name__} ({exc}); let CancelledError through") from exc
+        raise _fail(name, "the call returned a result after its task was cancelled; let CancelledError through")
+
+    with progress.listening(None):
+        asyncio.run(go())
+
+
 Check = Callable[[Any, bool], None]
 """A conformance check: ``check(backend, require_success)``, raising :class:`ConformanceError` when it fails."""
 
@@ -286,29 +345,43 @@ Check = Callable[[Any, bool], None]
 class _RoleChecks:
     method: str
     checks: dict[str, Check]
+    request: Callable[[], Any]
 
 
 # role -> its one method and its checks, by name; each role registers its own (see register_checks).
 _CHECKS: dict[str, _RoleChecks] = {}
 
 
-def register_checks(role: Role, method: str, checks: Mapping[str, Check]) -> None:
+def register_checks(role: Role, method: str, checks: Mapping[str, Check], request: Callable[[], Any]) -> None:
     """Make ``checks`` (name -> check) the conformance checks of ``role``, whose one method is ``method``.
+
+    ``request()`` makes an argument for ``method`` that gets a call as far as its model: the
+    ``cancel`` check, added to every role, cancels the task awaiting ``a<method>`` on it.
 
     A role registers its checks where it is defined, as the loop's four do below: a new role's
     module does so next to its protocol, and :func:`checks` then lists them.
     """
     if role not in ROLES:
         raise UsageError(f"cannot register checks for unknown role {role!r}; roles: {', '.join(ROLES)}")
-    _CHECKS[role] = _RoleChecks(method, dict(checks))
+    _CHECKS[role] = _RoleChecks(method, dict(checks), request)
 
 
-register_checks("planner", "plan", {"plans": _planner_plans, "refuses-cleanly": _planner_refuses_cleanly})
 register_checks(
-    "drafter", "draft", {"first-step": _drafter_first, "later-step": _drafter_later, "interrupt": _drafter_interrupt}
+    "planner", "plan", {"plans": _planner_plans, "refuses-cleanly": _planner_refuses_cleanly}, lambda: PROMPT
 )
-register_checks("critic", "critique", {"judges": _critic_judges, "scope": _critic_scope})
-register_checks("refiner", "refine", {"refines": _refiner_refines, "interrupt": _refiner_interrupt})
+register_checks(
+    "drafter",
+    "draft",
+    {"first-step": _drafter_first, "later-step": _drafter_later, "interrupt": _drafter_interrupt},
+    lambda: _draft_request(0, None),
+)
+register_checks(
+    "critic",
+    "critique",
+    {"judges": _critic_judges, "scope": _critic_scope},
+    lambda: _critique_request(_fixture().second.copy()),
+)
+register_checks("refiner", "refine", {"refines": _refiner_refines, "interrupt": _refiner_interrupt}, _refine_request)
 
 
 def _role_checks(role: Role) -> _RoleChecks:
@@ -324,17 +397,26 @@ def _role_checks(role: Role) -> _RoleChecks:
 
 def checks(role: Role) -> list[str]:
     """The names of ``role``'s checks, for ``pytest.mark.parametrize``."""
-    return list(_role_checks(role).checks)
+    return [*_role_checks(role).checks, "cancel"]
 
 
 def run_check(role: Role, name: str, backend: Any, *, require_success: bool = True) -> None:
-    """Run ``role``'s check ``name`` on ``backend``; raises :class:`ConformanceError` if it fails."""
+    """Run ``role``'s check ``name`` on ``backend`` (and on its async method, where it has one);
+    raises :class:`ConformanceError` if it fails."""
     table = _role_checks(role)
-    if name not in table.checks:
-        raise UsageError(f"unknown {role} check {name!r}; checks: {', '.join(table.checks)}")
+    if name not in checks(role):
+        raise UsageError(f"unknown {role} check {name!r}; checks: {', '.join(checks(role))}")
     if not callable(getattr(backend, table.method, None)):
         raise ConformanceError(f"a {role} has a method {table.method!r}; {type(backend).__name__} has none")
+    if name == "cancel":
+        _cancelled(role, backend, table.method, table.request)
+        return
     table.checks[name](backend, require_success)
+    if _async_method(role, backend, table.method) is not None:
+        try:
+            table.checks[name](_Awaited(backend, table.method), require_success)
+        except ConformanceError as exc:
+            raise ConformanceError(f"{exc} (awaiting a{table.method}, as agenerate does)") from exc
 
 
 def check(role: Role, backend: Any, *, require_success: bool = True) -> None:
