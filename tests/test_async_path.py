@@ -403,3 +403,40 @@ def test_a_canvas_image_is_read_in_a_worker_thread_under_agenerate(tmp_path):
     assert [e.image.sha256 for e in b.trajectory if e.image] == [e.image.sha256 for e in a.trajectory if e.image]
     with Image.open(b.final_image) as im:
         assert im.size == (512, 512)
+
+
+def test_images_are_png_encoded_in_a_worker_thread_when_awaited(server, monkeypatch):
+    # PNG encoding takes tens of ms at 1024x1024: on the event loop it would hold up every other run.
+    encoded_on: list[threading.Thread] = []
+    png = openai_api._png
+
+    def recording(image, mode="RGB"):
+        encoded_on.append(threading.current_thread())
+        return png(image, mode)
+
+    monkeypatch.setattr(openai_api, "_png", recording)
+    server.fallback.update(any_prompt_replies((64, 64)))
+    chat = openai_api.critic(CHAT, base_url=server.url, api_key=SECRET).model
+    refiner = openai_api.refiner(IMAGE, base_url=server.url, api_key=SECRET)
+    canvas = Image.new("RGB", (64, 64), "white")
+    message = {"role": "user", "content": [{"type": "text", "text": "judge"}, {"type": "image", "image": canvas}]}
+    violation = Violation(
+        kind="missing",
+        entity_ids=("e0",),
+        expected="a red apple",
+        observed="nothing",
+        box=(0.2, 0.2, 0.6, 0.6),
+        message="no apple",
+    )
+    request = RefineRequest(
+        scene=SCENE, plan=PLAN, step=0, round=1, image=canvas, critique=Critique(violations=(violation,)), seed=0
+    )
+
+    async def both() -> threading.Thread:
+        await chat.acomplete([message], schema=CriticReply)
+        await refiner.arefine(request)
+        return threading.current_thread()
+
+    loop_thread = asyncio.run(both())
+    assert len(encoded_on) >= 3  # the critic's image, the refiner's canvas and its mask
+    assert loop_thread not in encoded_on

@@ -267,6 +267,14 @@ def _png(image: Image.Image, mode: str = "RGB") -> bytes:
     return buf.getvalue()
 
 
+def _files(image: Image.Image, mask: Image.Image | None) -> dict[str, Any]:
+    """An edit's uploads, as (name, bytes, type) tuples: a bare upload is sent as octet-stream and refused."""
+    files: dict[str, Any] = {"image": ("image.png", _png(image), "image/png")}
+    if mask is not None:
+        files["mask"] = ("mask.png", _png(mask, "RGBA"), "image/png")
+    return files
+
+
 def _data_url(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(_png(image)).decode("ascii")
 
@@ -326,7 +334,8 @@ class OpenAIChat:
             from openai.lib import type_to_response_format_param
 
             kwargs["response_format"] = type_to_response_format_param(schema)
-        sent = [self._message(m) for m in messages]
+        # Images are PNG-encoded here: in a worker thread when awaited, so no other run's task waits on it.
+        sent = await blocking(self._messages, messages, asynchronous=asynchronous)
         completion = await _request(
             self.backend,
             self.client,
@@ -351,6 +360,9 @@ class OpenAIChat:
             why = f"the model refused: {_scrub(message.refusal, self.client)}" if message.refusal else "empty reply"
             raise RunError(f"{self.backend}: {why}", node=self.node)
         return message.content
+
+    def _messages(self, messages: list[dict[str, Any]]) -> list[ChatCompletionMessageParam]:
+        return [self._message(m) for m in messages]
 
     def _message(self, message: dict[str, Any]) -> ChatCompletionMessageParam:
         content = message["content"]
@@ -412,10 +424,7 @@ class _ImageAPI:
     async def _edit(
         self, image: Image.Image, prompt: str, node: str, step: int, asynchronous: bool, mask: Image.Image | None = None
     ) -> Image.Image:
-        # Files go as (name, bytes, type) tuples: a bare upload is sent as octet-stream and refused.
-        files: dict[str, Any] = {"image": ("image.png", _png(image), "image/png")}
-        if mask is not None:
-            files["mask"] = ("mask.png", _png(mask, "RGBA"), "image/png")
+        files = await blocking(_files, image, mask, asynchronous=asynchronous)
         return await self._image(
             lambda client: client.images.edit(prompt=prompt, **files, **self._options()), node, step, asynchronous
         )
