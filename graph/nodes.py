@@ -13,6 +13,7 @@ The nodes are public so custom graphs can reuse them next to nodes of their own.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal, NotRequired, TypedDict
@@ -279,18 +280,97 @@ refiner, arefiner = _nodes(_refiner)
 
 
 def review_payload(state: RunState, kind: str) -> dict:
-    """What the person is shown: the plan, or the latest critique of step ``state.step``."""
+    """What the person is shown: the plan, or the latest critique of step ``state.step``.
+
+    Besides strokegraph's own keys, the payload is a request in LangChain's human-in-the-loop
+    format (``langchain.agents.middleware.human_in_the_loop.HITLRequest``: ``action_requests`` and
+    ``review_configs``), the one Agent Chat UI shows with approve / edit / reject buttons; such a
+    client's ``{"decisions": [...]}`` answer is taken as well (see :func:`review_answer`).
+    """
     if kind == "plan":
         assert state.scene is not None and state.plan is not None  # a plan review follows the planner
-        return {"kind": "plan", "scene": state.scene.model_dump(), "plan": state.plan.model_dump()}
+        plan = state.plan.model_dump()
+        steps = "\n".join(f"{i}. {step.instruction}" for i, step in enumerate(state.plan.steps, 1))
+        description = (
+            f"The plan for {state.prompt!r}, {len(state.plan.steps)} step(s):\n{steps}\n\n"
+            "Approve to draw it, edit its `plan`, or reject to stop the run."
+        )
+        payload: dict[str, Any] = {"kind": "plan", "scene": state.scene.model_dump(), "plan": plan}
+        return payload | _hitl_request(kind, {"plan": plan}, description)
     assert state.critique is not None  # a critique review follows the critic
-    return {
+    critique = state.critique.model_dump()
+    found = "\n".join(f"- {v.kind}: {v.message}" for v in state.critique.violations) or "- none"
+    description = (
+        f"The critique of step {state.step + 1}, round {state.round}:\n{found}\n\n"
+        "Approve to go on, edit its `violations`, respond with a request the critic checks from now on, "
+        "or reject to stop the run."
+    )
+    payload = {
         "kind": "critique",
         "step": state.step,
         "round": state.round,
         "image": state.image.path if state.image else None,
-        "critique": state.critique.model_dump(),
+        "critique": critique,
     }
+    return payload | _hitl_request(kind, {"violations": critique["violations"]}, description)
+
+
+# The decisions each review takes in LangChain's human-in-the-loop format, and the answer each stands for.
+_DECISIONS = {"plan": ("approve", "edit", "reject"), "critique": ("approve", "edit", "reject", "respond")}
+
+
+def _hitl_request(kind: str, args: dict, description: str) -> dict:
+    name = f"review_{kind}"
+    return {
+        "action_requests": [{"name": name, "args": args, "description": description}],
+        "review_configs": [{"action_name": name, "allowed_decisions": list(_DECISIONS[kind])}],
+    }
+
+
+def _from_decision(kind: str, answer: Any) -> Any:
+    """strokegraph's answer for a human-in-the-loop response (``{"decisions": [decision]}``, or the
+    decision alone); any other answer as it is. Raises :class:`InvalidAnswer` for a bad decision."""
+    if isinstance(answer, dict) and "decisions" in answer and "action" not in answer:
+        decisions = answer["decisions"]
+        if set(answer) != {"decisions"} or not isinstance(decisions, list) or len(decisions) != 1:
+            raise _invalid('"decisions" must be a list of one decision: this review asks one question')
+        answer = decisions[0]
+    if not (isinstance(answer, dict) and "type" in answer and "action" not in answer):
+        return answer
+    decision = answer["type"]
+    if decision not in _DECISIONS[kind]:
+        raise _invalid(f"decision {decision!r} is not one of {', '.join(_DECISIONS[kind])} for a {kind} review")
+    if decision == "approve":
+        return {"action": "accept"}
+    if decision == "reject":
+        return {"action": "stop"}
+    if decision == "respond":
+        message = answer.get("message")
+        if not isinstance(message, str) or not message.strip():
+            raise _invalid('a "respond" decision needs a "message": what the critic should check from now on')
+        text = " ".join(message.split())
+        if len(text) > MAX_REQUEST_CHARS:
+            raise _invalid(f"the request is {len(text)} characters; at most {MAX_REQUEST_CHARS}")
+        violation = {"kind": "attribute", "expected": text, "observed": "asked in review", "message": text}
+        return {"action": "add", "violation": violation}
+    field = "plan" if kind == "plan" else "violations"
+    edited = answer.get("edited_action")
+    args = edited.get("args") if isinstance(edited, dict) else None
+    if not isinstance(edited, dict) or edited.get("name") != f"review_{kind}" or not isinstance(args, dict):
+        raise _invalid(f'an "edit" decision needs "edited_action": {{"name": "review_{kind}", "args": {{...}}}}')
+    if set(args) != {field}:
+        raise _invalid(f'the edited args must be {{"{field}": ...}}, not {sorted(args)}')
+    value = args[field]
+    if isinstance(value, str):  # a form sends an edited object back as its JSON text
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise _invalid(f'the edited "{field}" is not JSON: {exc}') from None
+    return {"action": "edit", field: value}
+
+
+#: The longest request a person may add in words (a "respond" decision).
+MAX_REQUEST_CHARS = 1000
 
 
 def _invalid(message: str) -> InvalidAnswer:
@@ -302,12 +382,19 @@ def review_answer(state: RunState, kind: str, answer) -> dict:
 
     Raises :class:`~strokegraph.errors.InvalidAnswer` (a UsageError, one line) for an answer that is not one of:
     ``{"action": "accept"}``, ``{"action": "stop"}``, ``{"action": "edit", "plan": {...}}`` (plan),
-    ``{"action": "edit", "violations": [...]}`` or ``{"action": "add", "violation": {...}}`` (critique).
+    ``{"action": "edit", "violations": [...]}`` or ``{"action": "add", "violation": {...}}`` (critique);
+    or a human-in-the-loop decision standing for one (``{"decisions": [{"type": "approve"}]}``: approve
+    is accept, reject is stop, edit's ``edited_action.args`` holds the ``plan`` or ``violations``, and
+    respond's ``message`` is added as a violation the critic checks from now on).
     """
+    decision = answer
+    answer = _from_decision(kind, answer)
     if not isinstance(answer, dict) or not isinstance(answer.get("action"), str):
         raise _invalid('expected a JSON object with an "action"')
     action = answer["action"]
     record = {"kind": kind, "step": state.step, "round": state.round, "answer": answer}
+    if decision is not answer:  # kept as the person's client sent it (a reject's reason, say)
+        record["decision"] = decision
     allowed = {"accept", "stop", "edit"} | ({"add"} if kind == "critique" else set())
     if action not in allowed:
         raise _invalid(f"action {action!r} is not one of {', '.join(sorted(allowed))} for a {kind} review")
