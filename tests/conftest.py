@@ -87,6 +87,8 @@ def no_ambient_provider_env(monkeypatch):
         "ANTHROPIC_API_URL",
         "OLLAMA_HOST",
         "OLLAMA_API_KEY",
+        "MISTRAL_API_KEY",
+        "MISTRAL_BASE_URL",
         "LANGSMITH_TRACING",
         "LANGCHAIN_TRACING_V2",
     ):

@@ -224,3 +224,44 @@ def test_resume_never_takes_the_endpoint_from_run_json(tmp_path, monkeypatch):
         result = resume(tmp_path / "r", critic=critic)
     assert result.final_image.is_file()
     assert len(recorded.requests) == 1 and elsewhere.requests
+
+
+needs_mistral = pytest.mark.skipif(
+    not _installed("langchain_mistralai"),
+    reason="needs langchain-mistralai (pip install 'strokegraph[langchain-mistralai]')",
+)
+MISTRAL = "langchain:mistralai:mistral-medium-latest"
+
+
+@needs_mistral
+def test_mistral_needs_its_key_even_with_a_base_url(tmp_path):
+    # ChatMistralAI starts without a key but would send "Bearer None": no placeholder for it.
+    with FakeOpenAI() as fake:
+        with pytest.raises(UsageError, match="langchain:mistralai needs a key: set MISTRAL_API_KEY"):
+            generate(PROMPT, out=tmp_path / "r", planner=MISTRAL, settings={"planner": {"base_url": fake.url}})
+        assert fake.requests == [] and not (tmp_path / "r").exists()
+
+
+@needs_mistral
+def test_mistral_takes_its_endpoint_from_mistral_base_url(monkeypatch):
+    monkeypatch.setenv("MISTRAL_API_KEY", KEY)
+    with FakeOpenAI() as fake:
+        monkeypatch.setenv("MISTRAL_BASE_URL", fake.url)
+        fake.script("chat/completions", chat_reply(json.dumps(GOOD)))
+        scene, _ = registry.build("planner", MISTRAL).plan(PROMPT)
+        (sent,) = fake.sent("chat/completions")
+    assert [e.noun for e in scene.entities] == ["cat", "kite"]
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+
+
+@needs_mistral
+@pytest.mark.parametrize(("settings", "named"), [({"temperature": 1.5}, "temperature"), ({"timeout": 2.5}, "timeout")])
+def test_what_mistrals_class_refuses_is_one_line_before_anything_is_sent(settings, named, monkeypatch):
+    # strokegraph takes a temperature to 2 and any timeout; ChatMistralAI only 0 to 1 and whole seconds.
+    monkeypatch.setenv("MISTRAL_API_KEY", KEY)
+    with FakeOpenAI() as fake:
+        with pytest.raises(UsageError) as caught:
+            registry.build("planner", MISTRAL, base_url=fake.url, **settings)
+        assert fake.requests == []
+    message = str(caught.value)
+    assert message.startswith(f"{MISTRAL}: cannot build the chat model") and named in message and "\n" not in message

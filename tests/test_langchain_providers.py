@@ -1,6 +1,7 @@
 """langchain:<provider>:<model> ids with each provider's real LangChain class against a loopback
-server speaking its protocol: ChatOpenAI (OpenAI chat completions), ChatOllama (Ollama's /api/chat)
-and ChatAnthropic (the Messages API). Each test checks that the provider's structured path was used
+server speaking its protocol: ChatOpenAI (OpenAI chat completions), ChatOllama (Ollama's /api/chat),
+ChatAnthropic (the Messages API) and ChatMistralAI (Mistral's chat API, OpenAI's chat completions:
+openai_server.FakeOpenAI serves it). Each test checks that the provider's structured path was used
 (a JSON schema in the request, Ollama's ``format``, a forced tool call), that the critic's request
 carried the image, that a failure is retried and an invalid reply re-asked once, and that the key
 never reaches the run directory."""
@@ -112,8 +113,36 @@ CASES = [
         anthropic_server.any_prompt_replies,
     ),
 ]
-EXPECTED = {"openai": ("json_schema", "PlannerReply"), "ollama": ("format", "PlannerReply")}
+EXPECTED: dict[str, tuple[Any, ...]] = {"openai": ("json_schema", "PlannerReply"), "ollama": ("format", "PlannerReply")}
 EXPECTED["anthropic"] = ("tool", "PlannerReply")
+# Mistral's chat API is OpenAI's chat completions (path, body, image_url parts, usage), so
+# FakeOpenAI speaks it; ChatMistralAI reads an error's status, not its body, whose shape differs.
+# Mistral's custom structured output is a strict JSON schema.
+
+
+def _mistral_structured(body: dict) -> tuple[str, str, bool]:
+    schema = body["response_format"]
+    return schema["type"], schema["json_schema"]["name"], schema["json_schema"]["strict"]
+
+
+CASES.append(
+    Case(
+        "langchain:mistralai:mistral-medium-latest",
+        "langchain_mistralai",
+        "langchain-mistralai",
+        "MISTRAL_API_KEY",
+        openai_server.FakeOpenAI,
+        "chat/completions",
+        lambda reply: openai_server.chat_reply(json.dumps(reply)),
+        lambda reply: openai_server.chat_reply(json.dumps(reply)),
+        openai_server.error_reply,
+        _mistral_structured,
+        _openai_image,
+        11,
+        openai_server.any_prompt_replies,
+    )
+)
+EXPECTED["mistralai"] = ("json_schema", "PlannerReply", True)
 
 
 def _param(case: Case) -> Any:
@@ -243,3 +272,34 @@ def test_the_langchain_backends_conform_against_loopback_servers(case, role, che
     with case.server(fallback=case.any_prompt()) as fake:
         backend = registry.build(role, case.id, base_url=fake.url, max_retries=0)
         conformance.run_check(role, check, backend)
+
+
+MISTRAL = next(c for c in CASES if c.id.startswith("langchain:mistralai:"))
+
+
+@pytest.mark.parametrize("status", [429, 500])
+@pytest.mark.parametrize("case", [_param(MISTRAL)])
+def test_mistral_a_rate_limit_or_server_error_is_retried_by_the_backend_itself(case, status, monkeypatch):
+    # ChatMistralAI retries connection errors only; the run tests above pass on the graph's node
+    # retry too, so this calls the backend alone.
+    monkeypatch.setenv(case.key_env, KEY)
+    with case.server() as fake:
+        fake.script(case.endpoint, case.error(status), case.planner_reply(GOOD))
+        chat = registry.build("planner", case.id, base_url=fake.url, max_retries=1).model
+        text = chat.complete([{"role": "user", "content": [{"type": "text", "text": "plan"}]}], schema=PlannerReply)
+    assert PlannerReply.model_validate_json(text).plan.steps[0].entity_ids == ["e1"]
+    assert len(fake.sent(case.endpoint)) == 2
+
+
+@pytest.mark.parametrize("case", [_param(MISTRAL)])
+def test_mistral_a_timeout_is_retried_max_retries_times_and_no_more(case, monkeypatch):
+    # Its class's own max_retries counts attempts; strokegraph makes that one, so each retry is one request.
+    monkeypatch.setenv(case.key_env, KEY)
+    slow = Reply(delay=30)
+    with case.server() as fake:
+        fake.script(case.endpoint, slow, slow, slow, case.planner_reply(GOOD))
+        chat = registry.build("planner", case.id, base_url=fake.url, timeout=1, max_retries=2).model
+        with pytest.raises(RunError) as caught:
+            chat.complete([{"role": "user", "content": [{"type": "text", "text": "plan"}]}], schema=PlannerReply)
+        assert caught.value.transient and "Timeout" in str(caught.value)
+        assert len(fake.sent(case.endpoint)) == 3 and fake.left() == {case.endpoint: 1}

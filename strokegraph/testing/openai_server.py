@@ -1,7 +1,8 @@
 """A loopback OpenAI-compatible server for tests and benchmarks: scripted replies, faults, latency.
 
 It speaks ``/v1/chat/completions``, ``/v1/images/generations`` and ``/v1/images/edits`` (multipart)
-on ``127.0.0.1`` at a free port: a :class:`~strokegraph.testing.loopback_server.LoopbackServer`,
+on ``127.0.0.1`` at a free port (Mistral's chat API is the same chat completions, so it serves
+``langchain:mistralai:`` tests too): a :class:`~strokegraph.testing.loopback_server.LoopbackServer`,
 which records every request and answers each endpoint from its own queue of :class:`Reply` objects
 (or functions of the :class:`Request` returning one), then from its ``fallback``, or else 418.
 :func:`any_prompt_replies` are fallbacks that fit any plannable prompt, for driving whole runs.

@@ -95,13 +95,15 @@ _GOOGLE_GENAI = Provider(
     key_env=("GOOGLE_API_KEY", "GEMINI_API_KEY"),
     settings=frozenset({"temperature", "max_tokens", "timeout", "max_retries"}),
 )
-_MISTRALAI = Provider(
-    "mistralai",
-    "langchain-mistralai",
-    "langchain_mistralai",
-    "function_calling",
-    key_env=("MISTRAL_API_KEY",),
-)
+
+
+def _mistralai() -> Provider:
+    from strokegraph.tools.langchain._mistralai import MISTRALAI
+
+    return MISTRALAI
+
+
+_MISTRALAI = _mistralai()
 _BEDROCK_CONVERSE = Provider(
     "bedrock_converse",
     "langchain-aws",
