@@ -87,6 +87,10 @@ def no_ambient_provider_env(monkeypatch):
         "ANTHROPIC_API_URL",
         "OLLAMA_HOST",
         "OLLAMA_API_KEY",
+        "GOOGLE_API_KEY",
+        "GEMINI_API_KEY",
+        "GOOGLE_GEMINI_BASE_URL",
+        "GOOGLE_GENAI_USE_VERTEXAI",
         "LANGSMITH_TRACING",
         "LANGCHAIN_TRACING_V2",
     ):
