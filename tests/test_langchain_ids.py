@@ -125,8 +125,14 @@ def test_gemini_takes_its_endpoint_from_its_variable_and_a_placeholder_key_for_a
         registry.build("planner", planner, base_url=fake.url).plan(PROMPT)
         monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake.url)
         monkeypatch.setenv("GEMINI_API_KEY", KEY)
-        registry.build("planner", planner).plan(PROMPT)
-    assert [r.headers["x-goog-api-key"] for r in fake.sent("generateContent")] == ["not-needed", KEY]
+        scene, _ = registry.build("planner", planner, structured_output="function_calling").plan(PROMPT)
+    assert [e.noun for e in scene.entities] == ["cat", "kite"]
+    sent = fake.sent("generateContent")
+    assert [r.headers["x-goog-api-key"] for r in sent] == ["not-needed", KEY]
+    assert sent[1].json["toolConfig"]["functionCallingConfig"] == {
+        "mode": "ANY",
+        "allowedFunctionNames": ["PlannerReply"],
+    }
 
 
 @needs_openai
