@@ -89,6 +89,10 @@ def no_ambient_provider_env(monkeypatch):
         "OLLAMA_API_KEY",
         "MISTRAL_API_KEY",
         "MISTRAL_BASE_URL",
+        "GOOGLE_API_KEY",
+        "GEMINI_API_KEY",
+        "GOOGLE_GEMINI_BASE_URL",
+        "GOOGLE_GENAI_USE_VERTEXAI",
         "LANGSMITH_TRACING",
         "LANGCHAIN_TRACING_V2",
     ):

@@ -59,7 +59,6 @@ def test_the_ids_take_a_provider_and_a_model_that_may_hold_colons():
         ("langchain:anthropic", {}, "names no model; use langchain:anthropic:<model>"),
         ("langchain:ollama: ", {}, "names no model"),
         ("langchain:anthropic:claude-sonnet-4-5", {"api_key": "sk-x"}, "unknown setting(s) 'api_key'"),
-        ("langchain:google_genai:gemini-2.5-flash", {"base_url": "http://h"}, "takes no 'base_url' setting"),
         ("langchain:ollama:qwen2.5", {"temperature": 9}, "temperature must be a number from 0 to 2"),
         ("langchain:ollama:qwen2.5", {"max_retries": -1}, "max_retries must be a whole number from 0 to 10"),
         ("langchain:ollama:qwen2.5", {"base_url": "ftp://u:pw@h"}, "'ftp://***@h' is not an http:// or https://"),
@@ -71,6 +70,17 @@ def test_bad_ids_and_settings_fail_before_anything_is_built(backend_id, settings
     with pytest.raises(UsageError) as caught:
         registry.check("planner", backend_id, settings)
     assert message in str(caught.value)
+
+
+def test_a_setting_the_providers_class_does_not_take_fails_before_anything_is_built(monkeypatch):
+    # A provider whose class takes no base_url: the entry as shipped, with that setting taken away.
+    shipped = PROVIDERS["anthropic"]
+    monkeypatch.setitem(PROVIDERS, "anthropic", dataclasses.replace(shipped, settings=shipped.settings - {"base_url"}))
+    with pytest.raises(UsageError) as caught:
+        registry.check("planner", "langchain:anthropic:claude-sonnet-4-5", {"base_url": "http://h"})
+    assert str(caught.value) == (
+        "langchain:anthropic takes no 'base_url' setting; its settings: max_retries, max_tokens, temperature, timeout"
+    )
 
 
 def test_a_missing_provider_package_names_its_pip_line(monkeypatch):
@@ -101,6 +111,28 @@ def test_a_missing_key_fails_before_anything_is_sent(tmp_path):
         with pytest.raises(UsageError, match="langchain:anthropic needs a key: set ANTHROPIC_API_KEY"):
             generate(PROMPT, out=tmp_path / "r", critic="langchain:anthropic:claude-sonnet-4-5")
         assert fake.requests == [] and not (tmp_path / "r").exists()
+
+
+@pytest.mark.skipif(
+    not _installed("langchain_google_genai"),
+    reason="needs langchain-google-genai (pip install 'strokegraph[langchain-google-genai]')",
+)
+def test_gemini_takes_its_endpoint_from_its_variable_and_a_placeholder_key_for_a_base_url(monkeypatch):
+    from strokegraph.testing import gemini_server
+
+    planner = "langchain:google_genai:gemini-2.5-flash"
+    with gemini_server.FakeGemini(fallback=gemini_server.any_prompt_replies()) as fake:
+        registry.build("planner", planner, base_url=fake.url).plan(PROMPT)
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake.url)
+        monkeypatch.setenv("GEMINI_API_KEY", KEY)
+        scene, _ = registry.build("planner", planner, structured_output="function_calling").plan(PROMPT)
+    assert [e.noun for e in scene.entities] == ["cat", "kite"]
+    sent = fake.sent("generateContent")
+    assert [r.headers["x-goog-api-key"] for r in sent] == ["not-needed", KEY]
+    assert sent[1].json["toolConfig"]["functionCallingConfig"] == {
+        "mode": "ANY",
+        "allowedFunctionNames": ["PlannerReply"],
+    }
 
 
 @needs_openai

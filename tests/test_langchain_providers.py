@@ -1,10 +1,13 @@
 """langchain:<provider>:<model> ids with each provider's real LangChain class against a loopback
 server speaking its protocol: ChatOpenAI (OpenAI chat completions), ChatOllama (Ollama's /api/chat),
-ChatAnthropic (the Messages API) and ChatMistralAI (Mistral's chat API, OpenAI's chat completions:
-openai_server.FakeOpenAI serves it). Each test checks that the provider's structured path was used
-(a JSON schema in the request, Ollama's ``format``, a forced tool call), that the critic's request
-carried the image, that a failure is retried and an invalid reply re-asked once, and that the key
-never reaches the run directory."""
+ChatAnthropic (the Messages API), ChatGoogleGenerativeAI (the Gemini API's generateContent, on
+``gemini_server.FakeGemini``), ChatMistralAI (Mistral's chat API, OpenAI's chat completions:
+``openai_server.FakeOpenAI`` serves it) and ChatBedrockConverse (Bedrock's Converse API, on
+``bedrock_server.FakeBedrock``). Each test checks that the provider's structured path was used (a
+JSON schema in the request, Ollama's ``format``, Gemini's ``responseJsonSchema``, a forced tool
+call), that the critic's request carried the image, that a failure is retried (``max_retries``
+times, not fewer) and an invalid reply re-asked once, and that the key never reaches the run
+directory."""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from strokegraph import registry  # noqa: E402
 from strokegraph.agents.chat import PlannerReply  # noqa: E402
 from strokegraph.app.runner import generate  # noqa: E402
 from strokegraph.errors import RunError  # noqa: E402
-from strokegraph.testing import anthropic_server, ollama_server, openai_server  # noqa: E402
+from strokegraph.testing import anthropic_server, gemini_server, ollama_server, openai_server  # noqa: E402
 from strokegraph.testing.openai_server import Reply, Request  # noqa: E402
 
 KEY = "sk-test-4f1c9e-never-stored"
@@ -64,6 +67,17 @@ def _openai_image(body: dict) -> bool:
 def _anthropic_image(body: dict) -> bool:
     parts = [p for m in body["messages"] if isinstance(m["content"], list) for p in m["content"]]
     return any(p.get("type") == "image" and p["source"]["media_type"] == "image/png" for p in parts)
+
+
+def _gemini_image(body: dict) -> bool:
+    inline = [p["inlineData"] for c in body["contents"] for p in c["parts"] if "inlineData" in p]
+    # google-genai 3.6 sends the part's mime type as "mime_type"; the API's JSON name is "mimeType".
+    return any(i.get("mimeType", i.get("mime_type")) == "image/png" and i["data"] for i in inline)
+
+
+def _gemini_structured(body: dict) -> Any:
+    config = body["generationConfig"]
+    return (config["responseMimeType"], config["responseJsonSchema"]["title"])
 
 
 CASES = [
@@ -112,6 +126,21 @@ CASES = [
         17,
         anthropic_server.any_prompt_replies,
     ),
+    Case(
+        "langchain:google_genai:gemini-2.5-flash",
+        "langchain_google_genai",
+        "langchain-google-genai",
+        "GOOGLE_API_KEY",
+        gemini_server.FakeGemini,
+        "generateContent",
+        lambda reply: gemini_server.chat_reply(json.dumps(reply)),
+        lambda reply: gemini_server.chat_reply(json.dumps(reply)),
+        gemini_server.error_reply,
+        _gemini_structured,
+        _gemini_image,
+        19,
+        gemini_server.any_prompt_replies,
+    ),
 ]
 EXPECTED: dict[str, tuple[Any, ...]] = {"openai": ("json_schema", "PlannerReply"), "ollama": ("format", "PlannerReply")}
 EXPECTED["anthropic"] = ("tool", "PlannerReply")
@@ -143,6 +172,7 @@ CASES.append(
     )
 )
 EXPECTED["mistralai"] = ("json_schema", "PlannerReply", True)
+EXPECTED["google_genai"] = ("application/json", "PlannerReply")
 
 
 def _param(case: Case) -> Any:
@@ -198,6 +228,19 @@ def test_a_server_error_is_retried(case, tmp_path, monkeypatch):
     assert result.scene.entities
     first, second = fake.sent(case.endpoint)[:2]
     assert first.raw == second.raw  # the same request, sent again
+
+
+@pytest.mark.parametrize("case", PARAMS)
+def test_max_retries_counts_the_retries_after_the_first_request(case, monkeypatch):
+    # Google's class takes its SDK's count of attempts, the first included, under the same name.
+    monkeypatch.setenv(case.key_env, KEY)
+    with case.server() as fake:
+        fake.script(case.endpoint, case.error(503), case.error(503), case.planner_reply(GOOD))
+        chat = registry.build("planner", case.id, base_url=fake.url, max_retries=1).model
+        with pytest.raises(RunError) as caught:
+            chat.complete([{"role": "user", "content": [{"type": "text", "text": "hi"}]}], schema=PlannerReply)
+    assert str(caught.value).startswith(f"{case.id}: 503") and caught.value.transient
+    assert len(fake.sent(case.endpoint)) == 2
 
 
 @pytest.mark.parametrize("case", PARAMS)

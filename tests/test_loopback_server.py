@@ -1,5 +1,6 @@
-"""What every loopback API server shares (strokegraph.testing.loopback_server): the OpenAI, Ollama and
-Anthropic fakes record the requests they answered and those whose client hung up while they waited."""
+"""What every loopback API server shares (strokegraph.testing.loopback_server): the OpenAI, Ollama,
+Anthropic and Gemini fakes record the requests they answered and those whose client hung up while they
+waited."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import urllib.parse
 import pytest
 
 from strokegraph.testing.anthropic_server import FakeAnthropic
+from strokegraph.testing.gemini_server import FakeGemini
 from strokegraph.testing.loopback_server import LoopbackServer, Reply
 from strokegraph.testing.ollama_server import FakeOllama
 from strokegraph.testing.openai_server import FakeOpenAI
 
-SERVERS = [pytest.param(cls, id=cls.__name__) for cls in (FakeOpenAI, FakeOllama, FakeAnthropic)]
+SERVERS = [pytest.param(cls, id=cls.__name__) for cls in (FakeOpenAI, FakeOllama, FakeAnthropic, FakeGemini)]
 
 
 def _post(fake: LoopbackServer, endpoint: str) -> socket.socket:

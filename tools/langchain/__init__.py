@@ -169,9 +169,7 @@ class LangChainChat:
         usage.record(prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost)
 
     def _error(self, exc: Exception) -> RunError:
-        status = getattr(exc, "status_code", None)
-        if not isinstance(status, int):
-            status = getattr(getattr(exc, "response", None), "status_code", None)
+        status = _status(exc)
         timed_out = isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower()
         transient = timed_out or (isinstance(status, int) and (status in (408, 409, 429) or status >= 500))
         text = redact_url(" ".join(str(exc).split()))
@@ -179,6 +177,22 @@ class LangChainChat:
             text = text.replace(secret, "***")
         code = f"{status} " if isinstance(status, int) else ""
         return RunError(f"{self.name}: {code}{type(exc).__name__}: {text[:300]}", node=self.node, transient=transient)
+
+
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status of a failure, or of the client error it was raised from (Google's class
+    re-raises a 4xx as its own error, without one)."""
+    cause: BaseException | None = exc
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:  # a chain may loop, as traceback's guard knows
+        seen.add(id(cause))
+        status = getattr(cause, "status_code", None)
+        if not isinstance(status, int):
+            status = getattr(getattr(cause, "response", None), "status_code", None)
+        if isinstance(status, int):
+            return status
+        cause = cause.__cause__
+    return None
 
 
 def _method(chat_model: Any) -> Method:

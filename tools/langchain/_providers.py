@@ -87,14 +87,12 @@ _ANTHROPIC = Provider(
     base_url_env=("ANTHROPIC_API_URL", "ANTHROPIC_BASE_URL"),
     placeholder_key=True,
 )
-_GOOGLE_GENAI = Provider(
-    "google_genai",
-    "langchain-google-genai",
-    "langchain_google_genai",
-    "json_schema",
-    key_env=("GOOGLE_API_KEY", "GEMINI_API_KEY"),
-    settings=frozenset({"temperature", "max_tokens", "timeout", "max_retries"}),
-)
+
+
+def _google_genai() -> Provider:
+    from strokegraph.tools.langchain._google_genai import GOOGLE_GENAI
+
+    return GOOGLE_GENAI
 
 
 def _mistralai() -> Provider:
@@ -103,6 +101,7 @@ def _mistralai() -> Provider:
     return MISTRALAI
 
 
+_GOOGLE_GENAI = _google_genai()
 _MISTRALAI = _mistralai()
 _BEDROCK_CONVERSE = Provider(
     "bedrock_converse",
