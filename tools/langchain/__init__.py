@@ -169,9 +169,11 @@ class LangChainChat:
         usage.record(prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost)
 
     def _error(self, exc: Exception) -> RunError:
-        status = getattr(exc, "status_code", None)
+        status, response = getattr(exc, "status_code", None), getattr(exc, "response", None)
         if not isinstance(status, int):
-            status = getattr(getattr(exc, "response", None), "status_code", None)
+            status = getattr(response, "status_code", None)
+        if not isinstance(status, int) and isinstance(response, dict):  # botocore's ClientError (Bedrock)
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         timed_out = isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower()
         transient = timed_out or (isinstance(status, int) and (status in (408, 409, 429) or status >= 500))
         text = redact_url(" ".join(str(exc).split()))
