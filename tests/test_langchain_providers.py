@@ -1,6 +1,7 @@
 """langchain:<provider>:<model> ids with each provider's real LangChain class against a loopback
-server speaking its protocol: ChatOpenAI (OpenAI chat completions), ChatOllama (Ollama's /api/chat)
-and ChatAnthropic (the Messages API). Each test checks that the provider's structured path was used
+server speaking its protocol: ChatOpenAI (OpenAI chat completions), ChatOllama (Ollama's /api/chat),
+ChatAnthropic (the Messages API) and ChatBedrockConverse (Bedrock's Converse API, SigV4-signed, on
+strokegraph.testing.bedrock_server). Each test checks that the provider's structured path was used
 (a JSON schema in the request, Ollama's ``format``, a forced tool call), that the critic's request
 carried the image, that a failure is retried and an invalid reply re-asked once, and that the key
 never reaches the run directory."""
@@ -8,8 +9,10 @@ never reaches the run directory."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib.util
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +28,7 @@ from strokegraph import registry  # noqa: E402
 from strokegraph.agents.chat import PlannerReply  # noqa: E402
 from strokegraph.app.runner import generate  # noqa: E402
 from strokegraph.errors import RunError  # noqa: E402
-from strokegraph.testing import anthropic_server, ollama_server, openai_server  # noqa: E402
+from strokegraph.testing import anthropic_server, bedrock_server, ollama_server, openai_server  # noqa: E402
 from strokegraph.testing.openai_server import Reply, Request  # noqa: E402
 
 KEY = "sk-test-4f1c9e-never-stored"
@@ -63,6 +66,23 @@ def _openai_image(body: dict) -> bool:
 def _anthropic_image(body: dict) -> bool:
     parts = [p for m in body["messages"] if isinstance(m["content"], list) for p in m["content"]]
     return any(p.get("type") == "image" and p["source"]["media_type"] == "image/png" for p in parts)
+
+
+def _bedrock_image(body: dict) -> bool:
+    blocks = [b for m in body["messages"] for b in m["content"]]
+    return any(
+        b.get("image", {}).get("format") == "png"
+        and base64.b64decode(b["image"]["source"]["bytes"]).startswith(b"\x89PNG")
+        for b in blocks
+    )
+
+
+def _bedrock_tool_choice(body: dict) -> tuple[str, str | None]:
+    (kind, choice), *_ = body["toolConfig"]["toolChoice"].items()
+    return kind, choice.get("name")
+
+
+BEDROCK_MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 
 
 CASES = [
@@ -111,9 +131,25 @@ CASES = [
         17,
         anthropic_server.any_prompt_replies,
     ),
+    Case(
+        f"langchain:bedrock_converse:{BEDROCK_MODEL}",
+        "langchain_aws",
+        "langchain-aws",
+        "AWS_ACCESS_KEY_ID",  # SigV4 sends it in the authorization header; the secret key never leaves
+        bedrock_server.FakeBedrock,
+        "converse",
+        lambda reply: bedrock_server.tool_reply("PlannerReply", reply),
+        lambda reply: bedrock_server.tool_reply("CriticReply", reply),
+        bedrock_server.error_reply,
+        _bedrock_tool_choice,
+        _bedrock_image,
+        19,
+        bedrock_server.any_prompt_replies,
+    ),
 ]
 EXPECTED = {"openai": ("json_schema", "PlannerReply"), "ollama": ("format", "PlannerReply")}
 EXPECTED["anthropic"] = ("tool", "PlannerReply")
+EXPECTED["bedrock_converse"] = ("tool", "PlannerReply")
 
 
 def _param(case: Case) -> Any:
@@ -126,6 +162,18 @@ PARAMS = [_param(case) for case in CASES]
 
 
 pytestmark = pytest.mark.usefixtures("no_ambient_provider_env")
+
+
+@pytest.fixture(autouse=True)
+def aws_test_signing(monkeypatch):
+    """botocore signs each Bedrock request with a secret key for a region: test ones, and nothing
+    of the machine's AWS setup (profiles, config files, endpoints, retry modes, bearer tokens)."""
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret-never-sent")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
 
 
 def _fallback(case: Case) -> dict[str, Callable[[Request], Reply]]:
