@@ -106,8 +106,8 @@ _BEDROCK_CONVERSE = Provider(
     "bedrock_converse",
     "langchain-aws",
     "langchain_aws",
-    # Converse's JSON-schema output (outputConfig) is for a few newest models; a forced tool call
-    # (toolConfig's toolChoice) works for every model that takes tools.
+    # Converse's JSON-schema output (outputConfig) is for a few newest models; a tool call (toolConfig,
+    # forced by its toolChoice where the model takes one, as Claude, Nova and Mistral Large do) for most.
     "function_calling",
     # Scrubbed from messages; AWS's credential chain (AWS_PROFILE, SSO, instance roles) may hold the
     # key instead, so none is required here: a call without one fails as botocore's NoCredentialsError.
