@@ -12,8 +12,10 @@ directory."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib.util
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,13 @@ from strokegraph import registry  # noqa: E402
 from strokegraph.agents.chat import PlannerReply  # noqa: E402
 from strokegraph.app.runner import generate  # noqa: E402
 from strokegraph.errors import RunError  # noqa: E402
-from strokegraph.testing import anthropic_server, gemini_server, ollama_server, openai_server  # noqa: E402
+from strokegraph.testing import (  # noqa: E402
+    anthropic_server,
+    bedrock_server,
+    gemini_server,
+    ollama_server,
+    openai_server,
+)
 from strokegraph.testing.openai_server import Reply, Request  # noqa: E402
 
 KEY = "sk-test-4f1c9e-never-stored"
@@ -78,6 +86,23 @@ def _gemini_image(body: dict) -> bool:
 def _gemini_structured(body: dict) -> Any:
     config = body["generationConfig"]
     return (config["responseMimeType"], config["responseJsonSchema"]["title"])
+
+
+def _bedrock_image(body: dict) -> bool:
+    blocks = [b for m in body["messages"] for b in m["content"]]
+    return any(
+        b.get("image", {}).get("format") == "png"
+        and base64.b64decode(b["image"]["source"]["bytes"]).startswith(b"\x89PNG")
+        for b in blocks
+    )
+
+
+def _bedrock_tool_choice(body: dict) -> tuple[str, str | None]:
+    (kind, choice), *_ = body["toolConfig"]["toolChoice"].items()
+    return kind, choice.get("name")
+
+
+BEDROCK_MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 
 
 CASES = [
@@ -141,6 +166,21 @@ CASES = [
         19,
         gemini_server.any_prompt_replies,
     ),
+    Case(
+        f"langchain:bedrock_converse:{BEDROCK_MODEL}",
+        "langchain_aws",
+        "langchain-aws",
+        "AWS_ACCESS_KEY_ID",  # SigV4 sends it in the authorization header; the secret key never leaves
+        bedrock_server.FakeBedrock,
+        "converse",
+        lambda reply: bedrock_server.tool_reply("PlannerReply", reply),
+        lambda reply: bedrock_server.tool_reply("CriticReply", reply),
+        bedrock_server.error_reply,
+        _bedrock_tool_choice,
+        _bedrock_image,
+        19,
+        bedrock_server.any_prompt_replies,
+    ),
 ]
 EXPECTED: dict[str, tuple[Any, ...]] = {"openai": ("json_schema", "PlannerReply"), "ollama": ("format", "PlannerReply")}
 EXPECTED["anthropic"] = ("tool", "PlannerReply")
@@ -173,6 +213,7 @@ CASES.append(
 )
 EXPECTED["mistralai"] = ("json_schema", "PlannerReply", True)
 EXPECTED["google_genai"] = ("application/json", "PlannerReply")
+EXPECTED["bedrock_converse"] = ("tool", "PlannerReply")
 
 
 def _param(case: Case) -> Any:
@@ -185,6 +226,18 @@ PARAMS = [_param(case) for case in CASES]
 
 
 pytestmark = pytest.mark.usefixtures("no_ambient_provider_env")
+
+
+@pytest.fixture(autouse=True)
+def aws_test_signing(monkeypatch):
+    """botocore signs each Bedrock request with a secret key for a region: test ones, and nothing
+    of the machine's AWS setup (profiles, config files, endpoints, retry modes, bearer tokens)."""
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret-never-sent")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
 
 
 def _fallback(case: Case) -> dict[str, Callable[[Request], Reply]]:

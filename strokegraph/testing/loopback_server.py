@@ -14,9 +14,9 @@ connection while the server was still waiting to reply (``abandoned``).
 
 The servers for each provider's protocol (:mod:`~strokegraph.testing.openai_server`,
 :mod:`~strokegraph.testing.ollama_server`, :mod:`~strokegraph.testing.anthropic_server`,
-:mod:`~strokegraph.testing.gemini_server`) are subclasses that name their endpoints and build their
-replies; one whose paths, request bodies or error shape differ overrides the hooks ``_endpoint``,
-``_parse`` or ``_unscripted``.
+:mod:`~strokegraph.testing.gemini_server`, :mod:`~strokegraph.testing.bedrock_server`) are
+subclasses that name their endpoints and build their replies; one whose paths, request bodies or
+error shape differ overrides the hooks ``_endpoint``, ``_parse`` or ``_unscripted``.
 """
 
 from __future__ import annotations

@@ -181,14 +181,16 @@ class LangChainChat:
 
 def _status(exc: BaseException) -> int | None:
     """The HTTP status of a failure, or of the client error it was raised from (Google's class
-    re-raises a 4xx as its own error, without one)."""
+    re-raises a 4xx as its own error, without one); botocore keeps it in its error's response dict."""
     cause: BaseException | None = exc
     seen: set[int] = set()
     while cause is not None and id(cause) not in seen:  # a chain may loop, as traceback's guard knows
         seen.add(id(cause))
-        status = getattr(cause, "status_code", None)
+        status, response = getattr(cause, "status_code", None), getattr(cause, "response", None)
         if not isinstance(status, int):
-            status = getattr(getattr(cause, "response", None), "status_code", None)
+            status = getattr(response, "status_code", None)
+        if not isinstance(status, int) and isinstance(response, dict):  # botocore's ClientError (Bedrock)
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if isinstance(status, int):
             return status
         cause = cause.__cause__

@@ -41,10 +41,10 @@ class Provider:
     method: Method
     """Structured output the provider's way: a JSON schema in the request, or a forced tool call."""
     key_env: tuple[str, ...] = ()
-    """Variables the chat model class reads its key from; () when it finds it itself (AWS's
-    credential chain). Their values are scrubbed from error messages."""
+    """Variables the chat model class reads its key from. Their values are scrubbed from error messages."""
     key_required: bool = True
-    """Whether a call needs the key (a local Ollama server does not)."""
+    """Whether a call needs one of them set (a local Ollama server needs no key; AWS's credential
+    chain finds one elsewhere too)."""
     base_url_env: tuple[str, ...] = ()
     """Variables the chat model class reads its endpoint from."""
     settings: frozenset[str] = frozenset({"temperature", "max_tokens", "base_url", "timeout", "max_retries"})
@@ -107,9 +107,16 @@ _BEDROCK_CONVERSE = Provider(
     "bedrock_converse",
     "langchain-aws",
     "langchain_aws",
+    # Converse's JSON-schema output (outputConfig) is for a few newest models; a tool call (toolConfig,
+    # forced by its toolChoice where the model takes one, as Claude, Nova and Mistral Large do) for most.
     "function_calling",
-    # Timeouts and retries are botocore's (its config), not the class's.
-    settings=frozenset({"temperature", "max_tokens", "base_url"}),
+    # Scrubbed from messages; AWS's credential chain (AWS_PROFILE, SSO, instance roles) may hold the
+    # key instead, so none is required here: a call without one fails as botocore's NoCredentialsError.
+    key_env=("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_BEARER_TOKEN_BEDROCK"),
+    key_required=False,
+    # base_url is the class's endpoint_url; timeout (whole seconds) and max_retries go to botocore's
+    # Config (langchain-aws >= 1.4.2), whose standard retry mode retries throttling and 5xx replies.
+    base_url_env=("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_ENDPOINT_URL"),
 )
 
 
