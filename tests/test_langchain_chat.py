@@ -70,3 +70,33 @@ def test_rejects_what_is_not_a_langchain_chat_model():
 )
 def test_auto_asks_for_structured_output_as_the_models_profile_allows(profile, method):
     assert LangChainChat(GenericFakeChatModel(messages=iter([]), profile=profile)).method == method
+
+
+def test_images_are_png_encoded_in_a_worker_thread_when_awaited(monkeypatch):
+    # PNG encoding takes tens of ms at 1024x1024: on the event loop it would hold up every other run.
+    import asyncio
+    import threading
+
+    from PIL import Image
+
+    from strokegraph.tools import langchain as lc
+
+    encoded_on: list[threading.Thread] = []
+    part = lc._part
+
+    def recording(p):
+        if p["type"] == "image":
+            encoded_on.append(threading.current_thread())
+        return part(p)
+
+    monkeypatch.setattr(lc, "_part", recording)
+    chat = LangChainChat(GenericFakeChatModel(messages=iter([AIMessage(content="fine")])))
+    image = Image.new("RGB", (64, 64), "white")
+    message = {"role": "user", "content": [{"type": "text", "text": "judge"}, {"type": "image", "image": image}]}
+
+    async def ask() -> threading.Thread:
+        assert await chat.acomplete([message]) == "fine"
+        return threading.current_thread()
+
+    loop_thread = asyncio.run(ask())
+    assert encoded_on and loop_thread not in encoded_on

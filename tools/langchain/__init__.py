@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from pydantic import BaseModel
 
 from strokegraph import usage
-from strokegraph._drive import drive, either
+from strokegraph._drive import blocking, drive, either
 from strokegraph._redact import check_base_url, redact_url
 from strokegraph.errors import RunError, UsageError
 from strokegraph.tools.langchain._providers import PROVIDERS, Method, Provider, Settings
@@ -115,7 +115,8 @@ class LangChainChat:
         self, messages: list[dict[str, Any]], schema: type[BaseModel] | None, *, asynchronous: bool
     ) -> str:
         """The one body of both: ``invoke`` when not ``asynchronous`` (it never suspends then), else ``ainvoke``."""
-        runnable, sent = self._request(messages, schema)
+        # Images are PNG-encoded here: in a worker thread when awaited, so no other run's task waits on it.
+        runnable, sent = await blocking(self._request, messages, schema, asynchronous=asynchronous)
         try:
             out = await either(runnable, "invoke", sent, asynchronous=asynchronous)
         except Exception as exc:  # noqa: BLE001 - each provider raises its own errors; one line names it
