@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import importlib.util
 import json
 import os
@@ -182,11 +183,6 @@ CASES = [
         bedrock_server.any_prompt_replies,
     ),
 ]
-EXPECTED: dict[str, tuple[Any, ...]] = {"openai": ("json_schema", "PlannerReply"), "ollama": ("format", "PlannerReply")}
-EXPECTED["anthropic"] = ("tool", "PlannerReply")
-# Mistral's chat API is OpenAI's chat completions (path, body, image_url parts, usage), so
-# FakeOpenAI speaks it; ChatMistralAI reads an error's status, not its body, whose shape differs.
-# Mistral's custom structured output is a strict JSON schema.
 
 
 def _mistral_structured(body: dict) -> tuple[str, str, bool]:
@@ -194,26 +190,27 @@ def _mistral_structured(body: dict) -> tuple[str, str, bool]:
     return schema["type"], schema["json_schema"]["name"], schema["json_schema"]["strict"]
 
 
+# Mistral's chat API is OpenAI's chat completions (path, body, image_url parts, usage), so
+# FakeOpenAI speaks it; ChatMistralAI reads an error's status, not its body, whose shape differs.
+# Mistral's custom structured output is a strict JSON schema.
 CASES.append(
-    Case(
-        "langchain:mistralai:mistral-medium-latest",
-        "langchain_mistralai",
-        "langchain-mistralai",
-        "MISTRAL_API_KEY",
-        openai_server.FakeOpenAI,
-        "chat/completions",
-        lambda reply: openai_server.chat_reply(json.dumps(reply)),
-        lambda reply: openai_server.chat_reply(json.dumps(reply)),
-        openai_server.error_reply,
-        _mistral_structured,
-        _openai_image,
-        11,
-        openai_server.any_prompt_replies,
+    dataclasses.replace(
+        CASES[0],
+        id="langchain:mistralai:mistral-medium-latest",
+        module="langchain_mistralai",
+        package="langchain-mistralai",
+        key_env="MISTRAL_API_KEY",
+        structured=_mistral_structured,
     )
 )
-EXPECTED["mistralai"] = ("json_schema", "PlannerReply", True)
-EXPECTED["google_genai"] = ("application/json", "PlannerReply")
-EXPECTED["bedrock_converse"] = ("tool", "PlannerReply")
+EXPECTED: dict[str, tuple[Any, ...]] = {
+    "openai": ("json_schema", "PlannerReply"),
+    "ollama": ("format", "PlannerReply"),
+    "anthropic": ("tool", "PlannerReply"),
+    "google_genai": ("application/json", "PlannerReply"),
+    "bedrock_converse": ("tool", "PlannerReply"),
+    "mistralai": ("json_schema", "PlannerReply", True),
+}
 
 
 def _param(case: Case) -> Any:
