@@ -34,15 +34,18 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import field, make_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langgraph.config import get_config
 from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
@@ -81,7 +84,14 @@ ServerContext.__doc__ = "What a server request may choose: each role's backend i
 
 
 class ServerState(BaseModel):
-    prompt: str
+    prompt: str | None = None
+    """What to draw; a chat client sends it as a human message instead (see ``messages``)."""
+    messages: Annotated[list[AnyMessage], add_messages] = []
+    """The thread as a chat, for chat clients (Agent Chat UI): a human message whose text is a run's
+    prompt, then an AI message with its verdict and final image's URL. A newest human message that no
+    run has drawn yet is the prompt; otherwise ``prompt`` is, added here as a human message."""
+    prompt_message: str | None = None
+    """The id of the human message the last run drew."""
     single_pass: bool = False
     budget: Budget = Budget()
     # Written by the run; a new run on the same thread replaces them.
@@ -148,15 +158,34 @@ def _context(runtime: Runtime[Any]) -> Any:
     return ctx
 
 
+def _prompt(state: ServerState) -> tuple[str, dict]:
+    """This run's prompt, and the state update that records which message it came from."""
+    last = state.messages[-1] if state.messages else None
+    if isinstance(last, HumanMessage) and last.id != state.prompt_message:
+        return last.text, {"prompt": last.text, "prompt_message": last.id}
+    if state.prompt is None:
+        raise UsageError('nothing to draw: send {"prompt": "..."} or a human message in "messages"')
+    asked = HumanMessage(state.prompt, id=str(uuid.uuid4()))
+    return state.prompt, {"messages": [asked], "prompt_message": asked.id}
+
+
+def _drawn(state: ServerState) -> str:
+    """The prompt ``prepare`` chose (a client may edit the state between the two nodes)."""
+    if not state.prompt:
+        raise UsageError("the thread's state has no prompt; start a run with one")
+    return state.prompt
+
+
 def prepare(state: ServerState, runtime: Runtime[Any]) -> dict:
     """Check the request and claim the run directory, before any backend is built."""
     ctx = _context(runtime)
-    check_prompt(state.prompt)
+    prompt, asked = _prompt(state)
+    check_prompt(prompt)
     check_limits(ctx.seed, state.budget)
     root = server_root()
     thread = get_config().get("configurable", {}).get("thread_id")
-    run_dir = new_run_dir(state.prompt, root=_thread_dir(root, thread) if thread else root)
-    return {
+    run_dir = new_run_dir(prompt, root=_thread_dir(root, thread) if thread else root)
+    return asked | {
         "run_dir": str(run_dir),
         "run_url": _url(root, run_dir),
         "final_image": None,
@@ -215,7 +244,7 @@ def _record(run_dir: Path, state: ServerState, ctx: Any, ids: dict, review: bool
         format=1,
         strokegraph=__version__,
         thread_id=new_thread_id(run_dir, shared=False),
-        prompt=state.prompt,
+        prompt=_drawn(state),
         backends=ids,
         settings={},
         seed=ctx.seed,
@@ -249,7 +278,7 @@ def _run_loop(loop, state: ServerState, runtime: Runtime[Any], *, review: bool) 
     last: dict | None = None
     error: BaseException | None = None
     try:
-        todo = RunState(prompt=state.prompt, single_pass=state.single_pass, budget=state.budget)
+        todo = RunState(prompt=_drawn(state), single_pass=state.single_pass, budget=state.budget)
         # The budget in state ends the loop; the recursion limit is the backstop a run of the CLI has too.
         limit = {"recursion_limit": recursion_limit(state.budget.max_rounds, review=review)}
         for values in loop.stream(todo, limit, context=context, stream_mode="values"):
@@ -271,14 +300,32 @@ def _run_loop(loop, state: ServerState, runtime: Runtime[Any], *, review: bool) 
                 error.add_note(f"the run's files could not be written: {exc}")
     assert last is not None  # a loop's stream yields its state before it ends
     result = result_of(run_dir, RunState.model_validate(last))
+    final_url = _url(root, run_dir, "final.png") if result.final_image else None
     return {
+        "messages": [AIMessage(_answer(result, final_url))],
         "final_image": str(result.final_image) if result.final_image else None,
         "passed": result.passed,
         "rounds": result.rounds,
         "critique": result.critique.model_dump(mode="json") if result.critique else None,
-        "final_image_url": _url(root, run_dir, "final.png") if result.final_image else None,
+        "final_image_url": final_url,
         "image_urls": list(dict.fromkeys(_url(root, run_dir, e.image.path) for e in result.trajectory if e.image)),
     }
+
+
+def _answer(result: Any, final_url: str | None) -> str:
+    """The run's outcome as a chat message: the CLI's verdict, and the final image's URL.
+
+    The URL is a path under :data:`IMAGE_ROUTE`; with ``$STROKEGRAPH_SERVER_URL`` (the server's
+    address as clients reach it) the message also shows the image, in Markdown.
+    """
+    from strokegraph.app.cli import verdict
+
+    words, _ = verdict(result)
+    if final_url is None:
+        return f"{words}: nothing drawn"
+    base = os.environ.get("STROKEGRAPH_SERVER_URL", "").rstrip("/")
+    shown = f"\n\n![the final image]({base}{final_url})" if base.startswith(("http://", "https://")) else ""
+    return f"{words}: {final_url}{shown}"
 
 
 # Compiled once, at import: LangGraph's server loads this module once per process. Each node
