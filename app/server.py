@@ -26,7 +26,8 @@ directory, as the review payload gives it) and as URLs a remote client can fetch
 URL, the one under review included), one ``{"kind": "image", "path", "url"}`` event on the ``custom``
 stream for each image as the loop saves it, and ``final_image_url`` and ``image_urls`` once it ends.
 A client prefixes them with the server's base URL (``base.rstrip("/") + url``).
-``graph.invoke({"prompt": "..."})`` works with no context at all.
+``graph.invoke({"prompt": "..."})`` works with no context at all. For chat clients the state is also
+a chat (``messages``): a new human message is the prompt, and a finished run answers with an AI message.
 """
 
 from __future__ import annotations
