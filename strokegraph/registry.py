@@ -177,7 +177,9 @@ def register(
     refiner, ``reads`` and ``detector`` for a critic. Keyword-only settings of the factory are the
     settings the id takes. ``check_model(model, settings)`` (a callable or its ``"module:attribute"``),
     when given, checks before anything is built what depends on the model part of the id, such as a
-    package that only some models need, and raises :class:`UsageError` naming the fix. A provider
+    package that only some models need, and raises :class:`UsageError` naming the fix; it runs
+    first when ``requires`` is not met too, so that it may name the one extra that brings both (it
+    must then not import them). A provider
     already registered for ``role`` by another package is a :class:`UsageError`; :func:`unregister`
     it first to replace it.
     """
@@ -397,6 +399,10 @@ def check(role: Role, backend_id: str, settings: dict[str, Any] | None = None) -
     entry = _entries()[(role, provider)]
     missing = [m for m in entry.requires if importlib.util.find_spec(m) is None]
     if missing:
+        if entry.check_model is not None:
+            # The id's own check may name a narrower extra that brings these packages too
+            # (langchain:mistralai:... needs strokegraph[langchain-mistralai], not only [langchain]).
+            _load(entry.check_model)(model, dict(settings or {}))
         raise UsageError(
             f"{role} {backend_id!r} needs {', '.join(missing)} (not installed); "
             f"run: pip install 'strokegraph[{entry.extra}]'"

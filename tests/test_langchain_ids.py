@@ -297,3 +297,20 @@ def test_what_mistrals_class_refuses_is_one_line_before_anything_is_sent(setting
         assert fake.requests == []
     message = str(caught.value)
     assert message.startswith(f"{MISTRAL}: cannot build the chat model") and named in message and "\n" not in message
+
+
+def test_without_langchain_the_pip_line_names_the_providers_extra(monkeypatch):
+    # One pip line that brings everything the id needs: the provider's extra includes langchain.
+    import sys
+
+    monkeypatch.setitem(sys.modules, "langchain", None)  # what find_spec meets where it is not installed
+    gone = dataclasses.replace(PROVIDERS["ollama"], module="strokegraph_test_no_such_module")
+    monkeypatch.setitem(PROVIDERS, "ollama", gone)
+    with pytest.raises(UsageError) as caught:
+        registry.check("planner", "langchain:ollama:qwen2.5")
+    assert str(caught.value).endswith("run: pip install 'strokegraph[langchain-ollama]'")
+    # With the provider's package there, what is missing is langchain itself.
+    monkeypatch.setitem(PROVIDERS, "ollama", dataclasses.replace(gone, module="json"))
+    with pytest.raises(UsageError) as caught:
+        registry.check("planner", "langchain:ollama:qwen2.5")
+    assert str(caught.value).endswith("run: pip install 'strokegraph[langchain]'")
