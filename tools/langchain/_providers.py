@@ -89,20 +89,6 @@ _ANTHROPIC = Provider(
 )
 
 
-def _google_genai() -> Provider:
-    from strokegraph.tools.langchain._google_genai import GOOGLE_GENAI
-
-    return GOOGLE_GENAI
-
-
-def _mistralai() -> Provider:
-    from strokegraph.tools.langchain._mistralai import MISTRALAI
-
-    return MISTRALAI
-
-
-_GOOGLE_GENAI = _google_genai()
-_MISTRALAI = _mistralai()
 _BEDROCK_CONVERSE = Provider(
     "bedrock_converse",
     "langchain-aws",
@@ -120,13 +106,13 @@ _BEDROCK_CONVERSE = Provider(
 )
 
 
-def _ollama() -> Provider:
-    from strokegraph.tools.langchain._ollama import OLLAMA
-
-    return OLLAMA
-
+# The providers with code of their own subclass Provider in a module of their own, which imports this
+# one: they are imported here, once Provider is defined.
+from strokegraph.tools.langchain._google_genai import GOOGLE_GENAI  # noqa: E402
+from strokegraph.tools.langchain._mistralai import MISTRALAI  # noqa: E402
+from strokegraph.tools.langchain._ollama import OLLAMA  # noqa: E402
 
 PROVIDERS: dict[str, Provider] = {
-    p.name: p for p in (_OPENAI, _ANTHROPIC, _ollama(), _GOOGLE_GENAI, _MISTRALAI, _BEDROCK_CONVERSE)
+    p.name: p for p in (_OPENAI, _ANTHROPIC, OLLAMA, GOOGLE_GENAI, MISTRALAI, _BEDROCK_CONVERSE)
 }
 """The providers a ``langchain:<provider>:<model>`` id may name."""
