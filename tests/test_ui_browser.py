@@ -5,9 +5,11 @@ Set STROKEGRAPH_SCREENSHOT=1 to save the page at the end as docs/ui.png (the REA
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def _opened(browser, runs: Path) -> Iterator[WebDriverWait]:
+    """The UI serving ``runs``, open in ``browser``; yields a wait for what the page does next."""
+    app = ui.launch(runs, port=_free_port(), block=False, quiet=True)
+    try:
+        browser.get(app.local_url)
+        yield WebDriverWait(browser, WAIT_S)
+    finally:
+        app.close()
+
+
 @pytest.fixture
 def browser(tmp_path):
     options = webdriver.ChromeOptions()
@@ -57,10 +70,7 @@ def browser(tmp_path):
 
 
 def test_run_the_default_prompt_accept_each_review_and_see_the_verdict(browser, tmp_path):
-    app = ui.launch(tmp_path / "runs", port=_free_port(), block=False, quiet=True)
-    try:
-        browser.get(app.local_url)
-        wait = WebDriverWait(browser, WAIT_S)
+    with _opened(browser, tmp_path / "runs") as wait:
         prompt = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#prompt textarea")))
         assert prompt.get_attribute("value") == ui.DEFAULT_PROMPT
         browser.find_element(By.CSS_SELECTOR, "#review input[type=checkbox]").click()
@@ -90,17 +100,12 @@ def test_run_the_default_prompt_accept_each_review_and_see_the_verdict(browser, 
         if os.environ.get("STROKEGRAPH_SCREENSHOT") == "1":
             browser.execute_script("window.scrollTo(0, 0)")
             browser.save_screenshot(str(SCREENSHOT))
-    finally:
-        app.close()
 
 
 def test_draw_a_violation_stop_then_open_the_run_from_the_gallery(browser, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
 
-    app = ui.launch(tmp_path / "runs", port=_free_port(), block=False, quiet=True)
-    try:
-        browser.get(app.local_url)
-        wait = WebDriverWait(browser, WAIT_S)
+    with _opened(browser, tmp_path / "runs") as wait:
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#review input[type=checkbox]"))).click()
         browser.find_element(By.ID, "run").click()
         wait.until(ec.visibility_of_element_located((By.ID, "accept"))).click()  # the plan
@@ -133,8 +138,6 @@ def test_draw_a_violation_stop_then_open_the_run_from_the_gallery(browser, tmp_p
         browser.switch_to.frame(frame)
         assert ui.DEFAULT_PROMPT in browser.find_element(By.TAG_NAME, "body").text
         browser.switch_to.default_content()
-    finally:
-        app.close()
 
 
 def _pick(browser, wait, elem_id: str, value: str) -> None:
@@ -161,10 +164,7 @@ def test_compare_two_seeds_and_open_a_benchmark(browser, tmp_path):
     for seed in (1, 4):
         assert main(["generate", ui.DEFAULT_PROMPT, "--seed", str(seed), "--out", str(runs / f"seed-{seed}")]) == 0
     assert main(["bench", "geneval", "--limit", "1", "--out", str(runs / "bench-geneval"), "-q"]) == 0
-    app = ui.launch(runs, port=_free_port(), block=False, quiet=True)
-    try:
-        browser.get(app.local_url)
-        wait = WebDriverWait(browser, WAIT_S)
+    with _opened(browser, runs) as wait:
         wait.until(ec.element_to_be_clickable((By.XPATH, "//button[@role='tab' and contains(., 'Runs')]"))).click()
         _pick(browser, wait, "run-a", "seed-1")
         _pick(browser, wait, "run-b", "seed-4")
@@ -183,5 +183,3 @@ def test_compare_two_seeds_and_open_a_benchmark(browser, tmp_path):
         assert "single pass" in browser.find_element(By.TAG_NAME, "body").text.lower()
         assert browser.find_elements(By.TAG_NAME, "svg")
         browser.switch_to.default_content()
-    finally:
-        app.close()
