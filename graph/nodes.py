@@ -315,7 +315,7 @@ def review_payload(state: RunState, kind: str) -> dict:
     return payload | _hitl_request(kind, {"violations": critique["violations"]}, description)
 
 
-# The decisions each review takes in LangChain's human-in-the-loop format, and the answer each stands for.
+# The decisions each review takes in LangChain's human-in-the-loop format (_from_decision turns one into an answer).
 _DECISIONS = {"plan": ("approve", "edit", "reject"), "critique": ("approve", "edit", "reject", "respond")}
 
 
