@@ -421,7 +421,10 @@ class _RunCard:
 
 
 def _json(path: Path) -> dict:
-    doc = json.loads(read_plain(path, _MAX_JSON))
+    try:
+        doc = json.loads(read_plain(path, _MAX_JSON))
+    except RecursionError:  # nested past what json can parse: unreadable, as any other bad JSON
+        raise ValueError(f"{path.name} is nested too deeply to read") from None
     if not isinstance(doc, dict):
         raise ValueError(f"{path.name} is not a JSON object")
     return doc

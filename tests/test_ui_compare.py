@@ -196,3 +196,14 @@ def test_the_apps_temporary_folder_goes_when_it_ends(tmp_path):
     made = done.stdout.splitlines()[0].split()
     assert len(made) == 1 and made[0].startswith("strokegraph-ui-")
     assert not (tmp / made[0]).exists()
+
+
+def test_a_trajectory_nested_too_deeply_is_a_bad_run_not_a_broken_gallery(tmp_path):
+    # json raises RecursionError, not ValueError, on a document nested past its limit: the gallery
+    # catches ValueError (and OSError) per run, so the one run is listed as unreadable.
+    from strokegraph.app import ui_views
+
+    assert main(["generate", "a blue cup", "--out", str(tmp_path / "deep"), "-q"]) == 0
+    (tmp_path / "deep" / "trajectory.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(ValueError, match="trajectory.json is nested too deeply to read"):
+        ui_views.run_card(tmp_path, "deep")
