@@ -29,7 +29,7 @@ from strokegraph._redact import redact_url
 from strokegraph._text import printable
 from strokegraph.app.runs import RunData, Skipped, load_run
 from strokegraph.errors import RunError, StrokegraphError, UsageError
-from strokegraph.schema import Critique, ImageRef, read_plain
+from strokegraph.schema import Critique, ImageRef, inside_image, read_plain
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -366,7 +366,7 @@ def whole(what: str, value: object, most: int) -> int:
 
 
 def check_box(box: list[float]) -> None:
-    if len(box) != 4 or not all(0.0 <= c <= 1.0 for c in box) or box[0] >= box[2] or box[1] >= box[3]:
+    if not inside_image(box):
         raise UsageError(
             f"box {box!r} is not inside the image: x0 < x1 and y0 < y1, each from 0 to 1 (draw it on the image)"
         )

@@ -30,7 +30,7 @@ from strokegraph.agents.planner import single_pass_plan
 from strokegraph.agents.refiner import RefineRequest
 from strokegraph.errors import InvalidAnswer, RunError, StrokegraphError
 from strokegraph.graph.state import RunContext, RunState
-from strokegraph.schema import Event, Plan, Violation
+from strokegraph.schema import Event, Plan, Violation, inside_image
 
 __all__ = [
     "Progress",
@@ -423,6 +423,12 @@ def review_answer(state: RunState, kind: str, answer) -> dict:
         first = exc.errors()[0]
         where = ".".join(map(str, first["loc"])) or "top level"
         raise _invalid(f"{exc.error_count()} problem(s), first at {where}: {first['msg']}") from None
+    if kind == "critique":
+        assert state.critique is not None  # a critique review follows the critic
+        for v in violations:  # the person's boxes; the critic's own are as it found them
+            if v.box is not None and v not in state.critique.violations and not inside_image(v.box):
+                where = "0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1"
+                raise _invalid(f"the box {list(v.box)} of {v.message!r} is not inside the image ({where})")
     if kind == "plan":
         assert state.scene is not None  # a plan review follows the planner
         known = {e.id for e in state.scene.entities}

@@ -79,6 +79,11 @@ MAX_COUNT = 64
 Box = tuple[float, float, float, float]
 
 
+def inside_image(box: tuple[float, ...] | list[float]) -> bool:
+    """Whether ``box`` is a :data:`Box` inside the image: four numbers, 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1."""
+    return len(box) == 4 and all(0.0 <= c <= 1.0 for c in box) and box[0] < box[2] and box[1] < box[3]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

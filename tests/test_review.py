@@ -281,3 +281,20 @@ def test_an_invalid_answer_through_langgraph_asks_again_and_a_valid_one_ends_the
         pending = graph.get_state(config).interrupts
         assert pending and pending[0].value["kind"] == "critique" and "error" not in pending[0].value
         assert [r["answer"] for r in graph.get_state(config).values["reviews"]] == [{"action": "accept"}]
+
+
+@pytest.mark.parametrize("box", [[0.6, 0.2, 0.4, 0.5], [-0.1, 0.0, 0.5, 0.5], [0.1, 0.1, 0.5, 1.2]])
+def test_a_box_a_person_gives_must_lie_inside_the_image(tmp_path, box):
+    # Every review answer passes here (CLI, browser UI, LangGraph clients): one check for all.
+    out = tmp_path / "run"
+    generate(PROMPT, out=out, review=True)
+    r = resume(out, answer={"action": "accept"})
+    kept = r.interrupt["critique"]["violations"]
+    for answer in (
+        {"action": "add", "violation": {**MINE, "box": box}},
+        {"action": "edit", "violations": [*kept, {**MINE, "box": box}]},
+    ):
+        with pytest.raises(UsageError, match=r"is not inside the image \(0 <= x0 < x1 <= 1"):
+            resume(out, answer=answer)
+    r = resume(out, answer={"action": "add", "violation": {**MINE, "box": [0.1, 0.1, 0.5, 0.5]}})
+    assert r.interrupt is not None  # a box inside the image is taken
