@@ -8,7 +8,7 @@ The CLI turns both into one line on stderr and a non-zero exit code.
 
 from __future__ import annotations
 
-__all__ = ["InvalidAnswer", "RunError", "StrokegraphError", "UsageError"]
+__all__ = ["InvalidAnswer", "RunError", "StrokegraphError", "UsageError", "transient_status"]
 
 
 class StrokegraphError(Exception):
@@ -37,3 +37,9 @@ class RunError(StrokegraphError, RuntimeError):
         self.step = step
         self.transient = transient
         """Whether trying again later may succeed (rate limit, timeout, lost connection, 5xx)."""
+
+
+def transient_status(status: int) -> bool:
+    """Whether a reply with HTTP ``status`` may succeed when tried again: a timeout (408), a conflict
+    (409), a rate limit (429) or a server error (5xx). Every backend that retries asks this."""
+    return status in (408, 409, 429) or status >= 500

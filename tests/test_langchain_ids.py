@@ -24,6 +24,7 @@ from strokegraph.errors import UsageError  # noqa: E402
 from strokegraph.testing import anthropic_server, ollama_server  # noqa: E402
 from strokegraph.testing.openai_server import FakeOpenAI, chat_reply  # noqa: E402
 from strokegraph.tools.langchain import PROVIDERS  # noqa: E402
+from strokegraph.tools.langchain._providers import Settings  # noqa: E402
 
 KEY = "sk-ant-test-7d2a-never-stored"
 ROOT = Path(__file__).resolve().parent.parent
@@ -314,3 +315,23 @@ def test_without_langchain_the_pip_line_names_the_providers_extra(monkeypatch):
     with pytest.raises(UsageError) as caught:
         registry.check("planner", "langchain:ollama:qwen2.5")
     assert str(caught.value).endswith("run: pip install 'strokegraph[langchain]'")
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 503])
+def test_the_providers_strokegraph_retries_retry_what_every_backend_retries(status):
+    # Ollama's and Mistral's classes leave these to strokegraph: the same statuses as every backend's.
+    import httpx
+
+    from strokegraph.errors import transient_status
+
+    assert transient_status(status)
+    request = httpx.Request("POST", "http://127.0.0.1/")
+    failed = httpx.HTTPStatusError("x", request=request, response=httpx.Response(status, request=request))
+    assert PROVIDERS["mistralai"].retry_on(Settings())(failed)
+    if importlib.util.find_spec("ollama") is not None:
+        from ollama import ResponseError
+
+        assert PROVIDERS["ollama"].retry_on(Settings())(ResponseError("x", status))
+    assert not PROVIDERS["mistralai"].retry_on(Settings())(
+        httpx.HTTPStatusError("x", request=request, response=httpx.Response(400, request=request))
+    )

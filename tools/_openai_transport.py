@@ -45,7 +45,7 @@ import httpcore2
 import httpx2
 import openai
 
-from strokegraph.errors import UsageError
+from strokegraph.errors import UsageError, transient_status
 
 __all__ = [
     "BoundedAsyncClient",
@@ -257,7 +257,7 @@ def _wait(error: openai.APIStatusError | openai.APIConnectionError, retries: int
     if isinstance(error, openai.APIStatusError):
         headers = error.response.headers
         should = headers.get("x-should-retry")
-        if should == "false" or (should != "true" and not _retryable(error.status_code)):
+        if should == "false" or (should != "true" and not transient_status(error.status_code)):
             return None
         after = _retry_after(headers)
         if after is not None and after > _MAX_RETRY_AFTER:
@@ -265,10 +265,6 @@ def _wait(error: openai.APIStatusError | openai.APIConnectionError, retries: int
         if after is not None and after > 0:
             return after
     return min(_FIRST_WAIT * 2.0**retries, _MAX_WAIT) * (1 - 0.25 * random.random())
-
-
-def _retryable(status: int) -> bool:
-    return status in (408, 409, 429) or status >= 500
 
 
 def _retry_after(headers: httpx2.Headers) -> float | None:

@@ -59,7 +59,7 @@ from strokegraph.agents.refiner import (
     region_mask,
     violation_region,
 )
-from strokegraph.errors import RunError, UsageError
+from strokegraph.errors import RunError, UsageError, transient_status
 from strokegraph.schema import Refinement
 
 if TYPE_CHECKING:
@@ -203,9 +203,7 @@ async def _request(
         if isinstance(error, openai.APIStatusError):
             code = error.status_code
             # A 429 for an exhausted quota is a billing problem: waiting cannot fix it.
-            transient = (code in (408, 409, 429) or code >= 500) and getattr(
-                error, "code", None
-            ) != "insufficient_quota"
+            transient = transient_status(code) and getattr(error, "code", None) != "insufficient_quota"
             reason = _REASONS.get(code, "server error" if code >= 500 else "error")
             body = error.body
             detail = body.get("message") if isinstance(body, dict) else body if isinstance(body, str) else None

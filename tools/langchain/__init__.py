@@ -34,7 +34,7 @@ from pydantic import BaseModel
 from strokegraph import usage
 from strokegraph._drive import blocking, drive, either
 from strokegraph._redact import check_base_url, redact_url
-from strokegraph.errors import RunError, UsageError
+from strokegraph.errors import RunError, UsageError, transient_status
 from strokegraph.tools.langchain._providers import PROVIDERS, Method, Provider, Settings
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ class LangChainChat:
     def _error(self, exc: Exception) -> RunError:
         status = _status(exc)
         timed_out = isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower()
-        transient = timed_out or (isinstance(status, int) and (status in (408, 409, 429) or status >= 500))
+        transient = timed_out or (isinstance(status, int) and transient_status(status))
         text = redact_url(" ".join(str(exc).split()))
         for secret in self.secrets:
             text = text.replace(secret, "***")

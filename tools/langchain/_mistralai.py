@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from strokegraph.errors import transient_status
 from strokegraph.tools.langchain._providers import Provider, Settings
 
 __all__ = ["MISTRALAI"]
@@ -37,8 +38,7 @@ def _transient(exc: BaseException) -> bool:
     import httpx
 
     if isinstance(exc, httpx.HTTPStatusError):
-        status = exc.response.status_code
-        return status in (408, 409, 429) or status >= 500
+        return transient_status(exc.response.status_code)
     return isinstance(exc, httpx.TimeoutException)
 
 

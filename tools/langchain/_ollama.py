@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from strokegraph.errors import transient_status
 from strokegraph.tools.langchain._providers import Provider, Settings
 
 __all__ = ["OLLAMA"]
@@ -34,7 +35,7 @@ def _transient(exc: BaseException) -> bool:
     from ollama import ResponseError
 
     if isinstance(exc, ResponseError):
-        return exc.status_code in (408, 429) or exc.status_code >= 500
+        return transient_status(exc.status_code)
     return isinstance(exc, httpx.TimeoutException)
 
 
