@@ -294,13 +294,14 @@ def _run_loop(loop, state: ServerState, runtime: Runtime[Any], *, review: bool) 
     finally:
         if last is not None:
             try:
-                write_outputs(run_dir, RunState.model_validate(last), error, context.images)
+                final = RunState.model_validate(last)
+                write_outputs(run_dir, final, error, context.images)
             except Exception as exc:  # noqa: BLE001 - the loop's own error is the one to report
                 if error is None:
                     raise
                 error.add_note(f"the run's files could not be written: {exc}")
     assert last is not None  # a loop's stream yields its state before it ends
-    result = result_of(run_dir, RunState.model_validate(last))
+    result = result_of(run_dir, final)
     final_url = _url(root, run_dir, "final.png") if result.final_image else None
     return {
         "messages": [AIMessage(_answer(result, final_url))],
