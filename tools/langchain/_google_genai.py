@@ -25,7 +25,7 @@ class _GoogleGenAI(Provider):
         return kwargs
 
 
-GOOGLE_GENAI = _GoogleGenAI(
+GOOGLE_GENAI: Provider = _GoogleGenAI(
     "google_genai",
     "langchain-google-genai",
     "langchain_google_genai",

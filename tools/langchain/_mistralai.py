@@ -42,7 +42,7 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TimeoutException)
 
 
-MISTRALAI = _MistralAI(
+MISTRALAI: Provider = _MistralAI(
     "mistralai",
     "langchain-mistralai",
     "langchain_mistralai",

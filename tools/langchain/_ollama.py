@@ -39,7 +39,7 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TimeoutException)
 
 
-OLLAMA = _Ollama(
+OLLAMA: Provider = _Ollama(
     "ollama",
     "langchain-ollama",
     "langchain_ollama",
