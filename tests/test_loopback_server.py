@@ -1,6 +1,6 @@
 """What every loopback API server shares (strokegraph.testing.loopback_server): the OpenAI, Ollama,
 Anthropic and Gemini fakes record the requests they answered and those whose client hung up while they
-waited."""
+waited, and every fake answers a request it has no reply for in its protocol's error shape."""
 
 from __future__ import annotations
 
@@ -57,3 +57,31 @@ def test_a_request_whose_client_hangs_up_during_the_delay_is_abandoned_not_answe
         assert first.json == second.json == {"hello": "there"}
         assert fake.abandoned == [first] and fake.answered == [second]
         assert _until(lambda: fake.in_flight == 0, never) and fake.most_in_flight == 1
+
+
+@pytest.mark.parametrize(
+    ("module", "path"),
+    [
+        ("openai_server", "chat/completions"),
+        ("ollama_server", "api/chat"),
+        ("anthropic_server", "v1/messages"),
+        ("gemini_server", "v1/models/m:generateContent"),
+        ("bedrock_server", "model/m/converse"),
+    ],
+)
+def test_a_request_with_no_reply_left_is_a_418_in_the_protocols_own_error_shape(module, path):
+    # So a client fails as it would on that API (its own error parsing), not on a body it cannot read.
+    import importlib
+    import urllib.error
+    import urllib.request
+
+    served = importlib.import_module(f"strokegraph.testing.{module}")
+    server = next(v for k, v in vars(served).items() if k.startswith("Fake"))
+    with server() as fake:
+        url = f"{fake.url.rstrip('/')}/{path}"
+        request = urllib.request.Request(url, data=b"{}", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            urllib.request.urlopen(request, timeout=30)
+    assert failed.value.code == 418
+    expected = served.error_reply(418, f"no scripted reply left for {urllib.parse.urlsplit(url).path}")
+    assert json.loads(failed.value.read()) == expected.body

@@ -79,3 +79,4 @@ class FakeAnthropic(LoopbackServer):
     """An Anthropic Messages API on loopback; ``url`` is the ``base_url`` (or ``ANTHROPIC_BASE_URL``)."""
 
     ENDPOINTS: ClassVar[tuple[str, ...]] = ("v1/messages",)
+    _error = staticmethod(error_reply)

@@ -100,6 +100,7 @@ class FakeBedrock(LoopbackServer):
     """A Bedrock Runtime on loopback; ``url`` is the ``base_url`` (the class's ``endpoint_url``)."""
 
     ENDPOINTS: ClassVar[tuple[str, ...]] = ("converse",)
+    _error = staticmethod(error_reply)
 
     def __init__(self, *, latency: float = 0.0, fallback: dict[str, Script] | None = None) -> None:
         super().__init__(latency=latency, fallback=fallback)
@@ -113,6 +114,3 @@ class FakeBedrock(LoopbackServer):
         with self._lock:
             self.models.append(unquote(found.group(1)))
         return "converse"
-
-    def _unscripted(self, path: str) -> Reply:
-        return error_reply(418, f"no scripted reply left for {path}")

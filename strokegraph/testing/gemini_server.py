@@ -105,10 +105,8 @@ class FakeGemini(LoopbackServer):
     """The Gemini API on loopback; ``url`` is the ``base_url`` (or ``GOOGLE_GEMINI_BASE_URL``)."""
 
     ENDPOINTS: ClassVar[tuple[str, ...]] = ("generateContent",)
+    _error = staticmethod(error_reply)
 
     def _endpoint(self, path: str) -> str:
         found = _METHOD.match(path.strip("/"))
         return found.group(1) if found else path.strip("/")
-
-    def _unscripted(self, path: str) -> Reply:
-        return error_reply(418, f"no scripted reply left for {path}")

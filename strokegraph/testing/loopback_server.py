@@ -16,7 +16,7 @@ The servers for each provider's protocol (:mod:`~strokegraph.testing.openai_serv
 :mod:`~strokegraph.testing.ollama_server`, :mod:`~strokegraph.testing.anthropic_server`,
 :mod:`~strokegraph.testing.gemini_server`, :mod:`~strokegraph.testing.bedrock_server`) are
 subclasses that name their endpoints and build their replies; one whose paths, request bodies or
-error shape differ overrides the hooks ``_endpoint``, ``_parse`` or ``_unscripted``.
+error shape differ overrides the hooks ``_endpoint``, ``_parse`` or ``_error``.
 """
 
 from __future__ import annotations
@@ -172,9 +172,14 @@ class LoopbackServer:
         """The request as recorded: a JSON body parsed into ``json``."""
         return Request(endpoint, headers, raw, json=json.loads(raw) if raw else None)
 
+    @staticmethod
+    def _error(status: int, message: str) -> Reply:
+        """A failure in the protocol's error shape; a subclass names its module's ``error_reply``."""
+        return Reply(status=status, body={"error": message})
+
     def _unscripted(self, path: str) -> Reply:
         """The 418 answer to a request for ``path`` with no scripted reply left, in the protocol's error shape."""
-        return Reply(status=418, body={"error": f"no scripted reply left for {path}"})
+        return self._error(418, f"no scripted reply left for {path}")
 
     def __enter__(self) -> Self:
         fake = self

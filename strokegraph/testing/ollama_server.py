@@ -64,3 +64,4 @@ class FakeOllama(LoopbackServer):
     """An Ollama server on loopback; ``url`` is the ``base_url`` (or ``OLLAMA_HOST``) to give the client."""
 
     ENDPOINTS: ClassVar[tuple[str, ...]] = ("api/chat",)
+    _error = staticmethod(error_reply)

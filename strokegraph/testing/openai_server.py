@@ -145,6 +145,7 @@ class FakeOpenAI(LoopbackServer):
     """
 
     ENDPOINTS: ClassVar[tuple[str, ...]] = ENDPOINTS
+    _error = staticmethod(error_reply)
 
     @property
     def url(self) -> str:
@@ -167,9 +168,6 @@ class FakeOpenAI(LoopbackServer):
             else:
                 files[name] = Upload(part.get_filename(), part.get_content_type(), payload)
         return Request(endpoint, headers, raw, fields=fields, files=files)
-
-    def _unscripted(self, path: str) -> Reply:
-        return Reply(status=418, body={"error": {"message": f"no scripted reply left for {path}"}})
 
 
 def _form_name(part: Message) -> str:
