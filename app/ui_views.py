@@ -218,10 +218,8 @@ class Session:
         self.interrupt = result.interrupt
         self.run_dir = result.run_dir
         if result.final_image is not None:
-            try:
-                self.final = self.keep(_decode(read_plain(result.final_image, _MAX_JSON)))
-            except (OSError, ValueError):
-                self.final = None
+            picture = route_picture(result.run_dir, "final.png")
+            self.final = self.keep(picture) if picture is not None else None
         if result.interrupt is not None:
             pending = result.interrupt
             what = "the plan"
